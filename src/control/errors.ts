@@ -1,0 +1,113 @@
+/**
+ * Every error pgtide raises on purpose is a PgtideError: it carries a stable
+ * `code` (for scripts and docs), the server's SQLSTATE when one caused it, and
+ * whether retrying the same work can succeed. The message always tells the user
+ * what to do next. Connection strings are never put into messages (see redact()).
+ */
+export type ErrorCode =
+  | 'CONFIG_INVALID'
+  | 'CONFIG_NOT_FOUND'
+  | 'CONNECTION_FAILED'
+  | 'AUTH_FAILED'
+  | 'PERMISSION_DENIED'
+  | 'WAL_LEVEL_NOT_LOGICAL'
+  | 'PUBLICATION_MISSING'
+  | 'SLOT_MISSING'
+  | 'SLOT_IN_USE'
+  | 'TABLE_MISSING_ON_TARGET'
+  | 'TABLE_MISSING_ON_SOURCE'
+  | 'COLUMN_MISMATCH'
+  | 'UNSUPPORTED_OBJECT'
+  | 'UNSUPPORTED_VERSION'
+  | 'DECODE_ERROR'
+  | 'PROTOCOL_VIOLATION'
+  | 'REPLICATION_STREAM_LOST'
+  | 'APPLY_FAILED'
+  | 'SEQUENCE_MISMATCH'
+  | 'SEQUENCE_OVERFLOW'
+  | 'STATE_CORRUPT'
+  | 'SHUTDOWN'
+  | 'HARNESS_FAILED'
+  | 'INTERNAL';
+
+export interface PgtideErrorOptions {
+  readonly sqlState?: string | undefined;
+  readonly retryable?: boolean;
+  readonly cause?: unknown;
+}
+
+export class PgtideError extends Error {
+  readonly code: ErrorCode;
+  readonly sqlState: string | undefined;
+  readonly retryable: boolean;
+
+  constructor(code: ErrorCode, message: string, options: PgtideErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'PgtideError';
+    this.code = code;
+    this.sqlState = options.sqlState;
+    this.retryable = options.retryable ?? false;
+  }
+}
+
+export class ConfigError extends PgtideError {
+  constructor(message: string, options: PgtideErrorOptions = {}) {
+    super('CONFIG_INVALID', message, options);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Raised by the pgoutput decoder; `offset` is the byte where decoding failed. */
+export class DecodeError extends PgtideError {
+  readonly offset: number;
+  constructor(message: string, offset: number) {
+    super('DECODE_ERROR', `pgoutput decode error at byte ${offset}: ${message}`);
+    this.name = 'DecodeError';
+    this.offset = offset;
+  }
+}
+
+/** Removes passwords from anything that may hold a connection string. */
+export function redact(text: string): string {
+  return text
+    .replace(/(postgres(?:ql)?:\/\/[^:/@\s]*:)[^@\s]*@/gi, '$1***@')
+    .replace(/(password\s*=\s*)('[^']*'|\S+)/gi, '$1***');
+}
+
+interface ServerErrorShape {
+  readonly code?: unknown;
+  readonly message?: unknown;
+  readonly errno?: unknown;
+  readonly severity?: unknown;
+}
+
+const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENOTFOUND', 'CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED', 'CONNECT_TIMEOUT']);
+
+/**
+ * Maps an error from postgres.js or the network into a PgtideError. `what`
+ * names the server role ("source", "target") so the message points at the
+ * right config entry.
+ */
+export function fromServerError(error: unknown, what: string): PgtideError {
+  if (error instanceof PgtideError) return error;
+  const shape = (typeof error === 'object' && error !== null ? error : {}) as ServerErrorShape;
+  const code = typeof shape.code === 'string' ? shape.code : undefined;
+  const raw = redact(typeof shape.message === 'string' ? shape.message : String(error));
+  const sqlState = code && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
+  if (code && NETWORK_CODES.has(code)) {
+    return new PgtideError('CONNECTION_FAILED', `cannot reach the ${what} server (${code}): ${raw}. Check that it is running and that the ${what} connection string has the right host and port.`, { retryable: true, cause: error });
+  }
+  if (sqlState === '28P01' || sqlState === '28000') {
+    return new PgtideError('AUTH_FAILED', `the ${what} server rejected the login: ${raw}. Check the user and password in the ${what} connection string.`, { sqlState, cause: error });
+  }
+  if (sqlState === '42501') {
+    return new PgtideError('PERMISSION_DENIED', `permission denied on the ${what} server: ${raw}. Grant the privilege named above to the ${what} user (see docs/privileges.md).`, { sqlState, cause: error });
+  }
+  if (sqlState === '3D000') {
+    return new PgtideError('CONNECTION_FAILED', `the ${what} database does not exist: ${raw}. Create it or fix the database name in the ${what} connection string.`, { sqlState, cause: error });
+  }
+  // Class 08 (connection exception), 57P01-57P03 (admin shutdown, crash, cannot connect now),
+  // 40001/40P01 (serialization failure, deadlock), 55006 (object in use: slot busy) may succeed later.
+  const retryable = sqlState !== undefined && (/^08/.test(sqlState) || /^57P0[123]$/.test(sqlState) || sqlState === '40001' || sqlState === '40P01' || sqlState === '55006' || sqlState === '53300');
+  return new PgtideError('INTERNAL', `${what} server error${sqlState ? ` ${sqlState}` : ''}: ${raw}`, { sqlState, retryable, cause: error });
+}
