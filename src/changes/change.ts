@@ -23,14 +23,36 @@ export type RowChange =
   | { readonly kind: 'truncate'; readonly opId: OpId; readonly relations: readonly Relation[]; readonly cascade: boolean; readonly restartIdentity: boolean }
   | { readonly kind: 'message'; readonly opId: OpId; readonly prefix: string; readonly content: Uint8Array };
 
-export interface SourceTransaction {
+/** What is known when a source transaction starts to be applied. */
+export interface TransactionInfo {
   readonly xid: number;
-  /** LSN of the commit record. Changes to a table apply only when this is above the table's sync LSN. */
+  /**
+   * LSN of the commit record (pgoutput's Begin final_lsn). Changes to a table
+   * apply only when this is above the table's sync LSN, and a transaction whose
+   * commit LSN is below the recorded applied position was applied before.
+   */
+  readonly commitLsn: Lsn;
+  readonly commitTime: PgTimestamp;
+  /** Set when the transaction was itself replicated into the source (Origin message). */
+  readonly origin: string | undefined;
+  /** True when it arrived as a streamed (large, in-progress) transaction replayed at Stream Commit. */
+  readonly streamed: boolean;
+}
+
+export interface CommitInfo {
   readonly commitLsn: Lsn;
   /** End of the commit record: the position recorded as applied and confirmed to the source. */
   readonly endLsn: Lsn;
   readonly commitTime: PgTimestamp;
-  /** Set when the transaction was itself replicated into the source (Origin message). */
-  readonly origin: string | undefined;
-  readonly changes: readonly RowChange[];
+}
+
+/**
+ * Where assembled transactions go. Calls arrive strictly in commit order:
+ * begin, change*, commit. A returned promise is awaited before the next call,
+ * which is how apply backpressure reaches the replication stream.
+ */
+export interface TransactionSink {
+  begin(tx: TransactionInfo): void | Promise<void>;
+  change(change: RowChange): void | Promise<void>;
+  commit(info: CommitInfo): void | Promise<void>;
 }

@@ -1,0 +1,330 @@
+/**
+ * Applies assembled source transactions to the target, many source
+ * transactions per target transaction.
+ *
+ * Crash safety: every target transaction ends with
+ * pg_replication_origin_xact_setup(end LSN of its last source transaction), so
+ * the applied position commits atomically with the data. After a crash the
+ * origin's progress says exactly where to resume; nothing is applied twice.
+ * A target transaction only ever ends at a source transaction boundary.
+ *
+ * Batching: within one target transaction, changes are queued per table and
+ * each table's consecutive changes of one kind become one set-based statement.
+ * Reordering *across* tables inside a batch is safe because apply runs with
+ * session_replication_role = replica (no FK checks or ordinary triggers fire)
+ * and the batch commits atomically; order *within* a table is kept exactly,
+ * and TRUNCATE or a changed table definition is a barrier.
+ */
+import postgres from 'postgres';
+import type { Logger } from 'pino';
+import type { CommitInfo, RowChange, TransactionInfo, TransactionSink } from '../changes/change.js';
+import type { Relation } from '../changes/relation-cache.js';
+import { formatLsn, parseLsn, ZERO_LSN, type Lsn } from '../changes/lsn.js';
+import { pgTimestampToDate, type PgTimestamp, type Tuple } from '../protocol/messages.js';
+import { TableCatalog, type TargetTable } from '../target/table-catalog.js';
+import { fromServerError, PgtideError } from '../control/errors.js';
+import {
+  deleteByKeyStatement, deleteFullStatement, insertStatement, textOf, truncateStatement,
+  updateByKeyStatement, updateFullStatement, type KeyedUpdate, type Statement,
+} from './statements.js';
+
+export interface ApplyWriterOptions {
+  readonly url: string;
+  readonly subscription: string;
+  readonly originName: string;
+  readonly batchMaxTransactions: number;
+  readonly batchMaxChanges: number;
+  readonly batchMaxAgeMs: number;
+  readonly logger: Logger;
+}
+
+export interface ApplyStats {
+  transactions: number;
+  changes: number;
+  batches: number;
+  statements: number;
+  /** Rows an UPDATE or DELETE expected to find but did not (counted, logged, skipped). */
+  missingRows: number;
+}
+
+type Run =
+  | { readonly kind: 'insert'; readonly table: TargetTable; readonly rows: Tuple[] }
+  | { readonly kind: 'update'; readonly table: TargetTable; readonly setColumns: readonly number[]; readonly maskKey: string; readonly rows: KeyedUpdate[]; readonly keys: Set<string> }
+  | { readonly kind: 'delete'; readonly table: TargetTable; readonly keys: (readonly string[])[] }
+  | { readonly kind: 'single'; readonly table: TargetTable; readonly statement: Statement; readonly expectRows: boolean };
+
+interface TableQueue { readonly table: TargetTable; readonly runs: Run[] }
+
+/** A key is unique per table; \u0001 cannot appear in a text value sent by PostgreSQL. */
+const keyString = (key: readonly string[]): string => (key.length === 1 ? key[0]! : key.join('\u0001'));
+
+export class ApplyWriter implements TransactionSink {
+  readonly #sql: postgres.Sql;
+  readonly #options: ApplyWriterOptions;
+  readonly #catalog: TableCatalog;
+  readonly #queues = new Map<number, TableQueue>();
+  #inFlight: Promise<unknown>[] = [];
+  #failure: unknown;
+  #batchOpen = false;
+  /** Between a source transaction's begin and commit: the batch may not be committed now. */
+  #inSourceTx = false;
+  #batchStartedAt = 0;
+  #batchTransactions = 0;
+  #queuedChanges = 0;
+  #last: CommitInfo | undefined;
+  #durable: Lsn;
+  #durableCommitTime: PgTimestamp | undefined;
+  readonly stats: ApplyStats = { transactions: 0, changes: 0, batches: 0, statements: 0, missingRows: 0 };
+
+  private constructor(sql: postgres.Sql, options: ApplyWriterOptions, durable: Lsn) {
+    this.#sql = sql;
+    this.#options = options;
+    this.#catalog = new TableCatalog(sql);
+    this.#durable = durable;
+  }
+
+  static async open(options: ApplyWriterOptions): Promise<ApplyWriter> {
+    const sql = postgres(options.url, {
+      max: 1,
+      idle_timeout: 0,
+      max_lifetime: null,
+      connect_timeout: 15,
+      onnotice: () => {},
+      // Replica role: no FK checks, no ordinary triggers, exactly as the built-in apply worker.
+      // synchronous_commit on: a batch is durable when COMMIT returns, so its end LSN may be
+      // reported to the source as flushed (one fsync per batch, not per source transaction).
+      connection: { application_name: 'pgtide-apply', session_replication_role: 'replica', synchronous_commit: 'on' },
+    });
+    try {
+      await sql.unsafe(`SELECT pg_replication_origin_create($1) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_origin WHERE roname = $1)`, [options.originName]);
+      await sql.unsafe(`SELECT pg_replication_origin_session_setup($1)`, [options.originName]);
+      const [row] = await sql.unsafe<{ lsn: string | null }[]>(`SELECT pg_replication_origin_progress($1, true)::text AS lsn`, [options.originName]);
+      const durable = row?.lsn ? parseLsn(row.lsn) : ZERO_LSN;
+      return new ApplyWriter(sql, options, durable);
+    } catch (error) {
+      await sql.end({ timeout: 1 }).catch(() => {});
+      const mapped = fromServerError(error, 'target');
+      if (mapped.sqlState === '55006') {
+        throw new PgtideError('SLOT_IN_USE', `another process is already applying subscription "${options.subscription}" to this target (replication origin ${options.originName} is active). Stop it first; pgtide retries.`, { sqlState: mapped.sqlState, retryable: true, cause: error });
+      }
+      if (mapped.sqlState === '42501') {
+        throw new PgtideError('PERMISSION_DENIED', `the target user may not use replication origins or session_replication_role. Connect as a superuser, or GRANT EXECUTE on the pg_replication_origin_* functions and SET on session_replication_role (PostgreSQL 15+); see docs/privileges.md.`, { sqlState: mapped.sqlState, cause: error });
+      }
+      throw mapped;
+    }
+  }
+
+  /** End LSN of the last source transaction whose target transaction has committed. */
+  get durableLsn(): Lsn { return this.#durable; }
+  get durableCommitTime(): PgTimestamp | undefined { return this.#durableCommitTime; }
+  /** True while a target transaction is open (applied but not yet committed work exists). */
+  get hasPendingWork(): boolean { return this.#batchOpen; }
+  /** True when the open batch ends at a source transaction boundary and may be committed. */
+  get atBoundary(): boolean { return !this.#inSourceTx; }
+
+  begin(_tx: TransactionInfo): void {
+    this.#inSourceTx = true;
+    if (!this.#batchOpen) {
+      this.#batchOpen = true;
+      this.#batchStartedAt = Date.now();
+      this.#issue({ text: 'BEGIN', params: [] });
+    }
+  }
+
+  change(change: RowChange): void | Promise<void> {
+    if (change.kind === 'message') return;
+    if (change.kind === 'truncate') return this.#truncate(change.relations, change.restartIdentity);
+    const queue = this.#queues.get(change.relation.oid);
+    if (queue && queue.table.relation.version === change.relation.version) {
+      this.#enqueue(queue, change);
+      return this.#maybeDrain();
+    }
+    return this.#enqueueResolving(change);
+  }
+
+  async #enqueueResolving(change: Exclude<RowChange, { kind: 'message' | 'truncate' }>): Promise<void> {
+    const old = this.#queues.get(change.relation.oid);
+    // A new definition of a table already queued (DDL) is a barrier for that table.
+    if (old) this.#emitQueue(old);
+    const table = await this.#catalog.resolve(change.relation);
+    const queue: TableQueue = { table, runs: [] };
+    this.#queues.delete(change.relation.oid);
+    this.#queues.set(change.relation.oid, queue);
+    this.#enqueue(queue, change);
+    await this.#maybeDrain();
+  }
+
+  commit(info: CommitInfo): void | Promise<void> {
+    this.#last = info;
+    this.#inSourceTx = false;
+    this.#batchTransactions++;
+    this.stats.transactions++;
+    if (this.#batchTransactions >= this.#options.batchMaxTransactions
+      || this.#queuedChanges >= this.#options.batchMaxChanges
+      || Date.now() - this.#batchStartedAt >= this.#options.batchMaxAgeMs) {
+      return this.flush();
+    }
+  }
+
+  /**
+   * Commits the open batch, if any. Called at batch limits and by the engine
+   * when the stream goes idle, so latency stays low under light load.
+   */
+  async flush(): Promise<void> {
+    if (!this.#batchOpen || this.#inSourceTx) return;
+    const last = this.#last;
+    if (!last) throw new PgtideError('INTERNAL', 'flush with no committed source transaction in the batch');
+    for (const queue of this.#queues.values()) this.#emitQueue(queue);
+    const commitTime = pgTimestampToDate(last.commitTime).toISOString();
+    this.#issue({ text: `SELECT pg_replication_origin_xact_setup($1::pg_lsn, $2::timestamptz)`, params: [formatLsn(last.endLsn), commitTime] });
+    this.#issue({
+      text: `INSERT INTO pgtide.apply_progress AS p (subscription, end_lsn, commit_time, applied_at, transactions)
+             VALUES ($1, $2::pg_lsn, $3::timestamptz, now(), $4::bigint)
+             ON CONFLICT (subscription) DO UPDATE SET end_lsn = EXCLUDED.end_lsn, commit_time = EXCLUDED.commit_time, applied_at = now(), transactions = p.transactions + EXCLUDED.transactions`,
+      params: [this.#options.subscription, formatLsn(last.endLsn), commitTime, String(this.#batchTransactions)],
+    });
+    this.#issue({ text: 'COMMIT', params: [] });
+    await this.#settle();
+    this.#durable = last.endLsn;
+    this.#durableCommitTime = last.commitTime;
+    this.stats.batches++;
+    this.#batchOpen = false;
+    this.#batchTransactions = 0;
+    this.#queuedChanges = 0;
+  }
+
+  /** Abandons the open batch (shutdown or a failure elsewhere); the origin position does not move. */
+  async rollback(): Promise<void> {
+    this.#queues.clear();
+    this.#queuedChanges = 0;
+    this.#batchTransactions = 0;
+    const wasOpen = this.#batchOpen;
+    this.#batchOpen = false;
+    this.#inSourceTx = false;
+    await Promise.allSettled(this.#inFlight);
+    this.#inFlight = [];
+    this.#failure = undefined;
+    if (wasOpen) await this.#sql.unsafe('ROLLBACK').catch(() => {});
+  }
+
+  async close(): Promise<void> {
+    await this.rollback().catch(() => {});
+    await this.#sql.unsafe(`SELECT pg_replication_origin_session_reset()`).catch(() => {});
+    await this.#sql.end({ timeout: 2 }).catch(() => {});
+  }
+
+  #enqueue(queue: TableQueue, change: Exclude<RowChange, { kind: 'message' | 'truncate' }>): void {
+    this.#queuedChanges++;
+    this.stats.changes++;
+    const { table } = queue;
+    const relation = table.relation;
+    const last = queue.runs[queue.runs.length - 1];
+    switch (change.kind) {
+      case 'insert': {
+        if (last?.kind === 'insert') last.rows.push(change.newTuple);
+        else queue.runs.push({ kind: 'insert', table, rows: [change.newTuple] });
+        return;
+      }
+      case 'update': {
+        if (relation.replicaIdentity === 'full' || relation.keyIndexes.length === 0) {
+          this.#requireIdentity(relation, 'UPDATE', change.oldTuple);
+          queue.runs.push({ kind: 'single', table, statement: updateFullStatement(table, change.oldTuple ?? change.newTuple, change.newTuple), expectRows: true });
+          return;
+        }
+        const key = relation.keyIndexes.map((i) => textOf((change.oldTuple ?? change.newTuple)[i], table, i) ?? '');
+        const newKey = change.oldTuple ? relation.keyIndexes.map((i) => textOf(change.newTuple[i], table, i) ?? '') : key;
+        const keyChanged = keyString(newKey) !== keyString(key);
+        const setColumns: number[] = [];
+        change.newTuple.forEach((value, index) => { if (value.kind !== 'unchanged') setColumns.push(index); });
+        const maskKey = setColumns.join(',');
+        const k = keyString(key);
+        // A joined UPDATE applies one match per target row, so a key may appear once per run;
+        // a changed key could be matched by a later row of the same run, so it runs alone.
+        if (!keyChanged && last?.kind === 'update' && last.maskKey === maskKey && !last.keys.has(k)) {
+          last.rows.push({ key, newTuple: change.newTuple });
+          last.keys.add(k);
+        } else {
+          queue.runs.push({ kind: 'update', table, setColumns, maskKey: keyChanged ? `${maskKey}!` : maskKey, rows: [{ key, newTuple: change.newTuple }], keys: new Set([k]) });
+        }
+        return;
+      }
+      case 'delete': {
+        if (relation.replicaIdentity === 'full' || relation.keyIndexes.length === 0) {
+          this.#requireIdentity(relation, 'DELETE', change.oldTuple);
+          queue.runs.push({ kind: 'single', table, statement: deleteFullStatement(table, change.oldTuple), expectRows: true });
+          return;
+        }
+        const key = relation.keyIndexes.map((i) => textOf(change.oldTuple[i], table, i) ?? '');
+        if (last?.kind === 'delete') last.keys.push(key);
+        else queue.runs.push({ kind: 'delete', table, keys: [key] });
+        return;
+      }
+    }
+  }
+
+  #requireIdentity(relation: Relation, what: string, oldTuple: Tuple | undefined): void {
+    if (relation.replicaIdentity === 'full' && oldTuple) return;
+    throw new PgtideError('UNSUPPORTED_OBJECT', `${what} on ${relation.qualifiedName} arrived without a replica identity (REPLICA IDENTITY ${relation.replicaIdentity.toUpperCase()} and no key). Give the source table a primary key, or ALTER TABLE ${relation.qualifiedName} REPLICA IDENTITY FULL.`);
+  }
+
+  async #truncate(relations: readonly Relation[], restartIdentity: boolean): Promise<void> {
+    // TRUNCATE is a barrier: everything queued before it must run first.
+    for (const queue of this.#queues.values()) this.#emitQueue(queue);
+    const names: string[] = [];
+    for (const relation of relations) names.push((await this.#catalog.resolve(relation)).relation.qualifiedName);
+    if (names.length) this.#issue(truncateStatement(names, restartIdentity));
+    this.stats.changes++;
+  }
+
+  #maybeDrain(): void | Promise<void> {
+    if (this.#queuedChanges < this.#options.batchMaxChanges) return;
+    // One source transaction larger than a batch: send what is queued, keep the target transaction open.
+    for (const queue of this.#queues.values()) this.#emitQueue(queue);
+    this.#queuedChanges = 0;
+    return this.#settle();
+  }
+
+  #emitQueue(queue: TableQueue): void {
+    for (const run of queue.runs) {
+      switch (run.kind) {
+        case 'insert': this.#issue(insertStatement(run.table, run.rows)); break;
+        case 'update': this.#issueCounted(updateByKeyStatement(run.table, run.setColumns, run.rows), run.rows.length, run.table, 'UPDATE'); break;
+        case 'delete': this.#issueCounted(deleteByKeyStatement(run.table, run.keys), run.keys.length, run.table, 'DELETE'); break;
+        case 'single': this.#issueCounted(run.statement, run.expectRows ? 1 : 0, run.table, run.statement.text.startsWith('UPDATE') ? 'UPDATE' : 'DELETE'); break;
+      }
+    }
+    queue.runs.length = 0;
+  }
+
+  #issue(statement: Statement): Promise<postgres.RowList<postgres.Row[]>> {
+    this.stats.statements++;
+    // execute() sends now; postgres.js pipelines the statements on the one connection.
+    const promise = this.#sql.unsafe(statement.text, statement.params as string[]).execute() as unknown as Promise<postgres.RowList<postgres.Row[]>>;
+    const tracked = promise.catch((error: unknown) => { this.#failure ??= error; });
+    this.#inFlight.push(tracked);
+    return promise;
+  }
+
+  #issueCounted(statement: Statement, expected: number, table: TargetTable, what: string): void {
+    const promise = this.#issue(statement);
+    promise.then((result) => {
+      const missing = expected - result.count;
+      if (missing > 0) {
+        // A missing row is a conflict (the target diverged). Like the built-in worker, log and skip it.
+        this.stats.missingRows += missing;
+        this.#options.logger.warn({ table: table.relation.qualifiedName, operation: what, missing }, `${what} found ${missing} of ${expected} row(s) missing on the target; skipped`);
+      }
+    }, () => {});
+  }
+
+  async #settle(): Promise<void> {
+    const pending = this.#inFlight;
+    this.#inFlight = [];
+    await Promise.all(pending);
+    if (this.#failure !== undefined) {
+      const failure = this.#failure;
+      this.#failure = undefined;
+      throw new PgtideError('APPLY_FAILED', `applying to the target failed: ${fromServerError(failure, 'target').message}`, { sqlState: fromServerError(failure, 'target').sqlState, retryable: true, cause: failure });
+    }
+  }
+}

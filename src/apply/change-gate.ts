@@ -1,0 +1,76 @@
+/**
+ * Decides which streamed changes reach the writer.
+ *
+ * - A transaction whose commit LSN is below the applied position was applied
+ *   before a restart; the server may resend it, so it is skipped whole.
+ * - A change to table T applies only when T is `ready` and the transaction
+ *   committed after T's sync LSN: the copy of T already contains everything
+ *   committed up to its snapshot. This is how PostgreSQL's own table sync stays
+ *   consistent, and it lets one table be re-copied while the rest stream on.
+ */
+import type { CommitInfo, RowChange, TransactionInfo, TransactionSink } from '../changes/change.js';
+import type { Lsn } from '../changes/lsn.js';
+
+export type TableSyncState = 'init' | 'copying' | 'ready';
+
+export interface TableGateState {
+  readonly state: TableSyncState;
+  readonly syncLsn: Lsn;
+}
+
+export function tableKey(schema: string, name: string): string {
+  return `${schema}\u0000${name}`;
+}
+
+export class ChangeGate implements TransactionSink {
+  readonly #next: TransactionSink;
+  readonly #tables: ReadonlyMap<string, TableGateState>;
+  #appliedLsn: Lsn;
+  #skipping = false;
+  #commitLsn: Lsn;
+  skippedTransactions = 0;
+  filteredChanges = 0;
+
+  constructor(next: TransactionSink, tables: ReadonlyMap<string, TableGateState>, appliedLsn: Lsn) {
+    this.#next = next;
+    this.#tables = tables;
+    this.#appliedLsn = appliedLsn;
+    this.#commitLsn = appliedLsn;
+  }
+
+  begin(tx: TransactionInfo): void | Promise<void> {
+    this.#commitLsn = tx.commitLsn;
+    this.#skipping = tx.commitLsn < this.#appliedLsn;
+    if (this.#skipping) {
+      this.skippedTransactions++;
+      return;
+    }
+    return this.#next.begin(tx);
+  }
+
+  change(change: RowChange): void | Promise<void> {
+    if (this.#skipping) return;
+    switch (change.kind) {
+      case 'message':
+        return this.#next.change(change);
+      case 'truncate': {
+        const relations = change.relations.filter((r) => this.#applies(r.schema, r.name));
+        if (relations.length === 0) { this.filteredChanges++; return; }
+        return this.#next.change(relations.length === change.relations.length ? change : { ...change, relations });
+      }
+      default:
+        if (!this.#applies(change.relation.schema, change.relation.name)) { this.filteredChanges++; return; }
+        return this.#next.change(change);
+    }
+  }
+
+  commit(info: CommitInfo): void | Promise<void> {
+    if (this.#skipping) { this.#skipping = false; return; }
+    return this.#next.commit(info);
+  }
+
+  #applies(schema: string, name: string): boolean {
+    const state = this.#tables.get(tableKey(schema, name));
+    return state !== undefined && state.state === 'ready' && this.#commitLsn > state.syncLsn;
+  }
+}

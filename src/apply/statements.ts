@@ -1,0 +1,171 @@
+/**
+ * Set-based SQL for runs of row changes.
+ *
+ * Values arrive as text and go to the server as text: every column of a run
+ * becomes one `text[]` parameter, unnested and cast to the target column's
+ * type inside the statement. One statement per run (instead of one per row)
+ * is what lets an engine outside the database beat the built-in apply worker:
+ * the per-statement cost (parse, plan, round trip) is paid once per run.
+ * Statement texts depend only on table, kind and column set, so postgres.js
+ * prepares each once and reuses it.
+ */
+import type { Tuple, TupleValue } from '../protocol/messages.js';
+import { quoteIdent } from '../changes/relation-cache.js';
+import type { TargetTable } from '../target/table-catalog.js';
+import { PgtideError } from '../control/errors.js';
+
+export interface Statement {
+  readonly text: string;
+  readonly params: readonly (string | null)[];
+}
+
+export function textOf(value: TupleValue | undefined, table: TargetTable, column: number): string | null {
+  if (!value || value.kind === 'null') return null;
+  if (value.kind === 'text') return value.value;
+  if (value.kind === 'binary') {
+    throw new PgtideError('PROTOCOL_VIOLATION', `column "${table.columns[column]?.name}" of ${table.relation.qualifiedName} arrived in binary format, which pgtide does not request`);
+  }
+  throw new PgtideError('PROTOCOL_VIOLATION', `column "${table.columns[column]?.name}" of ${table.relation.qualifiedName} arrived as unchanged TOAST where a value is required`);
+}
+
+/** Builds a PostgreSQL array literal of text elements; NULL stays NULL. */
+export function textArrayLiteral(values: readonly (string | null)[]): string {
+  let out = '{';
+  for (let i = 0; i < values.length; i++) {
+    if (i > 0) out += ',';
+    const value = values[i];
+    if (value === null || value === undefined) {
+      out += 'NULL';
+    } else {
+      out += '"';
+      // Only backslash and double quote need escaping inside a quoted element.
+      out += /["\\]/.test(value) ? value.replace(/["\\]/g, '\\$&') : value;
+      out += '"';
+    }
+  }
+  return out + '}';
+}
+
+function unnestFrom(arrays: number, firstParam = 1): string {
+  const params: string[] = [];
+  const names: string[] = [];
+  for (let i = 0; i < arrays; i++) {
+    params.push(`$${firstParam + i}::text[]`);
+    names.push(`c${i}`);
+  }
+  return `unnest(${params.join(', ')}) AS v(${names.join(', ')})`;
+}
+
+function column(table: TargetTable, index: number): { readonly name: string; readonly type: string; readonly asText: boolean } {
+  const c = table.columns[index]!;
+  return { name: quoteIdent(c.name), type: c.sqlType, asText: c.compareAsText };
+}
+
+/** Equality that also matches NULLs, on the column's type or its text form when the type has no `=`. */
+function matches(table: TargetTable, index: number, expression: string, target = 't'): string {
+  const c = column(table, index);
+  return c.asText
+    ? `${target}.${c.name}::text IS NOT DISTINCT FROM ${expression}`
+    : `${target}.${c.name} IS NOT DISTINCT FROM ${expression}::${c.type}`;
+}
+
+export function insertStatement(table: TargetTable, rows: readonly Tuple[]): Statement {
+  const n = table.columns.length;
+  const columns: (string | null)[][] = Array.from({ length: n }, () => new Array<string | null>(rows.length));
+  for (let r = 0; r < rows.length; r++) {
+    const row = rows[r]!;
+    for (let c = 0; c < n; c++) columns[c]![r] = textOf(row[c], table, c);
+  }
+  const names = table.columns.map((_, i) => column(table, i).name).join(', ');
+  const casts = table.columns.map((_, i) => `v.c${i}::${column(table, i).type}`).join(', ');
+  return {
+    text: `INSERT INTO ${table.relation.qualifiedName} (${names}) SELECT ${casts} FROM ${unnestFrom(n)}`,
+    params: columns.map(textArrayLiteral),
+  };
+}
+
+export interface KeyedUpdate {
+  readonly key: readonly string[];
+  readonly newTuple: Tuple;
+}
+
+/**
+ * UPDATE … FROM unnest(keys, values): one statement for many rows. The caller
+ * guarantees that a key appears at most once per run (a joined UPDATE applies
+ * only one of several matches) and that every row has the same `setColumns`
+ * (columns that arrived as unchanged TOAST are left out of SET, so the target
+ * keeps its value).
+ */
+export function updateByKeyStatement(table: TargetTable, setColumns: readonly number[], rows: readonly KeyedUpdate[]): Statement {
+  const keyIndexes = table.relation.keyIndexes;
+  const k = keyIndexes.length;
+  const arrays: (string | null)[][] = Array.from({ length: k + setColumns.length }, () => new Array<string | null>(rows.length));
+  for (let r = 0; r < rows.length; r++) {
+    const row = rows[r]!;
+    for (let i = 0; i < k; i++) arrays[i]![r] = row.key[i]!;
+    for (let i = 0; i < setColumns.length; i++) arrays[k + i]![r] = textOf(row.newTuple[setColumns[i]!], table, setColumns[i]!);
+  }
+  const set = setColumns.map((col, i) => `${column(table, col).name} = v.c${k + i}::${column(table, col).type}`).join(', ');
+  const where = keyIndexes.map((col, i) => `t.${column(table, col).name} = v.c${i}::${column(table, col).type}`).join(' AND ');
+  return {
+    text: `UPDATE ${table.relation.qualifiedName} AS t SET ${set} FROM ${unnestFrom(arrays.length)} WHERE ${where}`,
+    params: arrays.map(textArrayLiteral),
+  };
+}
+
+export function deleteByKeyStatement(table: TargetTable, keys: readonly (readonly string[])[]): Statement {
+  const keyIndexes = table.relation.keyIndexes;
+  const arrays: string[][] = keyIndexes.map((_, i) => keys.map((key) => key[i]!));
+  const where = keyIndexes.map((col, i) => `t.${column(table, col).name} = v.c${i}::${column(table, col).type}`).join(' AND ');
+  return {
+    text: `DELETE FROM ${table.relation.qualifiedName} AS t USING ${unnestFrom(arrays.length)} WHERE ${where}`,
+    params: arrays.map(textArrayLiteral),
+  };
+}
+
+/**
+ * REPLICA IDENTITY FULL: the old row is the identity. Several target rows can
+ * be identical, and exactly one must be touched per change, so the statement
+ * picks one physical row (ctid) among the matches.
+ */
+function fullMatch(table: TargetTable, oldTuple: Tuple, firstParam: number): { readonly where: string; readonly params: (string | null)[] } {
+  const parts: string[] = [];
+  const params: (string | null)[] = [];
+  table.columns.forEach((_, i) => {
+    const value = oldTuple[i];
+    if (!value || value.kind === 'unchanged') return;
+    params.push(textOf(value, table, i));
+    parts.push(matches(table, i, `$${firstParam + params.length - 1}`, 'f'));
+  });
+  return { where: parts.length ? parts.join(' AND ') : 'true', params };
+}
+
+export function updateFullStatement(table: TargetTable, oldTuple: Tuple, newTuple: Tuple): Statement {
+  const setColumns = table.columns.map((_, i) => i).filter((i) => newTuple[i]?.kind !== 'unchanged');
+  const params: (string | null)[] = setColumns.map((i) => textOf(newTuple[i], table, i));
+  const set = setColumns.map((col, i) => `${column(table, col).name} = $${i + 1}::${column(table, col).type}`).join(', ');
+  const match = fullMatch(table, oldTuple, params.length + 1);
+  const name = table.relation.qualifiedName;
+  return {
+    text: `UPDATE ${name} SET ${set} WHERE ctid = (SELECT f.ctid FROM ${name} AS f WHERE ${match.where} LIMIT 1)`,
+    params: [...params, ...match.params],
+  };
+}
+
+export function deleteFullStatement(table: TargetTable, oldTuple: Tuple): Statement {
+  const match = fullMatch(table, oldTuple, 1);
+  const name = table.relation.qualifiedName;
+  return {
+    text: `DELETE FROM ${name} WHERE ctid = (SELECT f.ctid FROM ${name} AS f WHERE ${match.where} LIMIT 1)`,
+    params: match.params,
+  };
+}
+
+/**
+ * Like the built-in apply worker, TRUNCATE is applied without CASCADE: the
+ * source already lists every published table its CASCADE reached, and tables
+ * that exist only on the target are not ours to empty.
+ */
+export function truncateStatement(qualifiedNames: readonly string[], restartIdentity: boolean): Statement {
+  return { text: `TRUNCATE ${qualifiedNames.join(', ')}${restartIdentity ? ' RESTART IDENTITY' : ''}`, params: [] };
+}

@@ -1,0 +1,184 @@
+/**
+ * The pgtide configuration: a YAML file validated with zod.
+ *
+ * Connection strings may reference environment variables as `${NAME}` so that
+ * passwords stay out of files. Validation errors name the field and the fix;
+ * connection strings are redacted wherever they could appear in a message.
+ */
+import { readFileSync, existsSync } from 'node:fs';
+import { parse as parseYaml, YAMLParseError } from 'yaml';
+import { z } from 'zod';
+import { ConfigError, PgtideError, redact } from './errors.js';
+
+const SIZE_UNITS: Record<string, number> = { b: 1, kb: 1024, k: 1024, mb: 1024 ** 2, m: 1024 ** 2, gb: 1024 ** 3, g: 1024 ** 3 };
+
+/** Accepts 67108864, "64MB", "64 MiB", "512kB". */
+const byteSize = z.union([z.number().int().positive(), z.string()]).transform((value, ctx) => {
+  if (typeof value === 'number') return value;
+  const match = /^\s*(\d+(?:\.\d+)?)\s*([kmg]?i?b?)\s*$/i.exec(value);
+  const unit = match?.[2]?.toLowerCase().replace('i', '') || 'b';
+  const factor = SIZE_UNITS[unit];
+  if (!match || factor === undefined) {
+    ctx.addIssue({ code: 'custom', message: `"${value}" is not a size; write it like 64MB or 67108864` });
+    return z.NEVER;
+  }
+  return Math.round(Number(match[1]) * factor);
+});
+
+const connectionUrl = z.string().min(1).refine((value) => /^postgres(ql)?:\/\//.test(value), {
+  message: 'must be a connection URL such as postgres://user@host:5432/dbname (put the password in ${ENV_VAR} form if you like)',
+});
+
+/** PostgreSQL identifiers we create (slot, publication, origin) must be simple lower-case names. */
+const simpleName = z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, 'use lower-case letters, digits and _ (at most 63), starting with a letter or _');
+
+/** A table named as schema.table; either part may be double-quoted to keep case, spaces, dots or quotes. */
+const tableName = z.string().min(1).transform((value, ctx) => {
+  const parsed = parseQualifiedName(value);
+  if (!parsed) {
+    ctx.addIssue({ code: 'custom', message: `"${value}" is not a table name; write schema.table, quoting parts with double quotes when needed, e.g. '"My Schema"."Order Items"'` });
+    return z.NEVER;
+  }
+  return parsed;
+});
+
+export const configSchema = z.object({
+  /** Names this replication: the replication origin and state rows on the target are keyed by it. */
+  name: simpleName.default('pgtide'),
+  source: z.object({ url: connectionUrl }).strict(),
+  target: z.object({ url: connectionUrl }).strict(),
+  /** An existing publication to follow. When absent, pgtide creates `<name>_pub` for `tables` (or all tables). */
+  publication: simpleName.optional(),
+  tables: z.array(tableName).optional(),
+  slot: simpleName.optional(),
+  copy: z.object({
+    enabled: z.boolean().default(true),
+    parallelism: z.number().int().min(1).max(64).default(2),
+    splitThresholdBytes: byteSize.default(256 * 1024 * 1024),
+  }).strict().default({ enabled: true, parallelism: 2, splitThresholdBytes: 256 * 1024 * 1024 }),
+  apply: z.object({
+    /** Source transactions grouped into one target transaction at most. */
+    batchMaxTransactions: z.number().int().min(1).default(1000),
+    /** Changes in one target transaction at most (a single larger source transaction is never split). */
+    batchMaxChanges: z.number().int().min(1).default(20000),
+    /** A batch is flushed once its oldest transaction waited this long. */
+    batchMaxAgeMs: z.number().int().min(0).default(50),
+  }).strict().default({ batchMaxTransactions: 1000, batchMaxChanges: 20000, batchMaxAgeMs: 50 }),
+  /** Memory for streamed (in-progress) transactions; beyond it changes are spilled to disk. */
+  memoryCap: byteSize.default(64 * 1024 * 1024),
+  spillDir: z.string().optional(),
+  /** Seconds between standby status updates; must stay well inside the source's wal_sender_timeout. */
+  statusIntervalMs: z.number().int().min(100).default(10_000),
+  /** A connection that delivers nothing (not even a keepalive) for this long is treated as dead. */
+  receiveTimeoutMs: z.number().int().min(1000).default(60_000),
+  sequences: z.object({
+    enabled: z.boolean().default(true),
+    intervalMs: z.number().int().min(100).default(5000),
+    ahead: z.number().int().min(0).default(0),
+    include: z.array(tableName).default([]),
+  }).strict().default({ enabled: true, intervalMs: 5000, ahead: 0, include: [] }),
+  metrics: z.object({ port: z.number().int().min(0).max(65535).optional() }).strict().default({}),
+}).strict();
+
+export type PgtideConfig = z.infer<typeof configSchema>;
+export type ConfigInput = z.input<typeof configSchema>;
+
+export interface QualifiedName { readonly schema: string; readonly name: string }
+
+/**
+ * Parses `schema.table`, `table` (schema public), and double-quoted parts,
+ * where `""` inside quotes is a literal quote. Unquoted parts fold to lower case,
+ * as PostgreSQL does.
+ */
+export function parseQualifiedName(text: string): QualifiedName | undefined {
+  const parts: string[] = [];
+  let i = 0;
+  while (i < text.length) {
+    if (text[i] === '"') {
+      let value = '';
+      i++;
+      for (;;) {
+        if (i >= text.length) return undefined;
+        if (text[i] === '"') {
+          if (text[i + 1] === '"') { value += '"'; i += 2; continue; }
+          i++;
+          break;
+        }
+        value += text[i++];
+      }
+      if (value === '') return undefined;
+      parts.push(value);
+    } else {
+      let value = '';
+      while (i < text.length && text[i] !== '.') value += text[i++];
+      value = value.trim();
+      if (!/^[\p{L}_][\p{L}\p{N}_$]*$/u.test(value)) return undefined;
+      parts.push(value.toLowerCase());
+    }
+    if (i < text.length) {
+      if (text[i] !== '.') return undefined;
+      i++;
+      if (i >= text.length) return undefined;
+    }
+  }
+  if (parts.length === 1) return { schema: 'public', name: parts[0]! };
+  if (parts.length === 2) return { schema: parts[0]!, name: parts[1]! };
+  return undefined;
+}
+
+/** Replaces `${NAME}` with the environment variable, failing clearly when it is unset. */
+function expandEnv(value: unknown, path: string): unknown {
+  if (typeof value === 'string') {
+    return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_m, name: string) => {
+      const found = process.env[name];
+      if (found === undefined) throw new ConfigError(`${path} uses \${${name}}, but the environment variable ${name} is not set. Export it before starting pgtide.`);
+      return found;
+    });
+  }
+  if (Array.isArray(value)) return value.map((item, index) => expandEnv(item, `${path}[${index}]`));
+  if (value && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, expandEnv(item, path ? `${path}.${key}` : key)]));
+  }
+  return value;
+}
+
+export function parseConfig(input: unknown, origin = 'config'): PgtideConfig {
+  const expanded = expandEnv(input ?? {}, '');
+  const result = configSchema.safeParse(expanded);
+  if (!result.success) {
+    const lines = result.error.issues.map((issue) => {
+      const field = issue.path.length ? issue.path.join('.') : '(top level)';
+      let message = issue.message;
+      if (issue.code === 'unrecognized_keys') message = `unknown field(s) ${issue.keys.map((k) => `"${k}"`).join(', ')}; remove them or check the spelling (see docs/configuration.md)`;
+      if (issue.code === 'invalid_type' && /received undefined/i.test(issue.message)) message = 'is required';
+      return `  - ${field}: ${redact(message)}`;
+    });
+    throw new ConfigError(`${origin} is not valid:\n${lines.join('\n')}`);
+  }
+  return result.data;
+}
+
+export function loadConfigFile(file: string): PgtideConfig {
+  if (!existsSync(file)) {
+    throw new PgtideError('CONFIG_NOT_FOUND', `config file ${file} does not exist. Pass --config <file>; see docs/configuration.md for an example.`);
+  }
+  let raw: unknown;
+  try {
+    raw = parseYaml(readFileSync(file, 'utf8'));
+  } catch (error) {
+    const detail = error instanceof YAMLParseError ? error.message : String(error);
+    throw new ConfigError(`${file} is not valid YAML: ${redact(detail)}`);
+  }
+  return parseConfig(raw, file);
+}
+
+/** Derived names, so every component agrees on them. */
+export function slotName(config: PgtideConfig): string {
+  return config.slot ?? `${config.name}_slot`;
+}
+export function publicationName(config: PgtideConfig): string {
+  return config.publication ?? `${config.name}_pub`;
+}
+export function originName(config: PgtideConfig): string {
+  return `pgtide_${config.name}`;
+}

@@ -1,0 +1,267 @@
+/**
+ * The engine's lifecycle: prepare (checks, publication, state), initial copy,
+ * then stream and apply until stopped, reconnecting with backoff on any
+ * retryable failure. Each streaming attempt starts fresh from the position
+ * recorded on the target, which is what makes a crash at any moment safe.
+ */
+import postgres from 'postgres';
+import type { Logger } from 'pino';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { originName, publicationName, slotName, type PgtideConfig } from './config.js';
+import { PgtideError, fromServerError } from './errors.js';
+import { checkSource, createPublication, publicationExists, publishedTables, slotExists, type PublishedTable } from '../source/source-catalog.js';
+import { ReplicationConnection, protocolVersionFor } from '../source/replication-connection.js';
+import { ReplicationSession } from '../source/replication-session.js';
+import { copyTables, type CopyProgress, type CopyTableSpec } from '../source/table-copy.js';
+import { PgoutputDecoder } from '../protocol/pgoutput-decoder.js';
+import { TransactionAssembler } from '../changes/transaction-assembler.js';
+import { formatLsn, maxLsn, type Lsn } from '../changes/lsn.js';
+import { qualify } from '../changes/relation-cache.js';
+import { ApplyWriter } from '../apply/apply-writer.js';
+import { ChangeGate } from '../apply/change-gate.js';
+import { StateStore } from '../target/state-store.js';
+
+export interface EngineHooks {
+  readonly onCopyProgress?: (progress: readonly CopyProgress[]) => void;
+  readonly onCopyDone?: () => void;
+  /** After each committed batch: position and counts, for lag displays and metrics. */
+  readonly onApplied?: (info: { readonly durableLsn: Lsn; readonly serverWalEnd: Lsn; readonly transactions: number; readonly changes: number }) => void;
+  readonly onStreaming?: () => void;
+}
+
+export interface EngineState {
+  readonly phase: 'starting' | 'copying' | 'streaming' | 'reconnecting' | 'stopped';
+  readonly durableLsn: Lsn | undefined;
+}
+
+const MAX_BACKOFF_MS = 30_000;
+
+export class Engine {
+  readonly #config: PgtideConfig;
+  readonly #logger: Logger;
+  readonly #hooks: EngineHooks;
+  #phase: EngineState['phase'] = 'starting';
+  #durable: Lsn | undefined;
+
+  constructor(config: PgtideConfig, logger: Logger, hooks: EngineHooks = {}) {
+    this.#config = config;
+    this.#logger = logger;
+    this.#hooks = hooks;
+  }
+
+  get state(): EngineState {
+    return { phase: this.#phase, durableLsn: this.#durable };
+  }
+
+  /** Runs until `signal` aborts (then shuts down cleanly and resolves) or a non-retryable error. */
+  async run(signal: AbortSignal): Promise<void> {
+    const config = this.#config;
+    const source = postgres(config.source.url, { max: 2, connect_timeout: 15, onnotice: () => {}, idle_timeout: 30 });
+    const target = postgres(config.target.url, { max: 2, connect_timeout: 15, onnotice: () => {}, idle_timeout: 30 });
+    try {
+      const prepared = await this.#prepare(source, target, signal);
+      if (signal.aborted) return;
+      this.#phase = 'streaming';
+      this.#hooks.onStreaming?.();
+      let attempt = 0;
+      while (!signal.aborted) {
+        try {
+          await this.#streamOnce(prepared, signal, () => { attempt = 0; });
+        } catch (error) {
+          const mapped = error instanceof PgtideError ? error : fromServerError(error, 'source');
+          if (!mapped.retryable || signal.aborted) throw mapped;
+          const delay = Math.min(MAX_BACKOFF_MS, 500 * 2 ** attempt) * (0.75 + Math.random() * 0.5);
+          attempt++;
+          this.#phase = 'reconnecting';
+          this.#logger.warn({ code: mapped.code, sqlState: mapped.sqlState, attempt, retryInMs: Math.round(delay) }, `replication interrupted: ${mapped.message}; retrying`);
+          await sleep(delay, undefined, { signal }).catch(() => {});
+          this.#phase = 'streaming';
+        }
+      }
+    } finally {
+      this.#phase = 'stopped';
+      await Promise.allSettled([source.end({ timeout: 2 }), target.end({ timeout: 2 })]);
+    }
+  }
+
+  async #prepare(source: postgres.Sql, target: postgres.Sql, signal: AbortSignal): Promise<Prepared> {
+    const config = this.#config;
+    const info = await checkSource(source);
+    const store = new StateStore(target, config.name);
+    await store.migrate();
+    const publication = publicationName(config);
+    const slot = slotName(config);
+    if (!(await publicationExists(source, publication))) {
+      if (config.publication) {
+        throw new PgtideError('PUBLICATION_MISSING', `publication "${publication}" does not exist on the source. Create it there (CREATE PUBLICATION ${publication} FOR TABLE ...), or remove \`publication:\` from the config to let pgtide create one for \`tables:\`.`);
+      }
+      await createPublication(source, publication, config.tables);
+      this.#logger.info({ publication }, 'created publication on the source');
+    }
+    const tables = await publishedTables(source, publication);
+    if (tables.length === 0) this.#logger.warn({ publication }, 'the publication contains no tables; nothing will be replicated');
+    await this.#checkTargetTables(target, tables);
+    for (const t of tables) {
+      if (t.replicaIdentity === 'nothing' || (t.replicaIdentity === 'default' && !t.hasKey)) {
+        this.#logger.warn({ table: qualify(t.schema, t.name) }, 'table has no replica identity: the source will reject UPDATE and DELETE on it while it is published; give it a primary key or REPLICA IDENTITY FULL');
+      }
+    }
+
+    let subscription = await store.getSubscription();
+    if (subscription && subscription.sourceSystemId && subscription.sourceSystemId !== info.systemId) {
+      throw new PgtideError('STATE_CORRUPT', `this target replicates subscription "${config.name}" from another source (system id ${subscription.sourceSystemId}, this source is ${info.systemId}). Use a different \`name:\` or run \`pgtide drop\` for the old one.`);
+    }
+    if (!subscription) await store.createSubscription(slot, publication, info.systemId);
+    await store.syncTableList(tables);
+    subscription = await store.getSubscription();
+    const slotState = await slotExists(source, slot);
+
+    let startLsn: Lsn;
+    if (!subscription?.startLsn) {
+      if (slotState.exists) {
+        // Left by a first start that died before recording its start point: it is ours and unused.
+        if (slotState.active) throw new PgtideError('SLOT_IN_USE', `replication slot "${slot}" is active on the source; another process uses it. Stop it or choose another slot name.`, { retryable: false });
+        await source.unsafe(`SELECT pg_drop_replication_slot($1)`, [slot]);
+      }
+      const repl = ReplicationConnection.open(config.source.url);
+      try {
+        const created = await repl.createSlot(slot, { temporary: false, exportSnapshot: config.copy.enabled });
+        startLsn = created.consistentPoint;
+        await store.setStartLsn(startLsn);
+        this.#logger.info({ slot, consistentPoint: formatLsn(startLsn) }, 'created replication slot');
+        await this.#copy(store, source, target, created.snapshotName, created.consistentPoint, signal);
+      } finally {
+        await repl.close();
+      }
+    } else {
+      if (!slotState.exists) {
+        throw new PgtideError('SLOT_MISSING', `replication slot "${slot}" is gone from the source, so changes since the last run cannot be streamed. Run \`pgtide drop\` with this config and start again to re-copy.`);
+      }
+      startLsn = subscription.startLsn;
+      const pending = (await store.tableStates()).filter((t) => t.state !== 'ready');
+      if (pending.length > 0) {
+        // Re-copy unfinished (or newly published) tables from a fresh snapshot; their sync LSN
+        // is that snapshot's point, so the main stream skips what the copy already holds.
+        const repl = ReplicationConnection.open(config.source.url);
+        try {
+          const created = await repl.createSlot(`${slot}_sync_${process.pid}`, { temporary: true, exportSnapshot: config.copy.enabled });
+          await this.#copy(store, source, target, created.snapshotName, created.consistentPoint, signal);
+        } finally {
+          await repl.close();
+        }
+      }
+    }
+    return { store, startLsn, protocolVersion: protocolVersionFor(info.versionNum), publication, slot };
+  }
+
+  async #checkTargetTables(target: postgres.Sql, tables: readonly PublishedTable[]): Promise<void> {
+    if (tables.length === 0) return;
+    const names = tables.map((t) => qualify(t.schema, t.name));
+    const rows = await target.unsafe<{ name: string }[]>(`SELECT n AS name FROM unnest($1::text[]) AS n WHERE to_regclass(n) IS NULL`, [`{${names.map((n) => `"${n.replace(/["\\]/g, '\\$&')}"`).join(',')}}`])
+      .catch((e: unknown) => { throw fromServerError(e, 'target'); });
+    if (rows.length > 0) {
+      throw new PgtideError('TABLE_MISSING_ON_TARGET', `table(s) ${rows.map((r) => r.name).join(', ')} are published on the source but do not exist on the target. Create them on the target first (for example: pg_dump --schema-only --table=... source | psql target), then start pgtide again.`);
+    }
+  }
+
+  async #copy(store: StateStore, source: postgres.Sql, target: postgres.Sql, snapshotName: string | undefined, syncLsn: Lsn, signal: AbortSignal): Promise<void> {
+    void source; void target;
+    const pending = (await store.tableStates()).filter((t) => t.state !== 'ready');
+    if (pending.length === 0) return;
+    if (!snapshotName) {
+      // copy disabled: the target is assumed to hold the data as of the slot's creation.
+      for (const t of pending) await store.setTableState(t.schema, t.name, 'ready', syncLsn);
+      return;
+    }
+    this.#phase = 'copying';
+    const specs: CopyTableSpec[] = pending.map((t) => ({ schema: t.schema, name: t.name }));
+    this.#logger.info({ tables: specs.length, parallelism: this.#config.copy.parallelism }, 'initial copy started');
+    const result = await copyTables({
+      sourceUrl: this.#config.source.url,
+      targetUrl: this.#config.target.url,
+      snapshotName,
+      tables: specs,
+      parallelism: this.#config.copy.parallelism,
+      splitThresholdBytes: this.#config.copy.splitThresholdBytes,
+      onTableStart: (t) => store.setTableState(t.schema, t.name, 'copying', undefined),
+      onTableDone: (t, rows) => store.setTableState(t.schema, t.name, 'ready', syncLsn, rows),
+      ...(this.#hooks.onCopyProgress ? { onProgress: this.#hooks.onCopyProgress } : {}),
+      signal,
+    });
+    this.#hooks.onCopyDone?.();
+    this.#logger.info({ rows: result.rows, bytes: result.bytes, seconds: Number(result.seconds.toFixed(2)) }, 'initial copy finished');
+  }
+
+  async #streamOnce(prepared: Prepared, signal: AbortSignal, onProgress: () => void): Promise<void> {
+    const config = this.#config;
+    const gateMap = await prepared.store.gateMap();
+    const writer = await ApplyWriter.open({
+      url: config.target.url,
+      subscription: config.name,
+      originName: originName(config),
+      batchMaxTransactions: config.apply.batchMaxTransactions,
+      batchMaxChanges: config.apply.batchMaxChanges,
+      batchMaxAgeMs: config.apply.batchMaxAgeMs,
+      logger: this.#logger,
+    });
+    const repl = ReplicationConnection.open(config.source.url);
+    let session: ReplicationSession | undefined;
+    let assembler: TransactionAssembler | undefined;
+    try {
+      const startLsn = maxLsn(writer.durableLsn, prepared.startLsn);
+      this.#durable = writer.durableLsn;
+      const gate = new ChangeGate(writer, gateMap, writer.durableLsn);
+      const asm = new TransactionAssembler(gate, { memoryCap: config.memoryCap, spillDir: config.spillDir });
+      assembler = asm;
+      const decoder = new PgoutputDecoder({ protocolVersion: prepared.protocolVersion });
+      const stream = await repl.startReplication({ slot: prepared.slot, startLsn, publication: prepared.publication, protocolVersion: prepared.protocolVersion, streaming: true });
+      const live = new ReplicationSession(stream, {
+        statusIntervalMs: config.statusIntervalMs,
+        receiveTimeoutMs: config.receiveTimeoutMs,
+        ackState: () => ({ durableLsn: writer.durableLsn, quiescent: !asm.inFlight && !writer.hasPendingWork }),
+      }, startLsn);
+      session = live;
+      this.#logger.info({ startLsn: formatLsn(startLsn), protocolVersion: prepared.protocolVersion }, 'streaming started');
+      let lastDurable = writer.durableLsn;
+      const idleWaitMs = Math.max(5, config.apply.batchMaxAgeMs);
+      while (!signal.aborted) {
+        const payloads = await live.next(idleWaitMs);
+        if (payloads.length === 0) {
+          // Idle: commit what is complete so latency stays low under light load.
+          if (writer.hasPendingWork && writer.atBoundary) await writer.flush();
+        } else {
+          for (const payload of payloads) {
+            const waited = asm.push(decoder.decode(payload));
+            if (waited) await waited;
+          }
+        }
+        if (writer.durableLsn !== lastDurable) {
+          lastDurable = writer.durableLsn;
+          this.#durable = lastDurable;
+          onProgress();
+          this.#hooks.onApplied?.({ durableLsn: lastDurable, serverWalEnd: live.serverWalEnd, transactions: writer.stats.transactions, changes: writer.stats.changes });
+        }
+      }
+      // Shutdown: finish the batch if it ends on a transaction boundary, else roll it back;
+      // either way the recorded position matches what is committed.
+      if (writer.hasPendingWork && writer.atBoundary && !asm.inFlight) await writer.flush();
+      else await writer.rollback();
+      this.#durable = writer.durableLsn;
+      live.sendStatus();
+      this.#logger.info({ appliedLsn: formatLsn(writer.durableLsn), transactions: writer.stats.transactions }, 'streaming stopped');
+    } finally {
+      assembler?.reset();
+      await session?.close().catch(() => {});
+      await writer.close();
+      await repl.close();
+    }
+  }
+}
+
+interface Prepared {
+  readonly store: StateStore;
+  readonly startLsn: Lsn;
+  readonly protocolVersion: 1 | 2 | 3 | 4;
+  readonly publication: string;
+  readonly slot: string;
+}

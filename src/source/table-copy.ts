@@ -1,0 +1,768 @@
+/**
+ * The initial table copy: every row a table holds in the slot's exported
+ * snapshot is streamed from the source into the target with COPY.
+ *
+ * Each worker holds one source transaction (REPEATABLE READ, READ ONLY) that
+ * imports the exported snapshot, so all workers — and the ranges of a split
+ * table — read exactly the data as of the slot's consistent point; changes
+ * after it arrive through the replication stream. All workers import the
+ * snapshot before anything is copied (`onSnapshotsImported` fires then), because
+ * the snapshot dies as soon as the exporting replication connection runs another
+ * command.
+ *
+ * Target side, per table: TRUNCATE (or DELETE, see #truncateSql) and COPY FROM
+ * STDIN in one transaction, so a retried copy never duplicates rows and a failed
+ * one leaves the table as it was. A table larger than `splitThresholdBytes` is
+ * cut into ctid ranges (TID range scans, PostgreSQL 14+) that several workers
+ * copy in parallel; it is emptied once, in its own transaction, before its
+ * first range starts.
+ *
+ * The data goes through in COPY text format by default: it tolerates type
+ * differences between source and target (int4 → int8, varchar → text, other
+ * majors), and both sides pin the settings that change how values are written
+ * and read (DateStyle, IntervalStyle, extra_float_digits, lc_monetary), as
+ * PostgreSQL's own table sync does.
+ */
+import postgres from 'postgres';
+import { Transform, type Readable, type Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { fromServerError, PgtideError } from '../control/errors.js';
+import { qualify, quoteIdent } from '../changes/relation-cache.js';
+
+export interface CopyTableSpec {
+  readonly schema: string;
+  readonly name: string;
+  /** Copy only these, in this order; default all non-generated columns of the source table. */
+  readonly columns?: readonly string[];
+}
+
+export interface CopyProgress {
+  /** `schema.name`, for display (not quoted). */
+  readonly table: string;
+  readonly rows: number;
+  /** Bytes of COPY data streamed so far. */
+  readonly bytes: number;
+  /** From pg_class.reltuples; 0 when the source has no estimate (never analyzed). */
+  readonly estimatedRows: number;
+  /** On-disk size of the source table (pg_table_size: heap + TOAST); COPY text is usually somewhat larger. */
+  readonly estimatedBytes: number;
+  readonly done: boolean;
+  /** Epoch milliseconds; 0 while the table waits for a worker. */
+  readonly startedAt: number;
+}
+
+export type CopyFormat = 'text' | 'binary';
+
+export interface CopyOptions {
+  readonly sourceUrl: string;
+  readonly targetUrl: string;
+  /** Exported snapshot (CREATE_REPLICATION_SLOT … EXPORT_SNAPSHOT); every source transaction imports it. */
+  readonly snapshotName: string;
+  readonly tables: readonly CopyTableSpec[];
+  /** Number of concurrent workers (each one source and one target connection); default 2. */
+  readonly parallelism?: number;
+  /** A table whose heap (pg_relation_size) is larger than this is copied in ctid ranges; default 1 GiB. */
+  readonly splitThresholdBytes?: number;
+  /**
+   * COPY data format; default 'text'. 'binary' needs identical column types on
+   * both sides and is only worth it for some type mixes (see docs in the report).
+   */
+  readonly format?: CopyFormat;
+  /**
+   * Called once every worker has imported the snapshot, before any data is
+   * copied: from then on the replication connection that exported it may run
+   * other commands (START_REPLICATION). Not awaited.
+   */
+  readonly onSnapshotsImported?: () => void;
+  /** Before a table is emptied on the target: the caller marks it 'copying'. */
+  readonly onTableStart?: (t: CopyTableSpec) => Promise<void>;
+  /** After the table's rows are committed on the target: the caller marks it 'ready'. */
+  readonly onTableDone?: (t: CopyTableSpec, rows: number) => Promise<void>;
+  /** Every table, in copy order, at most every 200 ms and whenever a table starts or ends. */
+  readonly onProgress?: (p: readonly CopyProgress[]) => void;
+  readonly signal?: AbortSignal;
+}
+
+export interface CopyResult {
+  readonly rows: number;
+  readonly bytes: number;
+  readonly seconds: number;
+}
+
+const DEFAULT_PARALLELISM = 2;
+const DEFAULT_SPLIT_THRESHOLD = 1024 ** 3;
+/** More ranges than this only add per-statement overhead. */
+const MAX_RANGES_PER_TABLE = 256;
+const PROGRESS_INTERVAL_MS = 200;
+
+/**
+ * Settings that change the text form of values. Both ends must agree, whatever
+ * the role, database or server defaults say: e.g. a source with DateStyle
+ * 'SQL, DMY' writes 03/04/2024, which a target with 'ISO, MDY' reads as March 4th.
+ */
+const TEXT_FORMAT_SETTINGS: Readonly<Record<string, string>> = {
+  datestyle: 'ISO',
+  intervalstyle: 'postgres',
+  extra_float_digits: '3',
+  timezone: 'UTC',
+  lc_monetary: 'C',
+  bytea_output: 'hex',
+};
+
+/** A copy can run for hours: server-side timeouts configured for interactive users must not end it. */
+function sessionSettings(serverVersion: number, role: 'source' | 'target'): Record<string, string> {
+  const settings: Record<string, string> = {
+    ...TEXT_FORMAT_SETTINGS,
+    application_name: 'pgtide-copy',
+    statement_timeout: '0',
+    idle_in_transaction_session_timeout: '0',
+    idle_session_timeout: '0',
+  };
+  if (serverVersion >= 170000) settings.transaction_timeout = '0';
+  if (role === 'target') {
+    // As PostgreSQL's table sync: no user triggers, no FK checks (the referenced
+    // table may not be copied yet), no waiting for WAL flush on each commit.
+    settings.session_replication_role = 'replica';
+    settings.synchronous_commit = 'off';
+  }
+  return settings;
+}
+
+function connect(url: string, connection: Record<string, string>): postgres.Sql {
+  return postgres(url, {
+    max: 1,
+    idle_timeout: 0,
+    max_lifetime: null,
+    connect_timeout: 30,
+    onnotice: () => {},
+    connection,
+  });
+}
+
+// ---------------------------------------------------------------------------
+// COPY streams over postgres.js, with workarounds for two bugs of 3.4.x.
+
+/** What COPY needs from a connection: a plain client and a transaction both qualify. */
+type Queryable = Pick<postgres.Sql, 'unsafe'>;
+
+interface Deferred<T> {
+  readonly promise: Promise<T>;
+  resolve(value: T): void;
+  reject(error: unknown): void;
+}
+
+function deferred<T>(): Deferred<T> {
+  let resolve!: (value: T) => void;
+  let reject!: (error: unknown) => void;
+  const promise = new Promise<T>((res, rej) => { resolve = res; reject = rej; });
+  return { promise, resolve, reject };
+}
+
+/** The settle functions postgres.js keeps on its Query object and calls from the connection. */
+interface QuerySettlers {
+  resolve(value: unknown): void;
+  reject(error: unknown): void;
+}
+
+interface CopySink {
+  readonly stream: Writable;
+  /** The server's row count from the COPY command tag; rejects with the server's error. */
+  readonly completion: Promise<number>;
+}
+
+/**
+ * `COPY … FROM STDIN`. postgres.js settles the writable only on success: when
+ * the server rejects a row after the stream was ended (the usual case for a
+ * bad last row), the writable's final callback is never called, the pipeline
+ * hangs and the transaction is never rolled back (porsager/postgres#1173).
+ * The server's answer still reaches the Query's resolve/reject a second time
+ * (the first one delivered the stream), so we take it from there: that is also
+ * the only place the row count of the command tag is available.
+ */
+async function copyIn(sql: Queryable, statement: string): Promise<CopySink> {
+  const query = sql.unsafe(statement);
+  const settlers = query as unknown as QuerySettlers;
+  const first = { resolve: settlers.resolve, reject: settlers.reject };
+  const outcome = deferred<number>();
+  // Observed by the caller later; if the caller gave up first, nothing is left unhandled.
+  outcome.promise.catch(() => {});
+  let delivered = false;
+  settlers.resolve = (value: unknown) => {
+    if (delivered) {
+      const count = (value as { count?: unknown } | null)?.count;
+      outcome.resolve(typeof count === 'number' ? count : Number.NaN);
+      return;
+    }
+    delivered = true;
+    first.resolve(value);
+  };
+  settlers.reject = (error: unknown) => {
+    if (delivered) outcome.reject(error);
+    else first.reject(error);
+  };
+  const stream = await query.writable();
+  return { stream, completion: outcome.promise };
+}
+
+/**
+ * `COPY … TO STDOUT`. When postgres.js pauses the socket for backpressure and
+ * CopyDone arrives in the same network chunk, the stream ends while the socket
+ * stays paused, so the next query on the connection never gets its answer
+ * (porsager/postgres#499). The stream's read() only resumes the socket, so
+ * calling it once more after 'end' is the fix.
+ */
+async function copyOut(sql: Queryable, statement: string): Promise<Readable> {
+  const stream = await sql.unsafe(statement).readable();
+  stream.once('end', () => {
+    try {
+      (stream as unknown as { _read(size: number): void })._read(0);
+    } catch { /* the connection is already gone; the next query reports it */ }
+  });
+  return stream;
+}
+
+// ---------------------------------------------------------------------------
+
+type Side = 'source' | 'target';
+
+interface SourceMeta {
+  readonly ord: number;
+  readonly relkind: string | null;
+  readonly est_rows: number | null;
+  readonly est_bytes: number | null;
+  readonly main_bytes: number | null;
+  readonly copy_columns: string[] | null;
+  readonly all_columns: string[] | null;
+}
+
+interface TargetMeta {
+  readonly ord: number;
+  readonly relkind: string | null;
+  readonly referenced: boolean | null;
+  readonly columns: string[] | null;
+  readonly generated_columns: string[] | null;
+}
+
+interface BlockRange { readonly from: number; readonly to: number | undefined }
+
+class TableJob {
+  readonly spec: CopyTableSpec;
+  readonly display: string;
+  readonly qualified: string;
+  readonly columns: readonly string[];
+  readonly sourceKind: string;
+  readonly targetKind: string;
+  /** Target referenced by a foreign key of another table: TRUNCATE would fail. */
+  readonly referenced: boolean;
+  readonly estimatedRows: number;
+  readonly estimatedBytes: number;
+  readonly heapBytes: number;
+  ranges: readonly BlockRange[] = [];
+  rows = 0;
+  bytes = 0;
+  startedAt = 0;
+  done = false;
+  remaining = 0;
+  /** For split tables: onTableStart + emptying the target, shared by all ranges. */
+  prepared: Promise<void> | undefined;
+
+  constructor(spec: CopyTableSpec, columns: readonly string[], source: SourceMeta, target: TargetMeta) {
+    this.spec = spec;
+    this.display = `${spec.schema}.${spec.name}`;
+    this.qualified = qualify(spec.schema, spec.name);
+    this.columns = columns;
+    this.sourceKind = source.relkind ?? 'r';
+    this.targetKind = target.relkind ?? 'r';
+    this.referenced = target.referenced === true;
+    this.estimatedRows = Math.max(0, source.est_rows ?? 0);
+    this.estimatedBytes = source.est_bytes ?? 0;
+    this.heapBytes = source.main_bytes ?? 0;
+  }
+
+  get columnList(): string {
+    return this.columns.map(quoteIdent).join(', ');
+  }
+
+  /** Empties the target table in the copy's own transaction (see the class comment on `referenced`). */
+  truncateSql(): string {
+    const only = this.targetKind === 'p' ? '' : 'ONLY ';
+    // TRUNCATE refuses a table that another table's foreign key references, even
+    // with triggers off; DELETE does not check (the RI triggers do not fire
+    // under session_replication_role = replica) and is cheap on the usually empty table.
+    return this.referenced ? `DELETE FROM ${only}${this.qualified}` : `TRUNCATE ${only}${this.qualified}`;
+  }
+
+  copyOutSql(range: BlockRange | undefined, format: CopyFormat): string {
+    const withFormat = format === 'binary' ? ' WITH (FORMAT binary)' : '';
+    if (range) {
+      const upper = range.to === undefined ? '' : ` AND ctid < '(${range.to},0)'::tid`;
+      return `COPY (SELECT ${this.columnList} FROM ONLY ${this.qualified} WHERE ctid >= '(${range.from},0)'::tid${upper}) TO STDOUT${withFormat}`;
+    }
+    // A partitioned table has no rows of its own: the query form reads its partitions.
+    if (this.sourceKind === 'p') return `COPY (SELECT ${this.columnList} FROM ${this.qualified}) TO STDOUT${withFormat}`;
+    // COPY table TO skips the executor and, unlike a query, never includes inheritance children.
+    const list = this.columns.length > 0 ? ` (${this.columnList})` : '';
+    return `COPY ${this.qualified}${list} TO STDOUT${withFormat}`;
+  }
+
+  copyInSql(format: CopyFormat): string {
+    const list = this.columns.length > 0 ? ` (${this.columnList})` : '';
+    return `COPY ${this.qualified}${list} FROM STDIN${format === 'binary' ? ' WITH (FORMAT binary)' : ''}`;
+  }
+
+  progress(): CopyProgress {
+    return {
+      table: this.display, rows: this.rows, bytes: this.bytes, estimatedRows: this.estimatedRows,
+      estimatedBytes: this.estimatedBytes, done: this.done, startedAt: this.startedAt,
+    };
+  }
+}
+
+interface WorkItem { readonly job: TableJob; readonly range: BlockRange | undefined }
+
+/** One worker's source transaction, holding the imported snapshot until close(). */
+class SourceSession {
+  readonly sql: postgres.Sql;
+  readonly #tx: postgres.TransactionSql;
+  readonly #release: Deferred<void>;
+  readonly #finished: Promise<unknown>;
+
+  private constructor(sql: postgres.Sql, tx: postgres.TransactionSql, release: Deferred<void>, finished: Promise<unknown>) {
+    this.sql = sql;
+    this.#tx = tx;
+    this.#release = release;
+    this.#finished = finished;
+  }
+
+  /** Resolves once the snapshot is imported; the transaction stays open until close(). */
+  static async open(sql: postgres.Sql, snapshotName: string): Promise<SourceSession> {
+    const ready = deferred<postgres.TransactionSql>();
+    const release = deferred<void>();
+    const finished = sql.begin('isolation level repeatable read read only', async (tx) => {
+      // Must be the transaction's first statement.
+      await tx.unsafe(`SET TRANSACTION SNAPSHOT '${snapshotName.replace(/'/g, "''")}'`);
+      ready.resolve(tx);
+      await release.promise;
+    });
+    finished.catch((error: unknown) => ready.reject(error));
+    const tx = await ready.promise;
+    return new SourceSession(sql, tx, release, finished);
+  }
+
+  get tx(): Queryable {
+    return this.#tx;
+  }
+
+  /** Ends the (read-only) transaction; its snapshot is released. */
+  async close(): Promise<void> {
+    this.#release.resolve();
+    await this.#finished;
+  }
+}
+
+interface Worker {
+  readonly source: SourceSession;
+  readonly target: postgres.Sql;
+}
+
+function sqlStateOf(error: unknown): string | undefined {
+  const code = (typeof error === 'object' && error !== null ? (error as { code?: unknown }).code : undefined);
+  return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
+}
+
+function listNames(names: readonly string[]): string {
+  const shown = names.slice(0, 10).join(', ');
+  return names.length > 10 ? `${shown} and ${names.length - 10} more` : shown;
+}
+
+function missingOnTarget(tables: readonly string[], cause?: unknown): PgtideError {
+  const one = tables.length === 1;
+  return new PgtideError(
+    'TABLE_MISSING_ON_TARGET',
+    `${one ? 'table' : 'tables'} ${listNames(tables)} ${one ? 'does' : 'do'} not exist on the target. pgtide copies rows, not definitions: create ${one ? 'it' : 'them'} on the target first, e.g. pg_dump --schema-only ${tables.slice(0, 3).map((t) => `--table='${t.replace(/'/g, `'\\''`)}'`).join(' ')} <source> | psql <target>.`,
+    { sqlState: '42P01', cause },
+  );
+}
+
+/** Maps an error met while copying `job` (or, without a job, while setting up). */
+function copyError(error: unknown, side: Side, job?: TableJob): PgtideError {
+  if (error instanceof PgtideError) return error;
+  const sqlState = sqlStateOf(error);
+  if (job && sqlState === '42P01') {
+    if (side === 'target') return missingOnTarget([job.qualified], error);
+    return new PgtideError('TABLE_MISSING_ON_SOURCE', `table ${job.qualified} does not exist on the source (was it dropped during the copy?). Remove it from the publication or recreate it, then restart.`, { sqlState, cause: error });
+  }
+  if (job && sqlState === '42703') {
+    const base = fromServerError(error, side);
+    return new PgtideError('COLUMN_MISMATCH', `copying ${job.qualified}: ${base.message}. Make the ${side} table's columns match, or list the columns to copy for this table.`, { sqlState, cause: error });
+  }
+  const base = fromServerError(error, side);
+  if (!job) return base;
+  return new PgtideError(base.code, `copying ${job.qualified}: ${base.message}`, { sqlState: base.sqlState, retryable: base.retryable, cause: error });
+}
+
+/** Rows in COPY text data: every row ends in exactly one newline (newlines inside values are escaped as \n). */
+function countNewlines(chunk: Buffer): number {
+  let count = 0;
+  let at = chunk.indexOf(10);
+  while (at !== -1) {
+    count++;
+    at = chunk.indexOf(10, at + 1);
+  }
+  return count;
+}
+
+function splitRanges(heapBytes: number, blockSize: number, threshold: number, parallelism: number): BlockRange[] {
+  const blocks = Math.ceil(heapBytes / blockSize);
+  // At least one range per worker, so a single big table keeps every worker busy.
+  const count = Math.min(blocks, MAX_RANGES_PER_TABLE, Math.max(Math.ceil(heapBytes / threshold), parallelism));
+  const per = Math.ceil(blocks / count);
+  const ranges: BlockRange[] = [];
+  for (let from = 0; from < blocks; from += per) {
+    // The last range is open-ended: the heap may have grown since we measured it.
+    ranges.push({ from, to: from + per >= blocks ? undefined : from + per });
+  }
+  return ranges;
+}
+
+class TableCopy {
+  readonly #options: CopyOptions;
+  readonly #format: CopyFormat;
+  readonly #parallelism: number;
+  readonly #connections = new Set<postgres.Sql>();
+  readonly #queue: WorkItem[] = [];
+  #jobs: readonly TableJob[] = [];
+  #failure: PgtideError | undefined;
+  #lastProgress = 0;
+  #sourceVersion = 0;
+  #targetVersion = 0;
+
+  constructor(options: CopyOptions) {
+    this.#options = options;
+    this.#format = options.format ?? 'text';
+    this.#parallelism = Math.max(1, Math.floor(options.parallelism ?? DEFAULT_PARALLELISM));
+  }
+
+  async run(): Promise<CopyResult> {
+    const started = Date.now();
+    const { signal } = this.#options;
+    if (signal?.aborted) throw this.#abortError();
+    const onAbort = () => this.#fail(this.#abortError());
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      await this.#plan();
+      this.#check();
+      const workers = await this.#openWorkers();
+      this.#check();
+      this.#options.onSnapshotsImported?.();
+      this.#emitProgress(true);
+      await Promise.all(workers.map((worker) => this.#work(worker).catch((error: unknown) => this.#fail(error))));
+      this.#check();
+      this.#emitProgress(true);
+      const rows = this.#jobs.reduce((sum, job) => sum + job.rows, 0);
+      const bytes = this.#jobs.reduce((sum, job) => sum + job.bytes, 0);
+      return { rows, bytes, seconds: (Date.now() - started) / 1000 };
+    } catch (error) {
+      this.#fail(error);
+      throw this.#failure ?? error;
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+      await this.#closeAll(this.#failure !== undefined);
+    }
+  }
+
+  #abortError(): PgtideError {
+    return new PgtideError('SHUTDOWN', 'the initial copy was cancelled; tables not marked ready are copied again from the start next time.');
+  }
+
+  /** Records the first failure and cuts every connection, which ends the other workers' statements. */
+  #fail(error: unknown): void {
+    if (this.#failure) return;
+    this.#failure = error instanceof PgtideError ? error : copyError(error, 'target');
+    for (const sql of this.#connections) void sql.end({ timeout: 0 }).catch(() => {});
+  }
+
+  #check(): void {
+    if (this.#failure) throw this.#failure;
+  }
+
+  #connect(url: string, settings: Record<string, string>): postgres.Sql {
+    const sql = connect(url, settings);
+    this.#connections.add(sql);
+    return sql;
+  }
+
+  async #closeAll(failed: boolean): Promise<void> {
+    const all = [...this.#connections];
+    this.#connections.clear();
+    // After a failure nothing is worth waiting for: open transactions roll back on disconnect.
+    await Promise.all(all.map((sql) => sql.end({ timeout: failed ? 0 : 5 }).catch(() => {})));
+  }
+
+  /** Reads both catalogs and checks every table before anything is touched on the target. */
+  async #plan(): Promise<void> {
+    const { tables } = this.#options;
+    if (tables.length === 0) return;
+    if (!/^[0-9A-Fa-f-]+$/.test(this.#options.snapshotName)) {
+      throw new PgtideError('INTERNAL', `not an exported snapshot name: ${JSON.stringify(this.#options.snapshotName)}`);
+    }
+    const schemas = tables.map((t) => t.schema);
+    const names = tables.map((t) => t.name);
+    const source = this.#connect(this.#options.sourceUrl, { application_name: 'pgtide-copy' });
+    const target = this.#connect(this.#options.targetUrl, { application_name: 'pgtide-copy' });
+    const [sourceRows, targetRows] = await Promise.all([
+      this.#sourceMeta(source, schemas, names).catch((error: unknown) => { throw copyError(error, 'source'); }),
+      this.#targetMeta(target, schemas, names).catch((error: unknown) => { throw copyError(error, 'target'); }),
+    ]);
+    this.#connections.delete(source);
+    this.#connections.delete(target);
+    await Promise.all([source.end({ timeout: 5 }), target.end({ timeout: 5 })]);
+
+    const blockSize = sourceRows.blockSize;
+    const missingSource: string[] = [];
+    const missingTarget: string[] = [];
+    const problems: string[] = [];
+    const jobs: TableJob[] = [];
+    tables.forEach((spec, index) => {
+      const qualified = qualify(spec.schema, spec.name);
+      const s = sourceRows.rows[index];
+      const t = targetRows[index];
+      if (!s?.relkind) { missingSource.push(qualified); return; }
+      if (!t?.relkind) { missingTarget.push(qualified); return; }
+      if (s.relkind !== 'r' && s.relkind !== 'p') { problems.push(`${qualified} is not a table on the source (relkind ${s.relkind})`); return; }
+      if (t.relkind !== 'r' && t.relkind !== 'p') { problems.push(`${qualified} is not a table on the target (relkind ${t.relkind})`); return; }
+      const columns = spec.columns ?? s.copy_columns ?? [];
+      const sourceColumns = new Set(s.all_columns ?? []);
+      const targetColumns = new Set(t.columns ?? []);
+      const targetGenerated = new Set(t.generated_columns ?? []);
+      for (const column of columns) {
+        if (!sourceColumns.has(column)) problems.push(`${qualified}: column ${quoteIdent(column)} does not exist on the source`);
+        else if (!targetColumns.has(column)) problems.push(`${qualified}: column ${quoteIdent(column)} does not exist on the target`);
+        else if (targetGenerated.has(column)) problems.push(`${qualified}: column ${quoteIdent(column)} is a generated column on the target and cannot be written`);
+      }
+      jobs.push(new TableJob(spec, columns, s, t));
+    });
+    if (missingSource.length > 0) {
+      throw new PgtideError('TABLE_MISSING_ON_SOURCE', `${listNames(missingSource)} ${missingSource.length === 1 ? 'does' : 'do'} not exist on the source. Check the schema and table names (they are case-sensitive) or remove them from the publication.`);
+    }
+    if (missingTarget.length > 0) throw missingOnTarget(missingTarget);
+    if (problems.length > 0) {
+      const unsupported = problems.every((p) => p.includes('relkind'));
+      throw new PgtideError(unsupported ? 'UNSUPPORTED_OBJECT' : 'COLUMN_MISMATCH', `${problems.slice(0, 10).join('; ')}${problems.length > 10 ? `; and ${problems.length - 10} more` : ''}. Make the target tables match the source (add the columns on the target, or list the columns to copy).`);
+    }
+
+    const threshold = this.#options.splitThresholdBytes ?? DEFAULT_SPLIT_THRESHOLD;
+    // Largest first: the long copies start early, small tables fill the gaps at the end.
+    jobs.sort((a, b) => Math.max(b.heapBytes, b.estimatedBytes) - Math.max(a.heapBytes, a.estimatedBytes));
+    for (const job of jobs) {
+      if (job.sourceKind === 'r' && job.heapBytes > threshold) {
+        job.ranges = splitRanges(job.heapBytes, blockSize, threshold, this.#parallelism);
+        job.remaining = job.ranges.length;
+        for (const range of job.ranges) this.#queue.push({ job, range });
+      } else {
+        job.remaining = 1;
+        this.#queue.push({ job, range: undefined });
+      }
+    }
+    this.#jobs = jobs;
+  }
+
+  async #sourceMeta(sql: postgres.Sql, schemas: string[], names: string[]): Promise<{ rows: SourceMeta[]; blockSize: number }> {
+    const [settings] = await sql<{ block_size: number; version: number }[]>`
+      select current_setting('block_size')::int as block_size, current_setting('server_version_num')::int as version`;
+    this.#sourceVersion = settings?.version ?? 0;
+    const rows = await sql<SourceMeta[]>`
+      select s.ord::int as ord, c.relkind::text as relkind,
+        (case when c.relkind = 'p'
+          then (select coalesce(sum(greatest(p.reltuples, 0)), 0) from pg_partition_tree(c.oid) t join pg_class p on p.oid = t.relid where t.isleaf)
+          else c.reltuples end)::float8 as est_rows,
+        (case when c.relkind = 'p'
+          then (select coalesce(sum(pg_table_size(t.relid)), 0) from pg_partition_tree(c.oid) t where t.isleaf)
+          else pg_table_size(c.oid) end)::float8 as est_bytes,
+        (case when c.relkind = 'r' then pg_relation_size(c.oid) else 0 end)::float8 as main_bytes,
+        case when c.oid is not null then array(select a.attname::text from pg_attribute a
+          where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped and a.attgenerated = '' order by a.attnum) end as copy_columns,
+        case when c.oid is not null then array(select a.attname::text from pg_attribute a
+          where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped order by a.attnum) end as all_columns
+      from unnest(${sql.array(schemas)}::text[], ${sql.array(names)}::text[]) with ordinality as s(nspname, relname, ord)
+      left join pg_namespace n on n.nspname = s.nspname
+      left join pg_class c on c.relnamespace = n.oid and c.relname = s.relname
+      order by s.ord`;
+    return { rows: [...rows], blockSize: settings?.block_size ?? 8192 };
+  }
+
+  async #targetMeta(sql: postgres.Sql, schemas: string[], names: string[]): Promise<TargetMeta[]> {
+    const [settings] = await sql<{ version: number }[]>`select current_setting('server_version_num')::int as version`;
+    this.#targetVersion = settings?.version ?? 0;
+    const rows = await sql<TargetMeta[]>`
+      select s.ord::int as ord, c.relkind::text as relkind,
+        exists(select 1 from pg_constraint k where k.contype = 'f' and k.confrelid = c.oid and k.conrelid <> c.oid) as referenced,
+        case when c.oid is not null then array(select a.attname::text from pg_attribute a
+          where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped) end as columns,
+        case when c.oid is not null then array(select a.attname::text from pg_attribute a
+          where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped and a.attgenerated <> '') end as generated_columns
+      from unnest(${sql.array(schemas)}::text[], ${sql.array(names)}::text[]) with ordinality as s(nspname, relname, ord)
+      left join pg_namespace n on n.nspname = s.nspname
+      left join pg_class c on c.relnamespace = n.oid and c.relname = s.relname
+      order by s.ord`;
+    return [...rows];
+  }
+
+  /** Opens every worker and imports the snapshot in each before returning. */
+  async #openWorkers(): Promise<Worker[]> {
+    const count = Math.min(this.#parallelism, this.#queue.length);
+    const opened = await Promise.allSettled(Array.from({ length: count }, async (): Promise<Worker> => {
+      const sourceSql = this.#connect(this.#options.sourceUrl, sessionSettings(this.#sourceVersion, 'source'));
+      const target = this.#connect(this.#options.targetUrl, sessionSettings(this.#targetVersion, 'target'));
+      const [source] = await Promise.all([
+        SourceSession.open(sourceSql, this.#options.snapshotName).catch((error: unknown) => { throw this.#importError(error); }),
+        // Connects now, so a refused target login fails before any copying starts.
+        target`select 1`.catch((error: unknown) => { throw copyError(error, 'target'); }),
+      ]);
+      return { source, target };
+    }));
+    const workers: Worker[] = [];
+    for (const result of opened) {
+      if (result.status === 'fulfilled') workers.push(result.value);
+      else this.#fail(result.reason);
+    }
+    this.#check();
+    return workers;
+  }
+
+  #importError(error: unknown): PgtideError {
+    if (sqlStateOf(error) === '22023') {
+      return new PgtideError('REPLICATION_STREAM_LOST', `the exported snapshot ${this.#options.snapshotName} cannot be imported: ${fromServerError(error, 'source').message}. A snapshot lives only while the replication connection that created the slot stays open and idle; restart the initial copy so that a new slot and snapshot are made.`, { sqlState: '22023', cause: error });
+    }
+    return copyError(error, 'source');
+  }
+
+  /** Never rejects: a failure is recorded by #fail, which also stops the other workers. */
+  async #work(worker: Worker): Promise<void> {
+    try {
+      for (let item = this.#queue.shift(); item && !this.#failure; item = this.#queue.shift()) {
+        if (item.range) await this.#copyRange(worker, item.job, item.range);
+        else await this.#copyWhole(worker, item.job);
+      }
+      if (this.#failure) return;
+      await worker.source.close();
+      // Out of work: give the connections (and the snapshot's hold on the source's
+      // xmin) back now rather than when the last worker ends.
+      this.#connections.delete(worker.source.sql);
+      this.#connections.delete(worker.target);
+      await Promise.all([worker.source.sql.end({ timeout: 5 }), worker.target.end({ timeout: 5 })]);
+    } catch (error) {
+      this.#fail(error);
+    }
+  }
+
+  async #hook(name: string, job: TableJob, call: () => Promise<void> | undefined): Promise<void> {
+    try {
+      await call();
+    } catch (error) {
+      if (error instanceof PgtideError) throw error;
+      throw new PgtideError('INTERNAL', `${name} for ${job.qualified} failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+    }
+  }
+
+  async #start(job: TableJob): Promise<void> {
+    await this.#hook('onTableStart', job, () => this.#options.onTableStart?.(job.spec));
+    job.startedAt = Date.now();
+    this.#emitProgress(true);
+  }
+
+  async #finish(job: TableJob): Promise<void> {
+    job.done = true;
+    await this.#hook('onTableDone', job, () => this.#options.onTableDone?.(job.spec, job.rows));
+    this.#emitProgress(true);
+  }
+
+  async #copyWhole(worker: Worker, job: TableJob): Promise<void> {
+    await this.#start(job);
+    let rows = 0;
+    await worker.target.begin(async (tx) => {
+      await tx.unsafe(job.truncateSql()).catch((error: unknown) => { throw copyError(error, 'target', job); });
+      rows = await this.#stream(worker.source.tx, tx, job, undefined);
+    });
+    job.rows = rows;
+    await this.#finish(job);
+  }
+
+  async #copyRange(worker: Worker, job: TableJob, range: BlockRange): Promise<void> {
+    job.prepared ??= (async () => {
+      await this.#start(job);
+      await worker.target.unsafe(job.truncateSql()).catch((error: unknown) => { throw copyError(error, 'target', job); });
+    })();
+    await job.prepared;
+    // Each range commits on its own: the table is not 'ready' until all have.
+    await this.#stream(worker.source.tx, worker.target, job, range);
+    if (--job.remaining === 0) await this.#finish(job);
+  }
+
+  /** Streams one table or range; returns the row count the target reported. */
+  async #stream(source: Queryable, target: Queryable, job: TableJob, range: BlockRange | undefined): Promise<number> {
+    const format = this.#format;
+    const sink = await copyIn(target, job.copyInSql(format)).catch((error: unknown) => { throw copyError(error, 'target', job); });
+    let reader: Readable;
+    try {
+      reader = await copyOut(source, job.copyOutSql(range, format));
+    } catch (error) {
+      sink.stream.destroy(new Error('the source failed'));
+      throw copyError(error, 'source', job);
+    }
+    // Which side failed first decides the message; the pipeline passes the same error on to the other stream.
+    const origin = new WeakMap<object, Side>();
+    const tag = (side: Side) => (error: unknown) => {
+      if (typeof error === 'object' && error !== null && !origin.has(error)) origin.set(error, side);
+    };
+    reader.once('error', tag('source'));
+    sink.stream.once('error', tag('target'));
+
+    let streamedRows = 0;
+    const counter = new Transform({
+      transform: (chunk: Buffer, _encoding, callback) => {
+        job.bytes += chunk.length;
+        if (format === 'text') {
+          const rows = countNewlines(chunk);
+          streamedRows += rows;
+          job.rows += rows;
+        }
+        this.#emitProgress(false);
+        callback(null, chunk);
+      },
+    });
+    const piped = pipeline(reader, counter, sink.stream);
+    piped.catch(() => {});
+    try {
+      const [, rows] = await Promise.all([piped, sink.completion]);
+      // The command tag is exact; the newline count only served the progress display.
+      job.rows += rows - streamedRows;
+      return rows;
+    } catch (error) {
+      const side = typeof error === 'object' && error !== null ? origin.get(error) ?? 'target' : 'target';
+      const mapped = copyError(error, side, job);
+      // Stop everything now rather than after the transaction's ROLLBACK round trip.
+      this.#fail(mapped);
+      throw mapped;
+    }
+  }
+
+  #emitProgress(force: boolean): void {
+    const { onProgress } = this.#options;
+    if (!onProgress) return;
+    const now = Date.now();
+    if (!force && now - this.#lastProgress < PROGRESS_INTERVAL_MS) return;
+    this.#lastProgress = now;
+    try {
+      onProgress(this.#jobs.map((job) => job.progress()));
+    } catch { /* a broken progress display must not fail the copy */ }
+  }
+}
+
+/**
+ * Copies `tables` as of `snapshotName` from source to target. Rejects with a
+ * PgtideError; every connection it opened is closed when it settles.
+ */
+export async function copyTables(options: CopyOptions): Promise<CopyResult> {
+  return new TableCopy(options).run();
+}

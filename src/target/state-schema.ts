@@ -1,0 +1,74 @@
+/**
+ * pgtide keeps its state in the `pgtide` schema of the target database, so any
+ * pgtide process can resume a subscription from the target alone. Migrations
+ * are append-only: never edit a shipped step, add a new one.
+ */
+import type postgres from 'postgres';
+
+export const STATE_SCHEMA = 'pgtide';
+
+export const MIGRATIONS: readonly string[] = [
+  // 1: subscriptions and per-table copy state
+  `
+  CREATE TABLE pgtide.subscription (
+    name           text PRIMARY KEY,
+    slot_name      text NOT NULL,
+    publication    text NOT NULL,
+    source_system_id text,
+    -- LSN of the slot's consistent point: streaming starts here the first time.
+    start_lsn      pg_lsn,
+    created_at     timestamptz NOT NULL DEFAULT now()
+  );
+  CREATE TABLE pgtide.table_state (
+    subscription   text NOT NULL REFERENCES pgtide.subscription(name) ON DELETE CASCADE,
+    schema_name    text NOT NULL,
+    table_name     text NOT NULL,
+    state          text NOT NULL CHECK (state IN ('init', 'copying', 'ready')),
+    -- The copy of this table corresponds to this LSN: streamed changes apply only when commit LSN > sync_lsn.
+    sync_lsn       pg_lsn,
+    rows_copied    bigint NOT NULL DEFAULT 0,
+    updated_at     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (subscription, schema_name, table_name)
+  );
+  -- Written in the same target transaction as the data it describes (the origin holds the LSN; this adds the time for lag).
+  CREATE TABLE pgtide.apply_progress (
+    subscription   text PRIMARY KEY REFERENCES pgtide.subscription(name) ON DELETE CASCADE,
+    end_lsn        pg_lsn NOT NULL,
+    commit_time    timestamptz,
+    applied_at     timestamptz NOT NULL DEFAULT now(),
+    transactions   bigint NOT NULL DEFAULT 0
+  );
+  `,
+  // 2: sequences
+  `
+  CREATE TABLE pgtide.sequence_state (
+    subscription    text NOT NULL,
+    schema_name     text NOT NULL,
+    sequence_name   text NOT NULL,
+    source_value    bigint,
+    source_is_called boolean,
+    target_value    bigint,
+    synced_at       timestamptz,
+    PRIMARY KEY (subscription, schema_name, sequence_name)
+  );
+  `,
+];
+
+/**
+ * Creates or upgrades the state schema. Serialised with an advisory lock so two
+ * pgtide processes starting together do not race.
+ */
+export async function migrateStateSchema(sql: postgres.Sql): Promise<void> {
+  await sql.begin(async (tx) => {
+    await tx.unsafe(`SELECT pg_advisory_xact_lock(hashtext('pgtide.migrate'))`);
+    await tx.unsafe(`CREATE SCHEMA IF NOT EXISTS pgtide`);
+    await tx.unsafe(`CREATE TABLE IF NOT EXISTS pgtide.schema_version (version int NOT NULL)`);
+    const rows = await tx.unsafe<{ version: number }[]>(`SELECT version FROM pgtide.schema_version`);
+    const current = rows[0]?.version ?? 0;
+    for (let step = current; step < MIGRATIONS.length; step++) {
+      await tx.unsafe(MIGRATIONS[step]!);
+    }
+    if (rows.length === 0) await tx.unsafe(`INSERT INTO pgtide.schema_version VALUES ($1)`, [MIGRATIONS.length]);
+    else if (current < MIGRATIONS.length) await tx.unsafe(`UPDATE pgtide.schema_version SET version = $1`, [MIGRATIONS.length]);
+  });
+}

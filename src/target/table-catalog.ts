@@ -1,0 +1,67 @@
+/**
+ * What the target database says about a replicated table: that it exists, and
+ * the SQL type of each column the source sends. Apply statements cast the
+ * text values the source sent to these types, so values pass through as text
+ * and are never parsed into JavaScript types on the hot path.
+ */
+import type postgres from 'postgres';
+import type { Relation } from '../changes/relation-cache.js';
+import { PgtideError, fromServerError } from '../control/errors.js';
+
+export interface TargetColumn {
+  readonly name: string;
+  /** format_type() of the target column, used as a cast target. */
+  readonly sqlType: string;
+  /** Types with no equality operator (json, xml, geometric) are matched on their text form. */
+  readonly compareAsText: boolean;
+}
+
+export interface TargetTable {
+  readonly relation: Relation;
+  /** Aligned with relation.columns. */
+  readonly columns: readonly TargetColumn[];
+}
+
+const NO_EQUALITY = /^(json|xml|point|line|lseg|box|path|polygon|circle)(\[\])?$/;
+
+export class TableCatalog {
+  readonly #sql: postgres.Sql;
+  readonly #byVersion = new Map<number, TargetTable>();
+
+  constructor(sql: postgres.Sql) {
+    this.#sql = sql;
+  }
+
+  async resolve(relation: Relation): Promise<TargetTable> {
+    const cached = this.#byVersion.get(relation.version);
+    if (cached) return cached;
+    let rows: { attname: string; type: string; generated: boolean }[];
+    try {
+      rows = await this.#sql.unsafe(
+        `SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS type, a.attgenerated <> '' AS generated
+           FROM pg_attribute a
+          WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped`,
+        [relation.qualifiedName],
+      );
+    } catch (error) {
+      throw fromServerError(error, 'target');
+    }
+    if (rows.length === 0) {
+      throw new PgtideError('TABLE_MISSING_ON_TARGET', `table ${relation.qualifiedName} does not exist on the target. Create it there first (for example from \`pg_dump --schema-only\` of the source), then restart pgtide.`);
+    }
+    const byName = new Map(rows.map((r) => [r.attname, r]));
+    const columns = relation.columns.map((column): TargetColumn => {
+      const found = byName.get(column.name);
+      if (!found) {
+        throw new PgtideError('COLUMN_MISMATCH', `column "${column.name}" of ${relation.qualifiedName} exists on the source but not on the target. Add it on the target (ALTER TABLE ${relation.qualifiedName} ADD COLUMN ...), then restart pgtide.`);
+      }
+      if (found.generated) {
+        throw new PgtideError('COLUMN_MISMATCH', `column "${column.name}" of ${relation.qualifiedName} is generated on the target but sent by the source. Make it a plain column on the target, or stop publishing generated columns on the source.`);
+      }
+      return { name: column.name, sqlType: found.type, compareAsText: NO_EQUALITY.test(found.type) };
+    });
+    const table = { relation, columns };
+    this.#byVersion.set(relation.version, table);
+    return table;
+  }
+}

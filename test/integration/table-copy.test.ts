@@ -1,0 +1,307 @@
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import type postgres from 'postgres';
+import { Cluster, defaultMajor } from '../../src/harness/cluster.js';
+import { copyTables, type CopyProgress, type CopyTableSpec } from '../../src/source/table-copy.js';
+import { PgtideError } from '../../src/control/errors.js';
+import { createProgressReporter } from '../../src/control/progress.js';
+
+const MIXED: CopyTableSpec = { schema: 'Mixed "Schema" ü', name: 'Tablé "x" y' };
+const t = (name: string): CopyTableSpec => ({ schema: 'public', name });
+const ALL: readonly CopyTableSpec[] = [MIXED, t('gen'), t('big'), t('toasty'), t('empty'), t('parent'), t('child'), t('types')];
+
+const SCHEMA = `
+  create schema "Mixed ""Schema"" ü";
+  create table "Mixed ""Schema"" ü"."Tablé ""x"" y" (id int primary key, "Näme ""q""" text, "with space" int);
+  create table gen (id int primary key, a int not null, b int generated always as (a * 2) stored);
+  create table big (id int primary key, payload text not null);
+  create table toasty (id int primary key, body text not null);
+  create table empty (id int primary key);
+  create table parent (id int primary key, note text);
+  create table child (id int primary key, parent_id int not null references parent (id), v text);
+  create table types (id int primary key, d date, ts timestamptz, tsn timestamp, iv interval, f8 float8, num numeric,
+                      m money, b bytea, j jsonb, arr text[], t text);
+`;
+
+/** Rows added by load(from, to): every table gets rows with ids in [from, to). */
+async function load(sql: postgres.Sql, from: number, to: number): Promise<void> {
+  await sql.unsafe(`
+    insert into "Mixed ""Schema"" ü"."Tablé ""x"" y"
+      select i, case when i % 7 = 0 then null else 'ü ' || i || E' tab\\there\\nnewline \\\\ back "q" ''s' end, i * 3
+      from generate_series(${from}, ${to} - 1) i;
+    insert into gen (id, a) select i, i + 1 from generate_series(${from}, ${to} - 1) i;
+    insert into big select i, 'x' || md5(i::text) from generate_series(${from} * 60, ${to} * 60 - 1) i;
+    insert into toasty select i, (select string_agg(md5(i::text || ':' || g), '') from generate_series(1, 4000) g)
+      from generate_series(${from}, ${from} + 2) i;
+    insert into parent select i, 'p' || i from generate_series(${from}, ${to} - 1) i;
+    insert into child select i, i, 'c' || i from generate_series(${from}, ${to} - 1) i;
+    insert into types select i, date '2024-03-04' + i, timestamptz '2024-03-04 05:06:07.123456+02' + i * interval '1 hour',
+        timestamp '2024-12-31 23:59:59' - i * interval '1 minute', interval '1 year 2 mons 3 days 04:05:06.789' * i,
+        0.1 * i + 0.2, 12345678901234567890.123456789 / i, 1234.56 * i, decode(lpad(to_hex(i), 8, '0'), 'hex'),
+        jsonb_build_object('k', i, 's', 'a"b\\c'), array['a,b', 'q"x', null, '{}'], E'\\\\x' || i
+      from generate_series(${from}, ${to} - 1) i;
+  `);
+}
+
+/** A REPEATABLE READ transaction that exported its snapshot and stays open until release(). */
+async function exportSnapshot(cluster: Cluster): Promise<{ readonly name: string; release(): Promise<void> }> {
+  const sql = cluster.sql('postgres', { max: 1 });
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => { release = resolve; });
+  let gotName!: (name: string) => void;
+  const named = new Promise<string>((resolve) => { gotName = resolve; });
+  const tx = sql.begin('isolation level repeatable read', async (tx) => {
+    const [row] = await tx<{ name: string }[]>`select pg_export_snapshot() as name`;
+    gotName(row!.name);
+    await released;
+  });
+  const name = await Promise.race([named, tx.then(() => { throw new Error('exporter ended early'); })]);
+  return { name, async release() { release(); await tx; await sql.end(); } };
+}
+
+/** A session whose text output does not depend on the database's DateStyle and friends. */
+function normalized(cluster: Cluster): postgres.Sql {
+  return cluster.sql('postgres', { connection: { datestyle: 'ISO, MDY', intervalstyle: 'postgres', timezone: 'UTC', extra_float_digits: '3' } });
+}
+
+async function checksums(cluster: Cluster, tables: readonly CopyTableSpec[]): Promise<Map<string, { n: number; h: string }>> {
+  const sql = normalized(cluster);
+  try {
+    const out = new Map<string, { n: number; h: string }>();
+    for (const spec of tables) {
+      const q = `"${spec.schema.replace(/"/g, '""')}"."${spec.name.replace(/"/g, '""')}"`;
+      const [row] = await sql.unsafe<{ n: number; h: string }[]>(`select count(*)::int as n, md5(coalesce(string_agg(t::text, ',' order by t.id), '')) as h from ${q} t`);
+      out.set(`${spec.schema}.${spec.name}`, row!);
+    }
+    return out;
+  } finally {
+    await sql.end();
+  }
+}
+
+async function copySessions(cluster: Cluster): Promise<number> {
+  const sql = cluster.sql();
+  try {
+    // A backend goes away a moment after its client closed the socket.
+    for (let i = 0; ; i++) {
+      const [row] = await sql<{ n: number }[]>`select count(*)::int as n from pg_stat_activity where application_name = 'pgtide-copy'`;
+      if (row!.n === 0 || i >= 40) return row!.n;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  } finally {
+    await sql.end();
+  }
+}
+
+describe('initial table copy', () => {
+  let source: Cluster;
+  let target: Cluster;
+
+  before(async () => {
+    [source, target] = await Promise.all([
+      Cluster.start({ major: defaultMajor(), name: 'copy-src' }),
+      Cluster.start({ major: defaultMajor(), name: 'copy-dst' }),
+    ]);
+    const s = source.sql();
+    const d = target.sql();
+    try {
+      await s.unsafe(`${SCHEMA}
+        create table only_on_source (id int primary key);
+        create table strict (id int primary key, v int);
+        insert into strict select i, i from generate_series(1, 99) i;
+        insert into strict values (100, 100);`);
+      await d.unsafe(`${SCHEMA} create table strict (id int primary key, v int check (v < 100));`);
+      // Defaults that change the text form of values, different on each side: the copy must not depend on them.
+      await s.unsafe(`alter database postgres set datestyle = 'SQL, DMY'; alter database postgres set intervalstyle = 'sql_standard';
+                      alter database postgres set timezone = 'Asia/Tokyo'; alter database postgres set extra_float_digits = 0`);
+      await d.unsafe(`alter database postgres set datestyle = 'German'; alter database postgres set intervalstyle = 'iso_8601';
+                      alter database postgres set timezone = 'America/New_York'`);
+      await load(s, 1, 501);
+      await s`analyze`;
+    } finally {
+      await Promise.all([s.end(), d.end()]);
+    }
+  });
+
+  after(async () => {
+    await Promise.all([source?.destroy(), target?.destroy()]);
+  });
+
+  it('copies every table as of the snapshot, splitting the big one, with progress', async () => {
+    const expected = await checksums(source, ALL);
+    const snapshot = await exportSnapshot(source);
+    const s = source.sql();
+    let released: Promise<void> | undefined;
+    try {
+      // Committed after the snapshot: must not be copied.
+      await load(s, 501, 601);
+      const started: string[] = [];
+      const done = new Map<string, number>();
+      let last: readonly CopyProgress[] = [];
+      let progressCalls = 0;
+      const result = await copyTables({
+        sourceUrl: source.url, targetUrl: target.url, snapshotName: snapshot.name, tables: ALL,
+        parallelism: 2, splitThresholdBytes: 256 * 1024,
+        // The exporter may go away once every worker holds the snapshot.
+        onSnapshotsImported: () => { released = snapshot.release(); },
+        onTableStart: async (spec) => { started.push(`${spec.schema}.${spec.name}`); },
+        onTableDone: async (spec, rows) => { done.set(`${spec.schema}.${spec.name}`, rows); },
+        onProgress: (p) => { last = p; progressCalls++; },
+      });
+      assert.ok(released, 'onSnapshotsImported was called');
+      await released;
+
+      const actual = await checksums(target, ALL);
+      assert.deepEqual(actual, expected);
+      const totalRows = [...expected.values()].reduce((sum, x) => sum + x.n, 0);
+      assert.equal(result.rows, totalRows);
+      assert.ok(result.bytes > 2_000_000, `bytes ${result.bytes}`);
+
+      assert.deepEqual([...started].sort(), ALL.map((x) => `${x.schema}.${x.name}`).sort(), 'onTableStart once per table');
+      for (const [table, rows] of done) assert.equal(rows, expected.get(table)!.n, table);
+      assert.equal(done.size, ALL.length);
+      assert.ok(progressCalls >= ALL.length * 2);
+      assert.equal(last.length, ALL.length);
+      for (const p of last) {
+        assert.equal(p.done, true, p.table);
+        assert.equal(p.rows, expected.get(p.table)!.n, p.table);
+        assert.ok(p.startedAt > 0);
+      }
+      assert.ok(last.find((p) => p.table === 'public.big')!.estimatedRows > 20_000, 'estimates come from reltuples');
+
+      const d = target.sql();
+      try {
+        // Ranges commit separately; a whole table is one transaction.
+        const [big] = await d<{ n: number }[]>`select count(distinct xmin::text)::int as n from big`;
+        assert.ok(big!.n > 2, `big copied in ${big!.n} transactions`);
+        const [mixed] = await d.unsafe<{ n: number }[]>(`select count(distinct xmin::text)::int as n from "Mixed ""Schema"" ü"."Tablé ""x"" y"`);
+        assert.equal(mixed!.n, 1);
+        const [late] = await d<{ n: number }[]>`select count(*)::int as n from gen where id >= 501`;
+        assert.equal(late!.n, 0);
+      } finally {
+        await d.end();
+      }
+      assert.equal(await copySessions(source), 0);
+      assert.equal(await copySessions(target), 0);
+    } finally {
+      await s.end();
+      if (!released) await snapshot.release();
+    }
+  });
+
+  it('replaces the rows of a retried copy instead of duplicating them', async () => {
+    const tables = [MIXED, t('big'), t('parent'), t('child')];
+    const expected = await checksums(source, tables);
+    const snapshot = await exportSnapshot(source);
+    try {
+      // parent is referenced by child's foreign key: it cannot be truncated alone.
+      for (let i = 0; i < 2; i++) {
+        await copyTables({ sourceUrl: source.url, targetUrl: target.url, snapshotName: snapshot.name, tables, parallelism: 2, splitThresholdBytes: 256 * 1024 });
+      }
+    } finally {
+      await snapshot.release();
+    }
+    assert.deepEqual(await checksums(target, tables), expected);
+    assert.equal(expected.get('public.parent')!.n, 600);
+  });
+
+  it('names a table missing on the target and how to create it, before touching any table', async () => {
+    const before = await checksums(target, [MIXED]);
+    const snapshot = await exportSnapshot(source);
+    let started = 0;
+    try {
+      await assert.rejects(
+        copyTables({
+          sourceUrl: source.url, targetUrl: target.url, snapshotName: snapshot.name, tables: [MIXED, t('only_on_source')], parallelism: 2,
+          onTableStart: async () => { started++; },
+        }),
+        (error: unknown) => {
+          assert.ok(error instanceof PgtideError);
+          assert.equal(error.code, 'TABLE_MISSING_ON_TARGET');
+          assert.match(error.message, /"public"\."only_on_source"/);
+          assert.match(error.message, /pg_dump --schema-only/);
+          assert.ok(!error.message.includes(source.password) && !error.message.includes(target.password));
+          return true;
+        },
+      );
+    } finally {
+      await snapshot.release();
+    }
+    assert.equal(started, 0);
+    assert.deepEqual(await checksums(target, [MIXED]), before);
+  });
+
+  it('fails promptly when the target rejects the last row, leaving nothing open', { timeout: 60_000 }, async () => {
+    const snapshot = await exportSnapshot(source);
+    try {
+      await assert.rejects(
+        copyTables({ sourceUrl: source.url, targetUrl: target.url, snapshotName: snapshot.name, tables: [t('strict')], parallelism: 1 }),
+        (error: unknown) => {
+          assert.ok(error instanceof PgtideError);
+          assert.equal(error.sqlState, '23514');
+          assert.match(error.message, /"public"\."strict"/);
+          return true;
+        },
+      );
+    } finally {
+      await snapshot.release();
+    }
+    assert.deepEqual([...(await checksums(target, [t('strict')])).values()][0]!.n, 0);
+    assert.equal(await copySessions(source), 0);
+    assert.equal(await copySessions(target), 0);
+  });
+
+  it('stops on abort and closes its connections', async () => {
+    const snapshot = await exportSnapshot(source);
+    const controller = new AbortController();
+    try {
+      await assert.rejects(
+        copyTables({
+          sourceUrl: source.url, targetUrl: target.url, snapshotName: snapshot.name, tables: ALL, parallelism: 2,
+          signal: controller.signal, onTableStart: async () => { controller.abort(); },
+        }),
+        (error: unknown) => error instanceof PgtideError && error.code === 'SHUTDOWN',
+      );
+    } finally {
+      await snapshot.release();
+    }
+    assert.equal(await copySessions(source), 0);
+    assert.equal(await copySessions(target), 0);
+  });
+
+  it('explains a snapshot that can no longer be imported', async () => {
+    const snapshot = await exportSnapshot(source);
+    await snapshot.release();
+    await assert.rejects(
+      copyTables({ sourceUrl: source.url, targetUrl: target.url, snapshotName: snapshot.name, tables: [t('gen')], parallelism: 2 }),
+      (error: unknown) => error instanceof PgtideError && error.code === 'REPLICATION_STREAM_LOST' && /replication connection/.test(error.message),
+    );
+    assert.equal(await copySessions(source), 0);
+  });
+});
+
+describe('progress reporter', () => {
+  const table = (over: Partial<CopyProgress>): CopyProgress => ({
+    table: 'public.big', rows: 0, bytes: 0, estimatedRows: 1000, estimatedBytes: 1_000_000, done: false, startedAt: 1_000, ...over,
+  });
+
+  it('logs plain lines when not on a terminal', () => {
+    const lines: string[] = [];
+    const reporter = createProgressReporter({ stream: { write: () => true }, logger: (l) => lines.push(l), now: () => 3_000 });
+    reporter.update([table({ rows: 500, bytes: 500_000 }), table({ table: 'public.small', startedAt: 0, estimatedRows: 0 })]);
+    reporter.update([table({ rows: 1000, bytes: 1_000_000, done: true }), table({ table: 'public.small', startedAt: 0, estimatedRows: 0 })]);
+    reporter.finish();
+    assert.equal(lines.length, 2);
+    assert.match(lines[0]!, /^copied public\.big {2}1,000 rows {2}1\.0 MB {2}100% {2}0\.5 MB\/s {2}done in 0:02$/);
+    assert.match(lines[1]!, /1\/2 tables done · 1,000 rows · 1\.0 MB/);
+  });
+
+  it('redraws a block in place on a terminal', () => {
+    let out = '';
+    const reporter = createProgressReporter({ stream: { isTTY: true, columns: 100, write: (s: string) => { out += s; return true; } }, now: () => 11_000 });
+    reporter.update([table({ rows: 250, bytes: 250_000 })]);
+    reporter.finish();
+    assert.match(out, /public\.big {2}250 rows {2}0\.3 MB {2} 25% {2}0\.0 MB\/s {2}ETA 0:30/);
+    assert.ok(out.includes('\x1b[2F'), 'moved back over the two lines drawn first');
+  });
+});
