@@ -34,8 +34,15 @@ export function dotted(t: Table): string {
  * Server settings for every benchmark cluster, on top of the harness defaults
  * (fsync off, synchronous_commit off, 128MB shared_buffers).
  */
-export function benchSettings(major: PgMajor): Record<string, string | number> {
+export function benchSettings(major: PgMajor, role: 'source' | 'target'): Record<string, string | number> {
   const settings: Record<string, string | number> = {
+    // A walsender only sends WAL that is flushed. With the harness's
+    // synchronous_commit = off, a source commit would sit in WAL buffers for
+    // up to wal_writer_delay (200 ms) before any replicator could see it,
+    // which would dominate every latency figure. On the source we use the
+    // PostgreSQL default (on; fsync stays off, so this is a write(), not an
+    // fsync). Targets keep off, as built-in apply workers use by default.
+    synchronous_commit: role === 'source' ? 'on' : 'off',
     // The harness uses 64kB to force streaming in tests; benchmarks use the
     // PostgreSQL default so that only genuinely large transactions stream.
     logical_decoding_work_mem: '64MB',
@@ -58,8 +65,8 @@ export function benchSettings(major: PgMajor): Record<string, string | number> {
   return settings;
 }
 
-export async function startBenchCluster(major: PgMajor, name: string, cleanup: Cleanup): Promise<Cluster> {
-  const cluster = await Cluster.start({ major, name, settings: benchSettings(major) });
+export async function startBenchCluster(major: PgMajor, name: string, role: 'source' | 'target', cleanup: Cleanup): Promise<Cluster> {
+  const cluster = await Cluster.start({ major, name, settings: benchSettings(major, role) });
   cleanup.add(`destroy cluster ${name}`, () => cluster.destroy());
   return cluster;
 }
@@ -155,4 +162,23 @@ export function sleep(ms: number): Promise<void> {
 
 export function seconds(startMs: number, endMs: number): number {
   return (endMs - startMs) / 1000;
+}
+
+/** Waits until no walsender holds the slot (it exits a moment after its client goes away). */
+export async function waitSlotInactive(sql: postgres.Sql, slot: string, timeoutMs = 15_000): Promise<void> {
+  await waitUntil(async () => {
+    const rows = await sql<{ active: boolean }[]>`SELECT active FROM pg_replication_slots WHERE slot_name = ${slot}`;
+    return rows.length === 0 || !rows[0]!.active;
+  }, { what: `replication slot ${slot} to become inactive`, timeoutMs, pollMs: 50 });
+}
+
+/** Drops the slot if it exists, waiting for its walsender to let go first. */
+export async function dropSlotIfExists(sql: postgres.Sql, slot: string): Promise<void> {
+  await waitSlotInactive(sql, slot);
+  await sql`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = ${slot}`;
+}
+
+export async function slotWalsenderPids(sql: postgres.Sql, slot: string): Promise<number[]> {
+  const rows = await sql<{ pid: number }[]>`SELECT active_pid AS pid FROM pg_replication_slots WHERE slot_name = ${slot} AND active_pid IS NOT NULL`;
+  return rows.map((r) => r.pid);
 }

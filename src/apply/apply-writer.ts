@@ -176,10 +176,10 @@ export class ApplyWriter implements TransactionSink {
     if (!last) throw new PgtideError('INTERNAL', 'flush with no committed source transaction in the batch');
     for (const queue of this.#queues.values()) this.#emitQueue(queue);
     const commitTime = pgTimestampToDate(last.commitTime).toISOString();
-    this.#issue({ text: `SELECT pg_replication_origin_xact_setup($1::pg_lsn, $2::timestamptz)`, params: [formatLsn(last.endLsn), commitTime] });
+    this.#issue({ text: `SELECT pg_replication_origin_xact_setup($1::text::pg_lsn, $2::text::timestamptz)`, params: [formatLsn(last.endLsn), commitTime] });
     this.#issue({
       text: `INSERT INTO pgtide.apply_progress AS p (subscription, end_lsn, commit_time, applied_at, transactions)
-             VALUES ($1, $2::pg_lsn, $3::timestamptz, now(), $4::bigint)
+             VALUES ($1::text, $2::text::pg_lsn, $3::text::timestamptz, now(), $4::text::bigint)
              ON CONFLICT (subscription) DO UPDATE SET end_lsn = EXCLUDED.end_lsn, commit_time = EXCLUDED.commit_time, applied_at = now(), transactions = p.transactions + EXCLUDED.transactions`,
       params: [this.#options.subscription, formatLsn(last.endLsn), commitTime, String(this.#batchTransactions)],
     });
@@ -234,8 +234,14 @@ export class ApplyWriter implements TransactionSink {
         const key = relation.keyIndexes.map((i) => textOf((change.oldTuple ?? change.newTuple)[i], table, i) ?? '');
         const newKey = change.oldTuple ? relation.keyIndexes.map((i) => textOf(change.newTuple[i], table, i) ?? '') : key;
         const keyChanged = keyString(newKey) !== keyString(key);
+        // Unchanged-TOAST columns stay out of SET (the target keeps its value); so do key
+        // columns when the key did not change, which also keeps GENERATED ALWAYS identity
+        // keys updatable (they may only be SET to DEFAULT).
         const setColumns: number[] = [];
-        change.newTuple.forEach((value, index) => { if (value.kind !== 'unchanged') setColumns.push(index); });
+        change.newTuple.forEach((value, index) => {
+          if (value.kind !== 'unchanged' && (keyChanged || !relation.keyIndexes.includes(index))) setColumns.push(index);
+        });
+        if (setColumns.length === 0) return;
         const maskKey = setColumns.join(',');
         const k = keyString(key);
         // A joined UPDATE applies one match per target row, so a key may appear once per run;
@@ -290,7 +296,7 @@ export class ApplyWriter implements TransactionSink {
         case 'insert': this.#issue(insertStatement(run.table, run.rows)); break;
         case 'update': this.#issueCounted(updateByKeyStatement(run.table, run.setColumns, run.rows), run.rows.length, run.table, 'UPDATE'); break;
         case 'delete': this.#issueCounted(deleteByKeyStatement(run.table, run.keys), run.keys.length, run.table, 'DELETE'); break;
-        case 'single': this.#issueCounted(run.statement, run.expectRows ? 1 : 0, run.table, run.statement.text.startsWith('UPDATE') ? 'UPDATE' : 'DELETE'); break;
+        case 'single': this.#issueCounted(run.statement, run.expectRows ? 1 : 0, run.table, run.statement.text.startsWith('DELETE') ? 'DELETE' : 'UPDATE'); break;
       }
     }
     queue.runs.length = 0;

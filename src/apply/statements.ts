@@ -8,6 +8,11 @@
  * the per-statement cost (parse, plan, round trip) is paid once per run.
  * Statement texts depend only on table, kind and column set, so postgres.js
  * prepares each once and reuses it.
+ *
+ * Every parameter is declared `text` (`$n::text::type`, never `$n::type`):
+ * postgres.js serializes a parameter by the type the server infers for it, and
+ * would round a timestamptz through a JS Date (losing microseconds) or quote a
+ * json value again. Declared as text, values pass through untouched.
  */
 import type { Tuple, TupleValue } from '../protocol/messages.js';
 import { quoteIdent } from '../changes/relation-cache.js';
@@ -66,7 +71,7 @@ function matches(table: TargetTable, index: number, expression: string, target =
   const c = column(table, index);
   return c.asText
     ? `${target}.${c.name}::text IS NOT DISTINCT FROM ${expression}`
-    : `${target}.${c.name} IS NOT DISTINCT FROM ${expression}::${c.type}`;
+    : `${target}.${c.name} IS NOT DISTINCT FROM ${expression}::text::${c.type}`;
 }
 
 export function insertStatement(table: TargetTable, rows: readonly Tuple[]): Statement {
@@ -79,7 +84,8 @@ export function insertStatement(table: TargetTable, rows: readonly Tuple[]): Sta
   const names = table.columns.map((_, i) => column(table, i).name).join(', ');
   const casts = table.columns.map((_, i) => `v.c${i}::${column(table, i).type}`).join(', ');
   return {
-    text: `INSERT INTO ${table.relation.qualifiedName} (${names}) SELECT ${casts} FROM ${unnestFrom(n)}`,
+    // OVERRIDING SYSTEM VALUE: the source already drew GENERATED ALWAYS identity values; keep them.
+    text: `INSERT INTO ${table.relation.qualifiedName} (${names}) OVERRIDING SYSTEM VALUE SELECT ${casts} FROM ${unnestFrom(n)}`,
     params: columns.map(textArrayLiteral),
   };
 }
@@ -141,11 +147,21 @@ function fullMatch(table: TargetTable, oldTuple: Tuple, firstParam: number): { r
 }
 
 export function updateFullStatement(table: TargetTable, oldTuple: Tuple, newTuple: Tuple): Statement {
-  const setColumns = table.columns.map((_, i) => i).filter((i) => newTuple[i]?.kind !== 'unchanged');
+  // Only columns whose value changed: cheaper, and GENERATED ALWAYS identity columns may not be SET.
+  const setColumns = table.columns.map((_, i) => i).filter((i) => {
+    const next = newTuple[i];
+    if (!next || next.kind === 'unchanged') return false;
+    const before = oldTuple[i];
+    return !(before && before.kind === next.kind && (next.kind === 'null' || (next.kind === 'text' && before.kind === 'text' && before.value === next.value)));
+  });
   const params: (string | null)[] = setColumns.map((i) => textOf(newTuple[i], table, i));
-  const set = setColumns.map((col, i) => `${column(table, col).name} = $${i + 1}::${column(table, col).type}`).join(', ');
+  const set = setColumns.map((col, i) => `${column(table, col).name} = $${i + 1}::text::${column(table, col).type}`).join(', ');
   const match = fullMatch(table, oldTuple, params.length + 1);
   const name = table.relation.qualifiedName;
+  if (setColumns.length === 0) {
+    // Nothing changed: still look the row up, so a missing row is noticed like any other.
+    return { text: `SELECT 1 FROM ${name} AS f WHERE ${match.where} LIMIT 1`, params: match.params };
+  }
   return {
     text: `UPDATE ${name} SET ${set} WHERE ctid = (SELECT f.ctid FROM ${name} AS f WHERE ${match.where} LIMIT 1)`,
     params: [...params, ...match.params],

@@ -61,7 +61,7 @@ export class ReplicationConnection {
       max_lifetime: null,
       connect_timeout: 15,
       onnotice: () => {},
-      connection: { replication: 'database', application_name: 'pgtide' },
+      connection: { replication: 'database', application_name: 'pgtide', client_encoding: 'UTF8' },
     });
     return new ReplicationConnection(sql);
   }

@@ -118,13 +118,14 @@ export async function discoverSequences(sql: postgres.Sql, scope: SequenceScope,
       JOIN pg_depend d ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid
         AND d.refclassid = 'pg_class'::regclass AND d.deptype = 'n'
       UNION
-      -- nextval('seq'::text) binds late and records no dependency: resolve the literal as the default would
+      -- nextval('seq'::text) binds late and records no dependency; it is stored as
+      -- nextval(('seq'::text)::regclass). Resolve the literal as the default would (with our search_path).
       SELECT to_regclass(replace(m.lit[1], '''''', ''''))::oid, ad.adrelid, ad.adnum,
              CASE WHEN m.expr LIKE '%prefixed_nextval(%' THEN 'prefixed_default' ELSE 'default' END
       FROM pg_attrdef ad JOIN tbl ON tbl.oid = ad.adrelid
       CROSS JOIN LATERAL (SELECT pg_get_expr(ad.adbin, ad.adrelid) AS expr) e
-      CROSS JOIN LATERAL (SELECT e.expr, regexp_match(e.expr, 'nextval\\(''((?:[^'']|'''')+)''::text\\)') AS lit) m
-      WHERE m.lit IS NOT NULL
+      CROSS JOIN LATERAL (SELECT e.expr, regexp_match(e.expr, 'nextval\\(\\(''((?:[^'']|'''')+)''::text\\)::regclass\\)') AS lit) m
+      WHERE m.lit IS NOT NULL AND to_regclass(replace(m.lit[1], '''''', '''')) IS NOT NULL
     ), included AS (
       SELECT c.oid FROM unnest($3::text[], $4::text[]) AS i(s, r)
       JOIN pg_namespace n ON n.nspname = i.s

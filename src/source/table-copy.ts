@@ -134,6 +134,9 @@ function connect(url: string, connection: Record<string, string>): postgres.Sql 
     idle_timeout: 0,
     max_lifetime: null,
     connect_timeout: 30,
+    // The type lookup postgres.js runs on connect is an unobserved promise: cut
+    // short by #fail it becomes an unhandled rejection. Arrays travel as JSON here.
+    fetch_types: false,
     onnotice: () => {},
     connection,
   });
@@ -506,13 +509,12 @@ class TableCopy {
     if (!/^[0-9A-Fa-f-]+$/.test(this.#options.snapshotName)) {
       throw new PgtideError('INTERNAL', `not an exported snapshot name: ${JSON.stringify(this.#options.snapshotName)}`);
     }
-    const schemas = tables.map((t) => t.schema);
-    const names = tables.map((t) => t.name);
+    const names = tables.map((t) => [t.schema, t.name]);
     const source = this.#connect(this.#options.sourceUrl, { application_name: 'pgtide-copy' });
     const target = this.#connect(this.#options.targetUrl, { application_name: 'pgtide-copy' });
     const [sourceRows, targetRows] = await Promise.all([
-      this.#sourceMeta(source, schemas, names).catch((error: unknown) => { throw copyError(error, 'source'); }),
-      this.#targetMeta(target, schemas, names).catch((error: unknown) => { throw copyError(error, 'target'); }),
+      this.#sourceMeta(source, names).catch((error: unknown) => { throw copyError(error, 'source'); }),
+      this.#targetMeta(target, names).catch((error: unknown) => { throw copyError(error, 'target'); }),
     ]);
     this.#connections.delete(source);
     this.#connections.delete(target);
@@ -567,7 +569,7 @@ class TableCopy {
     this.#jobs = jobs;
   }
 
-  async #sourceMeta(sql: postgres.Sql, schemas: string[], names: string[]): Promise<{ rows: SourceMeta[]; blockSize: number }> {
+  async #sourceMeta(sql: postgres.Sql, names: string[][]): Promise<{ rows: SourceMeta[]; blockSize: number }> {
     const [settings] = await sql<{ block_size: number; version: number }[]>`
       select current_setting('block_size')::int as block_size, current_setting('server_version_num')::int as version`;
     this.#sourceVersion = settings?.version ?? 0;
@@ -580,30 +582,30 @@ class TableCopy {
           then (select coalesce(sum(pg_table_size(t.relid)), 0) from pg_partition_tree(c.oid) t where t.isleaf)
           else pg_table_size(c.oid) end)::float8 as est_bytes,
         (case when c.relkind = 'r' then pg_relation_size(c.oid) else 0 end)::float8 as main_bytes,
-        case when c.oid is not null then array(select a.attname::text from pg_attribute a
-          where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped and a.attgenerated = '' order by a.attnum) end as copy_columns,
-        case when c.oid is not null then array(select a.attname::text from pg_attribute a
-          where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped order by a.attnum) end as all_columns
-      from unnest(${sql.array(schemas)}::text[], ${sql.array(names)}::text[]) with ordinality as s(nspname, relname, ord)
-      left join pg_namespace n on n.nspname = s.nspname
-      left join pg_class c on c.relnamespace = n.oid and c.relname = s.relname
+        (select json_agg(a.attname order by a.attnum) from pg_attribute a
+          where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped and a.attgenerated = '') as copy_columns,
+        (select json_agg(a.attname order by a.attnum) from pg_attribute a
+          where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped) as all_columns
+      from jsonb_array_elements(${sql.json(names)}) with ordinality as s(pair, ord)
+      left join pg_namespace n on n.nspname = s.pair->>0
+      left join pg_class c on c.relnamespace = n.oid and c.relname = s.pair->>1
       order by s.ord`;
     return { rows: [...rows], blockSize: settings?.block_size ?? 8192 };
   }
 
-  async #targetMeta(sql: postgres.Sql, schemas: string[], names: string[]): Promise<TargetMeta[]> {
+  async #targetMeta(sql: postgres.Sql, names: string[][]): Promise<TargetMeta[]> {
     const [settings] = await sql<{ version: number }[]>`select current_setting('server_version_num')::int as version`;
     this.#targetVersion = settings?.version ?? 0;
     const rows = await sql<TargetMeta[]>`
       select s.ord::int as ord, c.relkind::text as relkind,
         exists(select 1 from pg_constraint k where k.contype = 'f' and k.confrelid = c.oid and k.conrelid <> c.oid) as referenced,
-        case when c.oid is not null then array(select a.attname::text from pg_attribute a
-          where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped) end as columns,
-        case when c.oid is not null then array(select a.attname::text from pg_attribute a
-          where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped and a.attgenerated <> '') end as generated_columns
-      from unnest(${sql.array(schemas)}::text[], ${sql.array(names)}::text[]) with ordinality as s(nspname, relname, ord)
-      left join pg_namespace n on n.nspname = s.nspname
-      left join pg_class c on c.relnamespace = n.oid and c.relname = s.relname
+        (select json_agg(a.attname) from pg_attribute a
+          where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped) as columns,
+        (select json_agg(a.attname) from pg_attribute a
+          where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped and a.attgenerated <> '') as generated_columns
+      from jsonb_array_elements(${sql.json(names)}) with ordinality as s(pair, ord)
+      left join pg_namespace n on n.nspname = s.pair->>0
+      left join pg_class c on c.relnamespace = n.oid and c.relname = s.pair->>1
       order by s.ord`;
     return [...rows];
   }
@@ -631,8 +633,10 @@ class TableCopy {
   }
 
   #importError(error: unknown): PgtideError {
-    if (sqlStateOf(error) === '22023') {
-      return new PgtideError('REPLICATION_STREAM_LOST', `the exported snapshot ${this.#options.snapshotName} cannot be imported: ${fromServerError(error, 'source').message}. A snapshot lives only while the replication connection that created the slot stays open and idle; restart the initial copy so that a new slot and snapshot are made.`, { sqlState: '22023', cause: error });
+    // 42704: no such snapshot (any more); 22023: not a snapshot identifier at all.
+    const sqlState = sqlStateOf(error);
+    if (sqlState === '42704' || sqlState === '22023') {
+      return new PgtideError('REPLICATION_STREAM_LOST', `the exported snapshot ${this.#options.snapshotName} cannot be imported: ${fromServerError(error, 'source').message}. A snapshot lives only while the replication connection that created the slot stays open and idle; restart the initial copy so that a new slot and snapshot are made.`, { sqlState, cause: error });
     }
     return copyError(error, 'source');
   }

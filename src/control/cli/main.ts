@@ -1,0 +1,99 @@
+#!/usr/bin/env node
+/**
+ * The `pgtide` command line. Each command is a thin shell over a module in
+ * control/: parse options, load the config, call, print. Errors are printed
+ * as `error [CODE]: message` (no stack trace, no password) with exit code 1.
+ */
+import { Command } from 'commander';
+import { loadConfigFile, type PgtideConfig } from '../config.js';
+import { PgtideError, redact } from '../errors.js';
+import { createLogger } from '../logger.js';
+import { Engine } from '../engine.js';
+import { createProgressReporter } from '../progress.js';
+import { collectStatus, formatStatus } from '../status.js';
+import { dropSubscription } from '../drop.js';
+import { registerSequencesCommands } from './sequences-command.js';
+import { runDemo } from '../../demo/demo.js';
+
+const program = new Command();
+program
+  .name('pgtide')
+  .description('PostgreSQL logical replication: initial copy, streaming apply, sequences, crash-safe resume')
+  .showHelpAfterError();
+
+const load = (path: string): PgtideConfig => loadConfigFile(path);
+
+program.command('start')
+  .description('copy the published tables (first run), then stream changes until SIGINT/SIGTERM')
+  .option('-c, --config <file>', 'config file', 'pgtide.yaml')
+  .action(async (options: { config: string }) => {
+    const config = load(options.config);
+    const logger = createLogger();
+    const progress = createProgressReporter({ stream: process.stderr, logger: (line) => logger.info(line) });
+    const controller = new AbortController();
+    let signals = 0;
+    const stop = (signal: string) => {
+      signals++;
+      if (signals > 1) {
+        logger.warn('second signal: exiting without a clean shutdown (the target stays consistent; the next start resumes)');
+        process.exit(130);
+      }
+      logger.info({ signal }, 'stopping: finishing or rolling back the transaction in flight');
+      controller.abort();
+    };
+    process.on('SIGINT', () => stop('SIGINT'));
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    const engine = new Engine(config, logger, {
+      onCopyProgress: (p) => progress.update(p),
+      onCopyDone: () => progress.finish(),
+    });
+    await engine.run(controller.signal);
+  });
+
+program.command('status')
+  .description('table states, applied position, lag, slot WAL retention and sequences')
+  .option('-c, --config <file>', 'config file', 'pgtide.yaml')
+  .option('--json', 'print JSON')
+  .action(async (options: { config: string; json?: boolean }) => {
+    const report = await collectStatus(load(options.config));
+    if (options.json) {
+      process.stdout.write(JSON.stringify(report, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v), 2) + '\n');
+    } else {
+      process.stdout.write(formatStatus(report) + '\n');
+    }
+  });
+
+program.command('drop')
+  .description('remove the slot and publication pgtide created on the source, and its state on the target')
+  .option('-c, --config <file>', 'config file', 'pgtide.yaml')
+  .action(async (options: { config: string }) => {
+    const report = await dropSubscription(load(options.config));
+    process.stdout.write(`slot dropped: ${report.droppedSlot ? 'yes' : 'no (none)'}\npublication dropped: ${report.droppedPublication ? 'yes' : 'no'}\norigin dropped: ${report.droppedOrigin ? 'yes' : 'no'}\nstate removed: ${report.droppedState ? 'yes' : 'no'}\n`);
+  });
+
+program.command('demo')
+  .description('start two embedded PostgreSQL clusters, replicate a sample schema live, and verify row for row')
+  .option('--major <n>', 'PostgreSQL major version (14-18)', '18')
+  .option('--rows <n>', 'rows to load before the copy', '200000')
+  .option('--seconds <n>', 'duration of the live workload', '15')
+  .action(async (options: { major: string; rows: string; seconds: string }) => {
+    const ok = await runDemo({ major: Number(options.major), rows: Number(options.rows), seconds: Number(options.seconds) });
+    process.exitCode = ok ? 0 : 1;
+  });
+
+registerSequencesCommands(program, load);
+
+function printError(error: unknown): void {
+  if (error instanceof PgtideError) {
+    process.stderr.write(`error [${error.code}]${error.sqlState ? ` (SQLSTATE ${error.sqlState})` : ''}: ${redact(error.message)}\n`);
+  } else {
+    const message = error instanceof Error ? error.message : String(error);
+    process.stderr.write(`error [INTERNAL]: ${redact(message)}\n`);
+    if (process.env.PGTIDE_DEBUG && error instanceof Error && error.stack) process.stderr.write(redact(error.stack) + '\n');
+  }
+}
+
+program.parseAsync(process.argv).catch((error: unknown) => {
+  printError(error);
+  process.exit(1);
+});

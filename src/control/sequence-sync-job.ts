@@ -1,0 +1,105 @@
+/**
+ * Runs sequence sync rounds beside streaming.
+ *
+ * A round that fails (a server restarting, a network blip, a bug) is reported
+ * through onError and retried at the next interval: sequence sync is a safety
+ * net for failover and must never take the replication engine down. Rounds
+ * never overlap; the interval is measured from the start of one round to the
+ * start of the next, so slow rounds do not drift the cadence further.
+ */
+import { PgtideError } from './errors.js';
+import type { SequenceSyncReport } from '../apply/sequence-sync.js';
+
+/** What the loop needs from SequenceSync (an interface, so tests and the engine can wrap it). */
+export interface SequenceSyncRunner {
+  syncOnce(): Promise<SequenceSyncReport>;
+}
+
+export interface SequenceSyncLoopOptions {
+  readonly sync: SequenceSyncRunner;
+  readonly intervalMs: number;
+  /** Every completed round; the caller logs problems (report.ok false) as warnings. */
+  readonly onReport?: ((report: SequenceSyncReport) => void) | undefined;
+  /** Every failed round, and exceptions thrown by onReport. */
+  readonly onError?: ((error: PgtideError) => void) | undefined;
+  /** Aborting stops the loop like stop(). */
+  readonly signal?: AbortSignal | undefined;
+}
+
+export interface SequenceSyncLoop {
+  /** Ends the loop; resolves once a round in progress has finished, so no setval() happens afterwards. */
+  stop(): Promise<void>;
+  /** Settles when the loop has ended; never rejects. */
+  readonly done: Promise<void>;
+  /** Rounds completed so far (successful or not). */
+  readonly rounds: number;
+}
+
+function asPgtideError(error: unknown): PgtideError {
+  if (error instanceof PgtideError) return error;
+  const message = error instanceof Error ? error.message : String(error);
+  return new PgtideError('INTERNAL', `sequence sync round failed: ${message}`, { retryable: true, cause: error });
+}
+
+export function startSequenceSyncLoop(options: SequenceSyncLoopOptions): SequenceSyncLoop {
+  if (!Number.isFinite(options.intervalMs) || options.intervalMs <= 0) {
+    throw new PgtideError('CONFIG_INVALID', `sequences.intervalMs must be a positive number of milliseconds, got ${options.intervalMs}.`);
+  }
+  let stopped = false;
+  let rounds = 0;
+  let wake: (() => void) | undefined;
+  let timer: NodeJS.Timeout | undefined;
+
+  const report = (fn: (() => void) | undefined): void => {
+    if (!fn) return;
+    try {
+      fn();
+    } catch (error) {
+      // A throwing callback must not end the loop; give it to onError unless that is the one that threw.
+      try { options.onError?.(asPgtideError(error)); } catch { /* nothing left to tell */ }
+    }
+  };
+
+  const sleep = (ms: number): Promise<void> => new Promise((resolve) => {
+    if (stopped) { resolve(); return; }
+    wake = resolve;
+    timer = setTimeout(resolve, ms);
+  });
+
+  const stopNow = (): void => {
+    stopped = true;
+    if (timer) clearTimeout(timer);
+    wake?.();
+  };
+
+  const onAbort = (): void => stopNow();
+  if (options.signal?.aborted) stopped = true;
+  options.signal?.addEventListener('abort', onAbort, { once: true });
+
+  const run = async (): Promise<void> => {
+    while (!stopped) {
+      const started = Date.now();
+      try {
+        const result = await options.sync.syncOnce();
+        report(options.onReport && (() => options.onReport!(result)));
+      } catch (error) {
+        report(options.onError && (() => options.onError!(asPgtideError(error))));
+      }
+      rounds++;
+      if (stopped) break;
+      await sleep(Math.max(0, options.intervalMs - (Date.now() - started)));
+    }
+    options.signal?.removeEventListener('abort', onAbort);
+  };
+  // run() catches everything itself; the catch only guards against a bug turning into an unhandled rejection.
+  const done = run().catch(() => {});
+
+  return {
+    stop: async () => {
+      stopNow();
+      await done;
+    },
+    done,
+    get rounds() { return rounds; },
+  };
+}

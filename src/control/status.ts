@@ -1,0 +1,93 @@
+/**
+ * `pgtide status`: what a person needs to know at a glance — table states,
+ * the applied position, lag in bytes and seconds, and how much WAL the slot
+ * holds back on the source (a stopped subscriber's slot keeps WAL until the
+ * source's disk fills).
+ */
+import postgres from 'postgres';
+import { originName, slotName, type PgtideConfig } from './config.js';
+import { fromServerError, PgtideError } from './errors.js';
+import { formatLsn, parseLsn, type Lsn } from '../changes/lsn.js';
+import { StateStore, type TableStateRow } from '../target/state-store.js';
+
+export interface StatusReport {
+  readonly subscription: string;
+  readonly tables: readonly TableStateRow[];
+  readonly appliedLsn: Lsn | undefined;
+  readonly sourceLsn: Lsn | undefined;
+  readonly lagBytes: number | undefined;
+  readonly lagSeconds: number | undefined;
+  readonly lastCommitTime: Date | null;
+  readonly slot: { readonly name: string; readonly active: boolean; readonly retainedBytes: number; readonly confirmedLsn: Lsn | undefined } | undefined;
+  readonly sourceError: string | undefined;
+  readonly sequences: readonly { readonly name: string; readonly sourceValue: string | null; readonly targetValue: string | null; readonly syncedAt: Date | null }[];
+}
+
+export async function collectStatus(config: PgtideConfig): Promise<StatusReport> {
+  const target = postgres(config.target.url, { max: 1, connect_timeout: 10, onnotice: () => {} });
+  const source = postgres(config.source.url, { max: 1, connect_timeout: 10, onnotice: () => {} });
+  try {
+    const store = new StateStore(target, config.name);
+    const exists = await target.unsafe(`SELECT to_regclass('pgtide.subscription') IS NOT NULL AS ok`).catch((e: unknown) => { throw fromServerError(e, 'target'); });
+    if (!exists[0]?.ok || !(await store.getSubscription())) {
+      throw new PgtideError('STATE_CORRUPT', `subscription "${config.name}" has never run against this target. Start it with \`pgtide start --config <file>\`.`);
+    }
+    const tables = await store.tableStates();
+    const progress = await store.progress();
+    const [origin] = await target.unsafe<{ lsn: string | null }[]>(`SELECT pg_replication_origin_progress($1, true)::text AS lsn FROM pg_replication_origin WHERE roname = $1`, [originName(config)]);
+    const appliedLsn = origin?.lsn ? parseLsn(origin.lsn) : progress?.endLsn;
+    const sequences = await target.unsafe<{ name: string; source_value: string | null; target_value: string | null; synced_at: Date | null }[]>(
+      `SELECT format('%I.%I', schema_name, sequence_name) AS name, source_value::text, target_value::text, synced_at FROM pgtide.sequence_state WHERE subscription = $1 ORDER BY 1`, [config.name]).catch(() => []);
+    let sourceLsn: Lsn | undefined;
+    let slot: StatusReport['slot'];
+    let sourceError: string | undefined;
+    try {
+      const [row] = await source.unsafe<{ lsn: string; active: boolean | null; retained: string | null; confirmed: string | null }[]>(
+        `SELECT pg_current_wal_lsn()::text AS lsn, s.active, pg_wal_lsn_diff(pg_current_wal_lsn(), s.restart_lsn)::bigint::text AS retained, s.confirmed_flush_lsn::text AS confirmed
+           FROM (SELECT 1) one LEFT JOIN pg_replication_slots s ON s.slot_name = $1`, [slotName(config)]);
+      if (row) {
+        sourceLsn = parseLsn(row.lsn);
+        if (row.active !== null) slot = { name: slotName(config), active: row.active, retainedBytes: Number(row.retained ?? 0), confirmedLsn: row.confirmed ? parseLsn(row.confirmed) : undefined };
+      }
+    } catch (error) {
+      sourceError = fromServerError(error, 'source').message;
+    }
+    const lagBytes = sourceLsn !== undefined && appliedLsn !== undefined ? Math.max(0, Number(sourceLsn - appliedLsn)) : undefined;
+    // Caught up when nothing but (possibly) WAL of other databases or empty records remains.
+    const lagSeconds = lagBytes === undefined ? undefined : progress?.commitTime && lagBytes > 0 ? Math.max(0, (Date.now() - progress.commitTime.getTime()) / 1000) : 0;
+    return { subscription: config.name, tables, appliedLsn, sourceLsn, lagBytes, lagSeconds, lastCommitTime: progress?.commitTime ?? null, slot, sourceError, sequences: sequences.map((s) => ({ name: s.name, sourceValue: s.source_value, targetValue: s.target_value, syncedAt: s.synced_at })) };
+  } finally {
+    await Promise.allSettled([target.end({ timeout: 1 }), source.end({ timeout: 1 })]);
+  }
+}
+
+function bytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 ** 2) return `${(n / 1024).toFixed(1)} kB`;
+  if (n < 1024 ** 3) return `${(n / 1024 ** 2).toFixed(1)} MB`;
+  return `${(n / 1024 ** 3).toFixed(2)} GB`;
+}
+
+export function formatStatus(report: StatusReport): string {
+  const lines: string[] = [];
+  lines.push(`subscription  ${report.subscription}`);
+  lines.push(`applied LSN   ${report.appliedLsn !== undefined ? formatLsn(report.appliedLsn) : '(nothing applied yet)'}`);
+  lines.push(`source LSN    ${report.sourceLsn !== undefined ? formatLsn(report.sourceLsn) : `(unavailable: ${report.sourceError ?? 'unknown'})`}`);
+  lines.push(`lag           ${report.lagBytes !== undefined ? `${bytes(report.lagBytes)}, ${report.lagSeconds?.toFixed(1)} s` : 'unknown'}`);
+  if (report.lastCommitTime) lines.push(`last commit   ${report.lastCommitTime.toISOString()}`);
+  if (report.slot) lines.push(`slot          ${report.slot.name} (${report.slot.active ? 'active' : 'inactive'}), retains ${bytes(report.slot.retainedBytes)} of WAL on the source`);
+  else if (!report.sourceError) lines.push(`slot          MISSING on the source`);
+  lines.push('');
+  lines.push('tables');
+  const width = Math.max(5, ...report.tables.map((t) => `${t.schema}.${t.name}`.length));
+  for (const t of report.tables) {
+    lines.push(`  ${`${t.schema}.${t.name}`.padEnd(width)}  ${t.state.padEnd(7)}  sync ${formatLsn(t.syncLsn).padEnd(12)}  rows copied ${t.rowsCopied}`);
+  }
+  if (report.sequences.length) {
+    lines.push('');
+    lines.push('sequences');
+    const w = Math.max(8, ...report.sequences.map((s) => s.name.length));
+    for (const s of report.sequences) lines.push(`  ${s.name.padEnd(w)}  source ${String(s.sourceValue ?? '-').padEnd(12)} target ${String(s.targetValue ?? '-').padEnd(12)} synced ${s.syncedAt?.toISOString() ?? 'never'}`);
+  }
+  return lines.join('\n');
+}
