@@ -376,10 +376,11 @@ export class SequenceSync {
 
     const items: SequenceSyncItem[] = [];
     const mismatches: SequenceMismatch[] = [...fixedMismatches];
+    const rowByOrd = new Map(rows.map((r) => [r.ord, r]));
     for (const [i, tracked] of this.#tracked.entries()) {
       const { seq } = tracked;
       const reading = read.readings[i];
-      const row = rows.find((r) => r.ord === i);
+      const row = rowByOrd.get(i);
       const targetDefinition = row && row.status !== 'missing' && row.status !== 'error' && row.data_type !== null
         ? definitionFromRow({ data_type: row.data_type, start: row.start!, increment: row.increment!, min: row.min!, max: row.max!, cache: row.cache!, cycle: row.cycle! })
         : row?.status === 'missing' ? null : tracked.target;
@@ -441,7 +442,7 @@ export class SequenceSync {
         detail: 'named in sequences.include but not a sequence on the source',
       });
     }
-    if (read.mode === 'catalog' && read.note?.startsWith('a sequence changed')) this.#rediscover = true;
+    if (reader.stale) this.#rediscover = true;
     const ok = items.every((item) => HEALTHY.has(item.status)) && mismatches.every((m) => m.fixed);
     return {
       startedAt,

@@ -8,7 +8,21 @@
  * start of the next, so slow rounds do not drift the cadence further.
  */
 import { PgtideError } from './errors.js';
-import type { SequenceSyncReport } from '../apply/sequence-sync.js';
+import type { PgtideConfig } from './config.js';
+import { SequenceSync, type SequenceSyncReport } from '../apply/sequence-sync.js';
+
+/** A SequenceSync for a config: its tables (all when unset), sequences.include and sequences.ahead. */
+export function createSequenceSync(config: PgtideConfig, overrides: { readonly fixDefinitions?: boolean; readonly ahead?: number | undefined } = {}): SequenceSync {
+  return new SequenceSync({
+    sourceUrl: config.source.url,
+    targetUrl: config.target.url,
+    subscription: config.name,
+    tables: config.tables,
+    include: config.sequences.include,
+    ahead: overrides.ahead ?? config.sequences.ahead,
+    fixDefinitions: overrides.fixDefinitions === true,
+  });
+}
 
 /** What the loop needs from SequenceSync (an interface, so tests and the engine can wrap it). */
 export interface SequenceSyncRunner {

@@ -265,6 +265,7 @@ export class SequenceReader {
   readonly #relationQuery: string;
   #mode: SequenceReadMode = 'relation';
   #note: string | undefined;
+  #stale = false;
 
   constructor(sql: postgres.Sql, sequences: readonly QualifiedName[], role = 'source') {
     this.#sql = sql;
@@ -286,6 +287,11 @@ export class SequenceReader {
     return this.#mode;
   }
 
+  /** True once a sequence in the list was dropped or replaced: rediscover and use a new reader. */
+  get stale(): boolean {
+    return this.#stale;
+  }
+
   async read(): Promise<SequenceReadResult> {
     if (this.#sequences.length === 0) return { mode: this.#mode, note: this.#note, readings: [] };
     if (this.#mode === 'relation') {
@@ -297,6 +303,7 @@ export class SequenceReader {
         // 42501: no SELECT on some sequence; 42P01/42809: a sequence was dropped or replaced.
         if (state !== '42501' && state !== '42P01' && state !== '42809') throw fromServerError(error, this.#role);
         this.#mode = 'catalog';
+        this.#stale = state !== '42501';
         this.#note = state === '42501'
           ? `reading the sequences on the ${this.#role} needs SELECT on them (${(error as Error).message}); using pg_sequence_last_value(), which cannot see a value set with is_called = false. GRANT SELECT ON ALL SEQUENCES IN SCHEMA … TO the ${this.#role} user for exact values.`
           : `a sequence changed on the ${this.#role} since discovery (${(error as Error).message}); reading through the catalog until it is rediscovered.`;

@@ -327,8 +327,101 @@ for (const major of [14, 18] as const) {
         assert.match(printed, /only_on_source": increment — source 1, target 2 — fixed/);
       });
     }
+
+    it('without SELECT on the source sequences, reads through the catalog and says what it cannot see; survives a dropped sequence', async () => {
+      const role = `seq_usage_${major}`;
+      await source.unsafe(`CREATE ROLE ${role} LOGIN PASSWORD 'usage-pw'`);
+      const grantable = EXPECTED.filter((name) => name !== qualify('public', 'countdown'));
+      await source.unsafe(`GRANT USAGE ON SEQUENCE ${grantable.join(', ')} TO ${role}`);
+      await source.unsafe(`GRANT USAGE ON SCHEMA "Sales Ünit" TO ${role}`);
+      await source.unsafe(`SELECT setval('public.late_seq', 5000, false)`);
+      const limited = new URL(sourceUrl);
+      limited.username = role;
+      limited.password = 'usage-pw';
+      const options = { ...syncOptions(), sourceUrl: limited.toString() };
+
+      const catalog = new SequenceSync(options);
+      try {
+        const report = await catalog.syncOnce();
+        assert.equal(report.readMode, 'catalog');
+        assert.match(report.readNote ?? '', /needs SELECT/);
+        assert.equal(report.ok, false);
+        const byName = new Map(report.items.map((i) => [i.name, i]));
+        assert.equal(byName.get('countdown')!.status, 'unreadable');
+        assert.equal(byName.get('late_seq')!.status, 'source_unknown');
+        for (const item of report.items.filter((i) => i.name !== 'countdown' && i.name !== 'late_seq')) {
+          assert.ok(['advanced', 'unchanged', 'target_ahead'].includes(item.status), `${item.name}: ${item.status}`);
+        }
+      } finally {
+        await catalog.close();
+      }
+
+      await source.unsafe(`GRANT SELECT ON SEQUENCE ${EXPECTED.join(', ')} TO ${role}`);
+      const exact = new SequenceSync(options);
+      try {
+        const report = await exact.syncOnce();
+        assert.equal(report.readMode, 'relation');
+        assert.ok(report.ok);
+        const late = report.items.find((i) => i.name === 'late_seq')!;
+        assert.deepEqual([late.status, late.targetAfter, late.targetAfterIsCalled], ['advanced', 5000n, false]);
+
+        // A sequence dropped on the source between rounds: reported, the others still synced, then rediscovered.
+        await source.unsafe(`DROP SEQUENCE public."app ticket ""no"""`);
+        // More than the CLI test's ahead = 10 margin, so the shared sequence has something to sync.
+        await source.unsafe(`INSERT INTO public.invoices (note) SELECT 'after drop' FROM generate_series(1, 20)`);
+        const dropped = await exact.syncOnce();
+        const byName = new Map(dropped.items.map((i) => [i.name, i]));
+        assert.equal(byName.get(APP_SEQ.name)!.status, 'missing_on_source');
+        assert.equal(byName.get('shared Seq')!.status, 'advanced');
+        const next = await exact.syncOnce();
+        assert.equal(next.readMode, 'relation');
+        assert.deepEqual(next.items.filter((i) => i.status !== 'unchanged' && i.status !== 'target_ahead').map((i) => [i.name, i.status]), [[APP_SEQ.name, 'missing_on_source']]);
+      } finally {
+        await exact.close();
+      }
+    });
   });
 }
+
+describe('sequence sync loop', () => {
+  it('reports a failed round, keeps going, never overlaps rounds, and stop() waits for the round in flight', async () => {
+    let calls = 0;
+    let running = 0;
+    let maxRunning = 0;
+    const fake = {
+      async syncOnce(): Promise<SequenceSyncReport> {
+        calls++;
+        running++;
+        maxRunning = Math.max(maxRunning, running);
+        await new Promise((r) => setTimeout(r, 30));
+        running--;
+        if (calls === 1) throw new Error('source restarting');
+        return { startedAt: new Date(), durationMs: 30, readMode: 'relation', items: [], mismatches: [], missingTables: [], ok: true };
+      },
+    };
+    const reports: SequenceSyncReport[] = [];
+    const errors: PgtideError[] = [];
+    const controller = new AbortController();
+    const loop = startSequenceSyncLoop({
+      sync: fake, intervalMs: 10, signal: controller.signal,
+      onReport: (r) => { reports.push(r); if (reports.length === 2) throw new Error('logger broke'); },
+      onError: (e) => { errors.push(e); },
+    });
+    while (reports.length < 3) await new Promise((r) => setTimeout(r, 10));
+    controller.abort();
+    await loop.done;
+    const after = calls;
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(calls, after, 'a round ran after the loop ended');
+    assert.equal(running, 0);
+    assert.equal(maxRunning, 1);
+    assert.deepEqual(errors.map((e) => [e.code, e.message]), [
+      ['INTERNAL', 'sequence sync round failed: source restarting'],
+      ['INTERNAL', 'sequence sync round failed: logger broke'],
+    ]);
+    await loop.stop();
+  });
+});
 
 describe('sequences for several primaries', () => {
   let a: postgres.Sql;

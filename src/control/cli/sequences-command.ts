@@ -10,7 +10,8 @@ import { Command, InvalidArgumentError } from 'commander';
 import postgres from 'postgres';
 import type { PgtideConfig, QualifiedName } from '../config.js';
 import { PgtideError, fromServerError, redact } from '../errors.js';
-import { SequenceSync, type SequenceSyncReport, type SequenceSyncItem } from '../../apply/sequence-sync.js';
+import type { SequenceSyncReport, SequenceSyncItem } from '../../apply/sequence-sync.js';
+import { createSequenceSync } from '../sequence-sync-job.js';
 import { discoverSequences, SequenceReader } from '../../source/sequence-catalog.js';
 import {
   installSharedSequenceFunctions, partitionSequences, checkCollisions,
@@ -128,15 +129,7 @@ export function registerSequencesCommands(program: Command, load: (configPath: s
     .option('--ahead <n>', 'increments to stay ahead of the source (default: sequences.ahead)', wholeNumber('--ahead', 0))
     .action(async (options: { config: string; fixDefinitions?: boolean; ahead?: number }) => {
       const config = load(options.config);
-      const sync = new SequenceSync({
-        sourceUrl: config.source.url,
-        targetUrl: config.target.url,
-        subscription: config.name,
-        tables: config.tables,
-        include: config.sequences.include,
-        ahead: options.ahead ?? config.sequences.ahead,
-        fixDefinitions: options.fixDefinitions === true,
-      });
+      const sync = createSequenceSync(config, { ahead: options.ahead, fixDefinitions: options.fixDefinitions === true });
       let report: SequenceSyncReport;
       try {
         report = await sync.syncOnce();

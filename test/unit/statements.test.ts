@@ -1,0 +1,68 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { textArrayLiteral, insertStatement, updateByKeyStatement, deleteByKeyStatement, updateFullStatement, deleteFullStatement, truncateStatement } from '../../src/apply/statements.js';
+import { RelationCache } from '../../src/changes/relation-cache.js';
+import type { TargetTable } from '../../src/target/table-catalog.js';
+import type { Tuple } from '../../src/protocol/messages.js';
+
+const t = (value: string) => ({ kind: 'text' as const, value });
+const NULL = { kind: 'null' as const };
+const U = { kind: 'unchanged' as const };
+
+function table(identity: 'default' | 'full'): TargetTable {
+  const cache = new RelationCache();
+  const relation = cache.update({
+    tag: 'relation', xid: undefined, relationOid: 42, schema: 'My Schema', name: 'Tab"le', replicaIdentity: identity,
+    columns: [
+      { name: 'id', isKey: identity === 'default', typeOid: 23, typeMod: -1 },
+      { name: 'Body', isKey: false, typeOid: 25, typeMod: -1 },
+      { name: 'doc', isKey: false, typeOid: 114, typeMod: -1 },
+    ],
+  });
+  return { relation, columns: [
+    { name: 'id', sqlType: 'integer', compareAsText: false },
+    { name: 'Body', sqlType: 'text', compareAsText: false },
+    { name: 'doc', sqlType: 'json', compareAsText: true },
+  ] };
+}
+
+test('text array literals quote, escape and keep NULL distinct from "NULL"', () => {
+  assert.equal(textArrayLiteral(['a', null, 'NULL', 'with "quote"', 'back\\slash', '', 'comma,brace}']), '{"a",NULL,"NULL","with \\"quote\\"","back\\\\slash","","comma,brace}"}');
+  assert.equal(textArrayLiteral([]), '{}');
+});
+
+test('insert: one statement, one text[] per column, identity values kept', () => {
+  const rows: Tuple[] = [[t('1'), t('x'), NULL], [t('2'), NULL, t('{"a":1}')]];
+  const s = insertStatement(table('default'), rows);
+  assert.equal(s.text, 'INSERT INTO "My Schema"."Tab""le" ("id", "Body", "doc") OVERRIDING SYSTEM VALUE SELECT v.c0::integer, v.c1::text, v.c2::json FROM unnest($1::text[], $2::text[], $3::text[]) AS v(c0, c1, c2)');
+  assert.deepEqual(s.params, ['{"1","2"}', '{"x",NULL}', '{NULL,"{\\"a\\":1}"}']);
+});
+
+test('update by key sets only the given columns and joins on the key', () => {
+  const s = updateByKeyStatement(table('default'), [1], [{ key: ['7'], newTuple: [t('7'), t('new'), U] }]);
+  assert.equal(s.text, 'UPDATE "My Schema"."Tab""le" AS t SET "Body" = v.c1::text FROM unnest($1::text[], $2::text[]) AS v(c0, c1) WHERE t."id" = v.c0::integer');
+  assert.deepEqual(s.params, ['{"7"}', '{"new"}']);
+});
+
+test('delete by key', () => {
+  const s = deleteByKeyStatement(table('default'), [['1'], ['2']]);
+  assert.equal(s.text, 'DELETE FROM "My Schema"."Tab""le" AS t USING unnest($1::text[]) AS v(c0) WHERE t."id" = v.c0::integer');
+  assert.deepEqual(s.params, ['{"1","2"}']);
+});
+
+test('FULL identity touches one row, matches NULLs, compares json as text, skips unchanged TOAST', () => {
+  const old: Tuple = [t('1'), NULL, t('{}')];
+  const d = deleteFullStatement(table('full'), old);
+  assert.equal(d.text, 'DELETE FROM "My Schema"."Tab""le" WHERE ctid = (SELECT f.ctid FROM "My Schema"."Tab""le" AS f WHERE f."id" IS NOT DISTINCT FROM $1::text::integer AND f."Body" IS NOT DISTINCT FROM $2::text::text AND f."doc"::text IS NOT DISTINCT FROM $3 LIMIT 1)');
+  assert.deepEqual(d.params, ['1', null, '{}']);
+  const u = updateFullStatement(table('full'), old, [t('1'), t('b'), U]);
+  assert.match(u.text, /^UPDATE "My Schema"."Tab""le" SET "Body" = \$1::text::text WHERE ctid = \(SELECT f.ctid .* LIMIT 1\)$/);
+  assert.deepEqual(u.params, ['b', '1', null, '{}']);
+  const same = updateFullStatement(table('full'), old, [t('1'), NULL, t('{}')]);
+  assert.match(same.text, /^SELECT 1 FROM/);
+});
+
+test('truncate never cascades beyond the listed tables', () => {
+  assert.deepEqual(truncateStatement(['"a"."b"', '"c"."d"'], true), { text: 'TRUNCATE "a"."b", "c"."d" RESTART IDENTITY', params: [] });
+  assert.equal(truncateStatement(['"a"."b"'], false).text, 'TRUNCATE "a"."b"');
+});
