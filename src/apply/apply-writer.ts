@@ -27,6 +27,7 @@ import {
   deleteByKeyStatement, deleteFullStatement, insertStatement, textOf, truncateStatement,
   updateByKeyStatement, updateFullStatement, type KeyedUpdate, type Statement,
 } from './statements.js';
+import { NetEffectTable, type CountedStatement } from './net-effect.js';
 
 export interface ApplyWriterOptions {
   readonly url: string;
@@ -35,7 +36,25 @@ export interface ApplyWriterOptions {
   readonly batchMaxTransactions: number;
   readonly batchMaxChanges: number;
   readonly batchMaxAgeMs: number;
+  /** Fold changes per key within a batch (net-effect mode); see net-effect.ts. */
+  readonly netEffect: boolean;
+  /** Transactions committed at or below this LSN are applied in exact order (replay after a fold conflict). */
+  readonly exactUntil?: Lsn;
   readonly logger: Logger;
+}
+
+/**
+ * A folded batch hit a unique or exclusion violation: reordering was not safe
+ * for it. The engine replays from the applied position with folding off up to
+ * `untilLsn`, so that stretch is applied in exact order.
+ */
+export class FoldConflictError extends PgtideError {
+  readonly untilLsn: Lsn;
+  constructor(untilLsn: Lsn, cause: unknown) {
+    super('APPLY_FAILED', `a net-effect batch hit a unique violation; replaying it in exact order up to ${formatLsn(untilLsn)}`, { retryable: true, cause, sqlState: fromServerError(cause, 'target').sqlState });
+    this.name = 'FoldConflictError';
+    this.untilLsn = untilLsn;
+  }
 }
 
 export interface ApplyStats {
@@ -51,9 +70,9 @@ type Run =
   | { readonly kind: 'insert'; readonly table: TargetTable; readonly rows: Tuple[] }
   | { readonly kind: 'update'; readonly table: TargetTable; readonly setColumns: readonly number[]; readonly maskKey: string; readonly rows: KeyedUpdate[]; readonly keys: Set<string> }
   | { readonly kind: 'delete'; readonly table: TargetTable; readonly keys: (readonly string[])[] }
-  | { readonly kind: 'single'; readonly table: TargetTable; readonly statement: Statement; readonly expectRows: boolean };
+  | { readonly kind: 'counted'; readonly table: TargetTable; readonly counted: CountedStatement };
 
-interface TableQueue { readonly table: TargetTable; readonly runs: Run[] }
+interface TableQueue { readonly table: TargetTable; readonly runs: Run[]; readonly fold: NetEffectTable | undefined }
 
 /** A key is unique per table; \u0001 cannot appear in a text value sent by PostgreSQL. */
 const keyString = (key: readonly string[]): string => (key.length === 1 ? key[0]! : key.join('\u0001'));
@@ -72,6 +91,10 @@ export class ApplyWriter implements TransactionSink {
   #batchTransactions = 0;
   #queuedChanges = 0;
   #last: CommitInfo | undefined;
+  /** Fold the current source transaction's changes (net-effect mode, outside an exact-replay stretch). */
+  #foldThisTx = false;
+  #batchFolded = false;
+  #batchMaxCommitLsn: Lsn = ZERO_LSN;
   #durable: Lsn;
   #durableCommitTime: PgTimestamp | undefined;
   readonly stats: ApplyStats = { transactions: 0, changes: 0, batches: 0, statements: 0, missingRows: 0 };
@@ -122,8 +145,10 @@ export class ApplyWriter implements TransactionSink {
   /** True when the open batch ends at a source transaction boundary and may be committed. */
   get atBoundary(): boolean { return !this.#inSourceTx; }
 
-  begin(_tx: TransactionInfo): void {
+  begin(tx: TransactionInfo): void {
     this.#inSourceTx = true;
+    this.#foldThisTx = this.#options.netEffect && tx.commitLsn > (this.#options.exactUntil ?? ZERO_LSN);
+    if (tx.commitLsn > this.#batchMaxCommitLsn) this.#batchMaxCommitLsn = tx.commitLsn;
     if (!this.#batchOpen) {
       this.#batchOpen = true;
       this.#batchStartedAt = Date.now();
@@ -147,7 +172,8 @@ export class ApplyWriter implements TransactionSink {
     // A new definition of a table already queued (DDL) is a barrier for that table.
     if (old) this.#emitQueue(old);
     const table = await this.#catalog.resolve(change.relation);
-    const queue: TableQueue = { table, runs: [] };
+    const foldable = table.relation.replicaIdentity !== 'full' && table.relation.keyIndexes.length > 0;
+    const queue: TableQueue = { table, runs: [], fold: foldable ? new NetEffectTable(table) : undefined };
     this.#queues.delete(change.relation.oid);
     this.#queues.set(change.relation.oid, queue);
     this.#enqueue(queue, change);
@@ -191,12 +217,16 @@ export class ApplyWriter implements TransactionSink {
     this.#batchOpen = false;
     this.#batchTransactions = 0;
     this.#queuedChanges = 0;
+    this.#batchFolded = false;
+    this.#batchMaxCommitLsn = ZERO_LSN;
   }
 
   /** Abandons the open batch (shutdown or a failure elsewhere); the origin position does not move. */
   async rollback(): Promise<void> {
     this.#queues.clear();
     this.#queuedChanges = 0;
+    this.#batchFolded = false;
+    this.#batchMaxCommitLsn = ZERO_LSN;
     this.#batchTransactions = 0;
     const wasOpen = this.#batchOpen;
     this.#batchOpen = false;
@@ -218,6 +248,14 @@ export class ApplyWriter implements TransactionSink {
     this.stats.changes++;
     const { table } = queue;
     const relation = table.relation;
+    if (queue.fold) {
+      if (this.#foldThisTx && queue.fold.add(change)) {
+        this.#batchFolded = true;
+        return;
+      }
+      // Not foldable here: what is folded so far runs first, then this change in order.
+      if (queue.fold.size > 0) this.#drainFold(queue);
+    }
     const last = queue.runs[queue.runs.length - 1];
     switch (change.kind) {
       case 'insert': {
@@ -228,7 +266,7 @@ export class ApplyWriter implements TransactionSink {
       case 'update': {
         if (relation.replicaIdentity === 'full' || relation.keyIndexes.length === 0) {
           this.#requireIdentity(relation, 'UPDATE', change.oldTuple);
-          queue.runs.push({ kind: 'single', table, statement: updateFullStatement(table, change.oldTuple ?? change.newTuple, change.newTuple), expectRows: true });
+          queue.runs.push({ kind: 'counted', table, counted: { statement: updateFullStatement(table, change.oldTuple ?? change.newTuple, change.newTuple), expectedRows: 1, operation: 'UPDATE' } });
           return;
         }
         const key = relation.keyIndexes.map((i) => textOf((change.oldTuple ?? change.newTuple)[i], table, i) ?? '');
@@ -257,7 +295,7 @@ export class ApplyWriter implements TransactionSink {
       case 'delete': {
         if (relation.replicaIdentity === 'full' || relation.keyIndexes.length === 0) {
           this.#requireIdentity(relation, 'DELETE', change.oldTuple);
-          queue.runs.push({ kind: 'single', table, statement: deleteFullStatement(table, change.oldTuple), expectRows: true });
+          queue.runs.push({ kind: 'counted', table, counted: { statement: deleteFullStatement(table, change.oldTuple), expectedRows: 1, operation: 'DELETE' } });
           return;
         }
         const key = relation.keyIndexes.map((i) => textOf(change.oldTuple[i], table, i) ?? '');
@@ -290,13 +328,18 @@ export class ApplyWriter implements TransactionSink {
     return this.#settle();
   }
 
+  #drainFold(queue: TableQueue): void {
+    for (const counted of queue.fold!.drain()) queue.runs.push({ kind: 'counted', table: queue.table, counted });
+  }
+
   #emitQueue(queue: TableQueue): void {
+    if (queue.fold && queue.fold.size > 0) this.#drainFold(queue);
     for (const run of queue.runs) {
       switch (run.kind) {
         case 'insert': this.#issue(insertStatement(run.table, run.rows)); break;
         case 'update': this.#issueCounted(updateByKeyStatement(run.table, run.setColumns, run.rows), run.rows.length, run.table, 'UPDATE'); break;
         case 'delete': this.#issueCounted(deleteByKeyStatement(run.table, run.keys), run.keys.length, run.table, 'DELETE'); break;
-        case 'single': this.#issueCounted(run.statement, run.expectRows ? 1 : 0, run.table, run.statement.text.startsWith('DELETE') ? 'DELETE' : 'UPDATE'); break;
+        case 'counted': this.#issueCounted(run.counted.statement, run.counted.expectedRows, run.table, run.counted.operation); break;
       }
     }
     queue.runs.length = 0;
@@ -330,6 +373,8 @@ export class ApplyWriter implements TransactionSink {
     if (this.#failure !== undefined) {
       const failure = this.#failure;
       this.#failure = undefined;
+      const sqlState = fromServerError(failure, 'target').sqlState;
+      if (this.#batchFolded && (sqlState === '23505' || sqlState === '23P01')) throw new FoldConflictError(this.#batchMaxCommitLsn, failure);
       throw new PgtideError('APPLY_FAILED', `applying to the target failed: ${fromServerError(failure, 'target').message}`, { sqlState: fromServerError(failure, 'target').sqlState, retryable: true, cause: failure });
     }
   }

@@ -290,6 +290,8 @@ export class SequenceSync {
   #discoveredAt = 0;
   #rediscover = false;
   #installed = false;
+  /** Rounds and discoveries run one at a time (the loop and a shutdown/cutover call may overlap). */
+  #queue: Promise<unknown> = Promise.resolve();
 
   constructor(options: SequenceSyncOptions) {
     if (options.ahead !== undefined && (!Number.isInteger(options.ahead) || options.ahead < 0)) {
@@ -306,8 +308,23 @@ export class SequenceSync {
     return this.#tracked.map((t) => t.seq);
   }
 
+  #serialized<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#queue.then(fn, fn);
+    this.#queue = run.catch(() => {});
+    return run;
+  }
+
   /** Reads the source catalog and the target definitions; installs the target function the first time. */
-  async discover(): Promise<SequenceDiscovery> {
+  discover(): Promise<SequenceDiscovery> {
+    return this.#serialized(() => this.#discover());
+  }
+
+  /** One round: read the source, fix definitions when asked, apply forward-only, record. */
+  syncOnce(): Promise<SequenceSyncReport> {
+    return this.#serialized(() => this.#syncOnce());
+  }
+
+  async #discover(): Promise<SequenceDiscovery> {
     if (!this.#installed) {
       await installSequenceApplyFunction(this.#target);
       this.#installed = true;
@@ -323,11 +340,10 @@ export class SequenceSync {
     return discovery;
   }
 
-  /** One round: read the source, fix definitions when asked, apply forward-only, record. */
-  async syncOnce(): Promise<SequenceSyncReport> {
+  async #syncOnce(): Promise<SequenceSyncReport> {
     const startedAt = new Date();
     const every = this.#options.rediscoverEveryMs ?? 60_000;
-    if (!this.#discovery || this.#rediscover || Date.now() - this.#discoveredAt >= every) await this.discover();
+    if (!this.#discovery || this.#rediscover || Date.now() - this.#discoveredAt >= every) await this.#discover();
     const discovery = this.#discovery!;
     const reader = this.#reader!;
     const read = await reader.read();
@@ -468,7 +484,9 @@ export class SequenceSync {
     }
   }
 
+  /** Waits for a round in progress, then closes both connections. */
   async close(): Promise<void> {
+    await this.#queue;
     await Promise.all([this.#source.end({ timeout: 5 }), this.#target.end({ timeout: 5 })]);
   }
 }

@@ -63,7 +63,9 @@ export const configSchema = z.object({
     batchMaxChanges: z.number().int().min(1).default(20000),
     /** A batch is flushed once its oldest transaction waited this long. */
     batchMaxAgeMs: z.number().int().min(0).default(50),
-  }).strict().default({ batchMaxTransactions: 1000, batchMaxChanges: 20000, batchMaxAgeMs: 50 }),
+    /** Fold changes to the same key within a batch; replays in exact order if that meets a unique violation. */
+    netEffect: z.boolean().default(true),
+  }).strict().default({ batchMaxTransactions: 1000, batchMaxChanges: 20000, batchMaxAgeMs: 50, netEffect: true }),
   /** Memory for streamed (in-progress) transactions; beyond it changes are spilled to disk. */
   memoryCap: byteSize.default(64 * 1024 * 1024),
   spillDir: z.string().optional(),

@@ -15,11 +15,13 @@ import { ReplicationSession } from '../source/replication-session.js';
 import { copyTables, type CopyProgress, type CopyTableSpec } from '../source/table-copy.js';
 import { PgoutputDecoder } from '../protocol/pgoutput-decoder.js';
 import { TransactionAssembler } from '../changes/transaction-assembler.js';
-import { formatLsn, maxLsn, type Lsn } from '../changes/lsn.js';
+import { formatLsn, maxLsn, ZERO_LSN, type Lsn } from '../changes/lsn.js';
 import { qualify } from '../changes/relation-cache.js';
-import { ApplyWriter } from '../apply/apply-writer.js';
+import { ApplyWriter, FoldConflictError } from '../apply/apply-writer.js';
 import { ChangeGate } from '../apply/change-gate.js';
 import { StateStore } from '../target/state-store.js';
+import { SequenceSync, summarizeSequenceReport } from '../apply/sequence-sync.js';
+import { startSequenceSyncLoop, type SequenceSyncLoop } from './sequence-sync-job.js';
 
 export interface EngineHooks {
   readonly onCopyProgress?: (progress: readonly CopyProgress[]) => void;
@@ -42,6 +44,8 @@ export class Engine {
   readonly #hooks: EngineHooks;
   #phase: EngineState['phase'] = 'starting';
   #durable: Lsn | undefined;
+  /** After a fold conflict: apply in exact order up to here. */
+  #exactUntil: Lsn = ZERO_LSN;
 
   constructor(config: PgtideConfig, logger: Logger, hooks: EngineHooks = {}) {
     this.#config = config;
@@ -58,16 +62,23 @@ export class Engine {
     const config = this.#config;
     const source = postgres(config.source.url, { max: 2, connect_timeout: 15, onnotice: () => {}, idle_timeout: 30 });
     const target = postgres(config.target.url, { max: 2, connect_timeout: 15, onnotice: () => {}, idle_timeout: 30 });
+    let sequences: { readonly loop: SequenceSyncLoop; readonly sync: SequenceSync } | undefined;
     try {
       const prepared = await this.#prepare(source, target, signal);
       if (signal.aborted) return;
       this.#phase = 'streaming';
+      sequences = this.#startSequenceSync(prepared.tables, signal);
       this.#hooks.onStreaming?.();
       let attempt = 0;
       while (!signal.aborted) {
         try {
           await this.#streamOnce(prepared, signal, () => { attempt = 0; });
         } catch (error) {
+          if (error instanceof FoldConflictError && !signal.aborted) {
+            this.#exactUntil = maxLsn(this.#exactUntil, error.untilLsn);
+            this.#logger.info({ untilLsn: formatLsn(error.untilLsn) }, error.message);
+            continue;
+          }
           const mapped = error instanceof PgtideError ? error : fromServerError(error, 'source');
           if (!mapped.retryable || signal.aborted) throw mapped;
           const delay = Math.min(MAX_BACKOFF_MS, 500 * 2 ** attempt) * (0.75 + Math.random() * 0.5);
@@ -79,6 +90,10 @@ export class Engine {
         }
       }
     } finally {
+      if (sequences) {
+        await sequences.loop.stop();
+        await sequences.sync.close();
+      }
       this.#phase = 'stopped';
       await Promise.allSettled([source.end({ timeout: 2 }), target.end({ timeout: 2 })]);
     }
@@ -151,7 +166,39 @@ export class Engine {
         }
       }
     }
-    return { store, startLsn, protocolVersion: protocolVersionFor(info.versionNum), publication, slot };
+    return { store, startLsn, protocolVersion: protocolVersionFor(info.versionNum), publication, slot, tables };
+  }
+
+  /**
+   * Sequences are not in the WAL stream, so they are polled: every interval,
+   * one read of all source sequences and one forward-only setval on the target.
+   */
+  #startSequenceSync(tables: readonly PublishedTable[], signal: AbortSignal): { readonly loop: SequenceSyncLoop; readonly sync: SequenceSync } | undefined {
+    const config = this.#config;
+    if (!config.sequences.enabled) return undefined;
+    const sync = new SequenceSync({
+      sourceUrl: config.source.url,
+      targetUrl: config.target.url,
+      subscription: config.name,
+      tables: tables.map((t) => ({ schema: t.schema, name: t.name })),
+      include: config.sequences.include,
+      ahead: config.sequences.ahead,
+    });
+    let warned = '';
+    const loop = startSequenceSyncLoop({
+      sync,
+      intervalMs: config.sequences.intervalMs,
+      signal,
+      onReport: (report) => {
+        if (report.ok) { warned = ''; return; }
+        const summary = summarizeSequenceReport(report);
+        // The same problem every interval is logged once, not every few seconds.
+        if (summary !== warned) this.#logger.warn(`sequence sync: ${summary}`);
+        warned = summary;
+      },
+      onError: (error) => this.#logger.warn({ code: error.code }, `sequence sync failed: ${error.message}; retrying next interval`),
+    });
+    return { loop, sync };
   }
 
   async #checkTargetTables(target: postgres.Sql, tables: readonly PublishedTable[]): Promise<void> {
@@ -202,6 +249,8 @@ export class Engine {
       batchMaxTransactions: config.apply.batchMaxTransactions,
       batchMaxChanges: config.apply.batchMaxChanges,
       batchMaxAgeMs: config.apply.batchMaxAgeMs,
+      netEffect: config.apply.netEffect,
+      exactUntil: this.#exactUntil,
       logger: this.#logger,
     });
     const repl = ReplicationConnection.open(config.source.url);
@@ -248,7 +297,7 @@ export class Engine {
       else await writer.rollback();
       this.#durable = writer.durableLsn;
       live.sendStatus();
-      this.#logger.info({ appliedLsn: formatLsn(writer.durableLsn), transactions: writer.stats.transactions }, 'streaming stopped');
+      this.#logger.info({ appliedLsn: formatLsn(writer.durableLsn), ...writer.stats }, 'streaming stopped');
     } finally {
       assembler?.reset();
       await session?.close().catch(() => {});
@@ -264,4 +313,5 @@ interface Prepared {
   readonly protocolVersion: 1 | 2 | 3 | 4;
   readonly publication: string;
   readonly slot: string;
+  readonly tables: readonly PublishedTable[];
 }

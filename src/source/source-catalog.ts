@@ -80,6 +80,8 @@ export async function publishedTables(sql: postgres.Sql, publication: string): P
         JOIN pg_namespace n ON n.nspname = p.schemaname
         JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = p.tablename
        WHERE p.pubname = $1
+         -- pgtide's own state is per node; replicating it would overwrite the target's.
+         AND p.schemaname <> 'pgtide'
        ORDER BY 1, 2`, [publication]);
     const ident = { d: 'default', n: 'nothing', f: 'full', i: 'index' } as const;
     return rows.map((r) => ({ schema: r.schema, name: r.name, replicaIdentity: ident[r.ident as keyof typeof ident] ?? 'default', hasKey: r.has_key }));

@@ -8,6 +8,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import type postgres from 'postgres';
 import { Command } from 'commander';
+import fc from 'fast-check';
 import { Cluster, type PgMajor } from '../../src/harness/cluster.js';
 import { parseConfig, type QualifiedName } from '../../src/control/config.js';
 import { PgtideError } from '../../src/control/errors.js';
@@ -16,8 +17,8 @@ import { SequenceSync, type SequenceSyncReport } from '../../src/apply/sequence-
 import { startSequenceSyncLoop } from '../../src/control/sequence-sync-job.js';
 import { discoverSequences } from '../../src/source/sequence-catalog.js';
 import {
-  installSharedSequenceFunctions, partitionSequences, checkCollisions, splitPrefixedValue, deriveNodeId,
-  MAX_LOCAL_VALUE, PREFIX_OVERFLOW_SQLSTATE,
+  installSharedSequenceFunctions, partitionSequences, checkCollisions, splitPrefixedValue, deriveNodeId, firstCommonValue,
+  prefixedValue, MAX_LOCAL_VALUE, PREFIX_OVERFLOW_SQLSTATE,
 } from '../../src/target/shared-sequences.js';
 import { registerSequencesCommands } from '../../src/control/cli/sequences-command.js';
 
@@ -420,6 +421,30 @@ describe('sequence sync loop', () => {
       ['INTERNAL', 'sequence sync round failed: logger broke'],
     ]);
     await loop.stop();
+  });
+});
+
+describe('collision arithmetic', () => {
+  it('firstCommonValue agrees with enumeration', () => {
+    const stream = fc.record({ lo: fc.integer({ min: -40, max: 40 }), len: fc.integer({ min: 0, max: 60 }), residue: fc.integer({ min: 0, max: 11 }), modulus: fc.integer({ min: 1, max: 12 }) })
+      .map(({ lo, len, residue, modulus }) => ({ lo: BigInt(lo), hi: BigInt(lo + len), residue: BigInt(residue % modulus), modulus: BigInt(modulus) }));
+    fc.assert(fc.property(stream, stream, (a, b) => {
+      let expected: bigint | undefined;
+      for (let x = a.lo > b.lo ? a.lo : b.lo; x <= (a.hi < b.hi ? a.hi : b.hi); x++) {
+        const inA = ((x % a.modulus) + a.modulus) % a.modulus === a.residue;
+        const inB = ((x % b.modulus) + b.modulus) % b.modulus === b.residue;
+        if (inA && inB) { expected = x; break; }
+      }
+      assert.equal(firstCommonValue(a, b), expected);
+    }), { numRuns: 500 });
+  });
+
+  it('prefixed values round-trip and keep nodes apart', () => {
+    assert.equal(prefixedValue(1, 0n), 1n << 53n);
+    assert.equal(prefixedValue(1023, MAX_LOCAL_VALUE), 2n ** 63n - 1n);
+    assert.deepEqual(splitPrefixedValue(prefixedValue(7, 12345n)), { nodeId: 7, local: 12345n });
+    assert.throws(() => prefixedValue(1, MAX_LOCAL_VALUE + 1n), (e: unknown) => e instanceof PgtideError && e.code === 'SEQUENCE_OVERFLOW');
+    assert.ok(deriveNodeId(0n) >= 1 && deriveNodeId(2n ** 64n - 1n) <= 1023);
   });
 });
 
