@@ -62,11 +62,20 @@ describe('DML replication', { timeout: 600_000 }, () => {
   let spillDir: string;
   let spillWatcher: FSWatcher | undefined;
   const spillDirsSeen = new Set<string>();
+  /** Errors thrown asynchronously outside any promise chain (e.g. by a stream of the spill machinery). */
+  const uncaught: string[] = [];
+  const onUncaught = (error: unknown) => { uncaught.push(error instanceof Error ? `${error.message}\n${error.stack ?? ''}` : String(error)); };
+  const assertNoUncaught = async () => {
+    await new Promise((r) => setTimeout(r, 300));
+    assert.deepEqual(uncaught, [], 'no uncaught exception was raised in the engine process');
+  };
 
   const catchUp = () => waitForCatchUp(pair, { engine });
   const equal = async (...tables: string[]) => { for (const t of tables) await assertTablesEqual(pair, t); };
 
   before(async () => {
+    process.on('uncaughtException', onUncaught);
+    scope.defer('remove uncaughtException listener', () => process.off('uncaughtException', onUncaught));
     pair = await startPair(scope, { name: 'dml' });
     await ddlBoth(pair, SHARED_DDL);
     await pair.src.unsafe(SOURCE_ONLY_DDL);
@@ -366,6 +375,7 @@ describe('DML replication', { timeout: 600_000 }, () => {
     }, { timeoutMs: 10_000 });
     assert.ok(Number(slot.stream_txns) > 0);
     await waitFor('spill files to be removed', () => (readdirSync(spillDir).length === 0 ? true : undefined), { timeoutMs: 5000 });
+    await assertNoUncaught();
   });
 
   it('leaves no trace of a streamed transaction that aborts', async () => {
@@ -382,6 +392,7 @@ describe('DML replication', { timeout: 600_000 }, () => {
     await equal('big_tx', 'big_full', 'pk_basic');
     assert.deepEqual(await texts(pair.dst, `SELECT count(*)::text AS r FROM big_tx`), before);
     await waitFor('spill files to be removed', () => (readdirSync(spillDir).length === 0 ? true : undefined), { timeoutMs: 5000 });
+    await assertNoUncaught();
   });
 
   it('skips a rolled-back savepoint in the middle of a streamed transaction', async () => {
@@ -403,6 +414,7 @@ describe('DML replication', { timeout: 600_000 }, () => {
     await equal('big_tx', 'big_full');
     assert.deepEqual(await texts(pair.dst, `SELECT n || ':' || count(*) AS r FROM big_tx WHERE id > 300000 GROUP BY n ORDER BY n`), ['1:9990', '3:5000', '4:10']);
     await waitFor('spill files to be removed', () => (readdirSync(spillDir).length === 0 ? true : undefined), { timeoutMs: 5000 });
+    await assertNoUncaught();
   });
 
   it('replicates GENERATED ALWAYS identity columns and leaves stored generated columns to the target', async () => {
