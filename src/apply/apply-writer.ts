@@ -323,9 +323,18 @@ export class ApplyWriter implements TransactionSink {
   #maybeDrain(): void | Promise<void> {
     if (this.#queuedChanges < this.#options.batchMaxChanges) return;
     // One source transaction larger than a batch: send what is queued, keep the target transaction open.
+    // The previous drain is awaited only now, so the target executes one drain while the next is
+    // decoded and built; at most two drains' statements (and their parameters) are in memory.
+    const previous = this.#inFlight;
+    this.#inFlight = [];
     for (const queue of this.#queues.values()) this.#emitQueue(queue);
     this.#queuedChanges = 0;
-    return this.#settle();
+    return this.#settleSome(previous);
+  }
+
+  async #settleSome(pending: Promise<unknown>[]): Promise<void> {
+    await Promise.all(pending);
+    this.#throwIfFailed();
   }
 
   #drainFold(queue: TableQueue): void {
@@ -370,6 +379,10 @@ export class ApplyWriter implements TransactionSink {
     const pending = this.#inFlight;
     this.#inFlight = [];
     await Promise.all(pending);
+    this.#throwIfFailed();
+  }
+
+  #throwIfFailed(): void {
     if (this.#failure !== undefined) {
       const failure = this.#failure;
       this.#failure = undefined;

@@ -20,7 +20,7 @@ import { qualify } from '../changes/relation-cache.js';
 import { ApplyWriter, FoldConflictError } from '../apply/apply-writer.js';
 import { ChangeGate } from '../apply/change-gate.js';
 import { StateStore } from '../target/state-store.js';
-import { SequenceSync, summarizeSequenceReport } from '../apply/sequence-sync.js';
+import { SequenceSync, summarizeSequenceReport, type SequenceSyncReport } from '../apply/sequence-sync.js';
 import { startSequenceSyncLoop, type SequenceSyncLoop } from './sequence-sync-job.js';
 
 export interface EngineHooks {
@@ -29,6 +29,7 @@ export interface EngineHooks {
   /** After each committed batch: position and counts, for lag displays and metrics. */
   readonly onApplied?: (info: { readonly durableLsn: Lsn; readonly serverWalEnd: Lsn; readonly transactions: number; readonly changes: number }) => void;
   readonly onStreaming?: () => void;
+  readonly onSequenceReport?: (report: SequenceSyncReport) => void;
 }
 
 export interface EngineState {
@@ -190,6 +191,7 @@ export class Engine {
       intervalMs: config.sequences.intervalMs,
       signal,
       onReport: (report) => {
+        this.#hooks.onSequenceReport?.(report);
         if (report.ok) { warned = ''; return; }
         const summary = summarizeSequenceReport(report);
         // The same problem every interval is logged once, not every few seconds.

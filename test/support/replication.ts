@@ -94,10 +94,17 @@ export interface Pair {
   readonly major: PgMajor;
   readonly source: Cluster;
   readonly target: Cluster;
-  /** Pinned-settings clients to the `postgres` database of each side. */
+  /** The database replicated (same name on both sides); `postgres` unless made by databasePair(). */
+  readonly database: string;
+  readonly sourceUrl: string;
+  readonly targetUrl: string;
+  /** Pinned-settings clients to the database on each side. */
   readonly src: postgres.Sql;
   readonly dst: postgres.Sql;
 }
+
+/** The parts of a pair that a config needs. */
+export type Endpoints = Pick<Pair, 'sourceUrl' | 'targetUrl'>;
 
 export interface PairOptions {
   readonly major?: PgMajor;
@@ -118,7 +125,20 @@ export async function startPair(scope: TestScope, options: PairOptions = {}): Pr
   const src = pinnedSql(scope, source);
   const dst = pinnedSql(scope, target);
   await Promise.all([src.unsafe(MARKER_DDL), dst.unsafe(MARKER_DDL)]);
-  return { major, source, target, src, dst };
+  return { major, source, target, database: 'postgres', sourceUrl: source.url, targetUrl: target.url, src, dst };
+}
+
+/**
+ * Another database of the same clusters, created on both sides with its own
+ * marker table: an isolated replication (own slot, publication, origin and
+ * state) for a test that must not disturb the file's main one.
+ */
+export async function databasePair(scope: TestScope, pair: Pick<Pair, 'major' | 'source' | 'target'>, database: string): Promise<Pair> {
+  await Promise.all([pair.source.createDatabase(database), pair.target.createDatabase(database)]);
+  const src = pinnedSql(scope, pair.source, database);
+  const dst = pinnedSql(scope, pair.target, database);
+  await Promise.all([src.unsafe(MARKER_DDL), dst.unsafe(MARKER_DDL)]);
+  return { major: pair.major, source: pair.source, target: pair.target, database, sourceUrl: pair.source.urlFor(database), targetUrl: pair.target.urlFor(database), src, dst };
 }
 
 /** Runs the same DDL on both sides (as one multi-statement query each). */
@@ -138,11 +158,11 @@ export function testLogger(): Logger {
 }
 
 /** The config input for a pair: fast batching and status updates; `overrides` wins. */
-export function configInput(pair: Pick<Pair, 'source' | 'target'>, overrides: Partial<ConfigInput> & Record<string, unknown> = {}): ConfigInput {
+export function configInput(pair: Endpoints, overrides: Partial<ConfigInput> & Record<string, unknown> = {}): ConfigInput {
   const base: ConfigInput = {
     name: 'pgtide',
-    source: { url: pair.source.url },
-    target: { url: pair.target.url },
+    source: { url: pair.sourceUrl },
+    target: { url: pair.targetUrl },
     apply: { batchMaxAgeMs: 10 },
     statusIntervalMs: 1000,
     sequences: { enabled: false },
@@ -198,7 +218,7 @@ export function startEngine(scope: TestScope, config: PgtideConfig, hooks: Engin
 }
 
 /** parseConfig(configInput(...)) + startEngine + wait until streaming. */
-export async function startStreaming(scope: TestScope, pair: Pick<Pair, 'source' | 'target'>, overrides: Partial<ConfigInput> & Record<string, unknown> = {}, hooks: EngineHooks = {}): Promise<RunningEngine> {
+export async function startStreaming(scope: TestScope, pair: Endpoints, overrides: Partial<ConfigInput> & Record<string, unknown> = {}, hooks: EngineHooks = {}): Promise<RunningEngine> {
   const running = startEngine(scope, parseConfig(configInput(pair, overrides)), hooks);
   await withTimeout(running.streaming, 120_000, 'engine did not reach streaming');
   return running;
@@ -456,7 +476,7 @@ export async function runCli(scope: TestScope, args: readonly string[], options:
 }
 
 /** A YAML-ready config object for the CLI, with the same fast settings as configInput(). */
-export function cliConfig(pair: Pick<Pair, 'source' | 'target'>, overrides: Record<string, unknown> = {}): Record<string, unknown> {
+export function cliConfig(pair: Endpoints, overrides: Record<string, unknown> = {}): Record<string, unknown> {
   return configInput(pair, overrides as Partial<ConfigInput>) as unknown as Record<string, unknown>;
 }
 

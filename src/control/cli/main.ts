@@ -12,6 +12,7 @@ import { Engine } from '../engine.js';
 import { createProgressReporter } from '../progress.js';
 import { collectStatus, formatStatus } from '../status.js';
 import { dropSubscription } from '../drop.js';
+import { Metrics } from '../metrics.js';
 import { registerSequencesCommands } from './sequences-command.js';
 import { runDemo } from '../../demo/demo.js';
 
@@ -43,11 +44,19 @@ program.command('start')
     };
     process.on('SIGINT', () => stop('SIGINT'));
     process.on('SIGTERM', () => stop('SIGTERM'));
+    const metrics = config.metrics.port !== undefined ? new Metrics(config.name) : undefined;
+    const closeMetrics = metrics && config.metrics.port !== undefined ? await metrics.serve(config.metrics.port) : undefined;
+    if (closeMetrics) logger.info({ port: config.metrics.port }, 'metrics on http://127.0.0.1:<port>/metrics');
     const engine = new Engine(config, logger, {
-      onCopyProgress: (p) => progress.update(p),
+      onCopyProgress: (p) => { progress.update(p); metrics?.copyProgress(p); },
       onCopyDone: () => progress.finish(),
+      ...(metrics ? { onApplied: (info) => metrics.applied(info), onSequenceReport: (r) => metrics.sequences(r) } : {}),
     });
-    await engine.run(controller.signal);
+    try {
+      await engine.run(controller.signal);
+    } finally {
+      await closeMetrics?.();
+    }
   });
 
 program.command('status')
