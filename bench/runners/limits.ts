@@ -10,19 +10,33 @@
  */
 import { performance } from 'node:perf_hooks';
 import { pipeline } from 'node:stream/promises';
-import type postgres from 'postgres';
+import postgres from 'postgres';
 import type { PgMajor } from '../../src/harness/cluster.js';
 import { qualified, seconds, waitUntil, type Table } from '../lib/db.js';
 
-/** Copies every table (largest first) with `parallelism` concurrent pipes; returns seconds. */
-export async function copyPipe(source: postgres.Sql, target: postgres.Sql, tables: readonly Table[], sizes: ReadonlyMap<Table, number>, parallelism: number): Promise<number> {
+/**
+ * Copies every table (largest first) with `parallelism` concurrent pipes; returns seconds.
+ *
+ * Each COPY TO STDOUT gets a connection of its own that is thrown away
+ * afterwards: postgres.js (3.4) can leave a connection's socket paused when
+ * the last CopyData fills the stream's buffer and CopyDone arrives in the same
+ * chunk, and the next query on that connection then hangs forever
+ * (porsager/postgres#499, fix proposed in #1016). Connecting costs a few ms per table.
+ */
+export async function copyPipe(sourceUrl: string, target: postgres.Sql, tables: readonly Table[], sizes: ReadonlyMap<Table, number>, parallelism: number): Promise<number> {
   const queue = [...tables].sort((a, b) => (sizes.get(b) ?? 0) - (sizes.get(a) ?? 0));
   const started = performance.now();
   const worker = async (): Promise<void> => {
     for (let t = queue.shift(); t; t = queue.shift()) {
-      const readable = await source.unsafe(`COPY ${qualified(t)} TO STDOUT`).readable();
-      const writable = await target.unsafe(`COPY ${qualified(t)} FROM STDIN`).writable();
-      await pipeline(readable, writable);
+      const source = postgres(sourceUrl, { max: 1, onnotice: () => {} });
+      try {
+        const readable = await source.unsafe(`COPY ${qualified(t)} TO STDOUT`).readable();
+        const writable = await target.unsafe(`COPY ${qualified(t)} FROM STDIN`).writable();
+        await pipeline(readable, writable);
+      } finally {
+        // timeout 0: destroy rather than wait on a socket that may be paused.
+        await source.end({ timeout: 0 });
+      }
     }
   };
   await Promise.all(Array.from({ length: parallelism }, worker));

@@ -70,7 +70,7 @@ async function run(ctx: ScenarioContext): Promise<ScenarioOutcome> {
     const limit = await runLimit(ctx, async (cleanup) => {
       const { targetSql } = await startTarget(ctx, 'copy-limit', cleanup);
       await createTargetTables(targetSql);
-      const secs = await copyPipe(sourceSql, targetSql, TABLES, sizes, ctx.options.copyParallelism);
+      const secs = await copyPipe(source.url, targetSql, TABLES, sizes, ctx.options.copyParallelism);
       const check = await verifyTables(sourceSql, targetSql, TABLES, 'limit');
       return { values: figures(secs), notes: [`COPY TO STDOUT | COPY FROM STDIN, ${ctx.options.copyParallelism} tables at a time, largest first (${check})`] };
     });

@@ -65,7 +65,18 @@ export class Engine {
     const target = postgres(config.target.url, { max: 2, connect_timeout: 15, onnotice: () => {}, idle_timeout: 30 });
     let sequences: { readonly loop: SequenceSyncLoop; readonly sync: SequenceSync } | undefined;
     try {
-      const prepared = await this.#prepare(source, target, signal);
+      let prepared: Prepared;
+      try {
+        prepared = await this.#prepare(source, target, signal);
+      } catch (error) {
+        // Stopped during the initial copy: not a failure. Finished tables stay ready;
+        // the next start re-copies only the unfinished ones.
+        if (signal.aborted) {
+          this.#logger.info('stopped during preparation or initial copy; the next start resumes with the unfinished tables');
+          return;
+        }
+        throw error;
+      }
       if (signal.aborted) return;
       this.#phase = 'streaming';
       sequences = this.#startSequenceSync(prepared.tables, signal);

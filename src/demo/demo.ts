@@ -136,7 +136,7 @@ export async function runDemo(options: DemoOptions): Promise<boolean> {
         say('  TRUNCATE shop.events');
       }
       if (Date.now() - lastReport >= 1000) {
-        const [row] = await src.unsafe<{ lsn: string }[]>(`SELECT pg_current_wal_lsn()::text AS lsn`);
+        const [row] = await src.unsafe<{ lsn: string }[]>(`SELECT pg_current_wal_insert_lsn()::text AS lsn`);
         const applied = engine.state.durableLsn;
         const lag = row && applied !== undefined ? Number(parseLsn(row.lsn) - applied) : undefined;
         say(`  ${steps} transactions  source ${row?.lsn}  applied ${applied !== undefined ? formatLsn(applied) : '-'}  lag ${lag !== undefined ? `${Math.max(0, lag)} bytes` : '-'}`);
@@ -144,7 +144,7 @@ export async function runDemo(options: DemoOptions): Promise<boolean> {
       }
     }
     say(`workload done: ${steps} transactions. Waiting for the target to catch up ...`);
-    const [end] = await src.unsafe<{ lsn: string }[]>(`SELECT pg_current_wal_lsn()::text AS lsn`);
+    const [end] = await src.unsafe<{ lsn: string }[]>(`SELECT pg_current_wal_insert_lsn()::text AS lsn`);
     const endLsn = parseLsn(end!.lsn);
     const catchUpStart = Date.now();
     let expected = await fingerprints(src);
