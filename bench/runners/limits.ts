@@ -23,15 +23,16 @@ import { qualified, seconds, waitUntil, type Table } from '../lib/db.js';
  * chunk, and the next query on that connection then hangs forever
  * (porsager/postgres#499, fix proposed in #1016). Connecting costs a few ms per table.
  */
-export async function copyPipe(sourceUrl: string, target: postgres.Sql, tables: readonly Table[], sizes: ReadonlyMap<Table, number>, parallelism: number): Promise<number> {
+export async function copyPipe(sourceUrl: string, target: postgres.Sql, tables: readonly Table[], sizes: ReadonlyMap<Table, number>, parallelism: number, format: 'text' | 'binary'): Promise<number> {
+  const options = format === 'binary' ? ' (FORMAT binary)' : '';
   const queue = [...tables].sort((a, b) => (sizes.get(b) ?? 0) - (sizes.get(a) ?? 0));
   const started = performance.now();
   const worker = async (): Promise<void> => {
     for (let t = queue.shift(); t; t = queue.shift()) {
       const source = postgres(sourceUrl, { max: 1, onnotice: () => {} });
       try {
-        const readable = await source.unsafe(`COPY ${qualified(t)} TO STDOUT`).readable();
-        const writable = await target.unsafe(`COPY ${qualified(t)} FROM STDIN`).writable();
+        const readable = await source.unsafe(`COPY ${qualified(t)} TO STDOUT${options}`).readable();
+        const writable = await target.unsafe(`COPY ${qualified(t)} FROM STDIN${options}`).writable();
         await pipeline(readable, writable);
       } finally {
         // timeout 0: destroy rather than wait on a socket that may be paused.

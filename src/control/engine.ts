@@ -152,6 +152,10 @@ export class Engine {
       }
       const repl = ReplicationConnection.open(config.source.url);
       try {
+        const identity = await repl.identifySystem();
+        if (identity.systemId !== info.systemId) {
+          throw new PgtideError('STATE_CORRUPT', `the replication connection reached a different server (system id ${identity.systemId}) than the SQL connection (${info.systemId}); check that source.url points at one server, not a pooler or load balancer.`);
+        }
         const created = await repl.createSlot(slot, { temporary: false, exportSnapshot: config.copy.enabled });
         startLsn = created.consistentPoint;
         await store.setStartLsn(startLsn);
@@ -161,6 +165,9 @@ export class Engine {
         await repl.close();
       }
     } else {
+      if (slotState.exists && slotState.plugin !== 'pgoutput') {
+        throw new PgtideError('SLOT_IN_USE', `replication slot "${slot}" on the source uses plugin ${slotState.plugin ?? '(physical)'}, not pgoutput; it is not pgtide's. Set another \`slot:\` in the config.`);
+      }
       if (!slotState.exists) {
         throw new PgtideError('SLOT_MISSING', `replication slot "${slot}" is gone from the source, so changes since the last run cannot be streamed. Run \`pgtide drop\` with this config and start again to re-copy.`);
       }
