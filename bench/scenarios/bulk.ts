@@ -39,6 +39,7 @@ const METRICS: readonly MetricSpec[] = STATEMENTS.flatMap((s): MetricSpec[] => [
   { key: `${s.key}.catchup`, label: `${s.key}: catch-up after commit`, unit: 's', better: 'lower' },
   { key: `${s.key}.source`, label: `${s.key}: source statement + commit`, unit: 's', better: 'info' },
 ]).concat([
+  { key: 'memory.peak_rss', label: 'pgtide peak RSS (VmHWM)', unit: 'MiB', better: 'lower' },
   { key: 'memory.replicator', label: 'replicator peak RssAnon', unit: 'MiB', better: 'lower' },
   { key: 'memory.walsender', label: 'walsender peak RssAnon', unit: 'MiB', better: 'lower' },
 ]);
@@ -78,6 +79,8 @@ async function run(ctx: ScenarioContext): Promise<ScenarioOutcome> {
     const replicator = createReplicator(side, setupFor(ctx, pair.source, pair.sourceSql, pair.target, pair.targetSql, TABLES), ctx.options, cleanup);
     await replicator.start();
     await replicator.waitCopyDone(5 * MINUTE);
+    // Only there to stop a stuck run; generous next to any real apply rate.
+    const hangGuard = Math.max(5 * MINUTE, (rows / 1_000_000) * 10 * MINUTE);
     const sampler = new MemorySampler(() => replicator.processes());
     sampler.start();
     cleanup.add('stop memory sampler', async () => { await sampler.stop(); });
@@ -87,7 +90,7 @@ async function run(ctx: ScenarioContext): Promise<ScenarioOutcome> {
       const t0 = performance.now();
       const lsn = await inSourceTransaction(pair.sourceSql, (tx) => tx.unsafe(statement.sql(rows)));
       const t1 = performance.now();
-      const t2 = await waitApplied(replicator, lsn, `${side} to apply the ${statement.key}`, 30 * MINUTE, 10);
+      const t2 = await waitApplied(replicator, lsn, `${side} to apply the ${statement.key}`, hangGuard, 10);
       values[`${statement.key}.source`] = seconds(t0, t1);
       values[`${statement.key}.e2e`] = seconds(t0, t2);
       values[`${statement.key}.catchup`] = seconds(t1, t2);
@@ -98,6 +101,8 @@ async function run(ctx: ScenarioContext): Promise<ScenarioOutcome> {
     const peaks = await sampler.stop();
     values['memory.replicator'] = peaks.replicatorAnonBytes / 2 ** 20;
     values['memory.walsender'] = peaks.walsenderAnonBytes / 2 ** 20;
+    const hwm = replicator.peakRssBytes();
+    if (hwm !== undefined) values['memory.peak_rss'] = hwm / 2 ** 20;
     return { values, notes };
   });
 

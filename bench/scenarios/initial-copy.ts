@@ -89,12 +89,13 @@ async function run(ctx: ScenarioContext): Promise<ScenarioOutcome> {
       const replicator = createReplicator(side, setupFor(ctx, source, sourceSql, target, targetSql, TABLES), ctx.options, cleanup);
       const started = performance.now();
       await replicator.start();
-      await replicator.waitCopyDone(30 * MINUTE);
+      // A guard against a stuck copy, not a budget: ~1 minute per scale unit (20 MB).
+      await replicator.waitCopyDone(Math.max(5, scale) * MINUTE);
       const secs = seconds(started, performance.now());
       // Stop before verifying: the source is static, and the next side must
       // not find this side's slot holding WAL.
       await replicator.stop();
-      const check = await verifyTables(sourceSql, targetSql, TABLES, side);
+      const check = await verifyTables(sourceSql, targetSql, TABLES, 'end of run');
       return { values: figures(secs), notes: [replicator.settings, check] };
     });
 

@@ -75,7 +75,8 @@ async function run(ctx: ScenarioContext): Promise<ScenarioOutcome> {
     const t0 = performance.now();
     const lsn = await inSourceTransaction(pair.sourceSql, (tx) => tx.unsafe(insert(changes)));
     const t1 = performance.now();
-    const t2 = await waitApplied(replicator, lsn, `${side} to apply the ${changes}-row transaction`, 60 * MINUTE, 20);
+    const t2 = await waitApplied(replicator, lsn, `${side} to apply the ${changes}-row transaction`,
+      Math.max(5 * MINUTE, (changes / 1_000_000) * 5 * MINUTE), 20) // a hang guard, ~5 min per million rows;
     const peaks = await sampler.stop();
     const values: Record<string, number> = {
       e2e: seconds(t0, t2),
@@ -87,7 +88,7 @@ async function run(ctx: ScenarioContext): Promise<ScenarioOutcome> {
     };
     const hwm = replicator.peakRssBytes();
     if (hwm !== undefined) values['memory.peak_rss'] = hwm / 2 ** 20;
-    const check = await verifyTables(pair.sourceSql, pair.targetSql, TABLES, side);
+    const check = await verifyTables(pair.sourceSql, pair.targetSql, TABLES, 'end of run');
     return { values, notes: [replicator.settings, `memory sampled ${peaks.samples} times`, check] };
   });
 

@@ -67,7 +67,7 @@ async function run(ctx: ScenarioContext): Promise<ScenarioOutcome> {
     await createMarker(pair.targetSql, false);
     const replicator = createReplicator(side, setupFor(ctx, pair.source, pair.sourceSql, pair.target, pair.targetSql, TABLES), ctx.options, cleanup);
     await replicator.start();
-    await replicator.waitCopyDone(15 * MINUTE);
+    await replicator.waitCopyDone(Math.max(5, scale) * MINUTE);
     await waitApplied(replicator, await barrier(pair.sourceSql), `${side} to catch up after the copy`, 5 * MINUTE);
     const url = pair.source.url;
     const values: Record<string, number> = {};
@@ -114,7 +114,7 @@ async function run(ctx: ScenarioContext): Promise<ScenarioOutcome> {
     const walBytes = Number(backlogEnd - backlogStart);
     const resumed = performance.now();
     await replicator.resume();
-    const drained = await waitApplied(replicator, backlogEnd, `${side} to drain the backlog`, 30 * MINUTE, 20);
+    const drained = await waitApplied(replicator, backlogEnd, `${side} to drain the backlog`, Math.max(5 * MINUTE, duration * 20_000), 20);
     const drain = seconds(resumed, drained);
     Object.assign(values, {
       'backlog.transactions': backlogTx,

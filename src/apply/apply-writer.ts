@@ -18,14 +18,14 @@
 import postgres from 'postgres';
 import type { Logger } from 'pino';
 import type { CommitInfo, RowChange, TransactionInfo, TransactionSink } from '../changes/change.js';
-import type { Relation } from '../changes/relation-cache.js';
+import { quoteIdent, type Relation } from '../changes/relation-cache.js';
 import { formatLsn, parseLsn, ZERO_LSN, type Lsn } from '../changes/lsn.js';
 import { pgTimestampToDate, type PgTimestamp, type Tuple } from '../protocol/messages.js';
 import { TableCatalog, type TargetTable } from '../target/table-catalog.js';
 import { fromServerError, PgtideError } from '../control/errors.js';
 import {
   deleteByKeyStatement, deleteFullStatement, insertStatement, textOf, truncateStatement,
-  updateByKeyStatement, updateFullStatement, type KeyedUpdate, type Statement,
+  keyedUpdateStatements, updateFullStatement, type KeyedUpdate, type Statement,
 } from './statements.js';
 import { NetEffectTable, type CountedStatement } from './net-effect.js';
 
@@ -40,6 +40,11 @@ export interface ApplyWriterOptions {
   readonly netEffect: boolean;
   /** Transactions committed at or below this LSN are applied in exact order (replay after a fold conflict). */
   readonly exactUntil?: Lsn;
+  /**
+   * False for a writer that applies one streamed transaction beside the main
+   * writer: it binds the replication origin only around its own commit.
+   */
+  readonly holdsOrigin?: boolean;
   readonly logger: Logger;
 }
 
@@ -119,6 +124,7 @@ export class ApplyWriter implements TransactionSink {
       connection: { application_name: 'pgtide-apply', session_replication_role: 'replica', synchronous_commit: 'on' },
     });
     try {
+      if (options.holdsOrigin === false) return new ApplyWriter(sql, options, ZERO_LSN);
       await sql.unsafe(`SELECT pg_replication_origin_create($1) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_origin WHERE roname = $1)`, [options.originName]);
       await sql.unsafe(`SELECT pg_replication_origin_session_setup($1)`, [options.originName]);
       const [row] = await sql.unsafe<{ lsn: string | null }[]>(`SELECT pg_replication_origin_progress($1, true)::text AS lsn`, [options.originName]);
@@ -237,6 +243,47 @@ export class ApplyWriter implements TransactionSink {
     if (wasOpen) await this.#sql.unsafe('ROLLBACK').catch(() => {});
   }
 
+  /**
+   * A replication origin can be bound to one session at a time. To commit a
+   * streamed transaction applied on another connection, the main writer
+   * releases the origin, the other writer binds it for its commit (so the
+   * origin's progress and the changes' origin marking stay exact), then the
+   * main writer takes it back.
+   */
+  async releaseOrigin(): Promise<void> {
+    await this.#sql.unsafe(`SELECT pg_replication_origin_session_reset()`).catch((e: unknown) => { throw fromServerError(e, 'target'); });
+  }
+
+  async acquireOrigin(): Promise<void> {
+    await this.#sql.unsafe(`SELECT pg_replication_origin_session_setup($1)`, [this.#options.originName]).catch((e: unknown) => { throw fromServerError(e, 'target'); });
+  }
+
+  /** Another writer committed up to here on the main writer's behalf. */
+  noteDurable(endLsn: Lsn, commitTime: PgTimestamp): void {
+    if (endLsn > this.#durable) {
+      this.#durable = endLsn;
+      this.#durableCommitTime = commitTime;
+    }
+  }
+
+  /** Sends every queued statement now, without waiting for the results. */
+  emitAll(): void {
+    for (const queue of this.#queues.values()) this.#emitQueue(queue);
+    this.#queuedChanges = 0;
+  }
+
+  /** Marks a subtransaction's start inside the open transaction (streamed apply). */
+  savepoint(name: string): void {
+    this.emitAll();
+    this.#issue({ text: `SAVEPOINT ${quoteIdent(name)}`, params: [] });
+  }
+
+  /** Undoes an aborted subtransaction: everything since its savepoint. */
+  rollbackToSavepoint(name: string): void {
+    this.emitAll();
+    this.#issue({ text: `ROLLBACK TO SAVEPOINT ${quoteIdent(name)}`, params: [] });
+  }
+
   async close(): Promise<void> {
     await this.rollback().catch(() => {});
     await this.#sql.unsafe(`SELECT pg_replication_origin_session_reset()`).catch(() => {});
@@ -346,7 +393,9 @@ export class ApplyWriter implements TransactionSink {
     for (const run of queue.runs) {
       switch (run.kind) {
         case 'insert': this.#issue(insertStatement(run.table, run.rows)); break;
-        case 'update': this.#issueCounted(updateByKeyStatement(run.table, run.setColumns, run.rows), run.rows.length, run.table, 'UPDATE'); break;
+        case 'update':
+          for (const c of keyedUpdateStatements(run.table, run.setColumns, run.rows)) this.#issueCounted(c.statement, c.expectedRows, run.table, c.operation);
+          break;
         case 'delete': this.#issueCounted(deleteByKeyStatement(run.table, run.keys), run.keys.length, run.table, 'DELETE'); break;
         case 'counted': this.#issueCounted(run.counted.statement, run.counted.expectedRows, run.table, run.counted.operation); break;
       }

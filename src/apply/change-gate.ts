@@ -69,6 +69,21 @@ export class ChangeGate implements TransactionSink {
     return this.#next.commit(info);
   }
 
+  /** The applied position this gate skips below. */
+  get appliedLsn(): Lsn { return this.#appliedLsn; }
+
+  /** Highest sync LSN of any table: a transaction committing above it needs no per-table check. */
+  get maxSyncLsn(): Lsn {
+    let max = 0n as Lsn;
+    for (const state of this.#tables.values()) if (state.syncLsn > max) max = state.syncLsn;
+    return max;
+  }
+
+  /** Ready at all (for streamed changes, whose commit LSN is not known yet). */
+  isReady(schema: string, name: string): boolean {
+    return this.#tables.get(tableKey(schema, name))?.state === 'ready';
+  }
+
   #applies(schema: string, name: string): boolean {
     const state = this.#tables.get(tableKey(schema, name));
     return state !== undefined && state.state === 'ready' && this.#commitLsn > state.syncLsn;

@@ -17,7 +17,7 @@
 import type { Tuple, TupleValue } from '../protocol/messages.js';
 import type { RowChange } from '../changes/change.js';
 import type { TargetTable } from '../target/table-catalog.js';
-import { textOf, deleteByKeyStatement, insertStatement, updateByKeyStatement, type Statement } from './statements.js';
+import { textOf, deleteByKeyStatement, insertStatement, keyedUpdateStatements, type Statement } from './statements.js';
 
 type KeyedChange = Extract<RowChange, { kind: 'insert' | 'update' | 'delete' }>;
 
@@ -134,7 +134,7 @@ export class NetEffectTable {
     if (inserts.length) out.push({ statement: insertStatement(this.table, inserts), expectedRows: 0, operation: 'INSERT' });
     for (const group of updates.values()) {
       if (group.setColumns.length === 0) continue;
-      out.push({ statement: updateByKeyStatement(this.table, group.setColumns, group.rows), expectedRows: group.rows.length, operation: 'UPDATE' });
+      out.push(...keyedUpdateStatements(this.table, group.setColumns, group.rows));
     }
     return out;
   }

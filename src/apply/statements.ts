@@ -119,6 +119,38 @@ export function updateByKeyStatement(table: TargetTable, setColumns: readonly nu
   };
 }
 
+/**
+ * UPDATE may not assign a GENERATED ALWAYS identity column (only INSERT can,
+ * with OVERRIDING SYSTEM VALUE), yet the source may have changed one (a key
+ * change, or `SET id = DEFAULT`). Such a row is moved instead: deleted and
+ * re-inserted in one statement, taking unchanged-TOAST columns from the
+ * deleted row. Replica role means no triggers or FK checks see the move.
+ */
+export function moveRowStatement(table: TargetTable, key: readonly string[], newTuple: Tuple): Statement {
+  const params: (string | null)[] = [...key];
+  const where = table.relation.keyIndexes.map((col, i) => `t.${column(table, col).name} = $${i + 1}::text::${column(table, col).type}`).join(' AND ');
+  const values = table.columns.map((_, i) => {
+    const value = newTuple[i];
+    if (!value || value.kind === 'unchanged') return `old.${column(table, i).name}`;
+    params.push(textOf(value, table, i));
+    return `$${params.length}::text::${column(table, i).type}`;
+  });
+  const names = table.columns.map((_, i) => column(table, i).name).join(', ');
+  const name = table.relation.qualifiedName;
+  return {
+    text: `WITH old AS (DELETE FROM ${name} AS t WHERE ${where} RETURNING t.*) INSERT INTO ${name} (${names}) OVERRIDING SYSTEM VALUE SELECT ${values.join(', ')} FROM old`,
+    params,
+  };
+}
+
+/** Counted statements for a run of keyed updates: one set-based UPDATE, or row moves where UPDATE cannot assign. */
+export function keyedUpdateStatements(table: TargetTable, setColumns: readonly number[], rows: readonly KeyedUpdate[]): { readonly statement: Statement; readonly expectedRows: number; readonly operation: 'UPDATE' }[] {
+  if (setColumns.some((i) => table.columns[i]!.identityAlways)) {
+    return rows.map((row) => ({ statement: moveRowStatement(table, row.key, row.newTuple), expectedRows: 1, operation: 'UPDATE' as const }));
+  }
+  return [{ statement: updateByKeyStatement(table, setColumns, rows), expectedRows: rows.length, operation: 'UPDATE' }];
+}
+
 export function deleteByKeyStatement(table: TargetTable, keys: readonly (readonly string[])[]): Statement {
   const keyIndexes = table.relation.keyIndexes;
   const arrays: string[][] = keyIndexes.map((_, i) => keys.map((key) => key[i]!));

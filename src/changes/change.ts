@@ -56,3 +56,22 @@ export interface TransactionSink {
   change(change: RowChange): void | Promise<void>;
   commit(info: CommitInfo): void | Promise<void>;
 }
+
+/**
+ * Applies a streamed (in-progress) transaction while it streams, instead of
+ * buffering it until Stream Commit. Optional: without it, or when `start`
+ * declines, the assembler buffers (and spills) as usual.
+ */
+export interface StreamedTransactionApplier {
+  /** At the transaction's first chunk: true to take it (then every later call for xid comes here). */
+  start(xid: number): Promise<boolean>;
+  change(xid: number, subxid: number, change: RowChange): void | Promise<void>;
+  /** End of one chunk (Stream Stop): a good moment to send what is queued. */
+  chunkEnd(xid: number): void;
+  /** subxid === xid: the whole transaction aborted. */
+  abort(xid: number, subxid: number): Promise<void>;
+  commit(xid: number, info: CommitInfo, origin: string | undefined): Promise<void>;
+  /** Drops every open transaction (connection lost; the server resends them). */
+  reset(): Promise<void>;
+  readonly openCount: number;
+}

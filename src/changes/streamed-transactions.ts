@@ -43,9 +43,12 @@ class SpillFile {
     this.#pendingBytes = 0;
   }
 
+  /** Idempotent: a second close must not close whatever file reused the descriptor. */
   close(): void {
+    if (this.#fd < 0) return;
     this.flush();
     closeSync(this.#fd);
+    this.#fd = -1;
   }
 }
 
@@ -180,6 +183,12 @@ export class StreamedTransactions {
     } finally {
       this.#discard(tx);
     }
+  }
+
+  /** Forgets a transaction that was applied elsewhere (its origin was recorded here). */
+  forget(xid: number): void {
+    const tx = this.#open.get(xid);
+    if (tx) this.#discard(tx);
   }
 
   /** Drops everything (reconnect: the server will resend open transactions from the start). */

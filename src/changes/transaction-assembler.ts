@@ -8,7 +8,7 @@
  * Either way the sink sees begin, changes, commit, in commit order.
  */
 import type { PgoutputMessage, PgTimestamp } from '../protocol/messages.js';
-import type { OpId, RowChange, TransactionSink } from './change.js';
+import type { OpId, RowChange, StreamedTransactionApplier, TransactionSink } from './change.js';
 import { RelationCache } from './relation-cache.js';
 import { StreamedTransactions, type StreamedTransactionsOptions } from './streamed-transactions.js';
 import type { Lsn } from './lsn.js';
@@ -26,26 +26,32 @@ export class TransactionAssembler {
   #inPlainTx = false;
   /** The transaction whose chunk is being streamed now (between Stream Start and Stream Stop). */
   #streamXid: number | undefined;
+  readonly #direct: StreamedTransactionApplier | undefined;
+  /** Streamed transactions the direct applier took; the rest are buffered. */
+  readonly #directXids = new Set<number>();
 
-  constructor(sink: TransactionSink, options: StreamedTransactionsOptions) {
+  constructor(sink: TransactionSink, options: StreamedTransactionsOptions, direct?: StreamedTransactionApplier) {
     this.#sink = sink;
     this.#streamed = new StreamedTransactions(options);
+    this.#direct = direct;
   }
 
   /** True while a transaction is partly received: its position must not be confirmed. */
   get inFlight(): boolean {
-    return this.#inPlainTx || this.#streamXid !== undefined || this.#streamed.openCount > 0;
+    return this.#inPlainTx || this.#streamXid !== undefined || this.#streamed.openCount > 0 || this.#directXids.size > 0;
   }
 
   get streamedMemoryBytes(): number { return this.#streamed.memoryBytes; }
   get spilledBytes(): number { return this.#streamed.spilledBytes; }
 
   /** Forget partial state after the connection dropped; the server resends from the confirmed position. */
-  reset(): void {
+  async reset(): Promise<void> {
     this.#pending = undefined;
     this.#inPlainTx = false;
     this.#streamXid = undefined;
     this.#streamed.reset();
+    this.#directXids.clear();
+    await this.#direct?.reset();
   }
 
   /**
@@ -83,11 +89,20 @@ export class TransactionAssembler {
         return this.#commitPlain(message.commitLsn, message.endLsn, message.commitTime);
       case 'stream_start':
         this.#streamXid = message.xid;
+        if (message.firstSegment && this.#direct) return this.#offerDirect(message.xid);
         return;
       case 'stream_stop':
+        if (this.#streamXid !== undefined && this.#directXids.has(this.#streamXid)) this.#direct!.chunkEnd(this.#streamXid);
         this.#streamXid = undefined;
         return;
       case 'stream_abort':
+        if (this.#directXids.has(message.xid)) {
+          if (message.subxid === message.xid) {
+            this.#directXids.delete(message.xid);
+            this.#streamed.forget(message.xid);
+          }
+          return this.#direct!.abort(message.xid, message.subxid);
+        }
         this.#streamed.abort(message.xid, message.subxid);
         return;
       case 'stream_commit':
@@ -106,8 +121,13 @@ export class TransactionAssembler {
     return this.#nextOpId++ as OpId;
   }
 
+  async #offerDirect(xid: number): Promise<void> {
+    if (await this.#direct!.start(xid)) this.#directXids.add(xid);
+  }
+
   #change(xid: number | undefined, change: RowChange): void | Promise<void> {
     if (xid !== undefined && this.#streamXid !== undefined) {
+      if (this.#directXids.has(this.#streamXid)) return this.#direct!.change(this.#streamXid, xid, change);
       this.#streamed.add(this.#streamXid, xid, change);
       return;
     }
@@ -134,6 +154,12 @@ export class TransactionAssembler {
   }
 
   async #commitStreamed(xid: number, commitLsn: Lsn, endLsn: Lsn, commitTime: PgTimestamp): Promise<void> {
+    if (this.#directXids.has(xid)) {
+      this.#directXids.delete(xid);
+      await this.#direct!.commit(xid, { commitLsn, endLsn, commitTime }, this.#streamed.originOf(xid));
+      this.#streamed.forget(xid);
+      return;
+    }
     const origin = this.#streamed.originOf(xid);
     await this.#sink.begin({ xid, commitLsn, commitTime, origin, streamed: true });
     for await (const change of this.#streamed.commit(xid)) {

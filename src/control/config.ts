@@ -65,7 +65,9 @@ export const configSchema = z.object({
     batchMaxAgeMs: z.number().int().min(0).default(50),
     /** Fold changes to the same key within a batch; replays in exact order if that meets a unique violation. */
     netEffect: z.boolean().default(true),
-  }).strict().default({ batchMaxTransactions: 1000, batchMaxChanges: 20000, batchMaxAgeMs: 50, netEffect: true }),
+    /** Apply large streamed transactions while they stream (on their own connection), not at commit. */
+    streamedApply: z.boolean().default(true),
+  }).strict().default({ batchMaxTransactions: 1000, batchMaxChanges: 20000, batchMaxAgeMs: 50, netEffect: true, streamedApply: true }),
   /** Memory for streamed (in-progress) transactions; beyond it changes are spilled to disk. */
   memoryCap: byteSize.default(64 * 1024 * 1024),
   spillDir: z.string().optional(),

@@ -19,6 +19,7 @@ import { formatLsn, maxLsn, ZERO_LSN, type Lsn } from '../changes/lsn.js';
 import { qualify } from '../changes/relation-cache.js';
 import { ApplyWriter, FoldConflictError } from '../apply/apply-writer.js';
 import { ChangeGate } from '../apply/change-gate.js';
+import { DirectStreamedApply } from '../apply/streamed-apply.js';
 import { StateStore } from '../target/state-store.js';
 import { SequenceSync, summarizeSequenceReport, type SequenceSyncReport } from '../apply/sequence-sync.js';
 import { startSequenceSyncLoop, type SequenceSyncLoop } from './sequence-sync-job.js';
@@ -262,7 +263,7 @@ export class Engine {
   async #streamOnce(prepared: Prepared, signal: AbortSignal, onProgress: () => void): Promise<void> {
     const config = this.#config;
     const gateMap = await prepared.store.gateMap();
-    const writer = await ApplyWriter.open({
+    const writerOptions = {
       url: config.target.url,
       subscription: config.name,
       originName: originName(config),
@@ -272,7 +273,8 @@ export class Engine {
       netEffect: config.apply.netEffect,
       exactUntil: this.#exactUntil,
       logger: this.#logger,
-    });
+    };
+    const writer = await ApplyWriter.open(writerOptions);
     const repl = ReplicationConnection.open(config.source.url);
     let session: ReplicationSession | undefined;
     let assembler: TransactionAssembler | undefined;
@@ -280,7 +282,10 @@ export class Engine {
       const startLsn = maxLsn(writer.durableLsn, prepared.startLsn);
       this.#durable = writer.durableLsn;
       const gate = new ChangeGate(writer, gateMap, writer.durableLsn);
-      const asm = new TransactionAssembler(gate, { memoryCap: config.memoryCap, spillDir: config.spillDir });
+      const direct = config.apply.streamedApply
+        ? new DirectStreamedApply({ main: writer, gate, maxOpen: 2, openWriter: () => ApplyWriter.open({ ...writerOptions, holdsOrigin: false }) })
+        : undefined;
+      const asm = new TransactionAssembler(gate, { memoryCap: config.memoryCap, spillDir: config.spillDir }, direct);
       assembler = asm;
       const decoder = new PgoutputDecoder({ protocolVersion: prepared.protocolVersion });
       const stream = await repl.startReplication({ slot: prepared.slot, startLsn, publication: prepared.publication, protocolVersion: prepared.protocolVersion, streaming: true });
@@ -319,7 +324,7 @@ export class Engine {
       live.sendStatus();
       this.#logger.info({ appliedLsn: formatLsn(writer.durableLsn), ...writer.stats }, 'streaming stopped');
     } finally {
-      assembler?.reset();
+      await assembler?.reset().catch(() => {});
       await session?.close().catch(() => {});
       await writer.close();
       await repl.close();

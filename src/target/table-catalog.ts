@@ -14,6 +14,8 @@ export interface TargetColumn {
   readonly sqlType: string;
   /** Types with no equality operator (json, xml, geometric) are matched on their text form. */
   readonly compareAsText: boolean;
+  /** GENERATED ALWAYS AS IDENTITY: an UPDATE may not assign it (see moveRowStatement). */
+  readonly identityAlways: boolean;
 }
 
 export interface TargetTable {
@@ -35,10 +37,10 @@ export class TableCatalog {
   async resolve(relation: Relation): Promise<TargetTable> {
     const cached = this.#byVersion.get(relation.version);
     if (cached) return cached;
-    let rows: { attname: string; type: string; generated: boolean }[];
+    let rows: { attname: string; type: string; generated: boolean; identity_always: boolean }[];
     try {
       rows = await this.#sql.unsafe(
-        `SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS type, a.attgenerated <> '' AS generated
+        `SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS type, a.attgenerated <> '' AS generated, a.attidentity = 'a' AS identity_always
            FROM pg_attribute a
           WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped`,
         [relation.qualifiedName],
@@ -58,7 +60,7 @@ export class TableCatalog {
       if (found.generated) {
         throw new PgtideError('COLUMN_MISMATCH', `column "${column.name}" of ${relation.qualifiedName} is generated on the target but sent by the source. Make it a plain column on the target, or stop publishing generated columns on the source.`);
       }
-      return { name: column.name, sqlType: found.type, compareAsText: NO_EQUALITY.test(found.type) };
+      return { name: column.name, sqlType: found.type, compareAsText: NO_EQUALITY.test(found.type), identityAlways: found.identity_always };
     });
     const table = { relation, columns };
     this.#byVersion.set(relation.version, table);

@@ -95,7 +95,9 @@ describe('DML replication', { timeout: 600_000 }, () => {
     engine = await startStreaming(scope, pair, {
       memoryCap: '256kB',
       spillDir,
-      apply: { batchMaxAgeMs: 10, batchMaxChanges: 5000 },
+      // Buffered mode: streamed transactions are held (and spilled) until commit.
+      // streamed-apply.test.ts covers the default, applying them while they stream.
+      apply: { batchMaxAgeMs: 10, batchMaxChanges: 5000, streamedApply: false },
     });
   });
 

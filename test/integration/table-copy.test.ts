@@ -1,7 +1,7 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import type postgres from 'postgres';
-import { Cluster, defaultMajor } from '../../src/harness/cluster.js';
+import { Cluster, defaultMajor, freePort } from '../../src/harness/cluster.js';
 import { copyTables, type CopyProgress, type CopyTableSpec } from '../../src/source/table-copy.js';
 import { PgtideError } from '../../src/control/errors.js';
 import { createProgressReporter } from '../../src/control/progress.js';
@@ -109,12 +109,15 @@ describe('initial table copy', () => {
     try {
       await s.unsafe(`${SCHEMA}
         create table only_on_source (id int primary key);
+        create table extra (id int primary key, only_here text);
+        insert into extra select i, 'x' from generate_series(1, 10) i;
         create table strict (id int primary key, v int);
         insert into strict select i, i from generate_series(1, 99) i;
         insert into strict values (100, 100);`);
       // Shifts the OIDs of the target's own types, as between real clusters; with
       // its user-defined mood columns the mixed table goes through in text under 'auto'.
-      await d.unsafe(`create type shift_oids as (a int); ${SCHEMA} create table strict (id int primary key, v int check (v < 100));`);
+      await d.unsafe(`create type shift_oids as (a int); ${SCHEMA} create table strict (id int primary key, v int check (v < 100));
+                       create table extra (id int primary key);`);
       // Defaults that change the text form of values, different on each side: the copy must not depend on them.
       await s.unsafe(`alter database postgres set datestyle = 'SQL, DMY'; alter database postgres set intervalstyle = 'sql_standard';
                       alter database postgres set timezone = 'Asia/Tokyo'; alter database postgres set extra_float_digits = 0`);
@@ -236,6 +239,20 @@ describe('initial table copy', () => {
     assert.deepEqual(await checksums(target, [MIXED]), before);
   });
 
+  it('refuses a column the target lacks, and copies the columns it is told to', async () => {
+    const snapshot = await exportSnapshot(source);
+    try {
+      await assert.rejects(
+        copyTables({ sourceUrl: source.url, targetUrl: target.url, snapshotName: snapshot.name, tables: [t('extra')] }),
+        (error: unknown) => error instanceof PgtideError && error.code === 'COLUMN_MISMATCH' && error.message.includes('"public"."extra": column "only_here" does not exist on the target'),
+      );
+      const result = await copyTables({ sourceUrl: source.url, targetUrl: target.url, snapshotName: snapshot.name, tables: [{ schema: 'public', name: 'extra', columns: ['id'] }] });
+      assert.equal(result.rows, 10);
+    } finally {
+      await snapshot.release();
+    }
+  });
+
   it('fails promptly when the target rejects the last row, leaving nothing open', { timeout: 60_000 }, async () => {
     const snapshot = await exportSnapshot(source);
     try {
@@ -272,6 +289,20 @@ describe('initial table copy', () => {
     }
     assert.equal(await copySessions(source), 0);
     assert.equal(await copySessions(target), 0);
+  });
+
+  it('reports an unreachable target without its password', async () => {
+    const snapshot = await exportSnapshot(source);
+    const port = await freePort();
+    try {
+      await assert.rejects(
+        copyTables({ sourceUrl: source.url, targetUrl: `postgres://postgres:s3cret-pw@127.0.0.1:${port}/postgres`, snapshotName: snapshot.name, tables: [t('gen')] }),
+        (error: unknown) => error instanceof PgtideError && error.code === 'CONNECTION_FAILED' && /target/.test(error.message) && !error.message.includes('s3cret-pw'),
+      );
+    } finally {
+      await snapshot.release();
+    }
+    assert.equal(await copySessions(source), 0);
   });
 
   it('explains a snapshot that can no longer be imported', async () => {

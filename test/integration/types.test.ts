@@ -90,7 +90,7 @@ const KEY_TYPES: readonly (readonly [string, readonly string[]])[] = [
   ['interval', [`'1 day'`, `'-1 days +02:00:00'`, `'1 mon 00:00:00.000001'`]],
   ['int[]', [`'{1,2,3}'`, `'{3,2,1}'`, `'{NULL,1}'`, `'{}'`, `'{{1,2},{3,4}}'`]],
   ['text[]', [`ARRAY['a,b', 'c"d', 'e\\f']`, `ARRAY[NULL]::text[]`, `ARRAY['{}']`]],
-  ['pair', [`ROW(1, 'a')`, `ROW(NULL, 'x "y", z')`, `ROW(2, NULL)`]],
+  ['pair', [`ROW(1, 'a')::pair`, `ROW(NULL, 'x "y", z')::pair`, `ROW(2, NULL)::pair`]],
   ['mood', [`'sad'`, `'très "happy", ✓'`]],
   ['uuid', [`'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'`, `'00000000-0000-0000-0000-000000000000'`]],
   ['citext', [`'Hello'`, `'wörld'`]],
@@ -142,7 +142,7 @@ describe('data types', { timeout: 600_000 }, () => {
     await assertTablesEqual(pair, 'typed_full');
     // Spot checks with exact expectations, not only "same as the source".
     assert.deepEqual(await texts(pair.dst, `SELECT f8::text AS r FROM typed WHERE id = 11`), ['0.30000000000000004']);
-    assert.deepEqual(await texts(pair.dst, `SELECT tstz::text AS r FROM typed WHERE id = 11`), ['2024-03-04 00:36:07.123456+00']);
+    assert.deepEqual(await texts(pair.dst, `SELECT tstz::text AS r FROM typed WHERE id = 11`), ['2024-03-03 23:36:07.123456+00']);
     assert.deepEqual(await texts(pair.dst, `SELECT j::text AS r FROM typed WHERE id = 11`), ['{"b": 1,  "a": [1, 2, {"c": "ü"}],   "a": 2}']);
     assert.deepEqual(await texts(pair.dst, `SELECT a2::text AS r FROM typed WHERE id = 12`), ['[0:1][1:2]={{1,2},{3,4}}']);
     assert.deepEqual(await texts(pair.dst, `SELECT (f4::text = '-0')::text AS r FROM typed WHERE id = 11`), ['true']);
@@ -163,7 +163,7 @@ describe('data types', { timeout: 600_000 }, () => {
   it('finds rows by every column under REPLICA IDENTITY FULL (duplicates, NULLs, NaN, json, xml, point)', async () => {
     const s = pair.src;
     for (const id of [11, 12, 13, 14, 15]) {
-      await s.unsafe(`UPDATE typed_full SET i4 = coalesce(i4, 0) + 1 WHERE ctid = (SELECT min(ctid) FROM typed_full WHERE id = $1)`, [id]);
+      await s.unsafe(`UPDATE typed_full SET t = coalesce(t, '') || ' +' WHERE ctid = (SELECT min(ctid) FROM typed_full WHERE id = $1)`, [id]);
     }
     await s.unsafe(`DELETE FROM typed_full WHERE ctid = (SELECT max(ctid) FROM typed_full WHERE id = 13)`);
     await s.unsafe(`DELETE FROM typed_full WHERE ctid = (SELECT max(ctid) FROM typed_full WHERE id = 14)`);
@@ -227,18 +227,21 @@ describe('data types', { timeout: 600_000 }, () => {
   it('finds rows under REPLICA IDENTITY FULL with a composite type holding a point', () =>
     fullIdentityCase('noeq_composite', `CREATE TYPE geo AS (label text, at point); CREATE TABLE tricky (id int, g geo)`, [`ROW('here', '(1,2)')`, `NULL`]));
 
-  it('streams values exactly whatever DateStyle, IntervalStyle, TimeZone and extra_float_digits the databases default to', () =>
-    isolated('styles', `CREATE TABLE styled (id int PRIMARY KEY, d date, ts timestamp, tstz timestamptz, iv interval, f8 float8, f4 float4, by bytea, iva interval[])`, async (p, e) => {
+  /**
+   * The walsender writes values with its session's settings, which come from the
+   * source database's (or role's) defaults unless the replication connection pins
+   * them; the apply session reads them with the target's. PostgreSQL's own
+   * subscriber pins datestyle, intervalstyle and extra_float_digits on its
+   * replication connection for this reason.
+   */
+  const styledCase = (database: string, sourceDefaults: string, targetDefaults: string) => isolated(database,
+    `CREATE TABLE styled (id int PRIMARY KEY, d date, ts timestamp, tstz timestamptz, iv interval, f8 float8, f4 float4, by bytea, iva interval[])`, async (p, e) => {
       const row = (id: number) => `(${id}, '2024-03-04', '2024-03-04 05:06:07.123456', '2024-03-04 05:06:07.123456+05:30', '-1 days +02:00:00.5', 0.1::float8 + 0.2::float8, '1.1'::float4 / 3, '\\x5c00ff'::bytea, ARRAY['1 year -2 mons'::interval])`;
-      // Defaults that change the text form of values, different on each side (sessions opened from now on get them).
-      await p.src.unsafe(`ALTER DATABASE styles SET datestyle = 'SQL, DMY'; ALTER DATABASE styles SET intervalstyle = 'sql_standard';
-                          ALTER DATABASE styles SET timezone = 'Asia/Tokyo'; ALTER DATABASE styles SET extra_float_digits = 0;
-                          ALTER DATABASE styles SET bytea_output = 'escape'`);
-      await p.dst.unsafe(`ALTER DATABASE styles SET datestyle = 'ISO, MDY'; ALTER DATABASE styles SET intervalstyle = 'iso_8601';
-                          ALTER DATABASE styles SET timezone = 'America/New_York'`);
-      // Restart the engine so that its sessions see the new defaults.
+      // Sessions opened from now on get these defaults: restart the engine so that its sessions do.
+      await p.src.unsafe(sourceDefaults.replace(/DB/g, database));
+      if (targetDefaults) await p.dst.unsafe(targetDefaults.replace(/DB/g, database));
       await e.stop();
-      const e2 = await startStreaming(scope, p, { name: 'styles' });
+      const e2 = await startStreaming(scope, p, { name: database });
       try {
         await p.src.unsafe(`INSERT INTO styled VALUES ${row(1)}, ${row(2)}`);
         await p.src.unsafe(`UPDATE styled SET f8 = f8 * 3, d = d + 1 WHERE id = 2`);
@@ -247,5 +250,15 @@ describe('data types', { timeout: 600_000 }, () => {
       } finally {
         await e2.stop().catch(() => {});
       }
-    }));
+    });
+
+  it('streams floats exactly when the source database defaults to extra_float_digits = 0', () =>
+    styledCase('styles_float', `ALTER DATABASE DB SET extra_float_digits = 0`, ''));
+
+  it('streams dates, times and intervals exactly whatever DateStyle, IntervalStyle and TimeZone each side defaults to', () =>
+    styledCase('styles_date',
+      `ALTER DATABASE DB SET datestyle = 'SQL, DMY'; ALTER DATABASE DB SET intervalstyle = 'sql_standard';
+       ALTER DATABASE DB SET timezone = 'Asia/Tokyo'; ALTER DATABASE DB SET bytea_output = 'escape'`,
+      `ALTER DATABASE DB SET datestyle = 'ISO, MDY'; ALTER DATABASE DB SET intervalstyle = 'iso_8601';
+       ALTER DATABASE DB SET timezone = 'America/New_York'`));
 });

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { textArrayLiteral, insertStatement, updateByKeyStatement, deleteByKeyStatement, updateFullStatement, deleteFullStatement, truncateStatement } from '../../src/apply/statements.js';
+import { keyedUpdateStatements, textArrayLiteral, insertStatement, updateByKeyStatement, deleteByKeyStatement, updateFullStatement, deleteFullStatement, truncateStatement } from '../../src/apply/statements.js';
 import { RelationCache } from '../../src/changes/relation-cache.js';
 import type { TargetTable } from '../../src/target/table-catalog.js';
 import type { Tuple } from '../../src/protocol/messages.js';
@@ -20,9 +20,9 @@ function table(identity: 'default' | 'full'): TargetTable {
     ],
   });
   return { relation, columns: [
-    { name: 'id', sqlType: 'integer', compareAsText: false },
-    { name: 'Body', sqlType: 'text', compareAsText: false },
-    { name: 'doc', sqlType: 'json', compareAsText: true },
+    { name: 'id', sqlType: 'integer', compareAsText: false, identityAlways: false },
+    { name: 'Body', sqlType: 'text', compareAsText: false, identityAlways: false },
+    { name: 'doc', sqlType: 'json', compareAsText: true, identityAlways: false },
   ] };
 }
 
@@ -65,4 +65,15 @@ test('FULL identity touches one row, matches NULLs, compares json as text, skips
 test('truncate never cascades beyond the listed tables', () => {
   assert.deepEqual(truncateStatement(['"a"."b"', '"c"."d"'], true), { text: 'TRUNCATE "a"."b", "c"."d" RESTART IDENTITY', params: [] });
   assert.equal(truncateStatement(['"a"."b"'], false).text, 'TRUNCATE "a"."b"');
+});
+
+test('a GENERATED ALWAYS identity column that must change moves the row, keeping unchanged TOAST', () => {
+  const base = table('default');
+  const withIdentity: TargetTable = { ...base, columns: base.columns.map((c, i) => (i === 0 ? { ...c, identityAlways: true } : c)) };
+  const [only, ...rest] = keyedUpdateStatements(withIdentity, [0, 1], [{ key: ['1'], newTuple: [t('9'), t('x'), U] }]);
+  assert.equal(rest.length, 0);
+  assert.equal(only!.statement.text, 'WITH old AS (DELETE FROM "My Schema"."Tab""le" AS t WHERE t."id" = $1::text::integer RETURNING t.*) INSERT INTO "My Schema"."Tab""le" ("id", "Body", "doc") OVERRIDING SYSTEM VALUE SELECT $2::text::integer, $3::text::text, old."doc" FROM old');
+  assert.deepEqual(only!.statement.params, ['1', '9', 'x']);
+  // Without identity columns in SET, one set-based UPDATE serves the whole run.
+  assert.equal(keyedUpdateStatements(base, [1], [{ key: ['1'], newTuple: [t('1'), t('x'), U] }, { key: ['2'], newTuple: [t('2'), t('y'), U] }]).length, 1);
 });

@@ -1,0 +1,101 @@
+/**
+ * Servers and connections that go away while pgtide (in-process) streams under
+ * a workload: a restart of the target, a restart of the source, the apply
+ * session killed again and again in the middle of large transactions, and the
+ * walsender killed mid-stream. pgtide must reconnect by itself and converge to
+ * exactly the source's rows: nothing lost, nothing applied twice.
+ */
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  TestScope, startPair, ddlBoth, startStreaming, waitForCatchUp, Workload, churnStep, assertChurnEqual, CHURN_DDL, prng,
+  type Pair, type RunningEngine,
+} from '../support/replication.js';
+
+/** Generous: the engine's backoff grows to 30 s between attempts. */
+const CONVERGE_MS = 90_000;
+
+describe('server restarts and lost connections', { timeout: 900_000 }, () => {
+  const scope = new TestScope();
+  let pair: Pair;
+  let engine: RunningEngine;
+  const catchUp = () => waitForCatchUp(pair, { engine, timeoutMs: CONVERGE_MS });
+
+  before(async () => {
+    pair = await startPair(scope, { name: 'restarts' });
+    await ddlBoth(pair, CHURN_DDL);
+    await pair.src.unsafe(`INSERT INTO churn_acct (balance) SELECT g FROM generate_series(1, 500) g; INSERT INTO churn_log SELECT g % 20, 'same' FROM generate_series(1, 200) g`);
+    engine = await startStreaming(scope, pair, { apply: { batchMaxAgeMs: 10, batchMaxChanges: 500 } });
+    await catchUp();
+  });
+
+  after(() => scope.cleanup());
+
+  it('reconnects to the target after it restarts, and converges', async () => {
+    const load = new Workload(pair.src, churnStep(), { seed: 1 }).start();
+    try {
+      await sleep(1500);
+      await pair.target.restart();
+      await sleep(1500);
+    } finally {
+      await load.stop();
+    }
+    assert.ok(load.committed > 20, `the workload committed transactions (${load.committed}; last error: ${String(load.lastError)})`);
+    await catchUp();
+    await assertChurnEqual(pair);
+    assert.equal(engine.finished, false, 'the engine is still running');
+  });
+
+  it('reconnects to the source after it restarts, and converges', async () => {
+    const load = new Workload(pair.src, churnStep(), { seed: 2 }).start();
+    try {
+      await sleep(1500);
+      await pair.source.stopServer();
+      await sleep(2000);
+      await pair.source.startServer();
+      await sleep(1500);
+    } finally {
+      await load.stop();
+    }
+    await catchUp();
+    await assertChurnEqual(pair);
+    assert.equal(engine.finished, false, 'the engine is still running');
+  });
+
+  it('converges when the walsender is killed again and again mid-stream', async () => {
+    const load = new Workload(pair.src, churnStep({ bigEvery: 15 }), { seed: 3 }).start();
+    const rnd = prng(33);
+    try {
+      for (let k = 0; k < 6; k++) {
+        await sleep(400 + rnd() * 800);
+        await pair.src.unsafe(`SELECT pg_terminate_backend(pid) FROM pg_stat_replication WHERE application_name = 'pgtide'`);
+      }
+    } finally {
+      await load.stop();
+    }
+    await catchUp();
+    await assertChurnEqual(pair);
+  });
+
+  it('applies a large transaction exactly once when the apply session is killed again and again while applying it', async () => {
+    // Two large transactions (streamed, replayed at commit in many statements: batchMaxChanges is 500).
+    await pair.src.unsafe(`INSERT INTO churn_big (batch, payload) SELECT -1, repeat(md5(g::text), 2) FROM generate_series(1, 30000) g;
+                           INSERT INTO churn_log SELECT -1, 'bulk' FROM generate_series(1, 30000) g`);
+    await pair.src.begin(async (tx) => {
+      await tx.unsafe(`INSERT INTO churn_log SELECT -2, 'bulk' FROM generate_series(1, 30000) g`);
+      await tx.unsafe(`UPDATE churn_big SET payload = 'x' WHERE batch = -1 AND id % 2 = 0`);
+    });
+    const rnd = prng(44);
+    const until = Date.now() + 8000;
+    let kills = 0;
+    while (Date.now() < until) {
+      const killed = await pair.dst.unsafe(`SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE application_name = 'pgtide-apply'`);
+      kills += killed.length;
+      await sleep(30 + rnd() * 150);
+    }
+    assert.ok(kills > 0, 'the apply session was killed at least once');
+    await catchUp();
+    await assertChurnEqual(pair);
+  });
+});
