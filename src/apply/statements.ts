@@ -194,6 +194,18 @@ export function updateFullStatement(table: TargetTable, oldTuple: Tuple, newTupl
     // Nothing changed: still look the row up, so a missing row is noticed like any other.
     return { text: `SELECT 1 FROM ${name} AS f WHERE ${match.where} LIMIT 1`, params: match.params };
   }
+  if (setColumns.some((i) => table.columns[i]!.identityAlways)) {
+    // See moveRowStatement: an UPDATE may not assign a GENERATED ALWAYS identity column.
+    const values = table.columns.map((_, i) => {
+      const at = setColumns.indexOf(i);
+      return at >= 0 ? `$${at + 1}::text::${column(table, i).type}` : `old.${column(table, i).name}`;
+    });
+    const names = table.columns.map((_, i) => column(table, i).name).join(', ');
+    return {
+      text: `WITH old AS (DELETE FROM ${name} WHERE ctid = (SELECT f.ctid FROM ${name} AS f WHERE ${match.where} LIMIT 1) RETURNING *) INSERT INTO ${name} (${names}) OVERRIDING SYSTEM VALUE SELECT ${values.join(', ')} FROM old`,
+      params: [...params, ...match.params],
+    };
+  }
   return {
     text: `UPDATE ${name} SET ${set} WHERE ctid = (SELECT f.ctid FROM ${name} AS f WHERE ${match.where} LIMIT 1)`,
     params: [...params, ...match.params],

@@ -36,6 +36,8 @@ export interface DirectStreamedApplyOptions {
   readonly openWriter: () => Promise<ApplyWriter>;
   /** Connections used at once; further streamed transactions are buffered instead. */
   readonly maxOpen: number;
+  /** Where this streaming attempt started: every transaction it delivers commits after it. */
+  readonly startLsn: Lsn;
 }
 
 export class DirectStreamedApply implements StreamedTransactionApplier {
@@ -51,7 +53,8 @@ export class DirectStreamedApply implements StreamedTransactionApplier {
   async start(xid: number): Promise<boolean> {
     const { main, gate } = this.#options;
     // A table still being re-copied needs the commit LSN to decide; buffer such transactions.
-    if (this.#open.size >= this.#options.maxOpen || gate.maxSyncLsn > main.durableLsn) return false;
+    const floor = main.durableLsn > this.#options.startLsn ? main.durableLsn : this.#options.startLsn;
+    if (this.#open.size >= this.#options.maxOpen || gate.maxSyncLsn > floor) return false;
     if (!main.atBoundary) return false;
     await main.flush();
     const writer = await this.#options.openWriter();
