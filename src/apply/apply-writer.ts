@@ -121,7 +121,10 @@ export class ApplyWriter implements TransactionSink {
       // Replica role: no FK checks, no ordinary triggers, exactly as the built-in apply worker.
       // synchronous_commit on: a batch is durable when COMMIT returns, so its end LSN may be
       // reported to the source as flushed (one fsync per batch, not per source transaction).
-      connection: { application_name: 'pgtide-apply', session_replication_role: 'replica', synchronous_commit: 'on' },
+      // Hash and merge joins off: a keyed UPDATE/DELETE joins a run of keys against the table, and
+      // with thousands of keys the planner otherwise prefers a full scan plus hash join; an index
+      // probe per key (what the built-in worker does) measured 3x faster for 20k keys in 1M rows.
+      connection: { application_name: 'pgtide-apply', session_replication_role: 'replica', synchronous_commit: 'on', enable_hashjoin: 'off', enable_mergejoin: 'off' },
     });
     try {
       if (options.holdsOrigin === false) return new ApplyWriter(sql, options, ZERO_LSN);

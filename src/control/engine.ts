@@ -283,7 +283,7 @@ export class Engine {
       this.#durable = writer.durableLsn;
       const gate = new ChangeGate(writer, gateMap, writer.durableLsn);
       const direct = config.apply.streamedApply
-        ? new DirectStreamedApply({ main: writer, gate, maxOpen: 2, startLsn, openWriter: () => ApplyWriter.open({ ...writerOptions, holdsOrigin: false }) })
+        ? new DirectStreamedApply({ main: writer, gate, maxOpen: 2, startLsn, openWriter: () => ApplyWriter.open({ ...writerOptions, holdsOrigin: false, netEffect: false }) })
         : undefined;
       const asm = new TransactionAssembler(gate, { memoryCap: config.memoryCap, spillDir: config.spillDir }, direct);
       assembler = asm;

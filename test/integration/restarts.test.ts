@@ -9,7 +9,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
-  TestScope, startPair, ddlBoth, startStreaming, waitForCatchUp, Workload, churnStep, assertChurnEqual, CHURN_DDL, prng,
+  TestScope, startPair, databasePair, ddlBoth, startStreaming, waitForCatchUp, Workload, churnStep, assertChurnEqual, CHURN_DDL, prng,
   type Pair, type RunningEngine,
 } from '../support/replication.js';
 
@@ -18,21 +18,35 @@ const CONVERGE_MS = 90_000;
 
 describe('server restarts and lost connections', { timeout: 900_000 }, () => {
   const scope = new TestScope();
+  let clusters: Pair;
   let pair: Pair;
   let engine: RunningEngine;
   const catchUp = () => waitForCatchUp(pair, { engine, timeoutMs: CONVERGE_MS });
 
   before(async () => {
-    pair = await startPair(scope, { name: 'restarts' });
-    await ddlBoth(pair, CHURN_DDL);
-    await pair.src.unsafe(`INSERT INTO churn_acct (balance) SELECT g FROM generate_series(1, 500) g; INSERT INTO churn_log SELECT g % 20, 'same' FROM generate_series(1, 200) g`);
-    engine = await startStreaming(scope, pair, { apply: { batchMaxAgeMs: 10, batchMaxChanges: 500 } });
-    await catchUp();
+    clusters = await startPair(scope, { name: 'restarts' });
   });
 
   after(() => scope.cleanup());
 
-  it('reconnects to the target after it restarts, and converges', async () => {
+  /**
+   * Each test replicates its own database with its own engine (slot, origin,
+   * state), so an engine left stuck by one failure does not fail the next test.
+   */
+  const scenario = (database: string, body: () => Promise<void>) => async () => {
+    pair = await databasePair(scope, clusters, database);
+    await ddlBoth(pair, CHURN_DDL);
+    await pair.src.unsafe(`INSERT INTO churn_acct (balance) SELECT g FROM generate_series(1, 500) g; INSERT INTO churn_log SELECT g % 20, 'same' FROM generate_series(1, 200) g`);
+    engine = await startStreaming(scope, pair, { name: database, apply: { batchMaxAgeMs: 10, batchMaxChanges: 500 } });
+    try {
+      await catchUp();
+      await body();
+    } finally {
+      await engine.stop().catch(() => {});
+    }
+  };
+
+  it('reconnects to the target after it restarts, and converges', scenario('target_restart', async () => {
     const load = new Workload(pair.src, churnStep(), { seed: 1 }).start();
     try {
       await sleep(1500);
@@ -45,40 +59,43 @@ describe('server restarts and lost connections', { timeout: 900_000 }, () => {
     await catchUp();
     await assertChurnEqual(pair);
     assert.equal(engine.finished, false, 'the engine is still running');
-  });
+  }));
 
-  it('reconnects to the source after it restarts, and converges', async () => {
-    const load = new Workload(pair.src, churnStep(), { seed: 2 }).start();
-    try {
-      await sleep(1500);
-      await pair.source.stopServer();
-      await sleep(2000);
-      await pair.source.startServer();
-      await sleep(1500);
-    } finally {
-      await load.stop();
-    }
+  it('reconnects to the source after it restarts, and converges', scenario('source_restart', async () => {
+    // The workload pauses while the source is down: postgres.js 3.4.9 can throw an uncatchable
+    // TypeError from a client whose socket closes under a pending write (porsager/postgres#1208),
+    // and the test's own clients must not be the ones to trip it. pgtide's own sessions stay up.
+    const before = new Workload(pair.src, churnStep(), { seed: 2 }).start();
+    await sleep(1500);
+    await before.stop();
+    await pair.source.stopServer();
+    await sleep(2000);
+    await pair.source.startServer();
+    const afterwards = new Workload(pair.src, churnStep(), { seed: 22 }).start();
+    await sleep(1500);
+    await afterwards.stop();
+    assert.ok(afterwards.committed > 5, `the workload committed transactions after the restart (${afterwards.committed}; last error: ${String(afterwards.lastError)})`);
     await catchUp();
     await assertChurnEqual(pair);
     assert.equal(engine.finished, false, 'the engine is still running');
-  });
+  }));
 
-  it('converges when the walsender is killed again and again mid-stream', async () => {
+  it('converges when the walsender is killed again and again mid-stream', scenario('walsender_kill', async () => {
     const load = new Workload(pair.src, churnStep({ bigEvery: 15 }), { seed: 3 }).start();
     const rnd = prng(33);
     try {
       for (let k = 0; k < 6; k++) {
         await sleep(400 + rnd() * 800);
-        await pair.src.unsafe(`SELECT pg_terminate_backend(pid) FROM pg_stat_replication WHERE application_name = 'pgtide'`);
+        await pair.src.unsafe(`SELECT pg_terminate_backend(pid) FROM pg_stat_replication WHERE application_name = 'pgtide' AND pid IN (SELECT active_pid FROM pg_replication_slots WHERE slot_name = 'walsender_kill_slot')`);
       }
     } finally {
       await load.stop();
     }
     await catchUp();
     await assertChurnEqual(pair);
-  });
+  }));
 
-  it('applies a large transaction exactly once when the apply session is killed again and again while applying it', async () => {
+  it('applies a large transaction exactly once when the apply session is killed again and again while applying it', scenario('apply_kill', async () => {
     // Two large transactions (streamed, replayed at commit in many statements: batchMaxChanges is 500).
     await pair.src.unsafe(`INSERT INTO churn_big (batch, payload) SELECT -1, repeat(md5(g::text), 2) FROM generate_series(1, 30000) g;
                            INSERT INTO churn_log SELECT -1, 'bulk' FROM generate_series(1, 30000) g`);
@@ -90,12 +107,12 @@ describe('server restarts and lost connections', { timeout: 900_000 }, () => {
     const until = Date.now() + 8000;
     let kills = 0;
     while (Date.now() < until) {
-      const killed = await pair.dst.unsafe(`SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE application_name = 'pgtide-apply'`);
+      const killed = await pair.dst.unsafe(`SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE application_name = 'pgtide-apply' AND datname = 'apply_kill'`);
       kills += killed.length;
       await sleep(30 + rnd() * 150);
     }
     assert.ok(kills > 0, 'the apply session was killed at least once');
     await catchUp();
     await assertChurnEqual(pair);
-  });
+  }));
 });
