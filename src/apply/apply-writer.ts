@@ -77,6 +77,14 @@ type Run =
   | { readonly kind: 'delete'; readonly table: TargetTable; readonly keys: (readonly string[])[] }
   | { readonly kind: 'counted'; readonly table: TargetTable; readonly counted: CountedStatement };
 
+interface CommittingBatch {
+  readonly promises: readonly Promise<unknown>[];
+  readonly endLsn: Lsn;
+  readonly commitTime: PgTimestamp;
+  readonly folded: boolean;
+  readonly maxCommitLsn: Lsn;
+}
+
 interface TableQueue { readonly table: TargetTable; readonly runs: Run[]; readonly fold: NetEffectTable | undefined }
 
 /** A key is unique per table; \u0001 cannot appear in a text value sent by PostgreSQL. */
@@ -102,6 +110,10 @@ export class ApplyWriter implements TransactionSink {
   #batchMaxCommitLsn: Lsn = ZERO_LSN;
   #durable: Lsn;
   #durableCommitTime: PgTimestamp | undefined;
+  /** Set once a write failed: from then on nothing may be acknowledged beyond the durable position. */
+  #broken = false;
+  /** A batch whose COMMIT was sent but not yet confirmed. */
+  #committing: CommittingBatch | undefined;
   readonly stats: ApplyStats = { transactions: 0, changes: 0, batches: 0, statements: 0, missingRows: 0 };
 
   private constructor(sql: postgres.Sql, options: ApplyWriterOptions, durable: Lsn) {
@@ -150,7 +162,7 @@ export class ApplyWriter implements TransactionSink {
   get durableLsn(): Lsn { return this.#durable; }
   get durableCommitTime(): PgTimestamp | undefined { return this.#durableCommitTime; }
   /** True while a target transaction is open (applied but not yet committed work exists). */
-  get hasPendingWork(): boolean { return this.#batchOpen; }
+  get hasPendingWork(): boolean { return this.#batchOpen || this.#committing !== undefined || this.#broken; }
   /** True when the open batch ends at a source transaction boundary and may be committed. */
   get atBoundary(): boolean { return !this.#inSourceTx; }
 
@@ -162,6 +174,13 @@ export class ApplyWriter implements TransactionSink {
       this.#batchOpen = true;
       this.#batchStartedAt = Date.now();
       this.#issue({ text: 'BEGIN', params: [] });
+      const previous = this.#committing;
+      if (previous && this.#options.holdsOrigin !== false) {
+        // If the previous batch failed, its ROLLBACK must not let this one commit past the gap:
+        // this guard fails (and so aborts this batch) unless the origin shows the previous commit.
+        // (Division by the boolean as int: a constant 1/0 in a CASE would fail at plan time.)
+        this.#issue({ text: `SELECT 1 / (pg_replication_origin_session_progress(false) >= $1::text::pg_lsn)::int`, params: [formatLsn(previous.endLsn)] });
+      }
     }
   }
 
@@ -219,15 +238,41 @@ export class ApplyWriter implements TransactionSink {
       params: [this.#options.subscription, formatLsn(last.endLsn), commitTime, String(this.#batchTransactions)],
     });
     this.#issue({ text: 'COMMIT', params: [] });
-    await this.#settle();
-    this.#durable = last.endLsn;
-    this.#durableCommitTime = last.commitTime;
+    const committing: CommittingBatch = { promises: this.#inFlight, endLsn: last.endLsn, commitTime: last.commitTime, folded: this.#batchFolded, maxCommitLsn: this.#batchMaxCommitLsn };
+    this.#inFlight = [];
     this.stats.batches++;
     this.#batchOpen = false;
     this.#batchTransactions = 0;
     this.#queuedChanges = 0;
     this.#batchFolded = false;
     this.#batchMaxCommitLsn = ZERO_LSN;
+    // Pipelined commits: this batch's COMMIT is on its way; the next batch may be built and sent
+    // behind it while the target works. Only one batch waits for its COMMIT at a time.
+    const previous = this.#committing;
+    this.#committing = committing;
+    if (previous) await this.#finishCommit(previous);
+  }
+
+  /** Waits until every sent batch has committed (before handing the origin over, going idle, stopping). */
+  async drainCommits(): Promise<void> {
+    const pending = this.#committing;
+    if (!pending) return;
+    // Stays set while awaited: until the COMMIT is confirmed the writer is not quiescent,
+    // so no keepalive position may be acknowledged past this batch.
+    try {
+      await this.#finishCommit(pending);
+    } finally {
+      if (this.#committing === pending) this.#committing = undefined;
+    }
+  }
+
+  async #finishCommit(batch: CommittingBatch): Promise<void> {
+    await Promise.all(batch.promises);
+    this.#throwIfFailed(batch.folded, batch.maxCommitLsn);
+    if (batch.endLsn > this.#durable) {
+      this.#durable = batch.endLsn;
+      this.#durableCommitTime = batch.commitTime;
+    }
   }
 
   /** Abandons the open batch (shutdown or a failure elsewhere); the origin position does not move. */
@@ -240,6 +285,11 @@ export class ApplyWriter implements TransactionSink {
     const wasOpen = this.#batchOpen;
     this.#batchOpen = false;
     this.#inSourceTx = false;
+    const committing = this.#committing;
+    this.#committing = undefined;
+    // A batch whose COMMIT was sent may still commit; the durable position is re-read from the
+    // replication origin by the next writer, so it is not guessed here.
+    if (committing) await Promise.allSettled(committing.promises);
     await Promise.allSettled(this.#inFlight);
     this.#inFlight = [];
     this.#failure = undefined;
@@ -427,19 +477,13 @@ export class ApplyWriter implements TransactionSink {
     }, () => {});
   }
 
-  async #settle(): Promise<void> {
-    const pending = this.#inFlight;
-    this.#inFlight = [];
-    await Promise.all(pending);
-    this.#throwIfFailed();
-  }
-
-  #throwIfFailed(): void {
+  #throwIfFailed(folded = this.#batchFolded, maxCommitLsn = this.#batchMaxCommitLsn): void {
     if (this.#failure !== undefined) {
       const failure = this.#failure;
       this.#failure = undefined;
+      this.#broken = true;
       const sqlState = fromServerError(failure, 'target').sqlState;
-      if (this.#batchFolded && (sqlState === '23505' || sqlState === '23P01')) throw new FoldConflictError(this.#batchMaxCommitLsn, failure);
+      if (folded && (sqlState === '23505' || sqlState === '23P01')) throw new FoldConflictError(maxCommitLsn, failure);
       throw new PgtideError('APPLY_FAILED', `applying to the target failed: ${fromServerError(failure, 'target').message}`, { sqlState: fromServerError(failure, 'target').sqlState, retryable: true, cause: failure });
     }
   }

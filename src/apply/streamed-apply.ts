@@ -57,6 +57,7 @@ export class DirectStreamedApply implements StreamedTransactionApplier {
     if (this.#open.size >= this.#options.maxOpen || gate.maxSyncLsn > floor) return false;
     if (!main.atBoundary) return false;
     await main.flush();
+    await main.drainCommits();
     const writer = await this.#options.openWriter();
     writer.begin({ xid, commitLsn: main.durableLsn, commitTime: 0n as PgTimestamp, origin: undefined, streamed: true });
     this.#open.set(xid, { writer, savepoints: [] });
@@ -103,6 +104,7 @@ export class DirectStreamedApply implements StreamedTransactionApplier {
         return;
       }
       await main.flush();
+      await main.drainCommits();
       await main.releaseOrigin();
       try {
         await stream.writer.acquireOrigin();

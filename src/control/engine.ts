@@ -302,7 +302,10 @@ export class Engine {
         const payloads = await live.next(idleWaitMs);
         if (payloads.length === 0) {
           // Idle: commit what is complete so latency stays low under light load.
-          if (writer.hasPendingWork && writer.atBoundary) await writer.flush();
+          if (writer.hasPendingWork && writer.atBoundary) {
+            await writer.flush();
+            await writer.drainCommits();
+          }
         } else {
           for (const payload of payloads) {
             const waited = asm.push(decoder.decode(payload));
@@ -318,8 +321,12 @@ export class Engine {
       }
       // Shutdown: finish the batch if it ends on a transaction boundary, else roll it back;
       // either way the recorded position matches what is committed.
-      if (writer.hasPendingWork && writer.atBoundary && !asm.inFlight) await writer.flush();
-      else await writer.rollback();
+      if (writer.hasPendingWork && writer.atBoundary && !asm.inFlight) {
+        await writer.flush();
+        await writer.drainCommits();
+      } else {
+        await writer.rollback();
+      }
       this.#durable = writer.durableLsn;
       live.sendStatus();
       this.#logger.info({ appliedLsn: formatLsn(writer.durableLsn), ...writer.stats }, 'streaming stopped');

@@ -91,21 +91,25 @@ export class ReplicationSession {
   }
 
   /** Sends a status update now; `reply` asks the server to answer with a keepalive. */
-  sendStatus(reply = false): void {
+  sendStatus(reply = false, allowKeepalive = true): void {
     if (this.#ended) return;
     const ack = this.#options.ackState();
     let flushed = maxLsn(this.#confirmed, ack.durableLsn);
-    if (ack.quiescent && this.#queueHead >= this.#queue.length) flushed = maxLsn(flushed, this.#keepaliveLsn);
+    if (allowKeepalive && ack.quiescent && this.#queueHead >= this.#queue.length) flushed = maxLsn(flushed, this.#keepaliveLsn);
     this.#confirmed = flushed;
     const written = maxLsn(this.#received, flushed);
     this.#stream.write(encodeStandbyStatusUpdate(written, flushed, flushed, dateToPgTimestamp(Date.now()), reply));
   }
 
-  /** Ends CopyBoth cleanly after a final status update. */
+  /**
+   * Ends CopyBoth after a final status update that reports only what is
+   * durable: close() also runs on failure paths, where "nothing pending" may
+   * only mean that pending work was just thrown away.
+   */
   async close(): Promise<void> {
     clearInterval(this.#timer);
     if (!this.#ended) {
-      try { this.sendStatus(); } catch { /* the socket may already be gone */ }
+      try { this.sendStatus(false, false); } catch { /* the socket may already be gone */ }
     }
     this.#ended = true;
     this.#error ??= new PgtideError('SHUTDOWN', 'replication session closed');
