@@ -28,6 +28,7 @@ import {
   keyedUpdateStatements, updateFullStatement, type KeyedUpdate, type Statement,
 } from './statements.js';
 import { NetEffectTable, type CountedStatement } from './net-effect.js';
+import { TEXT_FORMAT_SETTINGS } from '../protocol/text-format.js';
 
 export interface ApplyWriterOptions {
   readonly url: string;
@@ -77,6 +78,9 @@ type Run =
   | { readonly kind: 'delete'; readonly table: TargetTable; readonly keys: (readonly string[])[] }
   | { readonly kind: 'counted'; readonly table: TargetTable; readonly counted: CountedStatement };
 
+/** Set when the apply connection closed: nothing more may be sent through this writer. */
+interface Fence { closed: boolean }
+
 interface CommittingBatch {
   readonly promises: readonly Promise<unknown>[];
   readonly endLsn: Lsn;
@@ -92,6 +96,7 @@ const keyString = (key: readonly string[]): string => (key.length === 1 ? key[0]
 
 export class ApplyWriter implements TransactionSink {
   readonly #sql: postgres.Sql;
+  readonly #fence: Fence;
   readonly #options: ApplyWriterOptions;
   readonly #catalog: TableCatalog;
   readonly #queues = new Map<number, TableQueue>();
@@ -116,14 +121,16 @@ export class ApplyWriter implements TransactionSink {
   #committing: CommittingBatch | undefined;
   readonly stats: ApplyStats = { transactions: 0, changes: 0, batches: 0, statements: 0, missingRows: 0 };
 
-  private constructor(sql: postgres.Sql, options: ApplyWriterOptions, durable: Lsn) {
+  private constructor(sql: postgres.Sql, options: ApplyWriterOptions, durable: Lsn, fence: Fence) {
     this.#sql = sql;
+    this.#fence = fence;
     this.#options = options;
     this.#catalog = new TableCatalog(sql);
     this.#durable = durable;
   }
 
   static async open(options: ApplyWriterOptions): Promise<ApplyWriter> {
+    const fence: Fence = { closed: false };
     const sql = postgres(options.url, {
       max: 1,
       idle_timeout: 0,
@@ -136,15 +143,31 @@ export class ApplyWriter implements TransactionSink {
       // Hash and merge joins off: a keyed UPDATE/DELETE joins a run of keys against the table, and
       // with thousands of keys the planner otherwise prefers a full scan plus hash join; an index
       // probe per key (what the built-in worker does) measured 3x faster for 20k keys in 1M rows.
-      connection: { application_name: 'pgtide-apply', session_replication_role: 'replica', synchronous_commit: 'on', enable_hashjoin: 'off', enable_mergejoin: 'off' },
+      // Read-only by default, and batches start with BEGIN READ WRITE: if the connection dies,
+      // postgres.js reconnects and sends the statements still queued on a *new* session, outside
+      // the batch's transaction. There they are read-only autocommit statements, so every write
+      // fails instead of landing half a batch without its origin position.
+      connection: {
+        ...TEXT_FORMAT_SETTINGS,
+        application_name: 'pgtide-apply',
+        session_replication_role: 'replica',
+        synchronous_commit: 'on',
+        enable_hashjoin: 'off',
+        enable_mergejoin: 'off',
+        default_transaction_read_only: true,
+        statement_timeout: 0,
+        idle_in_transaction_session_timeout: 0,
+      },
+      // Once the connection closed, this writer sends nothing more; the engine starts a new one.
+      onclose: () => { fence.closed = true; },
     });
     try {
-      if (options.holdsOrigin === false) return new ApplyWriter(sql, options, ZERO_LSN);
+      if (options.holdsOrigin === false) return new ApplyWriter(sql, options, ZERO_LSN, fence);
       await sql.unsafe(`SELECT pg_replication_origin_create($1) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_origin WHERE roname = $1)`, [options.originName]);
       await sql.unsafe(`SELECT pg_replication_origin_session_setup($1)`, [options.originName]);
       const [row] = await sql.unsafe<{ lsn: string | null }[]>(`SELECT pg_replication_origin_progress($1, true)::text AS lsn`, [options.originName]);
       const durable = row?.lsn ? parseLsn(row.lsn) : ZERO_LSN;
-      return new ApplyWriter(sql, options, durable);
+      return new ApplyWriter(sql, options, durable, fence);
     } catch (error) {
       await sql.end({ timeout: 1 }).catch(() => {});
       const mapped = fromServerError(error, 'target');
@@ -173,7 +196,7 @@ export class ApplyWriter implements TransactionSink {
     if (!this.#batchOpen) {
       this.#batchOpen = true;
       this.#batchStartedAt = Date.now();
-      this.#issue({ text: 'BEGIN', params: [] });
+      this.#issue({ text: 'BEGIN READ WRITE', params: [] });
       const previous = this.#committing;
       if (previous && this.#options.holdsOrigin !== false) {
         // If the previous batch failed, its ROLLBACK must not let this one commit past the gap:
@@ -304,11 +327,17 @@ export class ApplyWriter implements TransactionSink {
    * main writer takes it back.
    */
   async releaseOrigin(): Promise<void> {
-    await this.#sql.unsafe(`SELECT pg_replication_origin_session_reset()`).catch((e: unknown) => { throw fromServerError(e, 'target'); });
+    await this.#sql.unsafe(`SELECT pg_replication_origin_session_reset()`).catch((e: unknown) => { throw this.#originError(e); });
   }
 
   async acquireOrigin(): Promise<void> {
-    await this.#sql.unsafe(`SELECT pg_replication_origin_session_setup($1)`, [this.#options.originName]).catch((e: unknown) => { throw fromServerError(e, 'target'); });
+    await this.#sql.unsafe(`SELECT pg_replication_origin_session_setup($1)`, [this.#options.originName]).catch((e: unknown) => { throw this.#originError(e); });
+  }
+
+  /** Handing the origin over fails when a connection was lost in between: retry from the target's state. */
+  #originError(error: unknown): PgtideError {
+    const mapped = fromServerError(error, 'target');
+    return new PgtideError(mapped.code === 'INTERNAL' ? 'APPLY_FAILED' : mapped.code, `handing over the replication origin failed: ${mapped.message}`, { sqlState: mapped.sqlState, retryable: true, cause: error });
   }
 
   /** Another writer committed up to here on the main writer's behalf. */
@@ -457,6 +486,14 @@ export class ApplyWriter implements TransactionSink {
   }
 
   #issue(statement: Statement): Promise<postgres.RowList<postgres.Row[]>> {
+    if (this.#fence.closed) {
+      const lost = new PgtideError('CONNECTION_FAILED', 'the target connection of the apply session was lost; reconnecting', { retryable: true });
+      this.#failure ??= lost;
+      this.#broken = true;
+      const rejected = Promise.reject(lost);
+      rejected.catch(() => {});
+      return rejected;
+    }
     this.stats.statements++;
     // execute() sends now; postgres.js pipelines the statements on the one connection.
     const promise = this.#sql.unsafe(statement.text, statement.params as string[]).execute() as unknown as Promise<postgres.RowList<postgres.Row[]>>;
@@ -482,6 +519,9 @@ export class ApplyWriter implements TransactionSink {
       const failure = this.#failure;
       this.#failure = undefined;
       this.#broken = true;
+      // The connection died: whatever failed after that (statements replayed on the new
+      // session, read-only and without the origin) says nothing about the data. Reconnect.
+      if (this.#fence.closed) throw new PgtideError('CONNECTION_FAILED', 'the target connection of the apply session was lost; reconnecting', { retryable: true, cause: failure });
       const sqlState = fromServerError(failure, 'target').sqlState;
       if (folded && (sqlState === '23505' || sqlState === '23P01')) throw new FoldConflictError(maxCommitLsn, failure);
       throw new PgtideError('APPLY_FAILED', `applying to the target failed: ${fromServerError(failure, 'target').message}`, { sqlState: fromServerError(failure, 'target').sqlState, retryable: true, cause: failure });

@@ -282,6 +282,7 @@ export class Engine {
       const startLsn = maxLsn(writer.durableLsn, prepared.startLsn);
       this.#durable = writer.durableLsn;
       const gate = new ChangeGate(writer, gateMap, writer.durableLsn);
+      let processing = false;
       const direct = config.apply.streamedApply
         ? new DirectStreamedApply({ main: writer, gate, maxOpen: 2, startLsn, openWriter: () => ApplyWriter.open({ ...writerOptions, holdsOrigin: false, netEffect: false }) })
         : undefined;
@@ -292,7 +293,10 @@ export class Engine {
       const live = new ReplicationSession(stream, {
         statusIntervalMs: config.statusIntervalMs,
         receiveTimeoutMs: config.receiveTimeoutMs,
-        ackState: () => ({ durableLsn: writer.durableLsn, quiescent: !asm.inFlight && !writer.hasPendingWork }),
+        // Quiescent also requires that no payload taken from the session is still unprocessed:
+        // a keepalive arriving while the loop awaits a flush between two of them must not be
+        // acknowledged past the ones not yet applied.
+        ackState: () => ({ durableLsn: writer.durableLsn, quiescent: !processing && !asm.inFlight && !writer.hasPendingWork }),
       }, startLsn);
       session = live;
       this.#logger.info({ startLsn: formatLsn(startLsn), protocolVersion: prepared.protocolVersion }, 'streaming started');
@@ -307,10 +311,12 @@ export class Engine {
             await writer.drainCommits();
           }
         } else {
+          processing = true;
           for (const payload of payloads) {
             const waited = asm.push(decoder.decode(payload));
             if (waited) await waited;
           }
+          processing = false;
         }
         if (writer.durableLsn !== lastDurable) {
           lastDurable = writer.durableLsn;

@@ -11,6 +11,7 @@ import type { Duplex } from 'node:stream';
 import { parseLsn, formatLsn, type Lsn } from '../changes/lsn.js';
 import { fromServerError, PgtideError } from '../control/errors.js';
 import { quoteIdent } from '../changes/relation-cache.js';
+import { TEXT_FORMAT_SETTINGS } from '../protocol/text-format.js';
 
 export interface SystemIdentity {
   readonly systemId: string;
@@ -61,7 +62,7 @@ export class ReplicationConnection {
       max_lifetime: null,
       connect_timeout: 15,
       onnotice: () => {},
-      connection: { replication: 'database', application_name: 'pgtide', client_encoding: 'UTF8' },
+      connection: { ...TEXT_FORMAT_SETTINGS, replication: 'database', application_name: 'pgtide', client_encoding: 'UTF8' },
     });
     return new ReplicationConnection(sql);
   }

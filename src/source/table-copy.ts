@@ -34,6 +34,7 @@ import { Transform, type Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fromServerError, PgtideError } from '../control/errors.js';
 import { qualify, quoteIdent } from '../changes/relation-cache.js';
+import { TEXT_FORMAT_SETTINGS } from '../protocol/text-format.js';
 
 export interface CopyTableSpec {
   readonly schema: string;
@@ -104,19 +105,6 @@ const PROGRESS_INTERVAL_MS = 200;
 /** CopyData message size sent to the target: large enough that per-message costs vanish. */
 const BATCH_BYTES = 64 * 1024;
 
-/**
- * Settings that change the text form of values. Both ends must agree, whatever
- * the role, database or server defaults say: e.g. a source with DateStyle
- * 'SQL, DMY' writes 03/04/2024, which a target with 'ISO, MDY' reads as March 4th.
- */
-const TEXT_FORMAT_SETTINGS: Readonly<Record<string, string>> = {
-  datestyle: 'ISO',
-  intervalstyle: 'postgres',
-  extra_float_digits: '3',
-  timezone: 'UTC',
-  lc_monetary: 'C',
-  bytea_output: 'hex',
-};
 
 /** A copy can run for hours: server-side timeouts configured for interactive users must not end it. */
 function sessionSettings(serverVersion: number, role: 'source' | 'target'): Record<string, string> {

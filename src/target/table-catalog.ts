@@ -12,7 +12,7 @@ export interface TargetColumn {
   readonly name: string;
   /** format_type() of the target column, used as a cast target. */
   readonly sqlType: string;
-  /** Types with no equality operator (json, xml, geometric) are matched on their text form. */
+  /** Types with no "=" of their own (json, xml, geometric, composites) are matched on their text form. */
   readonly compareAsText: boolean;
   /** GENERATED ALWAYS AS IDENTITY: an UPDATE may not assign it (see moveRowStatement). */
   readonly identityAlways: boolean;
@@ -24,7 +24,6 @@ export interface TargetTable {
   readonly columns: readonly TargetColumn[];
 }
 
-const NO_EQUALITY = /^(json|xml|point|line|lseg|box|path|polygon|circle)(\[\])?$/;
 
 export class TableCatalog {
   readonly #sql: postgres.Sql;
@@ -37,11 +36,22 @@ export class TableCatalog {
   async resolve(relation: Relation): Promise<TargetTable> {
     const cached = this.#byVersion.get(relation.version);
     if (cached) return cached;
-    let rows: { attname: string; type: string; generated: boolean; identity_always: boolean }[];
+    let rows: { attname: string; type: string; generated: boolean; identity_always: boolean; has_equality: boolean }[];
     try {
       rows = await this.#sql.unsafe(
-        `SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS type, a.attgenerated <> '' AS generated, a.attidentity = 'a' AS identity_always
+        // has_equality: the column's type (a domain's base type, an array's element type) has a
+        // plain "=" of its own. Composites, and types like json, xml and point, do not; under
+        // REPLICA IDENTITY FULL they are matched by their text form instead.
+        `SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS type, a.attgenerated <> '' AS generated, a.attidentity = 'a' AS identity_always,
+                CASE
+                  WHEN b.typtype = 'c' THEN false
+                  WHEN b.typtype IN ('e', 'r', 'm') THEN true
+                  ELSE EXISTS (SELECT 1 FROM pg_operator o WHERE o.oprname = '=' AND o.oprleft = e.oid AND o.oprright = e.oid)
+                END AS has_equality
            FROM pg_attribute a
+           JOIN pg_type t ON t.oid = a.atttypid
+           JOIN pg_type b ON b.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
+           JOIN pg_type e ON e.oid = CASE WHEN b.typcategory = 'A' AND b.typelem <> 0 THEN b.typelem ELSE b.oid END
           WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped`,
         [relation.qualifiedName],
       );
@@ -60,7 +70,7 @@ export class TableCatalog {
       if (found.generated) {
         throw new PgtideError('COLUMN_MISMATCH', `column "${column.name}" of ${relation.qualifiedName} is generated on the target but sent by the source. Make it a plain column on the target, or stop publishing generated columns on the source.`);
       }
-      return { name: column.name, sqlType: found.type, compareAsText: NO_EQUALITY.test(found.type), identityAlways: found.identity_always };
+      return { name: column.name, sqlType: found.type, compareAsText: !found.has_equality, identityAlways: found.identity_always };
     });
     const table = { relation, columns };
     this.#byVersion.set(relation.version, table);

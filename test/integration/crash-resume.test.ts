@@ -31,11 +31,16 @@ describe('crash and resume of the pgtide process', { timeout: 900_000 }, () => {
   let configFile: string;
   let cli: CliProcess | undefined;
 
+  const children: CliProcess[] = [];
   const startPgtide = async (): Promise<CliProcess> => {
     const child = startCli(scope, ['start', '--config', configFile]);
     cli = child;
+    children.push(child);
     return child;
   };
+  /** Warnings, errors and start/stop lines of every pgtide process so far, for failure messages. */
+  const pgtideLog = (): string => children.map((c, i) => `pgtide #${i + 1} (pid ${c.pid}, exit ${c.exitCode ?? 'running'}):\n${
+    c.stderr().split('\n').filter((l) => /"level":"(warn|error|fatal)"|streaming (started|stopped)|stopping|^error|Error/.test(l)).slice(-15).map((l) => `    ${l.slice(0, 300)}`).join('\n')}`).join('\n');
   /** Each test starts from a running, streaming pgtide, whatever the previous test left. */
   const ensureRunning = async (): Promise<CliProcess> => {
     if (cli && cli.exitCode === undefined) return cli;
@@ -48,8 +53,12 @@ describe('crash and resume of the pgtide process', { timeout: 900_000 }, () => {
     return new Map(rows.map((r) => [r.t, r.state]));
   };
   const allEqual = async () => {
-    for (const t of COPY_TABLES) await assertTablesEqual(pair, t, t === 'copy_full' ? {} : { orderBy: 't.id' });
-    await assertChurnEqual(pair);
+    try {
+      for (const t of COPY_TABLES) await assertTablesEqual(pair, t, t === 'copy_full' ? {} : { orderBy: 't.id' });
+      await assertChurnEqual(pair);
+    } catch (error) {
+      throw new Error(`${(error as Error).message}\n${pgtideLog()}`);
+    }
   };
 
   before(async () => {
