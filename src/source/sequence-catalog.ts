@@ -72,17 +72,10 @@ export interface SequenceDiscovery {
 /** Schemas that never hold user sequences in scope (pgtide's own state lives in `pgtide`). */
 const SYSTEM_SCHEMA_FILTER = `n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgtide') AND n.nspname NOT LIKE 'pg\\_%'`;
 
-interface DiscoveryRow {
+interface DiscoveryRow extends DefinitionColumns {
   readonly oid: string;
   readonly schema: string;
   readonly name: string;
-  readonly data_type: string;
-  readonly start: string;
-  readonly increment: string;
-  readonly min: string;
-  readonly max: string;
-  readonly cache: string;
-  readonly cycle: boolean;
   readonly included: boolean;
   readonly uses: readonly (readonly [string, string, string, string])[] | null;
 }
