@@ -95,8 +95,8 @@ describe('DML replication', { timeout: 600_000 }, () => {
     engine = await startStreaming(scope, pair, {
       memoryCap: '256kB',
       spillDir,
-      // Buffered mode: streamed transactions are held (and spilled) until commit.
-      // streamed-apply.test.ts covers the default, applying them while they stream.
+      // Buffered mode (the default): streamed transactions are held (and spilled) until commit.
+      // streamed-apply.test.ts covers the opt-in mode that applies them while they stream.
       apply: { batchMaxAgeMs: 10, batchMaxChanges: 5000, streamedApply: false },
     });
   });

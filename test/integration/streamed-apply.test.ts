@@ -1,6 +1,6 @@
 /**
- * Large transactions applied while they stream (apply.streamedApply, the
- * default): a separate target connection holds the transaction open, with
+ * Large transactions applied while they stream (apply.streamedApply, opt-in
+ * and experimental): a separate target connection holds the transaction open, with
  * savepoints for subtransactions, and commits it in source commit order.
  */
 import { describe, it, before, after } from 'node:test';
@@ -21,7 +21,7 @@ describe('streamed transactions applied while streaming', () => {
       CREATE TABLE small (id int PRIMARY KEY, v text);
       CREATE TABLE full_t (k int, v text);
       ALTER TABLE full_t REPLICA IDENTITY FULL;`);
-    running = await startStreaming(scope, pair, { tables: ['big', 'small', 'full_t'], memoryCap: '256kB' });
+    running = await startStreaming(scope, pair, { tables: ['big', 'small', 'full_t'], memoryCap: '256kB', apply: { streamedApply: true } });
   });
   after(() => scope.cleanup());
 
@@ -82,7 +82,7 @@ describe('streamed transactions applied while streaming', () => {
     await s.begin(async (tx) => {
       await tx.unsafe(`INSERT INTO big SELECT g, 'across restart' FROM generate_series(500001, 520000) g`);
       await running.stop();
-      running = await startStreaming(scope, pair, { tables: ['big', 'small', 'full_t'], memoryCap: '256kB' });
+      running = await startStreaming(scope, pair, { tables: ['big', 'small', 'full_t'], memoryCap: '256kB', apply: { streamedApply: true } });
       await tx.unsafe(`INSERT INTO big SELECT g, 'across restart 2' FROM generate_series(520001, 530000) g`);
     });
     await waitForCatchUp(pair, { engine: running });

@@ -102,6 +102,12 @@ function printError(error: unknown): void {
   }
 }
 
+// A library callback that throws outside any awaited promise (seen in postgres.js when a socket
+// closes under a pending write) must not end in a raw stack trace. Exiting is safe: the target
+// holds the applied position, and the next start resumes from it.
+process.on('uncaughtException', (error) => { printError(error); process.exit(1); });
+process.on('unhandledRejection', (error) => { printError(error); process.exit(1); });
+
 program.parseAsync(process.argv).catch((error: unknown) => {
   printError(error);
   process.exit(1);
