@@ -522,9 +522,10 @@ export class ApplyWriter implements TransactionSink {
       // The connection died: whatever failed after that (statements replayed on the new
       // session, read-only and without the origin) says nothing about the data. Reconnect.
       if (this.#fence.closed) throw new PgtideError('CONNECTION_FAILED', 'the target connection of the apply session was lost; reconnecting', { retryable: true, cause: failure });
-      const sqlState = fromServerError(failure, 'target').sqlState;
+      const mapped = fromServerError(failure, 'target');
+      const sqlState = mapped.sqlState;
       if (folded && (sqlState === '23505' || sqlState === '23P01')) throw new FoldConflictError(maxCommitLsn, failure);
-      throw new PgtideError('APPLY_FAILED', `applying to the target failed: ${fromServerError(failure, 'target').message}`, { sqlState: fromServerError(failure, 'target').sqlState, retryable: true, cause: failure });
+      throw new PgtideError('APPLY_FAILED', `applying to the target failed: ${mapped.message}`, { sqlState, retryable: true, cause: failure });
     }
   }
 }

@@ -161,7 +161,7 @@ export class Engine {
         startLsn = created.consistentPoint;
         await store.setStartLsn(startLsn);
         this.#logger.info({ slot, consistentPoint: formatLsn(startLsn) }, 'created replication slot');
-        await this.#copy(store, source, target, created.snapshotName, created.consistentPoint, signal);
+        await this.#copy(store, created.snapshotName, created.consistentPoint, signal);
       } finally {
         await repl.close();
       }
@@ -180,7 +180,7 @@ export class Engine {
         const repl = ReplicationConnection.open(config.source.url);
         try {
           const created = await repl.createSlot(`${slot}_sync_${process.pid}`, { temporary: true, exportSnapshot: config.copy.enabled });
-          await this.#copy(store, source, target, created.snapshotName, created.consistentPoint, signal);
+          await this.#copy(store, created.snapshotName, created.consistentPoint, signal);
         } finally {
           await repl.close();
         }
@@ -232,8 +232,7 @@ export class Engine {
     }
   }
 
-  async #copy(store: StateStore, source: postgres.Sql, target: postgres.Sql, snapshotName: string | undefined, syncLsn: Lsn, signal: AbortSignal): Promise<void> {
-    void source; void target;
+  async #copy(store: StateStore, snapshotName: string | undefined, syncLsn: Lsn, signal: AbortSignal): Promise<void> {
     const pending = (await store.tableStates()).filter((t) => t.state !== 'ready');
     if (pending.length === 0) return;
     if (!snapshotName) {

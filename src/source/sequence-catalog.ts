@@ -186,6 +186,17 @@ export async function discoverSequences(sql: postgres.Sql, scope: SequenceScope,
   };
 }
 
+/** pg_sequence columns as DefinitionColumns, bigints as text. */
+const DEFINITION_COLUMNS = `format_type(ps.seqtypid, NULL) AS data_type, ps.seqstart::text AS start, ps.seqincrement::text AS increment,
+  ps.seqmin::text AS min, ps.seqmax::text AS max, ps.seqcache::text AS cache, ps.seqcycle AS cycle`;
+
+/** Looks up the sequences named by $1 (schemas) and $2 (names): one row per name, in order (w.i). */
+const SEQUENCES_BY_NAME = `FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS w(s, r, i)
+  LEFT JOIN pg_namespace n ON n.nspname = w.s
+  LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = w.r AND c.relkind = 'S'
+  LEFT JOIN pg_sequence ps ON ps.seqrelid = c.oid
+  ORDER BY w.i`;
+
 interface DefinitionColumns {
   readonly data_type: string;
   readonly start: string;
@@ -270,8 +281,7 @@ export class SequenceReader {
     this.#relationQuery = `
       WITH v AS (${arms.join('\n UNION ALL ')})
       SELECT v.i, true AS present, true AS readable, v.last_value::text AS last_value, v.is_called,
-             format_type(ps.seqtypid, NULL) AS data_type, ps.seqstart::text AS start, ps.seqincrement::text AS increment,
-             ps.seqmin::text AS min, ps.seqmax::text AS max, ps.seqcache::text AS cache, ps.seqcycle AS cycle
+             ${DEFINITION_COLUMNS}
       FROM v JOIN pg_sequence ps ON ps.seqrelid = v.rel
       ORDER BY v.i`;
   }
@@ -308,13 +318,8 @@ export class SequenceReader {
                coalesce(has_sequence_privilege(c.oid, 'SELECT,USAGE'), false) AS readable,
                CASE WHEN has_sequence_privilege(c.oid, 'SELECT,USAGE') THEN pg_sequence_last_value(c.oid::regclass)::text END AS last_value,
                CASE WHEN has_sequence_privilege(c.oid, 'SELECT,USAGE') AND pg_sequence_last_value(c.oid::regclass) IS NOT NULL THEN true END AS is_called,
-               format_type(ps.seqtypid, NULL) AS data_type, ps.seqstart::text AS start, ps.seqincrement::text AS increment,
-               ps.seqmin::text AS min, ps.seqmax::text AS max, ps.seqcache::text AS cache, ps.seqcycle AS cycle
-        FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS w(s, r, i)
-        LEFT JOIN pg_namespace n ON n.nspname = w.s
-        LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = w.r AND c.relkind = 'S'
-        LEFT JOIN pg_sequence ps ON ps.seqrelid = c.oid
-        ORDER BY w.i`, [this.#sequences.map((s) => s.schema), this.#sequences.map((s) => s.name)]);
+               ${DEFINITION_COLUMNS}
+        ${SEQUENCES_BY_NAME}`, [this.#sequences.map((s) => s.schema), this.#sequences.map((s) => s.name)]);
       return { mode: 'catalog', note: this.#note, readings: this.#collect(rows) };
     } catch (error) {
       throw fromServerError(error, this.#role);
@@ -351,13 +356,8 @@ export async function readSequenceDefinitions(sql: postgres.Sql, sequences: read
   try {
     rows = [...await sql.unsafe<DefinitionRow[]>(`
       SELECT (w.i - 1)::int AS i, ps.seqrelid IS NOT NULL AS present,
-             format_type(ps.seqtypid, NULL) AS data_type, ps.seqstart::text AS start, ps.seqincrement::text AS increment,
-             ps.seqmin::text AS min, ps.seqmax::text AS max, ps.seqcache::text AS cache, ps.seqcycle AS cycle
-      FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS w(s, r, i)
-      LEFT JOIN pg_namespace n ON n.nspname = w.s
-      LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = w.r AND c.relkind = 'S'
-      LEFT JOIN pg_sequence ps ON ps.seqrelid = c.oid
-      ORDER BY w.i`, [sequences.map((s) => s.schema), sequences.map((s) => s.name)])];
+             ${DEFINITION_COLUMNS}
+      ${SEQUENCES_BY_NAME}`, [sequences.map((s) => s.schema), sequences.map((s) => s.name)])];
   } catch (error) {
     throw fromServerError(error, role);
   }
