@@ -2,11 +2,22 @@
  * Applies assembled source transactions to the target, many source
  * transactions per target transaction.
  *
- * Crash safety: every target transaction ends with
- * pg_replication_origin_xact_setup(end LSN of its last source transaction), so
- * the applied position commits atomically with the data. After a crash the
- * origin's progress says exactly where to resume; nothing is applied twice.
- * A target transaction only ever ends at a source transaction boundary.
+ * Crash safety: every target transaction ends by upserting
+ * pgtide.apply_progress and calling pg_replication_origin_xact_setup with the
+ * end LSN of its last source transaction, so the applied position commits
+ * atomically with the data. A target transaction only ever ends at a source
+ * transaction boundary.
+ *
+ * The apply_progress row, not the origin, is the position of record. Since
+ * PostgreSQL 16, an *aborted* transaction also advances the session's origin
+ * to the LSN given to xact_setup (RecordTransactionAbort; added for parallel
+ * apply of streamed transactions). A pgtide killed after the server ran
+ * xact_setup but before COMMIT arrived would leave the origin past data that
+ * was rolled back. So (1) xact_setup and COMMIT travel in one simple-protocol
+ * Query message, which the server reads whole before running either, and
+ * (2) the durable position and the guard between pipelined batches read the
+ * transactional apply_progress row; at open, an origin found ahead of it is
+ * moved back (see docs/investigations/kill9-loss.md).
  *
  * Batching: within one target transaction, changes are queued per table and
  * each table's consecutive changes of one kind become one set-based statement.
@@ -164,9 +175,8 @@ export class ApplyWriter implements TransactionSink {
     try {
       if (options.holdsOrigin === false) return new ApplyWriter(sql, options, ZERO_LSN, fence);
       await sql.unsafe(`SELECT pg_replication_origin_create($1) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_origin WHERE roname = $1)`, [options.originName]);
+      const durable = await reconcileOrigin(sql, options);
       await sql.unsafe(`SELECT pg_replication_origin_session_setup($1)`, [options.originName]);
-      const [row] = await sql.unsafe<{ lsn: string | null }[]>(`SELECT pg_replication_origin_progress($1, true)::text AS lsn`, [options.originName]);
-      const durable = row?.lsn ? parseLsn(row.lsn) : ZERO_LSN;
       return new ApplyWriter(sql, options, durable, fence);
     } catch (error) {
       await sql.end({ timeout: 1 }).catch(() => {});
@@ -200,9 +210,13 @@ export class ApplyWriter implements TransactionSink {
       const previous = this.#committing;
       if (previous && this.#options.holdsOrigin !== false) {
         // If the previous batch failed, its ROLLBACK must not let this one commit past the gap:
-        // this guard fails (and so aborts this batch) unless the origin shows the previous commit.
+        // this guard fails (and so aborts this batch) unless the previous batch's progress row
+        // committed. Not the origin: on PostgreSQL 16+ an aborted batch may have advanced it.
         // (Division by the boolean as int: a constant 1/0 in a CASE would fail at plan time.)
-        this.#issue({ text: `SELECT 1 / (pg_replication_origin_session_progress(false) >= $1::text::pg_lsn)::int`, params: [formatLsn(previous.endLsn)] });
+        this.#issue({
+          text: `SELECT 1 / (coalesce((SELECT end_lsn FROM pgtide.apply_progress WHERE subscription = $1::text), '0/0') >= $2::text::pg_lsn)::int`,
+          params: [this.#options.subscription, formatLsn(previous.endLsn)],
+        });
       }
     }
   }
@@ -253,14 +267,16 @@ export class ApplyWriter implements TransactionSink {
     if (!last) throw new PgtideError('INTERNAL', 'flush with no committed source transaction in the batch');
     for (const queue of this.#queues.values()) this.#emitQueue(queue);
     const commitTime = pgTimestampToDate(last.commitTime).toISOString();
-    this.#issue({ text: `SELECT pg_replication_origin_xact_setup($1::text::pg_lsn, $2::text::timestamptz)`, params: [formatLsn(last.endLsn), commitTime] });
     this.#issue({
       text: `INSERT INTO pgtide.apply_progress AS p (subscription, end_lsn, commit_time, applied_at, transactions)
              VALUES ($1::text, $2::text::pg_lsn, $3::text::timestamptz, now(), $4::text::bigint)
              ON CONFLICT (subscription) DO UPDATE SET end_lsn = EXCLUDED.end_lsn, commit_time = EXCLUDED.commit_time, applied_at = now(), transactions = p.transactions + EXCLUDED.transactions`,
       params: [this.#options.subscription, formatLsn(last.endLsn), commitTime, String(this.#batchTransactions)],
     });
-    this.#issue({ text: 'COMMIT', params: [] });
+    // One Query message: the server never runs xact_setup without the COMMIT right behind it,
+    // so a client that dies mid-batch cannot leave an aborted transaction that moved the origin.
+    // The literals are ours (an LSN and an ISO timestamp), not user data.
+    this.#issue({ text: `SELECT pg_replication_origin_xact_setup('${formatLsn(last.endLsn)}', '${commitTime}'); COMMIT`, params: [] });
     const committing: CommittingBatch = { promises: this.#inFlight, endLsn: last.endLsn, commitTime: last.commitTime, folded: this.#batchFolded, maxCommitLsn: this.#batchMaxCommitLsn };
     this.#inFlight = [];
     this.stats.batches++;
@@ -528,4 +544,29 @@ export class ApplyWriter implements TransactionSink {
       throw new PgtideError('APPLY_FAILED', `applying to the target failed: ${mapped.message}`, { sqlState, retryable: true, cause: failure });
     }
   }
+}
+
+/**
+ * Returns the durable position: the apply_progress row, written in the same
+ * target transaction as the data it describes. An origin ahead of it was
+ * advanced by an aborted transaction (PostgreSQL 16+, see the file comment)
+ * and is moved back, so status and any later reader agree with the data.
+ * Runs before pg_replication_origin_session_setup: advancing needs the origin
+ * unbound.
+ */
+async function reconcileOrigin(sql: postgres.Sql, options: ApplyWriterOptions): Promise<Lsn> {
+  const [row] = await sql.unsafe<{ origin: string | null; progress: string | null }[]>(
+    `SELECT pg_replication_origin_progress($1, true)::text AS origin,
+            (SELECT end_lsn::text FROM pgtide.apply_progress WHERE subscription = $2) AS progress`,
+    [options.originName, options.subscription]);
+  const durable = row?.progress ? parseLsn(row.progress) : ZERO_LSN;
+  const origin = row?.origin ? parseLsn(row.origin) : ZERO_LSN;
+  if (origin !== durable) {
+    if (origin > durable) {
+      options.logger.warn({ origin: formatLsn(origin), applied: formatLsn(durable) },
+        'the replication origin was ahead of the applied position (an aborted apply transaction advanced it); moving it back to the applied position');
+    }
+    await sql.unsafe(`SELECT pg_replication_origin_advance($1, $2::text::pg_lsn)`, [options.originName, formatLsn(durable)]);
+  }
+  return durable;
 }

@@ -95,6 +95,49 @@ describe('server restarts and lost connections', { timeout: 900_000 }, () => {
     await assertChurnEqual(pair);
   }));
 
+  // The cause of the kill -9 loss (docs/investigations/kill9-loss.md): since PostgreSQL 16 an
+  // aborted transaction moves the session's replication origin to what xact_setup was given.
+  // Here an aborted transaction does that on purpose (PG 14/15, where aborts do not move it,
+  // get the same effect from pg_replication_origin_advance), past source transactions not yet
+  // applied. pgtide must resume from its transactional progress row, not from the origin.
+  it('resumes from its own progress row when an aborted transaction moved the replication origin ahead', scenario('origin_ahead', async () => {
+    const warm = new Workload(pair.src, churnStep(), { seed: 5 }).start();
+    await sleep(800);
+    await warm.stop();
+    await catchUp();
+    await engine.stop();
+    const [applied] = await pair.dst.unsafe<{ lsn: string }[]>(`SELECT end_lsn::text AS lsn FROM pgtide.apply_progress WHERE subscription = 'origin_ahead'`);
+    assert.ok(applied, 'the engine recorded its progress');
+    // Source transactions committed while pgtide is stopped: the ones the moved origin would skip.
+    const missed = new Workload(pair.src, churnStep(), { seed: 55 }).start();
+    await sleep(1000);
+    await missed.stop();
+    assert.ok(missed.committed > 5, `the workload committed transactions (${missed.committed}; last error: ${String(missed.lastError)})`);
+    const [current] = await pair.src.unsafe<{ lsn: string }[]>(`SELECT pg_current_wal_lsn()::text AS lsn`);
+    const ahead = current!.lsn;
+    await pair.dst.reserve().then(async (session) => {
+      try {
+        await session.unsafe(`SELECT pg_replication_origin_session_setup('pgtide_origin_ahead')`);
+        await session.unsafe(`BEGIN`);
+        await session.unsafe(`INSERT INTO churn_log VALUES (-99, 'rolled back')`);
+        await session.unsafe(`SELECT pg_replication_origin_xact_setup($1::text::pg_lsn, now())`, [ahead]);
+        await session.unsafe(`ROLLBACK`);
+        await session.unsafe(`SELECT pg_replication_origin_session_reset()`);
+      } finally {
+        session.release();
+      }
+    });
+    if (pair.major < 16) await pair.dst.unsafe(`SELECT pg_replication_origin_advance('pgtide_origin_ahead', $1::text::pg_lsn)`, [ahead]);
+    const [moved] = await pair.dst.unsafe<{ lsn: string }[]>(`SELECT pg_replication_origin_progress('pgtide_origin_ahead', true)::text AS lsn`);
+    assert.equal(moved!.lsn, ahead, `the aborted transaction moved the origin ahead (PostgreSQL ${pair.major})`);
+    engine = await startStreaming(scope, pair, { name: 'origin_ahead', apply: { batchMaxAgeMs: 10, batchMaxChanges: 500 } });
+    await catchUp();
+    await assertChurnEqual(pair);
+    const [origin] = await pair.dst.unsafe<{ lsn: string }[]>(`SELECT pg_replication_origin_progress('pgtide_origin_ahead', true)::text AS lsn`);
+    const [progress] = await pair.dst.unsafe<{ lsn: string }[]>(`SELECT end_lsn::text AS lsn FROM pgtide.apply_progress WHERE subscription = 'origin_ahead'`);
+    assert.equal(origin!.lsn, progress!.lsn, 'the origin agrees with the progress row again');
+  }));
+
   it('applies a large transaction exactly once when the apply session is killed again and again while applying it', scenario('apply_kill', async () => {
     // Two large transactions (streamed, replayed at commit in many statements: batchMaxChanges is 500).
     await pair.src.unsafe(`INSERT INTO churn_big (batch, payload) SELECT -1, repeat(md5(g::text), 2) FROM generate_series(1, 30000) g;
