@@ -149,12 +149,16 @@ describe('server restarts and lost connections', { timeout: 900_000 }, () => {
     const rnd = prng(44);
     const until = Date.now() + 8000;
     let kills = 0;
+    const killErrors: string[] = [];
     while (Date.now() < until) {
-      const killed = await pair.dst.unsafe(`SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE application_name = 'pgtide-apply' AND datname = 'apply_kill'`);
+      // The test's own client may see its query fail while backends die around it; that is
+      // not what is under test (pgtide's convergence is), so such a round is just retried.
+      const killed = await pair.dst.unsafe(`SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE application_name = 'pgtide-apply' AND datname = 'apply_kill'`)
+        .catch((error: unknown) => { killErrors.push(String(error)); return []; });
       kills += killed.length;
       await sleep(30 + rnd() * 150);
     }
-    assert.ok(kills > 0, 'the apply session was killed at least once');
+    assert.ok(kills > 0, `the apply session was killed at least once (errors of the killing client: ${killErrors.join('; ') || 'none'})`);
     await catchUp();
     await assertChurnEqual(pair);
   }));
