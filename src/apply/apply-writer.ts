@@ -102,6 +102,9 @@ interface CommittingBatch {
 
 interface TableQueue { readonly table: TargetTable; readonly runs: Run[]; readonly fold: NetEffectTable | undefined }
 
+const PREPARED = { prepare: true } as const;
+const UNPREPARED = {} as const;
+
 /** A key is unique per table; \u0001 cannot appear in a text value sent by PostgreSQL. */
 const keyString = (key: readonly string[]): string => (key.length === 1 ? key[0]! : key.join('\u0001'));
 
@@ -512,7 +515,12 @@ export class ApplyWriter implements TransactionSink {
     }
     this.stats.statements++;
     // execute() sends now; postgres.js pipelines the statements on the one connection.
-    const promise = this.#sql.unsafe(statement.text, statement.params as string[]).execute() as unknown as Promise<postgres.RowList<postgres.Row[]>>;
+    // Prepared: `unsafe` defaults to unnamed statements, and postgres.js sends an unnamed
+    // statement with parameters as Parse/Describe and waits for the parameter types before
+    // Bind/Execute, which stops the pipeline at every statement. A named statement pays that
+    // once per statement text (texts depend on table, kind and column set, not on row counts).
+    const options = statement.params.length > 0 ? PREPARED : UNPREPARED;
+    const promise = this.#sql.unsafe(statement.text, statement.params as string[], options).execute() as unknown as Promise<postgres.RowList<postgres.Row[]>>;
     const tracked = promise.catch((error: unknown) => { this.#failure ??= error; });
     this.#inFlight.push(tracked);
     return promise;
