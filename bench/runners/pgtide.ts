@@ -93,7 +93,10 @@ export class PgtideReplicator implements Replicator {
     this.#log ??= createWriteStream(this.#logFile, { flags: 'a' });
     this.#exit = undefined;
     this.#expectExit = false;
-    const child = spawn(process.execPath, [cli, 'start', '--config', this.#configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // PGTIDE_BENCH_NODE_ARGS: extra node flags for the pgtide child, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"
+    // (NODE_OPTIONS refuses --cpu-prof). See docs/benchmarks.md, "Profiling".
+    const nodeArgs = (process.env.PGTIDE_BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
+    const child = spawn(process.execPath, [...nodeArgs, cli, 'start', '--config', this.#configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
     this.#child = child;
     trackChild(child);
     const keep = (chunk: Buffer): void => {

@@ -10,6 +10,7 @@
  */
 import type { CommitInfo, RowChange, TransactionInfo, TransactionSink } from '../changes/change.js';
 import type { Lsn } from '../changes/lsn.js';
+import type { Relation } from '../changes/relation-cache.js';
 
 export type TableSyncState = 'init' | 'copying' | 'ready';
 
@@ -28,6 +29,8 @@ export class ChangeGate implements TransactionSink {
   #appliedLsn: Lsn;
   #skipping = false;
   #commitLsn: Lsn;
+  /** The gate's table map never changes after construction, so a relation's entry can be cached. */
+  readonly #byRelation = new WeakMap<Relation, TableGateState | null>();
   skippedTransactions = 0;
   filteredChanges = 0;
 
@@ -59,7 +62,7 @@ export class ChangeGate implements TransactionSink {
         return this.#next.change(relations.length === change.relations.length ? change : { ...change, relations });
       }
       default:
-        if (!this.#applies(change.relation.schema, change.relation.name)) { this.filteredChanges++; return; }
+        if (!this.#appliesTo(change.relation)) { this.filteredChanges++; return; }
         return this.#next.change(change);
     }
   }
@@ -85,7 +88,20 @@ export class ChangeGate implements TransactionSink {
   }
 
   #applies(schema: string, name: string): boolean {
-    const state = this.#tables.get(tableKey(schema, name));
+    return this.#allows(this.#tables.get(tableKey(schema, name)));
+  }
+
+  /** Per row change: the table's state is looked up once per relation definition, not per row. */
+  #appliesTo(relation: Relation): boolean {
+    let state = this.#byRelation.get(relation);
+    if (state === undefined) {
+      state = this.#tables.get(tableKey(relation.schema, relation.name)) ?? null;
+      this.#byRelation.set(relation, state);
+    }
+    return this.#allows(state ?? undefined);
+  }
+
+  #allows(state: TableGateState | undefined): boolean {
     return state !== undefined && state.state === 'ready' && this.#commitLsn > state.syncLsn;
   }
 }

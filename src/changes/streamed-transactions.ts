@@ -8,39 +8,39 @@
  * by all open streamed transactions, then spilled, one append-only file per
  * transaction. Aborted subtransactions are remembered and skipped on replay.
  */
-import { mkdtempSync, openSync, writeSync, closeSync, rmSync, createReadStream } from 'node:fs';
+import { mkdtempSync, openSync, writeSync, closeSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
-import type { RowChange, OpId } from './change.js';
+import type { RowChange } from './change.js';
 import type { Relation } from './relation-cache.js';
-import type { Tuple, TupleValue } from '../protocol/messages.js';
+import type { Tuple } from '../protocol/messages.js';
 import { PgtideError } from '../control/errors.js';
+import { readSpill, SpillEncoder, type SpilledChange } from './spill-codec.js';
 
-interface Buffered { readonly subxid: number; readonly change: RowChange }
+type Buffered = SpilledChange;
 
 class SpillFile {
   readonly path: string;
   #fd: number;
-  #pending: string[] = [];
-  #pendingBytes = 0;
+  readonly #encoder = new SpillEncoder();
 
   constructor(file: string) {
     this.path = file;
     this.#fd = openSync(file, 'w');
   }
 
-  append(line: string): void {
-    this.#pending.push(line);
-    this.#pendingBytes += line.length;
-    if (this.#pendingBytes > 1 << 20) this.flush();
+  append(subxid: number, change: RowChange, version: (relation: Relation) => number): number {
+    const before = this.#encoder.size;
+    this.#encoder.append(subxid, change, version);
+    const added = this.#encoder.size - before;
+    if (this.#encoder.size > 1 << 20) this.flush();
+    return added;
   }
 
   flush(): void {
-    if (this.#pending.length === 0) return;
-    writeSync(this.#fd, this.#pending.join('\n') + '\n');
-    this.#pending = [];
-    this.#pendingBytes = 0;
+    if (this.#encoder.size === 0) return;
+    writeSync(this.#fd, this.#encoder.bytes());
+    this.#encoder.clear();
   }
 
   /** Idempotent: a second close must not close whatever file reused the descriptor. */
@@ -78,16 +78,6 @@ function sizeOf(change: RowChange): number {
   else if (change.kind === 'delete') add(change.oldTuple);
   else if (change.kind === 'message') size += change.content.length;
   return size;
-}
-
-type EncodedValue = null | 0 | string | { readonly b: string };
-
-function encodeTuple(tuple: Tuple): EncodedValue[] {
-  return tuple.map((v) => (v.kind === 'null' ? null : v.kind === 'unchanged' ? 0 : v.kind === 'text' ? v.value : { b: Buffer.from(v.value).toString('base64') }));
-}
-
-function decodeTuple(encoded: readonly EncodedValue[]): Tuple {
-  return encoded.map((v): TupleValue => (v === null ? { kind: 'null' } : v === 0 ? { kind: 'unchanged' } : typeof v === 'string' ? { kind: 'text', value: v } : { kind: 'binary', value: Buffer.from(v.b, 'base64') }));
 }
 
 export interface StreamedTransactionsOptions {
@@ -161,24 +151,26 @@ export class StreamedTransactions {
 
   /**
    * Stream Commit: yields the transaction's surviving changes in the order they
-   * were made, then forgets it. The caller must consume the iterator fully.
+   * were made, in batches (one await per batch, not per change), then forgets
+   * it. The caller must consume the iterator fully.
    */
-  async *commit(xid: number): AsyncGenerator<RowChange> {
+  async *commit(xid: number): AsyncGenerator<readonly RowChange[]> {
     const tx = this.#open.get(xid);
     if (!tx) return;
+    const aborted = tx.abortedSubxids;
+    const surviving = (batch: readonly Buffered[]): RowChange[] => {
+      const out: RowChange[] = new Array<RowChange>(batch.length);
+      let n = 0;
+      for (const b of batch) if (aborted.size === 0 || !aborted.has(b.subxid)) out[n++] = b.change;
+      out.length = n;
+      return out;
+    };
     try {
       if (tx.spill) {
         tx.spill.close();
-        const lines = createInterface({ input: createReadStream(tx.spill.path, { highWaterMark: 1 << 20 }), crlfDelay: Infinity });
-        for await (const line of lines) {
-          if (!line) continue;
-          const decoded = this.#decodeLine(line);
-          if (!tx.abortedSubxids.has(decoded.subxid)) yield decoded.change;
-        }
+        for await (const batch of readSpill(tx.spill.path, (v) => this.#relation(v))) yield surviving(batch);
       } else {
-        for (const b of tx.memory) {
-          if (!tx.abortedSubxids.has(b.subxid)) yield b.change;
-        }
+        yield surviving(tx.memory);
       }
     } finally {
       this.#discard(tx);
@@ -231,7 +223,7 @@ export class StreamedTransactions {
       if (!largest || largest.memoryBytes === 0) return;
       if (!this.#spillDir) this.#spillDir = mkdtempSync(path.join(this.#spillRoot, 'pgtide-spill-'));
       try {
-        largest.spill = new SpillFile(path.join(this.#spillDir, `xid-${largest.xid}.jsonl`));
+        largest.spill = new SpillFile(path.join(this.#spillDir, `xid-${largest.xid}.spill`));
       } catch (error) {
         throw new PgtideError('INTERNAL', `cannot spill a large transaction to ${this.#spillDir}: ${String(error)}. Free disk space or set spillDir to a writable folder with room.`, { cause: error });
       }
@@ -243,49 +235,18 @@ export class StreamedTransactions {
   }
 
   #writeSpilled(tx: StreamedTransaction, subxid: number, change: RowChange): void {
-    let record: unknown;
-    switch (change.kind) {
-      case 'insert':
-        this.#relations.set(change.relation.version, change.relation);
-        record = [subxid, change.opId, 'i', change.relation.version, encodeTuple(change.newTuple)];
-        break;
-      case 'update':
-        this.#relations.set(change.relation.version, change.relation);
-        record = [subxid, change.opId, 'u', change.relation.version, encodeTuple(change.newTuple), change.oldTuple ? encodeTuple(change.oldTuple) : null];
-        break;
-      case 'delete':
-        this.#relations.set(change.relation.version, change.relation);
-        record = [subxid, change.opId, 'd', change.relation.version, encodeTuple(change.oldTuple)];
-        break;
-      case 'truncate':
-        for (const r of change.relations) this.#relations.set(r.version, r);
-        record = [subxid, change.opId, 't', change.relations.map((r) => r.version), change.cascade, change.restartIdentity];
-        break;
-      case 'message':
-        record = [subxid, change.opId, 'm', change.prefix, Buffer.from(change.content).toString('base64')];
-        break;
-    }
-    const line = JSON.stringify(record);
-    this.#spilledBytes += line.length + 1;
-    tx.spill!.append(line);
+    this.#spilledBytes += tx.spill!.append(subxid, change, this.#remember);
   }
+
+  /** Spilled changes name their relation by cache version; replay looks the definition up here. */
+  readonly #remember = (relation: Relation): number => {
+    this.#relations.set(relation.version, relation);
+    return relation.version;
+  };
 
   #relation(version: number): Relation {
     const relation = this.#relations.get(version);
     if (!relation) throw new PgtideError('INTERNAL', `spilled change refers to unknown relation version ${version}`);
     return relation;
-  }
-
-  #decodeLine(line: string): Buffered {
-    const r = JSON.parse(line) as [number, number, string, ...unknown[]];
-    const subxid = r[0];
-    const opId = r[1] as OpId;
-    switch (r[2]) {
-      case 'i': return { subxid, change: { kind: 'insert', opId, relation: this.#relation(r[3] as number), newTuple: decodeTuple(r[4] as EncodedValue[]) } };
-      case 'u': return { subxid, change: { kind: 'update', opId, relation: this.#relation(r[3] as number), newTuple: decodeTuple(r[4] as EncodedValue[]), oldTuple: r[5] ? decodeTuple(r[5] as EncodedValue[]) : undefined } };
-      case 'd': return { subxid, change: { kind: 'delete', opId, relation: this.#relation(r[3] as number), oldTuple: decodeTuple(r[4] as EncodedValue[]) } };
-      case 't': return { subxid, change: { kind: 'truncate', opId, relations: (r[3] as number[]).map((v) => this.#relation(v)), cascade: r[4] as boolean, restartIdentity: r[5] as boolean } };
-      default: return { subxid, change: { kind: 'message', opId, prefix: r[3] as string, content: Buffer.from(r[4] as string, 'base64') } };
-    }
   }
 }

@@ -162,9 +162,11 @@ export class TransactionAssembler {
     }
     const origin = this.#streamed.originOf(xid);
     await this.#sink.begin({ xid, commitLsn, commitTime, origin, streamed: true });
-    for await (const change of this.#streamed.commit(xid)) {
-      const waited = this.#sink.change(change);
-      if (waited) await waited;
+    for await (const batch of this.#streamed.commit(xid)) {
+      for (const change of batch) {
+        const waited = this.#sink.change(change);
+        if (waited) await waited;
+      }
     }
     await this.#sink.commit({ commitLsn, endLsn, commitTime });
   }

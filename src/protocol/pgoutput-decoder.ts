@@ -78,7 +78,12 @@ function readTimestamp(r: ByteReader): PgTimestamp {
   return r.readInt64() as PgTimestamp;
 }
 
-function readTuple(r: ByteReader): Tuple {
+/**
+ * TupleData (Int16 column count, then a kind byte and, for 't' and 'b', an
+ * Int32 length and the bytes). Exported because spilled streamed transactions
+ * are stored in this same layout (changes/spill-codec.ts).
+ */
+export function readTuple(r: ByteReader): Tuple {
   const at = r.offset;
   const ncols = r.readInt16();
   if (ncols < 0) throw new DecodeError(`negative column count ${ncols} in TupleData`, at);
