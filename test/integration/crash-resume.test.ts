@@ -114,15 +114,14 @@ describe('crash and resume of the pgtide process', { timeout: 900_000 }, () => {
     }, { timeoutMs: 30_000 });
   });
 
-  // This test found a lost batch on PostgreSQL 16+: a kill between xact_setup and COMMIT left an
-  // aborted transaction that still advanced the replication origin (docs/investigations/kill9-loss.md).
-  it('converges after kill -9 at random moments while streaming under a continuous workload', async () => {
+  /** Kills pgtide with SIGKILL `rounds` times at random moments under a workload, restarting it each time; then compares. */
+  const killWhileStreaming = async (step: ReturnType<typeof churnStep>, seeds: { schedule: number; load: number }, rounds = 5) => {
     await ensureRunning();
-    const rnd = prng(20240);
-    const load = new Workload(pair.src, churnStep({ bigEvery: 25, bigRows: 3000 }), { seed: 7, concurrency: 2 }).start();
+    const rnd = prng(seeds.schedule);
+    const load = new Workload(pair.src, step, { seed: seeds.load, concurrency: 2 }).start();
     const schedule: string[] = [];
     try {
-      for (let round = 0; round < 5; round++) {
+      for (let round = 0; round < rounds; round++) {
         const wait = Math.round(800 + rnd() * 2200);
         await sleep(wait);
         assert.equal(cli!.exitCode, undefined, `pgtide died on its own before kill ${round + 1}:\n${cli!.stderrTail()}`);
@@ -140,6 +139,12 @@ describe('crash and resume of the pgtide process', { timeout: 900_000 }, () => {
     assert.ok(load.committed > 100, `the workload committed transactions (${load.committed}; last error: ${String(load.lastError)})`);
     await waitForCatchUp(pair, { cli: cli!, timeoutMs: 120_000 }).catch((e: Error) => { throw new Error(`${e.message}\nschedule: ${schedule.join(', ')}`); });
     await allEqual();
+  };
+
+  // This test found a lost batch on PostgreSQL 16+: a kill between xact_setup and COMMIT left an
+  // aborted transaction that still advanced the replication origin (docs/investigations/kill9-loss.md).
+  it('converges after kill -9 at random moments while streaming under a continuous workload', async () => {
+    await killWhileStreaming(churnStep({ bigEvery: 25, bigRows: 3000 }), { schedule: 20240, load: 7 });
   });
 
   it('exits 0 on SIGTERM, and a restart resumes where it stopped', async () => {
@@ -169,5 +174,28 @@ describe('crash and resume of the pgtide process', { timeout: 900_000 }, () => {
     }
     await waitForCatchUp(pair, { cli: cli!, timeoutMs: 60_000 });
     await allEqual();
+  });
+
+  // Large transactions applied while they stream: an open target transaction on a second
+  // connection, the replication origin handed over at Stream Commit. A kill anywhere in that
+  // must roll the streamed transaction back and have the source resend it.
+  it('converges after kill -9 while large transactions are applied as they stream (apply.streamedApply)', async () => {
+    if (cli && cli.exitCode === undefined) {
+      cli.kill('SIGTERM');
+      await cli.exited;
+    }
+    configFile = writeConfigFile(scope, cliConfig(pair, { name: 'crash', copy: { parallelism: 1 }, receiveTimeoutMs: 10_000, apply: { streamedApply: true } }));
+    // Proof that the mode is in play: a streamed transaction gets a second apply connection.
+    let mostApplySessions = 0;
+    const sampler = setInterval(() => {
+      pair.dst.unsafe<{ n: number }[]>(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'pgtide-apply'`)
+        .then(([row]) => { mostApplySessions = Math.max(mostApplySessions, row!.n); }, () => {});
+    }, 50);
+    try {
+      await killWhileStreaming(churnStep({ bigEvery: 6, bigRows: 3000 }), { schedule: 777, load: 11 });
+    } finally {
+      clearInterval(sampler);
+    }
+    assert.ok(mostApplySessions >= 2, `a large transaction was applied on its own connection while it streamed (most apply sessions seen: ${mostApplySessions})`);
   });
 });
