@@ -6,8 +6,8 @@
  * type inside the statement. One statement per run (instead of one per row)
  * is what lets an engine outside the database beat the built-in apply worker:
  * the per-statement cost (parse, plan, round trip) is paid once per run.
- * Statement texts depend only on table, kind and column set, so postgres.js
- * prepares each once and reuses it.
+ * Statement texts depend only on table, kind and column set, so the writer
+ * sends each as a named prepared statement, parsed once per connection.
  *
  * Every parameter is declared `text` (`$n::text::type`, never `$n::type`):
  * postgres.js serializes a parameter by the type the server infers for it, and

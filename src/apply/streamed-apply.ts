@@ -75,6 +75,23 @@ export class DirectStreamedApply implements StreamedTransactionApplier {
     return stream.writer.change(filtered);
   }
 
+  /**
+   * Commits what the main writer holds before a later chunk is applied. A
+   * transaction that committed on the source after the streamed one started
+   * may have changed rows the streamed one changes next (it took them after
+   * that commit). Left uncommitted in the main writer's batch, their row locks
+   * would make the streamed connection wait on a batch that is only committed
+   * once the stream moves on: a wait with no end. Everything received before
+   * this chunk is at a transaction boundary here, so it can be committed.
+   */
+  async chunkStart(xid: number): Promise<void> {
+    if (!this.#open.has(xid)) return;
+    const { main } = this.#options;
+    if (!main.hasPendingWork || !main.atBoundary) return;
+    await main.flush();
+    await main.drainCommits();
+  }
+
   chunkEnd(xid: number): void {
     this.#open.get(xid)?.writer.emitAll();
   }

@@ -66,6 +66,8 @@ export interface StreamedTransactionApplier {
   /** At the transaction's first chunk: true to take it (then every later call for xid comes here). */
   start(xid: number): Promise<boolean>;
   change(xid: number, subxid: number, change: RowChange): void | Promise<void>;
+  /** Start of a later chunk of a transaction it took (Stream Start, not the first segment). */
+  chunkStart(xid: number): void | Promise<void>;
   /** End of one chunk (Stream Stop): a good moment to send what is queued. */
   chunkEnd(xid: number): void;
   /** subxid === xid: the whole transaction aborted. */

@@ -90,6 +90,7 @@ export class TransactionAssembler {
       case 'stream_start':
         this.#streamXid = message.xid;
         if (message.firstSegment && this.#direct) return this.#offerDirect(message.xid);
+        if (this.#directXids.has(message.xid)) return this.#direct!.chunkStart(message.xid);
         return;
       case 'stream_stop':
         if (this.#streamXid !== undefined && this.#directXids.has(this.#streamXid)) this.#direct!.chunkEnd(this.#streamXid);

@@ -77,6 +77,24 @@ describe('streamed transactions applied while streaming', () => {
     assert.deepEqual(await texts(pair.dst, `SELECT count(*)::text AS r FROM big WHERE id BETWEEN 400001 AND 420000`), ['15000']);
   });
 
+  // A transaction that commits on the source while the streamed one is open may change a row
+  // the streamed one changes afterwards. Its batch must be committed on the target before the
+  // streamed connection reaches that row, or the streamed connection waits on it for ever.
+  it('applies a streamed transaction that changes a row after a concurrent commit changed it', async () => {
+    const s = pair.src;
+    await s.unsafe(`INSERT INTO small VALUES (200, 'before')`);
+    await waitForCatchUp(pair, { engine: running });
+    await s.begin(async (tx) => {
+      await tx.unsafe(`INSERT INTO big SELECT g, repeat(md5(g::text), 4) FROM generate_series(600001, 620000) g`);
+      await s.unsafe(`UPDATE small SET v = 'by the concurrent commit' WHERE id = 200`);
+      await tx.unsafe(`UPDATE small SET v = v || ', then by the streamed transaction' WHERE id = 200`);
+      await tx.unsafe(`INSERT INTO big SELECT g, 'after' FROM generate_series(620001, 670000) g`);
+    });
+    await waitForCatchUp(pair, { engine: running, timeoutMs: 60_000 });
+    await equal('big', 'small');
+    assert.deepEqual(await texts(pair.dst, `SELECT v AS r FROM small WHERE id = 200`), ['by the concurrent commit, then by the streamed transaction']);
+  });
+
   it('survives a restart of pgtide in the middle of a streamed transaction', async () => {
     const s = pair.src;
     await s.begin(async (tx) => {
