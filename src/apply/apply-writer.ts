@@ -151,6 +151,11 @@ export class ApplyWriter implements TransactionSink {
       max_lifetime: null,
       connect_timeout: 15,
       onnotice: () => {},
+      // No array type lookup on connect: the writer sends arrays as text literals and reads no
+      // arrays. postgres.js runs that lookup as a promise nobody awaits, so a session terminated
+      // during it (pg_terminate_backend, a target restart) became an unhandled rejection that
+      // ended the process.
+      fetch_types: false,
       // Replica role: no FK checks, no ordinary triggers, exactly as the built-in apply worker.
       // synchronous_commit on: a batch is durable when COMMIT returns, so its end LSN may be
       // reported to the source as flushed (one fsync per batch, not per source transaction).

@@ -66,11 +66,12 @@ export const configSchema = z.object({
     /** Fold changes to the same key within a batch; replays in exact order if that meets a unique violation. */
     netEffect: z.boolean().default(true),
     /**
-     * Experimental: apply large streamed transactions while they stream (on their own
-     * connection), not at commit. Off by default until it has had more crash testing.
+     * Apply large streamed transactions while they stream (on their own connection), like the
+     * built-in `streaming = parallel`, instead of buffering them (and spilling past memoryCap)
+     * until commit. Off: everything is applied at commit, on one connection.
      */
-    streamedApply: z.boolean().default(false),
-  }).strict().default({ batchMaxTransactions: 1000, batchMaxChanges: 20000, batchMaxAgeMs: 50, netEffect: true, streamedApply: false }),
+    streamedApply: z.boolean().default(true),
+  }).strict().default({ batchMaxTransactions: 1000, batchMaxChanges: 20000, batchMaxAgeMs: 50, netEffect: true, streamedApply: true }),
   /** Memory for streamed (in-progress) transactions; beyond it changes are spilled to disk. */
   memoryCap: byteSize.default(64 * 1024 * 1024),
   spillDir: z.string().optional(),

@@ -70,7 +70,8 @@ describe('crash and resume of the pgtide process', { timeout: 900_000 }, () => {
     await pair.src.unsafe(`INSERT INTO copy_full SELECT g % 1000, 'same ' || (g % 1000) FROM generate_series(1, ${ROWS_PER_TABLE}) g`);
     await pair.src.unsafe(`INSERT INTO churn_acct (balance) SELECT g FROM generate_series(1, 1000) g; ANALYZE`);
     // memoryCap stays at its default here: spilling is covered by dml.test.ts.
-    configFile = writeConfigFile(scope, cliConfig(pair, { name: 'crash', copy: { parallelism: 1 }, receiveTimeoutMs: 10_000 }));
+    // The buffered handling of large transactions first; the last test switches to streamedApply.
+    configFile = writeConfigFile(scope, cliConfig(pair, { name: 'crash', copy: { parallelism: 1 }, receiveTimeoutMs: 10_000, apply: { streamedApply: false } }));
   });
 
   after(() => scope.cleanup());

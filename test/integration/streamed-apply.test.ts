@@ -1,6 +1,6 @@
 /**
- * Large transactions applied while they stream (apply.streamedApply, opt-in
- * and experimental): a separate target connection holds the transaction open, with
+ * Large transactions applied while they stream (apply.streamedApply, the
+ * default): a separate target connection holds the transaction open, with
  * savepoints for subtransactions, and commits it in source commit order.
  */
 import { describe, it, before, after } from 'node:test';
