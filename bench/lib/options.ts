@@ -29,8 +29,8 @@ export interface BenchOptions {
   readonly copyParallelism: number;
   /** Built-in subscription with binary = true. */
   readonly builtinBinary: boolean;
-  /** pgtide's apply.streamedApply (apply large transactions while they stream). */
-  readonly streamedApply: boolean;
+  /** pgtide's apply.streamedApply (apply large transactions while they stream); undefined: pgtide's default. */
+  readonly streamedApply: boolean | undefined;
 }
 
 export const USAGE = `usage: node dist/bench/run.js <scenario|all> [options]
@@ -50,7 +50,7 @@ options:
   --changes N        large-txn: rows in the single transaction (default 2000000; 10000000 for the headline)
   --decode-changes N decode: changes for the decoder micro-benchmark (default: its own)
   --builtin-binary on|off   built-in subscription binary option (default on)
-  --streamed-apply on|off   pgtide apply.streamedApply: large transactions applied while they stream (default off, as in pgtide)
+  --streamed-apply on|off   pgtide apply.streamedApply: large transactions applied while they stream (default: pgtide's own, on)
 `;
 
 function positiveInt(name: string, raw: string | undefined, fallback: number): number {
@@ -91,8 +91,8 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
   }
   const binary = values['builtin-binary'] ?? 'on';
   if (binary !== 'on' && binary !== 'off') throw new Error('--builtin-binary must be on or off');
-  const streamed = values['streamed-apply'] ?? 'off';
-  if (streamed !== 'on' && streamed !== 'off') throw new Error('--streamed-apply must be on or off');
+  const streamed = values['streamed-apply'];
+  if (streamed !== undefined && streamed !== 'on' && streamed !== 'off') throw new Error('--streamed-apply must be on or off');
   const quick = values.quick === true;
   return {
     scenario: positionals[0]!,
@@ -110,6 +110,6 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
     decodeChanges: values['decode-changes'] === undefined ? (quick ? 50_000 : undefined) : positiveInt('decode-changes', values['decode-changes'], 0),
     copyParallelism: 2,
     builtinBinary: binary === 'on',
-    streamedApply: streamed === 'on',
+    streamedApply: streamed === undefined ? undefined : streamed === 'on',
   };
 }

@@ -59,7 +59,7 @@ export class PgtideReplicator implements Replicator {
   #started = false;
   #stopped = false;
 
-  constructor(setup: ReplicatorSetup, tuning: { readonly streamedApply: boolean } = { streamedApply: false }) {
+  constructor(setup: ReplicatorSetup, tuning: { readonly streamedApply?: boolean | undefined } = {}) {
     this.#setup = setup;
     const config: ConfigInput = {
       name: NAME,
@@ -67,17 +67,17 @@ export class PgtideReplicator implements Replicator {
       target: { url: setup.target.urlFor(setup.targetDb) },
       tables: setup.tables.map(dotted),
       copy: { parallelism: setup.copyParallelism },
-      apply: { batchMaxTransactions: 1000, batchMaxChanges: 20000, batchMaxAgeMs: 50, streamedApply: tuning.streamedApply },
+      apply: { batchMaxTransactions: 1000, batchMaxChanges: 20000, batchMaxAgeMs: 50, ...(tuning.streamedApply === undefined ? {} : { streamedApply: tuning.streamedApply }) },
       memoryCap: '64MB',
     };
     // Validating against the engine's own schema turns a config drift into a
     // clear bench error instead of a child that exits at start-up.
-    parseConfig(config, 'bench pgtide config');
+    const parsed = parseConfig(config, 'bench pgtide config');
     this.#dir = mkdtempSync(path.join(tmpdir(), 'pgtide-bench-'));
     this.#configFile = path.join(this.#dir, 'pgtide.yaml');
     this.#logFile = path.join(this.#dir, 'pgtide.log');
     writeFileSync(this.#configFile, stringify(config));
-    this.settings = `copy.parallelism ${setup.copyParallelism}; apply batch ≤ 1000 tx / 20000 changes / 50 ms; memoryCap 64MB${tuning.streamedApply ? '; streamedApply on' : ''}`;
+    this.settings = `copy.parallelism ${setup.copyParallelism}; apply batch ≤ 1000 tx / 20000 changes / 50 ms; memoryCap 64MB; streamedApply ${parsed.apply.streamedApply ? 'on' : 'off'}`;
   }
 
   async start(): Promise<void> {
