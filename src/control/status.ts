@@ -5,7 +5,7 @@
  * source's disk fills).
  */
 import postgres from 'postgres';
-import { originName, slotName, type PgtideConfig } from './config.js';
+import { slotName, type PgtideConfig } from './config.js';
 import { fromServerError, PgtideError } from './errors.js';
 import { formatLsn, parseLsn, type Lsn } from '../changes/lsn.js';
 import { StateStore, type TableStateRow } from '../target/state-store.js';
@@ -34,8 +34,9 @@ export async function collectStatus(config: PgtideConfig): Promise<StatusReport>
     }
     const tables = await store.tableStates();
     const progress = await store.progress();
-    const [origin] = await target.unsafe<{ lsn: string | null }[]>(`SELECT pg_replication_origin_progress($1, true)::text AS lsn FROM pg_replication_origin WHERE roname = $1`, [originName(config)]);
-    const appliedLsn = origin?.lsn ? parseLsn(origin.lsn) : progress?.endLsn;
+    // The progress row is the position of record (it commits with the data); the origin can run
+    // ahead of it on PostgreSQL 16+ after an aborted apply transaction, until the next start.
+    const appliedLsn = progress?.endLsn;
     const sequences = await target.unsafe<{ name: string; source_value: string | null; target_value: string | null; synced_at: Date | null }[]>(
       `SELECT format('%I.%I', schema_name, sequence_name) AS name, source_value::text, target_value::text, synced_at FROM pgtide.sequence_state WHERE subscription = $1 ORDER BY 1`, [config.name]).catch(() => []);
     let sourceLsn: Lsn | undefined;
