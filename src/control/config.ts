@@ -62,7 +62,7 @@ export const configSchema = z.object({
     /** Changes in one target transaction at most (a single larger source transaction is never split). */
     batchMaxChanges: z.number().int().min(1).default(20000),
     /** A batch is flushed once its oldest transaction waited this long. */
-    batchMaxAgeMs: z.number().int().min(0).default(50),
+    batchMaxAgeMs: z.number().int().min(0).default(10),
     /** Fold changes to the same key within a batch; replays in exact order if that meets a unique violation. */
     netEffect: z.boolean().default(true),
     /**
@@ -71,7 +71,7 @@ export const configSchema = z.object({
      * until commit. Off: everything is applied at commit, on one connection.
      */
     streamedApply: z.boolean().default(true),
-  }).strict().default({ batchMaxTransactions: 1000, batchMaxChanges: 20000, batchMaxAgeMs: 50, netEffect: true, streamedApply: true }),
+  }).strict().default({ batchMaxTransactions: 1000, batchMaxChanges: 20000, batchMaxAgeMs: 10, netEffect: true, streamedApply: true }),
   /** Memory for streamed (in-progress) transactions; beyond it changes are spilled to disk. */
   memoryCap: byteSize.default(64 * 1024 * 1024),
   spillDir: z.string().optional(),
