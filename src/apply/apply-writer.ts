@@ -300,6 +300,12 @@ export class ApplyWriter implements TransactionSink {
     if (previous) await this.#finishCommit(previous);
   }
 
+  /** Commits the open batch (when it ends at a boundary) and waits until every sent batch has committed. */
+  async commitPending(): Promise<void> {
+    await this.flush();
+    await this.drainCommits();
+  }
+
   /** Waits until every sent batch has committed (before handing the origin over, going idle, stopping). */
   async drainCommits(): Promise<void> {
     const pending = this.#committing;

@@ -57,7 +57,7 @@ export class ChangeGate implements TransactionSink {
       case 'message':
         return this.#next.change(change);
       case 'truncate': {
-        const relations = change.relations.filter((r) => this.#applies(r.schema, r.name));
+        const relations = change.relations.filter((r) => this.#appliesTo(r));
         if (relations.length === 0) { this.filteredChanges++; return; }
         return this.#next.change(relations.length === change.relations.length ? change : { ...change, relations });
       }
@@ -87,21 +87,13 @@ export class ChangeGate implements TransactionSink {
     return this.#tables.get(tableKey(schema, name))?.state === 'ready';
   }
 
-  #applies(schema: string, name: string): boolean {
-    return this.#allows(this.#tables.get(tableKey(schema, name)));
-  }
-
-  /** Per row change: the table's state is looked up once per relation definition, not per row. */
+  /** The table's state is looked up once per relation definition, not per row. */
   #appliesTo(relation: Relation): boolean {
     let state = this.#byRelation.get(relation);
     if (state === undefined) {
       state = this.#tables.get(tableKey(relation.schema, relation.name)) ?? null;
       this.#byRelation.set(relation, state);
     }
-    return this.#allows(state ?? undefined);
-  }
-
-  #allows(state: TableGateState | undefined): boolean {
-    return state !== undefined && state.state === 'ready' && this.#commitLsn > state.syncLsn;
+    return state !== null && state.state === 'ready' && this.#commitLsn > state.syncLsn;
   }
 }

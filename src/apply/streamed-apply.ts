@@ -56,8 +56,7 @@ export class DirectStreamedApply implements StreamedTransactionApplier {
     const floor = main.durableLsn > this.#options.startLsn ? main.durableLsn : this.#options.startLsn;
     if (this.#open.size >= this.#options.maxOpen || gate.maxSyncLsn > floor) return false;
     if (!main.atBoundary) return false;
-    await main.flush();
-    await main.drainCommits();
+    await main.commitPending();
     const writer = await this.#options.openWriter();
     writer.begin({ xid, commitLsn: main.durableLsn, commitTime: 0n as PgTimestamp, origin: undefined, streamed: true });
     this.#open.set(xid, { writer, savepoints: [] });
@@ -88,8 +87,7 @@ export class DirectStreamedApply implements StreamedTransactionApplier {
     if (!this.#open.has(xid)) return;
     const { main } = this.#options;
     if (!main.hasPendingWork || !main.atBoundary) return;
-    await main.flush();
-    await main.drainCommits();
+    await main.commitPending();
   }
 
   chunkEnd(xid: number): void {
@@ -120,8 +118,7 @@ export class DirectStreamedApply implements StreamedTransactionApplier {
         await stream.writer.close(); // applied before a restart: roll back
         return;
       }
-      await main.flush();
-      await main.drainCommits();
+      await main.commitPending();
       await main.releaseOrigin();
       try {
         await stream.writer.acquireOrigin();

@@ -17,8 +17,6 @@ import type { Tuple } from '../protocol/messages.js';
 import { PgtideError } from '../control/errors.js';
 import { readSpill, SpillEncoder, type SpilledChange } from './spill-codec.js';
 
-type Buffered = SpilledChange;
-
 class SpillFile {
   readonly path: string;
   #fd: number;
@@ -55,7 +53,7 @@ class SpillFile {
 class StreamedTransaction {
   readonly xid: number;
   origin: string | undefined;
-  memory: Buffered[] = [];
+  memory: SpilledChange[] = [];
   memoryBytes = 0;
   spill: SpillFile | undefined;
   readonly abortedSubxids = new Set<number>();
@@ -158,7 +156,7 @@ export class StreamedTransactions {
     const tx = this.#open.get(xid);
     if (!tx) return;
     const aborted = tx.abortedSubxids;
-    const surviving = (batch: readonly Buffered[]): RowChange[] => {
+    const surviving = (batch: readonly SpilledChange[]): RowChange[] => {
       const out: RowChange[] = new Array<RowChange>(batch.length);
       let n = 0;
       for (const b of batch) if (aborted.size === 0 || !aborted.has(b.subxid)) out[n++] = b.change;

@@ -306,8 +306,7 @@ export class Engine {
         if (payloads.length === 0) {
           // Idle: commit what is complete so latency stays low under light load.
           if (writer.hasPendingWork && writer.atBoundary) {
-            await writer.flush();
-            await writer.drainCommits();
+            await writer.commitPending();
           }
         } else {
           processing = true;
@@ -327,8 +326,7 @@ export class Engine {
       // Shutdown: finish the batch if it ends on a transaction boundary, else roll it back;
       // either way the recorded position matches what is committed.
       if (writer.hasPendingWork && writer.atBoundary && !asm.inFlight) {
-        await writer.flush();
-        await writer.drainCommits();
+        await writer.commitPending();
       } else {
         await writer.rollback();
       }
