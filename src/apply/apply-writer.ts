@@ -35,8 +35,8 @@ import { pgTimestampToDate, type PgTimestamp, type Tuple } from '../protocol/mes
 import { TableCatalog, type TargetTable } from '../target/table-catalog.js';
 import { fromServerError, PgtideError } from '../control/errors.js';
 import {
-  deleteByKeyStatement, deleteFullStatement, insertStatement, textOf, truncateStatement,
-  keyedUpdateStatements, updateFullStatement, type KeyedUpdate, type Statement,
+  copyInsertStatement, deleteByKeyStatement, deleteFullStatement, insertStatement, textOf, truncateStatement,
+  keyedUpdateStatements, updateFullStatement, type CopyStatement, type KeyedUpdate, type Statement,
 } from './statements.js';
 import { NetEffectTable, type CountedStatement } from './net-effect.js';
 import { TEXT_FORMAT_SETTINGS } from '../protocol/text-format.js';
@@ -61,24 +61,50 @@ export interface ApplyWriterOptions {
 }
 
 /**
- * A folded batch hit a unique or exclusion violation: reordering was not safe
- * for it. The engine replays from the applied position with folding off up to
- * `untilLsn`, so that stretch is applied in exact order.
+ * A batch failed in a way that its optimisations may have caused or hidden.
+ * The engine replays from the applied position up to `untilLsn` in exact
+ * mode: source order, no folding, INSERT instead of COPY.
  */
-export class FoldConflictError extends PgtideError {
+export class ExactReplayError extends PgtideError {
   readonly untilLsn: Lsn;
-  constructor(untilLsn: Lsn, cause: unknown) {
-    super('APPLY_FAILED', `a net-effect batch hit a unique violation; replaying it in exact order up to ${formatLsn(untilLsn)}`, { retryable: true, cause, sqlState: fromServerError(cause, 'target').sqlState });
-    this.name = 'FoldConflictError';
+  constructor(untilLsn: Lsn, message: string, cause: unknown) {
+    super('APPLY_FAILED', `${message}; replaying up to ${formatLsn(untilLsn)} in exact order`, { retryable: true, cause, sqlState: fromServerError(cause, 'target').sqlState });
+    this.name = 'ExactReplayError';
     this.untilLsn = untilLsn;
   }
 }
+
+/** A folded batch hit a unique or exclusion violation: reordering was not safe for it. */
+export class FoldConflictError extends ExactReplayError {
+  constructor(untilLsn: Lsn, cause: unknown) {
+    super(untilLsn, 'a net-effect batch hit a unique violation', cause);
+    this.name = 'FoldConflictError';
+  }
+}
+
+/**
+ * A COPY failed. postgres.js drops an error that arrives after the COPY data
+ * was sent (the query had already resolved with its stream), so the batch
+ * only shows the next statement's "transaction is aborted" (25P02). The
+ * exact replay uses INSERT, which reports the server's real error.
+ */
+export class CopyAbortedError extends ExactReplayError {
+  constructor(untilLsn: Lsn, cause: unknown) {
+    super(untilLsn, 'a COPY into the target failed and the driver did not pass the server\'s error on', cause);
+    this.name = 'CopyAbortedError';
+  }
+}
+
+/** Insert runs at least this long go through COPY; shorter ones stay pipelined INSERTs (see #issueCopy). */
+const COPY_MIN_ROWS = 1000;
 
 export interface ApplyStats {
   transactions: number;
   changes: number;
   batches: number;
   statements: number;
+  /** Insert runs sent as COPY (counted in `statements` too). */
+  copies: number;
   /** Rows an UPDATE or DELETE expected to find but did not (counted, logged, skipped). */
   missingRows: number;
 }
@@ -97,6 +123,7 @@ interface CommittingBatch {
   readonly endLsn: Lsn;
   readonly commitTime: PgTimestamp;
   readonly folded: boolean;
+  readonly copied: boolean;
   readonly maxCommitLsn: Lsn;
 }
 
@@ -126,6 +153,17 @@ export class ApplyWriter implements TransactionSink {
   /** Fold the current source transaction's changes (net-effect mode, outside an exact-replay stretch). */
   #foldThisTx = false;
   #batchFolded = false;
+  /** False while the batch holds a transaction of an exact-replay stretch. */
+  #copyAllowed = true;
+  #batchCopied = false;
+  /**
+   * Settles once the last COPY sent has handed all its data over. The server
+   * reads nothing but COPY data until then, so statements issued meanwhile
+   * are sent after it.
+   */
+  #copyGate: Promise<void> | undefined;
+  /** Settles once the last COPY completed on the server and postgres.js closed its stream. */
+  #lastCopyDone: Promise<void> | undefined;
   #batchMaxCommitLsn: Lsn = ZERO_LSN;
   #durable: Lsn;
   #durableCommitTime: PgTimestamp | undefined;
@@ -133,7 +171,7 @@ export class ApplyWriter implements TransactionSink {
   #broken = false;
   /** A batch whose COMMIT was sent but not yet confirmed. */
   #committing: CommittingBatch | undefined;
-  readonly stats: ApplyStats = { transactions: 0, changes: 0, batches: 0, statements: 0, missingRows: 0 };
+  readonly stats: ApplyStats = { transactions: 0, changes: 0, batches: 0, statements: 0, copies: 0, missingRows: 0 };
 
   private constructor(sql: postgres.Sql, options: ApplyWriterOptions, durable: Lsn, fence: Fence) {
     this.#sql = sql;
@@ -209,10 +247,12 @@ export class ApplyWriter implements TransactionSink {
 
   begin(tx: TransactionInfo): void {
     this.#inSourceTx = true;
-    this.#foldThisTx = this.#options.netEffect && tx.commitLsn > (this.#options.exactUntil ?? ZERO_LSN);
+    const exact = tx.commitLsn <= (this.#options.exactUntil ?? ZERO_LSN);
+    this.#foldThisTx = this.#options.netEffect && !exact;
     if (tx.commitLsn > this.#batchMaxCommitLsn) this.#batchMaxCommitLsn = tx.commitLsn;
     if (!this.#batchOpen) {
       this.#batchOpen = true;
+      this.#copyAllowed = true;
       this.#batchStartedAt = Date.now();
       this.#issue({ text: 'BEGIN READ WRITE', params: [] });
       const previous = this.#committing;
@@ -227,6 +267,7 @@ export class ApplyWriter implements TransactionSink {
         });
       }
     }
+    if (exact) this.#copyAllowed = false;
   }
 
   change(change: RowChange): void | Promise<void> {
@@ -285,13 +326,14 @@ export class ApplyWriter implements TransactionSink {
     // so a client that dies mid-batch cannot leave an aborted transaction that moved the origin.
     // The literals are ours (an LSN and an ISO timestamp), not user data.
     this.#issue({ text: `SELECT pg_replication_origin_xact_setup('${formatLsn(last.endLsn)}', '${commitTime}'); COMMIT`, params: [] });
-    const committing: CommittingBatch = { promises: this.#inFlight, endLsn: last.endLsn, commitTime: last.commitTime, folded: this.#batchFolded, maxCommitLsn: this.#batchMaxCommitLsn };
+    const committing: CommittingBatch = { promises: this.#inFlight, endLsn: last.endLsn, commitTime: last.commitTime, folded: this.#batchFolded, copied: this.#batchCopied, maxCommitLsn: this.#batchMaxCommitLsn };
     this.#inFlight = [];
     this.stats.batches++;
     this.#batchOpen = false;
     this.#batchTransactions = 0;
     this.#queuedChanges = 0;
     this.#batchFolded = false;
+    this.#batchCopied = false;
     this.#batchMaxCommitLsn = ZERO_LSN;
     // Pipelined commits: this batch's COMMIT is on its way; the next batch may be built and sent
     // behind it while the target works. Only one batch waits for its COMMIT at a time.
@@ -321,7 +363,7 @@ export class ApplyWriter implements TransactionSink {
 
   async #finishCommit(batch: CommittingBatch): Promise<void> {
     await Promise.all(batch.promises);
-    this.#throwIfFailed(batch.folded, batch.maxCommitLsn);
+    this.#throwIfFailed(batch.folded, batch.copied, batch.maxCommitLsn);
     if (batch.endLsn > this.#durable) {
       this.#durable = batch.endLsn;
       this.#durableCommitTime = batch.commitTime;
@@ -333,6 +375,7 @@ export class ApplyWriter implements TransactionSink {
     this.#queues.clear();
     this.#queuedChanges = 0;
     this.#batchFolded = false;
+    this.#batchCopied = false;
     this.#batchMaxCommitLsn = ZERO_LSN;
     this.#batchTransactions = 0;
     const wasOpen = this.#batchOpen;
@@ -345,6 +388,8 @@ export class ApplyWriter implements TransactionSink {
     if (committing) await Promise.allSettled(committing.promises);
     await Promise.allSettled(this.#inFlight);
     this.#inFlight = [];
+    this.#copyGate = undefined;
+    this.#lastCopyDone = undefined;
     this.#failure = undefined;
     if (wasOpen) await this.#sql.unsafe('ROLLBACK').catch(() => {});
   }
@@ -497,14 +542,21 @@ export class ApplyWriter implements TransactionSink {
   }
 
   #drainFold(queue: TableQueue): void {
-    for (const counted of queue.fold!.drain()) queue.runs.push({ kind: 'counted', table: queue.table, counted });
+    for (const step of queue.fold!.drain()) {
+      queue.runs.push(step.operation === 'INSERT'
+        ? { kind: 'insert', table: queue.table, rows: [...step.rows] }
+        : { kind: 'counted', table: queue.table, counted: step });
+    }
   }
 
   #emitQueue(queue: TableQueue): void {
     if (queue.fold && queue.fold.size > 0) this.#drainFold(queue);
     for (const run of queue.runs) {
       switch (run.kind) {
-        case 'insert': this.#issue(insertStatement(run.table, run.rows)); break;
+        case 'insert':
+          if (run.rows.length >= COPY_MIN_ROWS && this.#copyAllowed) this.#issueCopy(copyInsertStatement(run.table, run.rows));
+          else this.#issue(insertStatement(run.table, run.rows));
+          break;
         case 'update':
           for (const c of keyedUpdateStatements(run.table, run.setColumns, run.rows)) this.#issueCounted(c.statement, c.expectedRows, run.table, c.operation);
           break;
@@ -515,15 +567,18 @@ export class ApplyWriter implements TransactionSink {
     queue.runs.length = 0;
   }
 
+  /** Nothing may be sent once the connection closed: the batch fails and the engine reconnects. */
+  #connectionLost(): Promise<never> {
+    const lost = new PgtideError('CONNECTION_FAILED', 'the target connection of the apply session was lost; reconnecting', { retryable: true });
+    this.#failure ??= lost;
+    this.#broken = true;
+    const rejected = Promise.reject(lost);
+    rejected.catch(() => {});
+    return rejected;
+  }
+
   #issue(statement: Statement): Promise<postgres.RowList<postgres.Row[]>> {
-    if (this.#fence.closed) {
-      const lost = new PgtideError('CONNECTION_FAILED', 'the target connection of the apply session was lost; reconnecting', { retryable: true });
-      this.#failure ??= lost;
-      this.#broken = true;
-      const rejected = Promise.reject(lost);
-      rejected.catch(() => {});
-      return rejected;
-    }
+    if (this.#fence.closed) return this.#connectionLost();
     this.stats.statements++;
     // execute() sends now; postgres.js pipelines the statements on the one connection.
     // Prepared: `unsafe` defaults to unnamed statements, and postgres.js sends an unnamed
@@ -531,10 +586,70 @@ export class ApplyWriter implements TransactionSink {
     // Bind/Execute, which stops the pipeline at every statement. A named statement pays that
     // once per statement text (texts depend on table, kind and column set, not on row counts).
     const options = statement.params.length > 0 ? PREPARED : UNPREPARED;
-    const promise = this.#sql.unsafe(statement.text, statement.params as string[], options).execute() as unknown as Promise<postgres.RowList<postgres.Row[]>>;
-    const tracked = promise.catch((error: unknown) => { this.#failure ??= error; });
-    this.#inFlight.push(tracked);
+    const send = (): Promise<postgres.RowList<postgres.Row[]>> =>
+      this.#sql.unsafe(statement.text, statement.params as string[], options).execute() as unknown as Promise<postgres.RowList<postgres.Row[]>>;
+    // Behind a COPY, the statement is sent when the COPY has handed its data over: callbacks on
+    // one promise run in the order they were registered, so the order of statements is kept.
+    const promise = this.#copyGate ? this.#copyGate.then(send) : send();
+    this.#track(promise);
     return promise;
+  }
+
+  #track(promise: Promise<unknown>): void {
+    this.#inFlight.push(promise.catch((error: unknown) => { this.#failure ??= error; }));
+  }
+
+  /**
+   * COPY cannot be pipelined like the other statements: postgres.js hands out
+   * the data stream only once the server answered CopyInResponse, that is
+   * after every statement before it ran, and until the data is sent nothing
+   * else may go out. So a COPY costs the target one round trip of idleness,
+   * and is used only for runs of at least COPY_MIN_ROWS rows, where it saves
+   * far more (see copyInsertStatement).
+   *
+   * Two quirks of postgres.js shape this. (1) A COPY that fails after its
+   * data was sent is never reported: its query already resolved with the
+   * stream. The probe statement sent right behind it fails instead (25P02),
+   * see CopyAbortedError. (2) When a COPY completes, its stream is destroyed,
+   * and destroying it sends CopyFail on the connection: harmless between
+   * COPYs, fatal to a COPY already under way. So a COPY starts only after the
+   * previous one completed (its probe returned) and its stream closed.
+   */
+  #issueCopy(copy: CopyStatement): void {
+    if (this.#fence.closed) {
+      void this.#connectionLost();
+      return;
+    }
+    this.stats.statements++;
+    this.stats.copies++;
+    this.#batchCopied = true;
+    const previousDone = this.#lastCopyDone;
+    let closed!: Promise<void>;
+    const run = async (): Promise<void> => {
+      if (previousDone) await previousDone;
+      const stream = await this.#sql.unsafe(copy.text).writable();
+      closed = new Promise<void>((resolve) => stream.once('close', () => resolve()));
+      await new Promise<void>((resolve, reject) => {
+        stream.on('error', reject);
+        const last = copy.chunks.length - 1;
+        for (let i = 0; i < last; i++) stream.write(copy.chunks[i]!);
+        // Once the last write is flushed, end() runs the stream's final step at once, and
+        // postgres.js sends CopyDone and accepts queries again.
+        stream.write(copy.chunks[last]!, (error) => {
+          if (error) return reject(error);
+          stream.end();
+          resolve();
+        });
+      });
+    };
+    const gate = this.#copyGate ? this.#copyGate.then(run) : run();
+    this.#copyGate = gate;
+    gate.then(() => { if (this.#copyGate === gate) this.#copyGate = undefined; }, () => {});
+    this.#track(gate);
+    const probe = this.#issue({ text: 'SELECT 1', params: [] });
+    const done = probe.then(() => closed);
+    done.catch(() => {});
+    this.#lastCopyDone = done;
   }
 
   #issueCounted(statement: Statement, expected: number, table: TargetTable, what: string): void {
@@ -549,7 +664,7 @@ export class ApplyWriter implements TransactionSink {
     }, () => {});
   }
 
-  #throwIfFailed(folded = this.#batchFolded, maxCommitLsn = this.#batchMaxCommitLsn): void {
+  #throwIfFailed(folded = this.#batchFolded, copied = this.#batchCopied, maxCommitLsn = this.#batchMaxCommitLsn): void {
     if (this.#failure !== undefined) {
       const failure = this.#failure;
       this.#failure = undefined;
@@ -560,6 +675,7 @@ export class ApplyWriter implements TransactionSink {
       const mapped = fromServerError(failure, 'target');
       const sqlState = mapped.sqlState;
       if (folded && (sqlState === '23505' || sqlState === '23P01')) throw new FoldConflictError(maxCommitLsn, failure);
+      if (copied && sqlState === '25P02') throw new CopyAbortedError(maxCommitLsn, failure);
       throw new PgtideError('APPLY_FAILED', `applying to the target failed: ${mapped.message}`, { sqlState, retryable: true, cause: failure });
     }
   }

@@ -17,7 +17,7 @@
 import type { Tuple, TupleValue } from '../protocol/messages.js';
 import type { RowChange } from '../changes/change.js';
 import type { TargetTable } from '../target/table-catalog.js';
-import { textOf, deleteByKeyStatement, insertStatement, keyedUpdateStatements, type Statement } from './statements.js';
+import { textOf, deleteByKeyStatement, keyedUpdateStatements, type Statement } from './statements.js';
 
 type KeyedChange = Extract<RowChange, { kind: 'insert' | 'update' | 'delete' }>;
 
@@ -45,8 +45,19 @@ export interface CountedStatement {
   readonly statement: Statement;
   /** Rows the statement must touch; fewer means rows were missing on the target. */
   readonly expectedRows: number;
-  readonly operation: 'INSERT' | 'UPDATE' | 'DELETE';
+  readonly operation: 'UPDATE' | 'DELETE';
 }
+
+/**
+ * Rows to insert, left as rows: the writer chooses the statement (COPY for
+ * long runs, INSERT … unnest otherwise), so no text is built twice.
+ */
+export interface InsertRows {
+  readonly operation: 'INSERT';
+  readonly rows: readonly Tuple[];
+}
+
+export type FoldStep = InsertRows | CountedStatement;
 
 export class NetEffectTable {
   readonly table: TargetTable;
@@ -111,8 +122,8 @@ export class NetEffectTable {
   }
 
   /** The folded state as statements, in the order they must run; the fold is then empty. */
-  drain(): CountedStatement[] {
-    const out: CountedStatement[] = [];
+  drain(): FoldStep[] {
+    const out: FoldStep[] = [];
     const deletes: (readonly string[])[] = [];
     const inserts: Tuple[] = [];
     const updates = new Map<string, { setColumns: number[]; rows: { key: readonly string[]; newTuple: Tuple }[] }>();
@@ -131,7 +142,7 @@ export class NetEffectTable {
     }
     this.#keys.clear();
     if (deletes.length) out.push({ statement: deleteByKeyStatement(this.table, deletes), expectedRows: deletes.length, operation: 'DELETE' });
-    if (inserts.length) out.push({ statement: insertStatement(this.table, inserts), expectedRows: 0, operation: 'INSERT' });
+    if (inserts.length) out.push({ operation: 'INSERT', rows: inserts });
     for (const group of updates.values()) {
       if (group.setColumns.length === 0) continue;
       out.push(...keyedUpdateStatements(this.table, group.setColumns, group.rows));

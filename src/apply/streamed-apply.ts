@@ -152,6 +152,7 @@ export class DirectStreamedApply implements StreamedTransactionApplier {
     into.transactions += writer.stats.transactions;
     into.changes += writer.stats.changes;
     into.statements += writer.stats.statements;
+    into.copies += writer.stats.copies;
     into.missingRows += writer.stats.missingRows;
   }
 }

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { keyedUpdateStatements, textArrayLiteral, insertStatement, updateByKeyStatement, deleteByKeyStatement, updateFullStatement, deleteFullStatement, truncateStatement } from '../../src/apply/statements.js';
+import { copyInsertStatement, keyedUpdateStatements, textArrayLiteral, insertStatement, updateByKeyStatement, deleteByKeyStatement, updateFullStatement, deleteFullStatement, truncateStatement } from '../../src/apply/statements.js';
 import { RelationCache } from '../../src/changes/relation-cache.js';
 import type { TargetTable } from '../../src/target/table-catalog.js';
 import type { Tuple } from '../../src/protocol/messages.js';
@@ -36,6 +36,27 @@ test('insert: one statement, one text[] per column, identity values kept', () =>
   const s = insertStatement(table('default'), rows);
   assert.equal(s.text, 'INSERT INTO "My Schema"."Tab""le" ("id", "Body", "doc") OVERRIDING SYSTEM VALUE SELECT v.c0::integer, v.c1::text, v.c2::json FROM unnest($1::text[], $2::text[], $3::text[]) AS v(c0, c1, c2)');
   assert.deepEqual(s.params, ['{"1","2"}', '{"x",NULL}', '{NULL,"{\\"a\\":1}"}']);
+});
+
+test('COPY text format: tab, newline, CR and backslash escaped, NULL as \\N, the text "\\N" kept distinct', () => {
+  const rows: Tuple[] = [
+    [t('1'), t('a\tb\nc\rd\\e'), NULL],
+    [t('2'), t('\\N'), t('')],
+    [t('3'), t('ünï ✓'), t('{"k":"v"}')],
+  ];
+  const c = copyInsertStatement(table('default'), rows);
+  assert.equal(c.text, 'COPY "My Schema"."Tab""le" ("id", "Body", "doc") FROM STDIN');
+  assert.equal(c.rows, 3);
+  assert.deepEqual(c.chunks, ['1\ta\\tb\\nc\\rd\\\\e\t\\N\n2\t\\\\N\t\n3\tünï ✓\t{"k":"v"}\n']);
+});
+
+test('COPY data is cut into chunks at row boundaries', () => {
+  const wide = 'x'.repeat(300_000);
+  const rows: Tuple[] = Array.from({ length: 8 }, (_, i) => [t(String(i)), t(wide), NULL]);
+  const c = copyInsertStatement(table('default'), rows);
+  assert.ok(c.chunks.length >= 2, `chunks: ${c.chunks.length}`);
+  for (const chunk of c.chunks) assert.ok(chunk.endsWith('\n'));
+  assert.equal(c.chunks.join('').split('\n').length - 1, 8);
 });
 
 test('update by key sets only the given columns and joins on the key', () => {

@@ -1,0 +1,71 @@
+/**
+ * Long insert runs are applied with COPY FROM STDIN: values must arrive
+ * byte-exact through COPY's text escaping, and a COPY that fails on the
+ * target must surface the server's real error (postgres.js drops it; the
+ * batch is replayed with INSERT) and lose nothing once the cause is fixed.
+ */
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
+import pino from 'pino';
+import { parseConfig } from '../../src/control/config.js';
+import { TestScope, startPair, ddlBoth, startEngine, configInput, withTimeout, waitFor, waitForCatchUp, assertTablesEqual, type Pair, type RunningEngine } from '../support/replication.js';
+
+describe('COPY for long insert runs', () => {
+  const scope = new TestScope();
+  let pair: Pair;
+  let running: RunningEngine;
+  const logLines: string[] = [];
+  const sink = new Writable({ write(chunk: Buffer, _enc, done) { logLines.push(chunk.toString()); done(); } });
+
+  before(async () => {
+    // Large enough that these transactions are not streamed: they reach the batching writer whole.
+    pair = await startPair(scope, { name: 'copy', sourceSettings: { logical_decoding_work_mem: '64MB' } });
+    await ddlBoth(pair, `
+      CREATE TABLE "Copy Me" (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "Wert" text, j jsonb, b bytea, ts timestamptz, arr text[], n numeric);
+      CREATE TABLE nokey_log (a int, note text);`);
+    running = startEngine(scope, parseConfig(configInput(pair, { tables: ['"Copy Me"', 'nokey_log'], apply: { batchMaxAgeMs: 200 } })), {}, pino({ level: 'info' }, sink));
+    await withTimeout(running.streaming, 60_000, 'streaming');
+  });
+  after(() => scope.cleanup());
+
+  it('copies values that need escaping exactly, into an identity key and a table without a key', async () => {
+    await pair.src.begin(async (tx) => {
+      await tx.unsafe(`
+        INSERT INTO "Copy Me" ("Wert", j, b, ts, arr, n)
+        SELECT CASE g % 8 WHEN 0 THEN NULL WHEN 1 THEN E'tab\\there' WHEN 2 THEN E'new\\nline\\r\\n' WHEN 3 THEN E'back\\\\slash \\\\N'
+                          WHEN 4 THEN '' WHEN 5 THEN 'ünïcødé ✓ 日本' WHEN 6 THEN '\\N' ELSE repeat('x', 50) END,
+               jsonb_build_object('k', g, 's', E'q"\\t\\\\'), decode(md5(g::text), 'hex'),
+               '2024-01-01 00:00:00.123456+00'::timestamptz + g * interval '1 second', ARRAY['a b', E'c"d', NULL, E'e\\nf'], g / 7.0
+        FROM generate_series(1, 3000) g`);
+      await tx.unsafe(`INSERT INTO nokey_log SELECT g, CASE WHEN g % 3 = 0 THEN NULL ELSE E'line\\t' || g END FROM generate_series(1, 2500) g`);
+    });
+    await waitForCatchUp(pair, { engine: running });
+    await assertTablesEqual(pair, '"Copy Me"', { orderBy: 'id' });
+    await assertTablesEqual(pair, 'nokey_log', { orderBy: 'a' });
+    const [row] = await pair.dst.unsafe<{ v: string | null }[]>(`SELECT "Wert" AS v FROM "Copy Me" WHERE id = 3`);
+    assert.equal(row?.v, 'back\\slash \\N');
+  });
+
+  it('those runs went through COPY (apply statistics at a clean stop)', async () => {
+    await running.stop();
+    const stopped = logLines.map((l) => JSON.parse(l) as { msg?: string; copies?: number }).find((l) => l.msg === 'streaming stopped');
+    assert.ok(stopped, 'the engine logged its apply statistics');
+    assert.ok((stopped.copies ?? 0) >= 2, `one COPY per table expected, the log says copies: ${stopped.copies}`);
+    running = startEngine(scope, running.config, {}, pino({ level: 'info' }, sink));
+    await withTimeout(running.streaming, 60_000, 'streaming again');
+  });
+
+  it('a COPY that fails on the target reports the server\'s error, and nothing is lost once it is fixed', async () => {
+    // A constraint only the target has: the COPY of the run holding the 'bad' row fails.
+    await pair.dst.unsafe(`ALTER TABLE nokey_log ADD CONSTRAINT no_bad CHECK (note IS DISTINCT FROM 'bad')`);
+    await pair.src.unsafe(`INSERT INTO nokey_log SELECT g, CASE WHEN g = 11500 THEN 'bad' ELSE 'ok' END FROM generate_series(10001, 12000) g`);
+    await waitFor('the real error in the log', () => (logLines.some((l) => l.includes('violates check constraint') && l.includes('no_bad')) ? true : undefined), { timeoutMs: 60_000 });
+    assert.ok(logLines.some((l) => l.includes('a COPY into the target failed')), 'the failed COPY was detected and the batch replayed with INSERT');
+    assert.equal(running.finished, false, 'the engine kept retrying');
+    await pair.dst.unsafe(`ALTER TABLE nokey_log DROP CONSTRAINT no_bad`);
+    await waitForCatchUp(pair, { engine: running, timeoutMs: 90_000 });
+    await assertTablesEqual(pair, 'nokey_log', { orderBy: 'a, note' });
+  });
+
+});
