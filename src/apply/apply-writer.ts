@@ -247,7 +247,10 @@ export class ApplyWriter implements TransactionSink {
 
   begin(tx: TransactionInfo): void {
     this.#inSourceTx = true;
-    const exact = tx.commitLsn <= (this.#options.exactUntil ?? ZERO_LSN);
+    // A streamed transaction begins with a lower bound for its commit LSN (it is not known
+    // yet), so it is exact whenever that bound is inside the replay stretch.
+    const exactUntil = this.#options.exactUntil ?? ZERO_LSN;
+    const exact = exactUntil > ZERO_LSN && tx.commitLsn <= exactUntil;
     this.#foldThisTx = this.#options.netEffect && !exact;
     if (tx.commitLsn > this.#batchMaxCommitLsn) this.#batchMaxCommitLsn = tx.commitLsn;
     if (!this.#batchOpen) {
@@ -402,11 +405,21 @@ export class ApplyWriter implements TransactionSink {
    * main writer takes it back.
    */
   async releaseOrigin(): Promise<void> {
-    await this.#sql.unsafe(`SELECT pg_replication_origin_session_reset()`).catch((e: unknown) => { throw this.#originError(e); });
+    await this.#control(`SELECT pg_replication_origin_session_reset()`).catch((e: unknown) => { throw this.#originError(e); });
   }
 
   async acquireOrigin(): Promise<void> {
-    await this.#sql.unsafe(`SELECT pg_replication_origin_session_setup($1)`, [this.#options.originName]).catch((e: unknown) => { throw this.#originError(e); });
+    await this.#control(`SELECT pg_replication_origin_session_setup($1)`, [this.#options.originName]).catch((e: unknown) => { throw this.#originError(e); });
+  }
+
+  /**
+   * A statement outside the batch's bookkeeping (its failure is the caller's),
+   * sent after everything issued before it: behind a COPY still sending its
+   * data, like #issue, since the server takes nothing else until CopyDone.
+   */
+  #control(text: string, params: string[] = []): Promise<unknown> {
+    const send = (): Promise<unknown> => this.#sql.unsafe(text, params).execute() as unknown as Promise<unknown>;
+    return this.#copyGate ? this.#copyGate.then(send, send) : send();
   }
 
   /** Handing the origin over fails when a connection was lost in between: retry from the target's state. */

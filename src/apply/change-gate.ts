@@ -83,17 +83,22 @@ export class ChangeGate implements TransactionSink {
   }
 
   /** Ready at all (for streamed changes, whose commit LSN is not known yet). */
-  isReady(schema: string, name: string): boolean {
-    return this.#tables.get(tableKey(schema, name))?.state === 'ready';
+  isReady(relation: Relation): boolean {
+    return this.#stateOf(relation)?.state === 'ready';
+  }
+
+  #appliesTo(relation: Relation): boolean {
+    const state = this.#stateOf(relation);
+    return state !== null && state.state === 'ready' && this.#commitLsn > state.syncLsn;
   }
 
   /** The table's state is looked up once per relation definition, not per row. */
-  #appliesTo(relation: Relation): boolean {
+  #stateOf(relation: Relation): TableGateState | null {
     let state = this.#byRelation.get(relation);
     if (state === undefined) {
       state = this.#tables.get(tableKey(relation.schema, relation.name)) ?? null;
       this.#byRelation.set(relation, state);
     }
-    return state !== null && state.state === 'ready' && this.#commitLsn > state.syncLsn;
+    return state;
   }
 }

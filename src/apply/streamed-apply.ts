@@ -70,7 +70,7 @@ export class DirectStreamedApply implements StreamedTransactionApplier {
       stream.savepoints.push(subxid);
       stream.writer.savepoint(`s${subxid}`);
     }
-    const filtered = change.kind === 'truncate' ? { ...change, relations: change.relations.filter((r) => this.#options.gate.isReady(r.schema, r.name)) } : change;
+    const filtered = change.kind === 'truncate' ? { ...change, relations: change.relations.filter((r) => this.#options.gate.isReady(r)) } : change;
     return stream.writer.change(filtered);
   }
 
@@ -143,8 +143,8 @@ export class DirectStreamedApply implements StreamedTransactionApplier {
 
   #wanted(change: RowChange): boolean {
     if (change.kind === 'message') return false;
-    if (change.kind === 'truncate') return change.relations.some((r) => this.#options.gate.isReady(r.schema, r.name));
-    return this.#options.gate.isReady(change.relation.schema, change.relation.name);
+    if (change.kind === 'truncate') return change.relations.some((r) => this.#options.gate.isReady(r));
+    return this.#options.gate.isReady(change.relation);
   }
 
   #absorbStats(writer: ApplyWriter): void {

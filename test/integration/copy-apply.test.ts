@@ -69,3 +69,45 @@ describe('COPY for long insert runs', () => {
   });
 
 });
+
+describe('COPY inside a streamed transaction', () => {
+  const scope = new TestScope();
+  let pair: Pair;
+  let running: RunningEngine;
+  const logLines: string[] = [];
+
+  before(async () => {
+    // 1 MB of decoding memory: the source streams large transactions in chunks of a few thousand rows.
+    pair = await startPair(scope, { name: 'copystream', sourceSettings: { logical_decoding_work_mem: '1MB' } });
+    await ddlBoth(pair, `
+      CREATE TABLE "Copy Me" (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "Wert" text);
+      CREATE TABLE nokey_log (a int, note text);`);
+    const sink = new Writable({ write(chunk: Buffer, _enc, done) { logLines.push(chunk.toString()); done(); } });
+    running = startEngine(scope, parseConfig(configInput(pair, { tables: ['"Copy Me"', 'nokey_log'] })), {}, pino({ level: 'info' }, sink));
+    await withTimeout(running.streaming, 60_000, 'streaming');
+  });
+  after(() => scope.cleanup());
+
+  it('a streamed transaction applies its long insert runs with COPY too', async () => {
+    try {
+      await pair.src.begin(async (tx) => {
+        await tx.unsafe(`INSERT INTO nokey_log SELECT g, repeat('s', 40) || g FROM generate_series(100001, 160000) g`);
+        await tx.unsafe(`INSERT INTO "Copy Me" ("Wert") SELECT E'streamed\\\\' || g FROM generate_series(1, 20000) g`);
+      });
+      await waitForCatchUp(pair, { engine: running, timeoutMs: 90_000 });
+    } catch (error) {
+      throw new Error(`${(error as Error).message}\ntarget log:\n${pair.target.recentLog()}`);
+    }
+    // Slot statistics reach the view with a delay.
+    await waitFor('the source to report a streamed transaction', async () => {
+      const [slot] = await pair.src.unsafe<{ n: string }[]>(`SELECT stream_txns::text AS n FROM pg_stat_replication_slots WHERE slot_name = 'pgtide_slot'`);
+      return Number(slot?.n) > 0 ? true : undefined;
+    }, { timeoutMs: 15_000 });
+    await assertTablesEqual(pair, 'nokey_log', { orderBy: 'a, note' });
+    await assertTablesEqual(pair, '"Copy Me"', { orderBy: 'id' });
+    await running.stop();
+    const stopped = logLines.map((l) => JSON.parse(l) as { msg?: string; copies?: number }).find((l) => l.msg === 'streaming stopped');
+    assert.ok((stopped?.copies ?? 0) >= 1, `the streamed writer used COPY; the log says copies: ${stopped?.copies}`);
+  });
+
+});
