@@ -177,7 +177,7 @@ export class ApplyWriter implements TransactionSink {
     this.#sql = sql;
     this.#fence = fence;
     this.#options = options;
-    this.#catalog = new TableCatalog(sql);
+    this.#catalog = new TableCatalog((text, params) => this.#control(text, params));
     this.#durable = durable;
   }
 
@@ -417,8 +417,8 @@ export class ApplyWriter implements TransactionSink {
    * sent after everything issued before it: behind a COPY still sending its
    * data, like #issue, since the server takes nothing else until CopyDone.
    */
-  #control(text: string, params: string[] = []): Promise<unknown> {
-    const send = (): Promise<unknown> => this.#sql.unsafe(text, params).execute() as unknown as Promise<unknown>;
+  #control(text: string, params: string[] = []): Promise<postgres.RowList<postgres.Row[]>> {
+    const send = (): Promise<postgres.RowList<postgres.Row[]>> => this.#sql.unsafe(text, params).execute() as unknown as Promise<postgres.RowList<postgres.Row[]>>;
     return this.#copyGate ? this.#copyGate.then(send, send) : send();
   }
 

@@ -4,7 +4,6 @@
  * text values the source sent to these types, so values pass through as text
  * and are never parsed into JavaScript types on the hot path.
  */
-import type postgres from 'postgres';
 import type { Relation } from '../changes/relation-cache.js';
 import { PgtideError, fromServerError } from '../control/errors.js';
 
@@ -25,20 +24,28 @@ export interface TargetTable {
 }
 
 
+/**
+ * Runs a catalog query. The apply writer passes its own connection's queue,
+ * so the lookup sees the open batch's transaction and never cuts into a COPY.
+ */
+export type CatalogQuery = (text: string, params: string[]) => Promise<readonly unknown[]>;
+
+interface ColumnRow { attname: string; type: string; generated: boolean; identity_always: boolean; has_equality: boolean }
+
 export class TableCatalog {
-  readonly #sql: postgres.Sql;
+  readonly #query: CatalogQuery;
   readonly #byVersion = new Map<number, TargetTable>();
 
-  constructor(sql: postgres.Sql) {
-    this.#sql = sql;
+  constructor(query: CatalogQuery) {
+    this.#query = query;
   }
 
   async resolve(relation: Relation): Promise<TargetTable> {
     const cached = this.#byVersion.get(relation.version);
     if (cached) return cached;
-    let rows: { attname: string; type: string; generated: boolean; identity_always: boolean; has_equality: boolean }[];
+    let rows: readonly ColumnRow[];
     try {
-      rows = await this.#sql.unsafe(
+      rows = await this.#query(
         // has_equality: the column's type (a domain's base type, an array's element type) has a
         // plain "=" of its own. Composites, and types like json, xml and point, do not; under
         // REPLICA IDENTITY FULL they are matched by their text form instead.
@@ -54,7 +61,7 @@ export class TableCatalog {
            JOIN pg_type e ON e.oid = CASE WHEN b.typcategory = 'A' AND b.typelem <> 0 THEN b.typelem ELSE b.oid END
           WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped`,
         [relation.qualifiedName],
-      );
+      ) as readonly ColumnRow[];
     } catch (error) {
       throw fromServerError(error, 'target');
     }
