@@ -40,6 +40,7 @@ import {
 } from './statements.js';
 import { NetEffectTable, type CountedStatement } from './net-effect.js';
 import { TEXT_FORMAT_SETTINGS } from '../protocol/text-format.js';
+import { copyIn, deferred } from '../target/copy-in.js';
 
 export interface ApplyWriterOptions {
   readonly url: string;
@@ -61,37 +62,16 @@ export interface ApplyWriterOptions {
 }
 
 /**
- * A batch failed in a way that its optimisations may have caused or hidden.
- * The engine replays from the applied position up to `untilLsn` in exact
- * mode: source order, no folding, INSERT instead of COPY.
+ * A folded batch hit a unique or exclusion violation: reordering was not safe
+ * for it. The engine replays from the applied position with folding off up to
+ * `untilLsn`, so that stretch is applied in exact order.
  */
-export class ExactReplayError extends PgtideError {
+export class FoldConflictError extends PgtideError {
   readonly untilLsn: Lsn;
-  constructor(untilLsn: Lsn, message: string, cause: unknown) {
-    super('APPLY_FAILED', `${message}; replaying up to ${formatLsn(untilLsn)} in exact order`, { retryable: true, cause, sqlState: fromServerError(cause, 'target').sqlState });
-    this.name = 'ExactReplayError';
-    this.untilLsn = untilLsn;
-  }
-}
-
-/** A folded batch hit a unique or exclusion violation: reordering was not safe for it. */
-export class FoldConflictError extends ExactReplayError {
   constructor(untilLsn: Lsn, cause: unknown) {
-    super(untilLsn, 'a net-effect batch hit a unique violation', cause);
+    super('APPLY_FAILED', `a net-effect batch hit a unique violation; replaying it in exact order up to ${formatLsn(untilLsn)}`, { retryable: true, cause, sqlState: fromServerError(cause, 'target').sqlState });
     this.name = 'FoldConflictError';
-  }
-}
-
-/**
- * A COPY failed. postgres.js drops an error that arrives after the COPY data
- * was sent (the query had already resolved with its stream), so the batch
- * only shows the next statement's "transaction is aborted" (25P02). The
- * exact replay uses INSERT, which reports the server's real error.
- */
-export class CopyAbortedError extends ExactReplayError {
-  constructor(untilLsn: Lsn, cause: unknown) {
-    super(untilLsn, 'a COPY into the target failed and the driver did not pass the server\'s error on', cause);
-    this.name = 'CopyAbortedError';
+    this.untilLsn = untilLsn;
   }
 }
 
@@ -123,7 +103,6 @@ interface CommittingBatch {
   readonly endLsn: Lsn;
   readonly commitTime: PgTimestamp;
   readonly folded: boolean;
-  readonly copied: boolean;
   readonly maxCommitLsn: Lsn;
 }
 
@@ -153,9 +132,6 @@ export class ApplyWriter implements TransactionSink {
   /** Fold the current source transaction's changes (net-effect mode, outside an exact-replay stretch). */
   #foldThisTx = false;
   #batchFolded = false;
-  /** False while the batch holds a transaction of an exact-replay stretch. */
-  #copyAllowed = true;
-  #batchCopied = false;
   /**
    * Settles once the last COPY sent has handed all its data over. The server
    * reads nothing but COPY data until then, so statements issued meanwhile
@@ -247,15 +223,10 @@ export class ApplyWriter implements TransactionSink {
 
   begin(tx: TransactionInfo): void {
     this.#inSourceTx = true;
-    // A streamed transaction begins with a lower bound for its commit LSN (it is not known
-    // yet), so it is exact whenever that bound is inside the replay stretch.
-    const exactUntil = this.#options.exactUntil ?? ZERO_LSN;
-    const exact = exactUntil > ZERO_LSN && tx.commitLsn <= exactUntil;
-    this.#foldThisTx = this.#options.netEffect && !exact;
+    this.#foldThisTx = this.#options.netEffect && tx.commitLsn > (this.#options.exactUntil ?? ZERO_LSN);
     if (tx.commitLsn > this.#batchMaxCommitLsn) this.#batchMaxCommitLsn = tx.commitLsn;
     if (!this.#batchOpen) {
       this.#batchOpen = true;
-      this.#copyAllowed = true;
       this.#batchStartedAt = Date.now();
       this.#issue({ text: 'BEGIN READ WRITE', params: [] });
       const previous = this.#committing;
@@ -270,7 +241,6 @@ export class ApplyWriter implements TransactionSink {
         });
       }
     }
-    if (exact) this.#copyAllowed = false;
   }
 
   change(change: RowChange): void | Promise<void> {
@@ -329,14 +299,13 @@ export class ApplyWriter implements TransactionSink {
     // so a client that dies mid-batch cannot leave an aborted transaction that moved the origin.
     // The literals are ours (an LSN and an ISO timestamp), not user data.
     this.#issue({ text: `SELECT pg_replication_origin_xact_setup('${formatLsn(last.endLsn)}', '${commitTime}'); COMMIT`, params: [] });
-    const committing: CommittingBatch = { promises: this.#inFlight, endLsn: last.endLsn, commitTime: last.commitTime, folded: this.#batchFolded, copied: this.#batchCopied, maxCommitLsn: this.#batchMaxCommitLsn };
+    const committing: CommittingBatch = { promises: this.#inFlight, endLsn: last.endLsn, commitTime: last.commitTime, folded: this.#batchFolded, maxCommitLsn: this.#batchMaxCommitLsn };
     this.#inFlight = [];
     this.stats.batches++;
     this.#batchOpen = false;
     this.#batchTransactions = 0;
     this.#queuedChanges = 0;
     this.#batchFolded = false;
-    this.#batchCopied = false;
     this.#batchMaxCommitLsn = ZERO_LSN;
     // Pipelined commits: this batch's COMMIT is on its way; the next batch may be built and sent
     // behind it while the target works. Only one batch waits for its COMMIT at a time.
@@ -366,7 +335,7 @@ export class ApplyWriter implements TransactionSink {
 
   async #finishCommit(batch: CommittingBatch): Promise<void> {
     await Promise.all(batch.promises);
-    this.#throwIfFailed(batch.folded, batch.copied, batch.maxCommitLsn);
+    this.#throwIfFailed(batch.folded, batch.maxCommitLsn);
     if (batch.endLsn > this.#durable) {
       this.#durable = batch.endLsn;
       this.#durableCommitTime = batch.commitTime;
@@ -378,7 +347,6 @@ export class ApplyWriter implements TransactionSink {
     this.#queues.clear();
     this.#queuedChanges = 0;
     this.#batchFolded = false;
-    this.#batchCopied = false;
     this.#batchMaxCommitLsn = ZERO_LSN;
     this.#batchTransactions = 0;
     const wasOpen = this.#batchOpen;
@@ -567,7 +535,7 @@ export class ApplyWriter implements TransactionSink {
     for (const run of queue.runs) {
       switch (run.kind) {
         case 'insert':
-          if (run.rows.length >= COPY_MIN_ROWS && this.#copyAllowed) this.#issueCopy(copyInsertStatement(run.table, run.rows));
+          if (run.rows.length >= COPY_MIN_ROWS) this.#issueCopy(copyInsertStatement(run.table, run.rows));
           else this.#issue(insertStatement(run.table, run.rows));
           break;
         case 'update':
@@ -609,7 +577,11 @@ export class ApplyWriter implements TransactionSink {
   }
 
   #track(promise: Promise<unknown>): void {
-    this.#inFlight.push(promise.catch((error: unknown) => { this.#failure ??= error; }));
+    this.#inFlight.push(promise.catch((error: unknown) => {
+      // "Transaction is aborted" (25P02) only echoes an earlier failure, which may be reported
+      // a moment later (a COPY's error arrives through its completion, after the stream).
+      if (this.#failure === undefined || sqlStateOf(this.#failure) === '25P02') this.#failure = error;
+    }));
   }
 
   /**
@@ -620,13 +592,12 @@ export class ApplyWriter implements TransactionSink {
    * and is used only for runs of at least COPY_MIN_ROWS rows, where it saves
    * far more (see copyInsertStatement).
    *
-   * Two quirks of postgres.js shape this. (1) A COPY that fails after its
-   * data was sent is never reported: its query already resolved with the
-   * stream. The probe statement sent right behind it fails instead (25P02),
-   * see CopyAbortedError. (2) When a COPY completes, its stream is destroyed,
-   * and destroying it sends CopyFail on the connection: harmless between
-   * COPYs, fatal to a COPY already under way. So a COPY starts only after the
-   * previous one completed (its probe returned) and its stream closed.
+   * The gate settles once the stream ended (postgres.js then sends CopyDone
+   * and accepts queries again); the COPY's outcome comes from copyIn's
+   * completion, which also carries the server's error. A COPY starts only
+   * after the previous one completed and its stream closed: postgres.js
+   * destroys a finished COPY's stream by sending CopyFail, harmless between
+   * COPYs and fatal to one under way.
    */
   #issueCopy(copy: CopyStatement): void {
     if (this.#fence.closed) {
@@ -635,19 +606,19 @@ export class ApplyWriter implements TransactionSink {
     }
     this.stats.statements++;
     this.stats.copies++;
-    this.#batchCopied = true;
     const previousDone = this.#lastCopyDone;
-    let closed!: Promise<void>;
+    const done = deferred<void>();
+    done.promise.catch(() => {});
     const run = async (): Promise<void> => {
       if (previousDone) await previousDone;
-      const stream = await this.#sql.unsafe(copy.text).writable();
-      closed = new Promise<void>((resolve) => stream.once('close', () => resolve()));
+      const { stream, completion } = await copyIn(this.#sql, copy.text);
+      const closed = new Promise<void>((resolve) => stream.once('close', () => resolve()));
+      completion.then(() => closed).then(done.resolve, done.reject);
       await new Promise<void>((resolve, reject) => {
         stream.on('error', reject);
         const last = copy.chunks.length - 1;
         for (let i = 0; i < last; i++) stream.write(copy.chunks[i]!);
-        // Once the last write is flushed, end() runs the stream's final step at once, and
-        // postgres.js sends CopyDone and accepts queries again.
+        // Once the last write is flushed, end() runs the stream's final step at once: CopyDone.
         stream.write(copy.chunks[last]!, (error) => {
           if (error) return reject(error);
           stream.end();
@@ -657,12 +628,10 @@ export class ApplyWriter implements TransactionSink {
     };
     const gate = this.#copyGate ? this.#copyGate.then(run) : run();
     this.#copyGate = gate;
-    gate.then(() => { if (this.#copyGate === gate) this.#copyGate = undefined; }, () => {});
+    gate.then(() => { if (this.#copyGate === gate) this.#copyGate = undefined; }, done.reject);
     this.#track(gate);
-    const probe = this.#issue({ text: 'SELECT 1', params: [] });
-    const done = probe.then(() => closed);
-    done.catch(() => {});
-    this.#lastCopyDone = done;
+    this.#track(done.promise);
+    this.#lastCopyDone = done.promise;
   }
 
   #issueCounted(statement: Statement, expected: number, table: TargetTable, what: string): void {
@@ -677,7 +646,7 @@ export class ApplyWriter implements TransactionSink {
     }, () => {});
   }
 
-  #throwIfFailed(folded = this.#batchFolded, copied = this.#batchCopied, maxCommitLsn = this.#batchMaxCommitLsn): void {
+  #throwIfFailed(folded = this.#batchFolded, maxCommitLsn = this.#batchMaxCommitLsn): void {
     if (this.#failure !== undefined) {
       const failure = this.#failure;
       this.#failure = undefined;
@@ -688,7 +657,6 @@ export class ApplyWriter implements TransactionSink {
       const mapped = fromServerError(failure, 'target');
       const sqlState = mapped.sqlState;
       if (folded && (sqlState === '23505' || sqlState === '23P01')) throw new FoldConflictError(maxCommitLsn, failure);
-      if (copied && sqlState === '25P02') throw new CopyAbortedError(maxCommitLsn, failure);
       throw new PgtideError('APPLY_FAILED', `applying to the target failed: ${mapped.message}`, { sqlState, retryable: true, cause: failure });
     }
   }
@@ -717,4 +685,9 @@ async function reconcileOrigin(sql: postgres.Sql, options: ApplyWriterOptions): 
     await sql.unsafe(`SELECT pg_replication_origin_advance($1, $2::text::pg_lsn)`, [options.originName, formatLsn(durable)]);
   }
   return durable;
+}
+
+function sqlStateOf(error: unknown): string | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : undefined;
 }

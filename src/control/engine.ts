@@ -17,7 +17,7 @@ import { PgoutputDecoder } from '../protocol/pgoutput-decoder.js';
 import { TransactionAssembler } from '../changes/transaction-assembler.js';
 import { formatLsn, maxLsn, ZERO_LSN, type Lsn } from '../changes/lsn.js';
 import { qualify } from '../changes/relation-cache.js';
-import { ApplyWriter, ExactReplayError } from '../apply/apply-writer.js';
+import { ApplyWriter, FoldConflictError } from '../apply/apply-writer.js';
 import { ChangeGate } from '../apply/change-gate.js';
 import { DirectStreamedApply } from '../apply/streamed-apply.js';
 import { StateStore } from '../target/state-store.js';
@@ -46,7 +46,7 @@ export class Engine {
   readonly #hooks: EngineHooks;
   #phase: EngineState['phase'] = 'starting';
   #durable: Lsn | undefined;
-  /** After a fold conflict or a failed COPY: apply in exact order, with INSERT, up to here. */
+  /** After a fold conflict: apply in exact order up to here. */
   #exactUntil: Lsn = ZERO_LSN;
 
   constructor(config: PgtideConfig, logger: Logger, hooks: EngineHooks = {}) {
@@ -87,7 +87,7 @@ export class Engine {
         try {
           await this.#streamOnce(prepared, signal, () => { attempt = 0; });
         } catch (error) {
-          if (error instanceof ExactReplayError && !signal.aborted) {
+          if (error instanceof FoldConflictError && !signal.aborted) {
             this.#exactUntil = maxLsn(this.#exactUntil, error.untilLsn);
             this.#logger.info({ untilLsn: formatLsn(error.untilLsn) }, error.message);
             continue;

@@ -30,11 +30,12 @@
  */
 import postgres from 'postgres';
 import net from 'node:net';
-import { Transform, type Readable, type Writable } from 'node:stream';
+import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fromServerError, PgtideError } from '../control/errors.js';
 import { qualify, quoteIdent } from '../changes/relation-cache.js';
 import { TEXT_FORMAT_SETTINGS } from '../protocol/text-format.js';
+import { copyIn, deferred, type Deferred, type Queryable } from '../target/copy-in.js';
 
 export interface CopyTableSpec {
   readonly schema: string;
@@ -181,68 +182,6 @@ function connect(url: string, connection: Record<string, string>): postgres.Sql 
 
 // ---------------------------------------------------------------------------
 // COPY streams over postgres.js, with workarounds for two bugs of 3.4.x.
-
-/** What COPY needs from a connection: a plain client and a transaction both qualify. */
-type Queryable = Pick<postgres.Sql, 'unsafe'>;
-
-interface Deferred<T> {
-  readonly promise: Promise<T>;
-  resolve(value: T): void;
-  reject(error: unknown): void;
-}
-
-function deferred<T>(): Deferred<T> {
-  let resolve!: (value: T) => void;
-  let reject!: (error: unknown) => void;
-  const promise = new Promise<T>((res, rej) => { resolve = res; reject = rej; });
-  return { promise, resolve, reject };
-}
-
-/** The settle functions postgres.js keeps on its Query object and calls from the connection. */
-interface QuerySettlers {
-  resolve(value: unknown): void;
-  reject(error: unknown): void;
-}
-
-interface CopySink {
-  readonly stream: Writable;
-  /** The server's row count from the COPY command tag; rejects with the server's error. */
-  readonly completion: Promise<number>;
-}
-
-/**
- * `COPY … FROM STDIN`. postgres.js settles the writable only on success: when
- * the server rejects a row after the stream was ended (the usual case for a
- * bad last row), the writable's final callback is never called, the pipeline
- * hangs and the transaction is never rolled back (porsager/postgres#1173).
- * The server's answer still reaches the Query's resolve/reject a second time
- * (the first one delivered the stream), so we take it from there: that is also
- * the only place the row count of the command tag is available.
- */
-async function copyIn(sql: Queryable, statement: string): Promise<CopySink> {
-  const query = sql.unsafe(statement);
-  const settlers = query as unknown as QuerySettlers;
-  const first = { resolve: settlers.resolve, reject: settlers.reject };
-  const outcome = deferred<number>();
-  // Observed by the caller later; if the caller gave up first, nothing is left unhandled.
-  outcome.promise.catch(() => {});
-  let delivered = false;
-  settlers.resolve = (value: unknown) => {
-    if (delivered) {
-      const count = (value as { count?: unknown } | null)?.count;
-      outcome.resolve(typeof count === 'number' ? count : Number.NaN);
-      return;
-    }
-    delivered = true;
-    first.resolve(value);
-  };
-  settlers.reject = (error: unknown) => {
-    if (delivered) outcome.reject(error);
-    else first.reject(error);
-  };
-  const stream = await query.writable();
-  return { stream, completion: outcome.promise };
-}
 
 /**
  * `COPY … TO STDOUT`. When postgres.js pauses the socket for backpressure and
