@@ -31,6 +31,8 @@ export interface BenchOptions {
   readonly builtinBinary: boolean;
   /** pgtide's apply.streamedApply (apply large transactions while they stream); undefined: pgtide's default. */
   readonly streamedApply: boolean | undefined;
+  /** pgtide's apply.copyMinRows (insert runs sent as COPY from this length; 0: never); undefined: pgtide's default. */
+  readonly copyMinRows: number | undefined;
 }
 
 export const USAGE = `usage: node dist/bench/run.js <scenario|all> [options]
@@ -51,12 +53,19 @@ options:
   --decode-changes N decode: changes for the decoder micro-benchmark (default: its own)
   --builtin-binary on|off   built-in subscription binary option (default on)
   --streamed-apply on|off   pgtide apply.streamedApply: large transactions applied while they stream (default: pgtide's own, on)
+  --copy-min-rows N         pgtide apply.copyMinRows: insert runs of N+ rows go through COPY, 0 never (default: pgtide's own, 0)
 `;
 
 function positiveInt(name: string, raw: string | undefined, fallback: number): number {
   if (raw === undefined) return fallback;
   const value = Number(raw.replace(/_/g, ''));
   if (!Number.isInteger(value) || value <= 0) throw new Error(`--${name} must be a positive integer, got "${raw}"`);
+  return value;
+}
+
+function nonNegativeInt(name: string, raw: string): number {
+  const value = Number(raw.replace(/_/g, ''));
+  if (!Number.isInteger(value) || value < 0) throw new Error(`--${name} must be 0 or a positive integer, got "${raw}"`);
   return value;
 }
 
@@ -78,6 +87,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
       'decode-changes': { type: 'string' },
       'builtin-binary': { type: 'string' },
       'streamed-apply': { type: 'string' },
+      'copy-min-rows': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -111,5 +121,6 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
     copyParallelism: 2,
     builtinBinary: binary === 'on',
     streamedApply: streamed === undefined ? undefined : streamed === 'on',
+    copyMinRows: values['copy-min-rows'] === undefined ? undefined : nonNegativeInt('copy-min-rows', values['copy-min-rows']),
   };
 }

@@ -59,7 +59,7 @@ export class PgtideReplicator implements Replicator {
   #started = false;
   #stopped = false;
 
-  constructor(setup: ReplicatorSetup, tuning: { readonly streamedApply?: boolean | undefined } = {}) {
+  constructor(setup: ReplicatorSetup, tuning: { readonly streamedApply?: boolean | undefined; readonly copyMinRows?: number | undefined } = {}) {
     this.#setup = setup;
     const config: ConfigInput = {
       name: NAME,
@@ -67,7 +67,7 @@ export class PgtideReplicator implements Replicator {
       target: { url: setup.target.urlFor(setup.targetDb) },
       tables: setup.tables.map(dotted),
       copy: { parallelism: setup.copyParallelism },
-      apply: { batchMaxTransactions: 1000, batchMaxChanges: 20000, batchMaxAgeMs: 10, ...(tuning.streamedApply === undefined ? {} : { streamedApply: tuning.streamedApply }) },
+      apply: { batchMaxTransactions: 1000, batchMaxChanges: 20000, batchMaxAgeMs: 10, ...(tuning.streamedApply === undefined ? {} : { streamedApply: tuning.streamedApply }), ...(tuning.copyMinRows === undefined ? {} : { copyMinRows: tuning.copyMinRows }) },
       memoryCap: '64MB',
     };
     // Validating against the engine's own schema turns a config drift into a
@@ -77,7 +77,7 @@ export class PgtideReplicator implements Replicator {
     this.#configFile = path.join(this.#dir, 'pgtide.yaml');
     this.#logFile = path.join(this.#dir, 'pgtide.log');
     writeFileSync(this.#configFile, stringify(config));
-    this.settings = `copy.parallelism ${setup.copyParallelism}; apply batch ≤ 1000 tx / 20000 changes / 10 ms; memoryCap 64MB; streamedApply ${parsed.apply.streamedApply ? 'on' : 'off'}`;
+    this.settings = `copy.parallelism ${setup.copyParallelism}; apply batch ≤ 1000 tx / 20000 changes / 10 ms; memoryCap 64MB; streamedApply ${parsed.apply.streamedApply ? 'on' : 'off'}; copyMinRows ${parsed.apply.copyMinRows}`;
   }
 
   async start(): Promise<void> {

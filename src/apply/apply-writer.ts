@@ -51,6 +51,8 @@ export interface ApplyWriterOptions {
   readonly batchMaxAgeMs: number;
   /** Fold changes per key within a batch (net-effect mode); see net-effect.ts. */
   readonly netEffect: boolean;
+  /** Insert runs at least this long go through COPY (0: never); see #issueCopy. */
+  readonly copyMinRows: number;
   /** Transactions committed at or below this LSN are applied in exact order (replay after a fold conflict). */
   readonly exactUntil?: Lsn;
   /**
@@ -75,8 +77,6 @@ export class FoldConflictError extends PgtideError {
   }
 }
 
-/** Insert runs at least this long go through COPY; shorter ones stay pipelined INSERTs (see #issueCopy). */
-const COPY_MIN_ROWS = 1000;
 
 export interface ApplyStats {
   transactions: number;
@@ -535,7 +535,7 @@ export class ApplyWriter implements TransactionSink {
     for (const run of queue.runs) {
       switch (run.kind) {
         case 'insert':
-          if (run.rows.length >= COPY_MIN_ROWS) this.#issueCopy(copyInsertStatement(run.table, run.rows));
+          if (this.#options.copyMinRows > 0 && run.rows.length >= this.#options.copyMinRows) this.#issueCopy(copyInsertStatement(run.table, run.rows));
           else this.#issue(insertStatement(run.table, run.rows));
           break;
         case 'update':
@@ -589,7 +589,7 @@ export class ApplyWriter implements TransactionSink {
    * the data stream only once the server answered CopyInResponse, that is
    * after every statement before it ran, and until the data is sent nothing
    * else may go out. So a COPY costs the target one round trip of idleness,
-   * and is used only for runs of at least COPY_MIN_ROWS rows, where it saves
+   * and is used only for runs of at least `copyMinRows` rows, where it saves
    * far more (see copyInsertStatement).
    *
    * The gate settles once the stream ended (postgres.js then sends CopyDone

@@ -55,7 +55,9 @@ export const configSchema = z.object({
     enabled: z.boolean().default(true),
     parallelism: z.number().int().min(1).max(64).default(2),
     splitThresholdBytes: byteSize.default(256 * 1024 * 1024),
-  }).strict().default({ enabled: true, parallelism: 2, splitThresholdBytes: 256 * 1024 * 1024 }),
+    /** Drop plain secondary indexes of a table copied whole and build them after its COPY, in the same transaction. */
+    rebuildIndexes: z.boolean().default(true),
+  }).strict().default({ enabled: true, parallelism: 2, splitThresholdBytes: 256 * 1024 * 1024, rebuildIndexes: true }),
   apply: z.object({
     /** Source transactions grouped into one target transaction at most. */
     batchMaxTransactions: z.number().int().min(1).default(1000),
@@ -71,7 +73,14 @@ export const configSchema = z.object({
      * until commit. Off: everything is applied at commit, on one connection.
      */
     streamedApply: z.boolean().default(true),
-  }).strict().default({ batchMaxTransactions: 1000, batchMaxChanges: 20000, batchMaxAgeMs: 10, netEffect: true, streamedApply: true }),
+    /**
+     * Insert runs of at least this many rows are sent as COPY FROM STDIN instead of
+     * INSERT … unnest; 0 (the default) never. A COPY costs the target less per row but stops
+     * the statement pipeline for a round trip; end to end it measured no faster here (the
+     * target was not the bottleneck), so it is for targets short of CPU. See ARCHITECTURE.md.
+     */
+    copyMinRows: z.number().int().min(0).default(0),
+  }).strict().default({ batchMaxTransactions: 1000, batchMaxChanges: 20000, batchMaxAgeMs: 10, netEffect: true, streamedApply: true, copyMinRows: 0 }),
   /** Memory for streamed (in-progress) transactions; beyond it changes are spilled to disk. */
   memoryCap: byteSize.default(64 * 1024 * 1024),
   spillDir: z.string().optional(),

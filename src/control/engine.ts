@@ -250,6 +250,8 @@ export class Engine {
       tables: specs,
       parallelism: this.#config.copy.parallelism,
       splitThresholdBytes: this.#config.copy.splitThresholdBytes,
+      rebuildIndexes: this.#config.copy.rebuildIndexes,
+      onIndexBuild: (t, index) => this.#logger.info({ table: qualify(t.schema, t.name), index }, 'building an index dropped for the copy'),
       onTableStart: (t) => store.setTableState(t.schema, t.name, 'copying', undefined),
       onTableDone: (t, rows) => store.setTableState(t.schema, t.name, 'ready', syncLsn, rows),
       ...(this.#hooks.onCopyProgress ? { onProgress: this.#hooks.onCopyProgress } : {}),
@@ -270,6 +272,7 @@ export class Engine {
       batchMaxChanges: config.apply.batchMaxChanges,
       batchMaxAgeMs: config.apply.batchMaxAgeMs,
       netEffect: config.apply.netEffect,
+      copyMinRows: config.apply.copyMinRows,
       exactUntil: this.#exactUntil,
       logger: this.#logger,
     };

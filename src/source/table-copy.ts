@@ -78,6 +78,12 @@ export interface CopyOptions {
    */
   readonly format?: CopyFormat | 'auto';
   /**
+   * Drop a table's plain secondary indexes before its COPY and build them
+   * again after it, in the same target transaction (see SECONDARY_INDEXES).
+   * Only for tables copied whole; default true.
+   */
+  readonly rebuildIndexes?: boolean;
+  /**
    * Called once every worker has imported the snapshot, before any data is
    * copied: from then on the replication connection that exported it may run
    * other commands (START_REPLICATION). Not awaited.
@@ -89,6 +95,8 @@ export interface CopyOptions {
   readonly onTableDone?: (t: CopyTableSpec, rows: number) => Promise<void>;
   /** Every table, in copy order, at most every 200 ms and whenever a table starts or ends. */
   readonly onProgress?: (p: readonly CopyProgress[]) => void;
+  /** A secondary index dropped for the copy is being built again (can take a while on a large table). */
+  readonly onIndexBuild?: (t: CopyTableSpec, index: string) => void;
   readonly signal?: AbortSignal;
 }
 
@@ -690,7 +698,12 @@ class TableCopy {
     let rows = 0;
     await worker.target.begin(async (tx) => {
       await tx.unsafe(job.truncateSql()).catch((error: unknown) => { throw copyError(error, 'target', job); });
+      const indexes = this.#options.rebuildIndexes === false ? [] : await dropSecondaryIndexes(tx, job);
       rows = await this.#stream(worker.source.tx, tx, job, undefined);
+      for (const index of indexes) {
+        this.#options.onIndexBuild?.(job.spec, index.name);
+        await tx.unsafe(index.definition).catch((error: unknown) => { throw copyError(error, 'target', job); });
+      }
     });
     job.rows = rows;
     await this.#finish(job);
@@ -778,6 +791,48 @@ class TableCopy {
     try {
       onProgress(this.#jobs.map((job) => job.progress()));
     } catch { /* a broken progress display must not fail the copy */ }
+  }
+}
+
+/**
+ * Secondary indexes that may be dropped for a copy and built again after it.
+ * Maintaining an index row by row during COPY is much slower than one sorted
+ * build afterwards: 1.5 M rows with a primary key and three secondary
+ * indexes took 17.1 s with the indexes in place and 5.9 s dropped and
+ * rebuilt, in one transaction (scratch measurement, this 2-core machine).
+ * The drop, the copy and the rebuilds share the copy's transaction, so a
+ * failure or a crash leaves the indexes as they were.
+ *
+ * Left in place, so nothing about them can be lost: the primary key and
+ * indexes behind constraints, unique indexes (a foreign key may use one),
+ * the replica identity index, the CLUSTER index, invalid indexes, indexes in
+ * a non-default tablespace or with a comment, and indexes of partitions
+ * (attached to their parent's index).
+ */
+const SECONDARY_INDEXES = `
+  SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS name, pg_get_indexdef(i.indexrelid) AS definition
+    FROM pg_index i
+    JOIN pg_class c ON c.oid = i.indexrelid
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE i.indrelid = to_regclass($1)
+     AND NOT i.indisprimary AND NOT i.indisunique AND NOT i.indisexclusion
+     AND NOT i.indisreplident AND NOT i.indisclustered AND i.indisvalid
+     AND c.reltablespace = 0
+     AND obj_description(i.indexrelid, 'pg_class') IS NULL
+     AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)
+     AND NOT EXISTS (SELECT 1 FROM pg_inherits h WHERE h.inhrelid = i.indexrelid)
+     AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.refobjid = i.indexrelid AND d.refclassid = 'pg_class'::regclass AND d.deptype <> 'a')
+   ORDER BY c.relname`;
+
+interface SecondaryIndex { readonly name: string; readonly definition: string }
+
+async function dropSecondaryIndexes(tx: Queryable, job: TableJob): Promise<readonly SecondaryIndex[]> {
+  try {
+    const indexes = await tx.unsafe<SecondaryIndex[]>(SECONDARY_INDEXES, [job.qualified]);
+    for (const index of indexes) await tx.unsafe(`DROP INDEX ${index.name}`);
+    return indexes;
+  } catch (error) {
+    throw copyError(error, 'target', job);
   }
 }
 

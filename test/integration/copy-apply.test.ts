@@ -26,7 +26,7 @@ describe('COPY for long insert runs', () => {
       CREATE TABLE nokey_log (a int, note text);
       CREATE TABLE seen_first (id int PRIMARY KEY, v text);
       CREATE TABLE seen_second (id int PRIMARY KEY, v text);`);
-    running = startEngine(scope, parseConfig(configInput(pair, { tables: ['"Copy Me"', 'nokey_log', 'seen_first', 'seen_second'], apply: { batchMaxAgeMs: 200 } })), {}, pino({ level: 'info' }, sink));
+    running = startEngine(scope, parseConfig(configInput(pair, { tables: ['"Copy Me"', 'nokey_log', 'seen_first', 'seen_second'], apply: { batchMaxAgeMs: 200, copyMinRows: 1000 } })), {}, pino({ level: 'info' }, sink));
     await withTimeout(running.streaming, 60_000, 'streaming');
   });
   after(() => scope.cleanup());
@@ -104,7 +104,7 @@ describe('COPY inside a streamed transaction', () => {
       CREATE TABLE "Copy Me" (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "Wert" text);
       CREATE TABLE nokey_log (a int, note text);`);
     const sink = new Writable({ write(chunk: Buffer, _enc, done) { logLines.push(chunk.toString()); done(); } });
-    running = startEngine(scope, parseConfig(configInput(pair, { tables: ['"Copy Me"', 'nokey_log'] })), {}, pino({ level: 'info' }, sink));
+    running = startEngine(scope, parseConfig(configInput(pair, { tables: ['"Copy Me"', 'nokey_log'], apply: { copyMinRows: 1000 } })), {}, pino({ level: 'info' }, sink));
     await withTimeout(running.streaming, 60_000, 'streaming');
   });
   after(() => scope.cleanup());

@@ -81,6 +81,17 @@ async function checksums(cluster: Cluster, tables: readonly CopyTableSpec[]): Pr
   }
 }
 
+/** `name: definition` of every index of a public table. */
+async function indexesOf(cluster: Cluster, table: string): Promise<string[]> {
+  const sql = cluster.sql();
+  try {
+    const rows = await sql<{ indexname: string; indexdef: string }[]>`select indexname, indexdef from pg_indexes where schemaname = 'public' and tablename = ${table} order by indexname`;
+    return rows.map((r) => `${r.indexname}: ${r.indexdef}`);
+  } finally {
+    await sql.end();
+  }
+}
+
 async function copySessions(cluster: Cluster): Promise<number> {
   const sql = cluster.sql();
   try {
@@ -113,10 +124,19 @@ describe('initial table copy', () => {
         insert into extra select i, 'x' from generate_series(1, 10) i;
         create table strict (id int primary key, v int);
         insert into strict select i, i from generate_series(1, 99) i;
-        insert into strict values (100, 100);`);
+        insert into strict values (100, 100);
+        create table indexed (id int primary key, a int, b text, c int);
+        insert into indexed select i, i % 50, 'b' || i, i from generate_series(1, 3000) i;`);
       // Shifts the OIDs of the target's own types, as between real clusters; with
       // its user-defined mood columns the mixed table goes through in text under 'auto'.
       await d.unsafe(`create type shift_oids as (a int); ${SCHEMA} create table strict (id int primary key, v int check (v < 100));
+                       create index strict_v on strict (v);
+                       create table indexed (id int primary key, a int, b text, c int);
+                       create index "Indexed A" on indexed (a);
+                       create index indexed_lower_b on indexed (lower(b)) where a > 10;
+                       create unique index indexed_c on indexed (c);
+                       create index indexed_b_commented on indexed (b);
+                       comment on index indexed_b_commented is 'kept in place: a rebuild would lose the comment';
                        create table extra (id int primary key);`);
       // Defaults that change the text form of values, different on each side: the copy must not depend on them.
       await s.unsafe(`alter database postgres set datestyle = 'SQL, DMY'; alter database postgres set intervalstyle = 'sql_standard';
@@ -213,6 +233,24 @@ describe('initial table copy', () => {
     assert.equal(expected.get('public.parent')!.n, 600);
   });
 
+  it('drops plain secondary indexes for the copy and builds them again; leaves the others in place', async () => {
+    const before = await indexesOf(target, 'indexed');
+    assert.equal(before.length, 5);
+    const expected = await checksums(source, [t('indexed')]);
+    const snapshot = await exportSnapshot(source);
+    const rebuilt: string[] = [];
+    try {
+      await copyTables({ sourceUrl: source.url, targetUrl: target.url, snapshotName: snapshot.name, tables: [t('indexed')], parallelism: 1, onIndexBuild: (_t, index) => rebuilt.push(index) });
+      // Off: nothing is dropped.
+      await copyTables({ sourceUrl: source.url, targetUrl: target.url, snapshotName: snapshot.name, tables: [t('indexed')], parallelism: 1, rebuildIndexes: false, onIndexBuild: (_t, index) => rebuilt.push(`off: ${index}`) });
+    } finally {
+      await snapshot.release();
+    }
+    assert.deepEqual(rebuilt, ['public."Indexed A"', 'public.indexed_lower_b']);
+    assert.deepEqual(await indexesOf(target, 'indexed'), before);
+    assert.deepEqual(await checksums(target, [t('indexed')]), expected);
+  });
+
   it('names a table missing on the target and how to create it, before touching any table', async () => {
     const before = await checksums(target, [MIXED]);
     const snapshot = await exportSnapshot(source);
@@ -269,6 +307,8 @@ describe('initial table copy', () => {
       await snapshot.release();
     }
     assert.deepEqual([...(await checksums(target, [t('strict')])).values()][0]!.n, 0);
+    // The index dropped for the copy came back with the rollback.
+    assert.deepEqual((await indexesOf(target, 'strict')).map((i) => i.split(':')[0]), ['strict_pkey', 'strict_v']);
     assert.equal(await copySessions(source), 0);
     assert.equal(await copySessions(target), 0);
   });
