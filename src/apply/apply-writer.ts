@@ -589,8 +589,8 @@ export class ApplyWriter implements TransactionSink {
    * the data stream only once the server answered CopyInResponse, that is
    * after every statement before it ran, and until the data is sent nothing
    * else may go out. So a COPY costs the target one round trip of idleness,
-   * and is used only for runs of at least `copyMinRows` rows, where it saves
-   * far more (see copyInsertStatement).
+   * against less work per row (see copyInsertStatement); end to end that did
+   * not pay in the benchmarks, hence `copyMinRows` is 0 (off) by default.
    *
    * The gate settles once the stream ended (postgres.js then sends CopyDone
    * and accepts queries again); the COPY's outcome comes from copyIn's

@@ -798,8 +798,8 @@ class TableCopy {
  * Secondary indexes that may be dropped for a copy and built again after it.
  * Maintaining an index row by row during COPY is much slower than one sorted
  * build afterwards: 1.5 M rows with a primary key and three secondary
- * indexes took 17.1 s with the indexes in place and 5.9 s dropped and
- * rebuilt, in one transaction (scratch measurement, this 2-core machine).
+ * indexes took 23.7 s with the indexes in place and 6.9 s dropped and
+ * rebuilt (bench/experiments/index-rebuild.ts, this 2-core machine).
  * The drop, the copy and the rebuilds share the copy's transaction, so a
  * failure or a crash leaves the indexes as they were.
  *
