@@ -27,28 +27,17 @@ async function main(): Promise<void> {
     await src.unsafe(DDL);
     await src.unsafe(`INSERT INTO items SELECT g, (g::bigint * 7919 % 100000)::int, md5(g::text), now() - g * interval '1 s', repeat('x', 60) FROM generate_series(1, ${rows}) g`);
     await dst.unsafe(`${DDL}; ${SECONDARY}`);
-    // A snapshot exported by an open REPEATABLE READ transaction, as the replication slot would.
-    let release!: () => void;
-    const released = new Promise<void>((resolve) => { release = resolve; });
-    let named!: (name: string) => void;
-    const snapshotName = new Promise<string>((resolve) => { named = resolve; });
-    const exporter = src.begin('isolation level repeatable read', async (tx) => {
-      const [row] = await tx<{ name: string }[]>`SELECT pg_export_snapshot() AS name`;
-      named(row!.name);
-      await released;
-    });
-    const snapshot = await snapshotName;
+    const snapshot = await source.exportSnapshot();
     const times: Record<'kept' | 'rebuilt', number[]> = { kept: [], rebuilt: [] };
     for (let round = 0; round < rounds; round++) {
       for (const mode of ['kept', 'rebuilt'] as const) {
         const started = performance.now();
-        await copyTables({ sourceUrl: source.url, targetUrl: target.url, snapshotName: snapshot, tables: [{ schema: 'public', name: 'items' }], parallelism: 1, rebuildIndexes: mode === 'rebuilt' });
+        await copyTables({ sourceUrl: source.url, targetUrl: target.url, snapshotName: snapshot.name, tables: [{ schema: 'public', name: 'items' }], parallelism: 1, rebuildIndexes: mode === 'rebuilt' });
         times[mode].push((performance.now() - started) / 1000);
         console.log(`${mode.padEnd(8)} round ${round + 1}: ${times[mode].at(-1)!.toFixed(2)} s`);
       }
     }
-    release();
-    await exporter;
+    await snapshot.release();
     const best = (xs: number[]) => Math.min(...xs);
     console.log(`${rows} rows, PK + 3 secondary indexes, PostgreSQL ${source.major}: indexes kept ${best(times.kept).toFixed(2)} s, dropped and rebuilt ${best(times.rebuilt).toFixed(2)} s (best of ${rounds}); speedup ${(best(times.kept) / best(times.rebuilt)).toFixed(2)}×`);
   } finally {

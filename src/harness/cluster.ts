@@ -212,6 +212,26 @@ export class Cluster {
     return postgres(this.urlFor(database), { max: 4, onnotice: () => {}, ...options });
   }
 
+  /**
+   * A snapshot exported by a REPEATABLE READ transaction that stays open until
+   * release(), as a replication slot's EXPORT_SNAPSHOT would: for running the
+   * initial copy without a slot (tests, experiments).
+   */
+  async exportSnapshot(): Promise<{ readonly name: string; release(): Promise<void> }> {
+    const sql = this.sql('postgres', { max: 1 });
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => { release = resolve; });
+    let gotName!: (name: string) => void;
+    const named = new Promise<string>((resolve) => { gotName = resolve; });
+    const tx = sql.begin('isolation level repeatable read', async (tx) => {
+      const [row] = await tx<{ name: string }[]>`select pg_export_snapshot() as name`;
+      gotName(row!.name);
+      await released;
+    });
+    const name = await Promise.race([named, tx.then(() => { throw new Error('the snapshot exporter ended early'); })]);
+    return { name, async release() { release(); await tx; await sql.end(); } };
+  }
+
   async createDatabase(database: string): Promise<void> {
     const sql = this.sql();
     try {

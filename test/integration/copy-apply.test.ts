@@ -6,17 +6,14 @@
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { Writable } from 'node:stream';
-import pino from 'pino';
 import { parseConfig } from '../../src/control/config.js';
-import { TestScope, startPair, ddlBoth, startEngine, configInput, withTimeout, waitFor, waitForCatchUp, assertTablesEqual, type Pair, type RunningEngine } from '../support/replication.js';
+import { TestScope, capturingLogger, startPair, ddlBoth, startEngine, configInput, withTimeout, waitFor, waitForCatchUp, assertTablesEqual, type Pair, type RunningEngine } from '../support/replication.js';
 
 describe('COPY for long insert runs', () => {
   const scope = new TestScope();
   let pair: Pair;
   let running: RunningEngine;
-  const logLines: string[] = [];
-  const sink = new Writable({ write(chunk: Buffer, _enc, done) { logLines.push(chunk.toString()); done(); } });
+  const { lines: logLines, logger } = capturingLogger();
 
   before(async () => {
     // Large enough that these transactions are not streamed: they reach the batching writer whole.
@@ -26,7 +23,7 @@ describe('COPY for long insert runs', () => {
       CREATE TABLE nokey_log (a int, note text);
       CREATE TABLE seen_first (id int PRIMARY KEY, v text);
       CREATE TABLE seen_second (id int PRIMARY KEY, v text);`);
-    running = startEngine(scope, parseConfig(configInput(pair, { tables: ['"Copy Me"', 'nokey_log', 'seen_first', 'seen_second'], apply: { batchMaxAgeMs: 200, copyMinRows: 1000 } })), {}, pino({ level: 'info' }, sink));
+    running = startEngine(scope, parseConfig(configInput(pair, { tables: ['"Copy Me"', 'nokey_log', 'seen_first', 'seen_second'], apply: { batchMaxAgeMs: 200, copyMinRows: 1000 } })), {}, logger);
     await withTimeout(running.streaming, 60_000, 'streaming');
   });
   after(() => scope.cleanup());
@@ -71,7 +68,7 @@ describe('COPY for long insert runs', () => {
     const stopped = logLines.map((l) => JSON.parse(l) as { msg?: string; copies?: number }).find((l) => l.msg === 'streaming stopped');
     assert.ok(stopped, 'the engine logged its apply statistics');
     assert.ok((stopped.copies ?? 0) >= 2, `one COPY per table expected, the log says copies: ${stopped.copies}`);
-    running = startEngine(scope, running.config, {}, pino({ level: 'info' }, sink));
+    running = startEngine(scope, running.config, {}, logger);
     await withTimeout(running.streaming, 60_000, 'streaming again');
   });
 
@@ -95,7 +92,7 @@ describe('COPY inside a streamed transaction', () => {
   const scope = new TestScope();
   let pair: Pair;
   let running: RunningEngine;
-  const logLines: string[] = [];
+  const { lines: logLines, logger } = capturingLogger();
 
   before(async () => {
     // 1 MB of decoding memory: the source streams large transactions in chunks of a few thousand rows.
@@ -103,8 +100,7 @@ describe('COPY inside a streamed transaction', () => {
     await ddlBoth(pair, `
       CREATE TABLE "Copy Me" (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "Wert" text);
       CREATE TABLE nokey_log (a int, note text);`);
-    const sink = new Writable({ write(chunk: Buffer, _enc, done) { logLines.push(chunk.toString()); done(); } });
-    running = startEngine(scope, parseConfig(configInput(pair, { tables: ['"Copy Me"', 'nokey_log'], apply: { copyMinRows: 1000 } })), {}, pino({ level: 'info' }, sink));
+    running = startEngine(scope, parseConfig(configInput(pair, { tables: ['"Copy Me"', 'nokey_log'], apply: { copyMinRows: 1000 } })), {}, logger);
     await withTimeout(running.streaming, 60_000, 'streaming');
   });
   after(() => scope.cleanup());

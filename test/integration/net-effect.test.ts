@@ -4,16 +4,14 @@
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { Writable } from 'node:stream';
-import pino from 'pino';
 import { parseConfig } from '../../src/control/config.js';
-import { TestScope, startPair, ddlBoth, startEngine, configInput, withTimeout, waitForCatchUp, assertTablesEqual, type Pair, type RunningEngine } from '../support/replication.js';
+import { TestScope, capturingLogger, startPair, ddlBoth, startEngine, configInput, withTimeout, waitForCatchUp, assertTablesEqual, type Pair, type RunningEngine } from '../support/replication.js';
 
 describe('net-effect batching', () => {
   const scope = new TestScope();
   let pair: Pair;
   let running: RunningEngine;
-  const logLines: string[] = [];
+  const { lines: logLines, logger } = capturingLogger();
 
   before(async () => {
     pair = await startPair(scope, { name: 'fold' });
@@ -22,8 +20,7 @@ describe('net-effect batching', () => {
       CREATE TABLE hot (id int PRIMARY KEY, n bigint NOT NULL);
       INSERT INTO hot SELECT g, 0 FROM generate_series(1, 5) g;`);
     // Large batches, so that many source transactions fold together.
-    const sink = new Writable({ write(chunk: Buffer, _enc, done) { logLines.push(chunk.toString()); done(); } });
-    running = startEngine(scope, parseConfig(configInput(pair, { tables: ['users', 'hot'], apply: { batchMaxAgeMs: 500, batchMaxTransactions: 10000 } })), {}, pino({ level: 'info' }, sink));
+    running = startEngine(scope, parseConfig(configInput(pair, { tables: ['users', 'hot'], apply: { batchMaxAgeMs: 500, batchMaxTransactions: 10000 } })), {}, logger);
     await withTimeout(running.streaming, 60_000, 'streaming');
   });
   after(() => scope.cleanup());

@@ -45,22 +45,6 @@ async function load(sql: postgres.Sql, from: number, to: number): Promise<void> 
   `);
 }
 
-/** A REPEATABLE READ transaction that exported its snapshot and stays open until release(). */
-async function exportSnapshot(cluster: Cluster): Promise<{ readonly name: string; release(): Promise<void> }> {
-  const sql = cluster.sql('postgres', { max: 1 });
-  let release!: () => void;
-  const released = new Promise<void>((resolve) => { release = resolve; });
-  let gotName!: (name: string) => void;
-  const named = new Promise<string>((resolve) => { gotName = resolve; });
-  const tx = sql.begin('isolation level repeatable read', async (tx) => {
-    const [row] = await tx<{ name: string }[]>`select pg_export_snapshot() as name`;
-    gotName(row!.name);
-    await released;
-  });
-  const name = await Promise.race([named, tx.then(() => { throw new Error('exporter ended early'); })]);
-  return { name, async release() { release(); await tx; await sql.end(); } };
-}
-
 /** A session whose text output does not depend on the database's DateStyle and friends. */
 function normalized(cluster: Cluster): postgres.Sql {
   return cluster.sql('postgres', { connection: { datestyle: 'ISO, MDY', intervalstyle: 'postgres', timezone: 'UTC', extra_float_digits: '3' } });
@@ -156,7 +140,7 @@ describe('initial table copy', () => {
 
   it('copies every table as of the snapshot, splitting the big one, with progress', async () => {
     const expected = await checksums(source, ALL);
-    const snapshot = await exportSnapshot(source);
+    const snapshot = await source.exportSnapshot();
     const s = source.sql();
     let released: Promise<void> | undefined;
     try {
@@ -220,7 +204,7 @@ describe('initial table copy', () => {
     // Text format throughout: the types table checks the pinned DateStyle & co.
     const tables = [MIXED, t('big'), t('parent'), t('child'), t('types'), t('gen')];
     const expected = await checksums(source, tables);
-    const snapshot = await exportSnapshot(source);
+    const snapshot = await source.exportSnapshot();
     try {
       // parent is referenced by child's foreign key: it cannot be truncated alone.
       for (let i = 0; i < 2; i++) {
@@ -237,7 +221,7 @@ describe('initial table copy', () => {
     const before = await indexesOf(target, 'indexed');
     assert.equal(before.length, 5);
     const expected = await checksums(source, [t('indexed')]);
-    const snapshot = await exportSnapshot(source);
+    const snapshot = await source.exportSnapshot();
     const rebuilt: string[] = [];
     try {
       await copyTables({ sourceUrl: source.url, targetUrl: target.url, snapshotName: snapshot.name, tables: [t('indexed')], parallelism: 1, onIndexBuild: (_t, index) => rebuilt.push(index) });
@@ -253,7 +237,7 @@ describe('initial table copy', () => {
 
   it('names a table missing on the target and how to create it, before touching any table', async () => {
     const before = await checksums(target, [MIXED]);
-    const snapshot = await exportSnapshot(source);
+    const snapshot = await source.exportSnapshot();
     let started = 0;
     try {
       await assert.rejects(
@@ -278,7 +262,7 @@ describe('initial table copy', () => {
   });
 
   it('refuses a column the target lacks, and copies the columns it is told to', async () => {
-    const snapshot = await exportSnapshot(source);
+    const snapshot = await source.exportSnapshot();
     try {
       await assert.rejects(
         copyTables({ sourceUrl: source.url, targetUrl: target.url, snapshotName: snapshot.name, tables: [t('extra')] }),
@@ -292,7 +276,7 @@ describe('initial table copy', () => {
   });
 
   it('fails promptly when the target rejects the last row, leaving nothing open', { timeout: 60_000 }, async () => {
-    const snapshot = await exportSnapshot(source);
+    const snapshot = await source.exportSnapshot();
     try {
       await assert.rejects(
         copyTables({ sourceUrl: source.url, targetUrl: target.url, snapshotName: snapshot.name, tables: [t('strict')], parallelism: 1 }),
@@ -314,7 +298,7 @@ describe('initial table copy', () => {
   });
 
   it('stops on abort and closes its connections', async () => {
-    const snapshot = await exportSnapshot(source);
+    const snapshot = await source.exportSnapshot();
     const controller = new AbortController();
     try {
       await assert.rejects(
@@ -332,7 +316,7 @@ describe('initial table copy', () => {
   });
 
   it('reports an unreachable target without its password', async () => {
-    const snapshot = await exportSnapshot(source);
+    const snapshot = await source.exportSnapshot();
     const port = await freePort();
     try {
       await assert.rejects(
@@ -346,7 +330,7 @@ describe('initial table copy', () => {
   });
 
   it('explains a snapshot that can no longer be imported', async () => {
-    const snapshot = await exportSnapshot(source);
+    const snapshot = await source.exportSnapshot();
     await snapshot.release();
     await assert.rejects(
       copyTables({ sourceUrl: source.url, targetUrl: target.url, snapshotName: snapshot.name, tables: [t('gen')], parallelism: 2 }),

@@ -17,6 +17,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import assert from 'node:assert/strict';
 import type postgres from 'postgres';
 import { stringify as toYaml } from 'yaml';
+import { Writable } from 'node:stream';
+import pino from 'pino';
 import { Cluster, defaultMajor, type ClusterOptions, type PgMajor } from '../../src/harness/cluster.js';
 import { Engine, type EngineHooks } from '../../src/control/engine.js';
 import { parseConfig, type ConfigInput, type PgtideConfig } from '../../src/control/config.js';
@@ -154,6 +156,13 @@ export async function ddlBoth(pair: Pick<Pair, 'src' | 'dst'>, ddl: string): Pro
 export function testLogger(): Logger {
   const level = process.env.PGTIDE_TEST_LOG;
   return level ? createLogger({ level }) : silentLogger();
+}
+
+/** A logger that keeps every JSON line it writes, for tests that assert on log messages. */
+export function capturingLogger(): { readonly lines: string[]; readonly logger: Logger } {
+  const lines: string[] = [];
+  const sink = new Writable({ write(chunk: Buffer, _encoding, done) { lines.push(chunk.toString()); done(); } });
+  return { lines, logger: pino({ level: 'info' }, sink) };
 }
 
 /** The config input for a pair: fast batching and status updates; `overrides` wins. */
