@@ -806,8 +806,9 @@ class TableCopy {
  * Left in place, so nothing about them can be lost: the primary key and
  * indexes behind constraints, unique indexes (a foreign key may use one),
  * the replica identity index, the CLUSTER index, invalid indexes, indexes in
- * a non-default tablespace or with a comment, and indexes of partitions
- * (attached to their parent's index).
+ * a non-default tablespace or with a comment, partitioned indexes (whose
+ * definition reads ON ONLY) and indexes of partitions (attached to their
+ * parent's index).
  */
 const SECONDARY_INDEXES = `
   SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS name, pg_get_indexdef(i.indexrelid) AS definition
@@ -817,7 +818,7 @@ const SECONDARY_INDEXES = `
    WHERE i.indrelid = to_regclass($1)
      AND NOT i.indisprimary AND NOT i.indisunique AND NOT i.indisexclusion
      AND NOT i.indisreplident AND NOT i.indisclustered AND i.indisvalid
-     AND c.reltablespace = 0
+     AND c.relkind = 'i' AND c.reltablespace = 0
      AND obj_description(i.indexrelid, 'pg_class') IS NULL
      AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)
      AND NOT EXISTS (SELECT 1 FROM pg_inherits h WHERE h.inhrelid = i.indexrelid)
