@@ -386,6 +386,9 @@ export class ApplyWriter implements TransactionSink {
    * data, like #issue, since the server takes nothing else until CopyDone.
    */
   #control(text: string, params: string[] = []): Promise<postgres.RowList<postgres.Row[]>> {
+    // After the connection closed, postgres.js would run this on a new session: binding the
+    // origin there would let a commit that never happened look done.
+    if (this.#fence.closed) return this.#connectionLost();
     const send = (): Promise<postgres.RowList<postgres.Row[]>> => this.#sql.unsafe(text, params).execute() as unknown as Promise<postgres.RowList<postgres.Row[]>>;
     return this.#copyGate ? this.#copyGate.then(send, send) : send();
   }

@@ -123,7 +123,8 @@ export class DirectStreamedApply implements StreamedTransactionApplier {
       try {
         await stream.writer.acquireOrigin();
         await stream.writer.commit(info);
-        await stream.writer.flush();
+        // Confirmed, not only sent: noteDurable below lets the slot move past this transaction.
+        await stream.writer.commitPending();
         await stream.writer.releaseOrigin();
       } finally {
         await main.acquireOrigin();

@@ -5,7 +5,8 @@
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { TestScope, startPair, ddlBoth, startStreaming, waitForCatchUp, assertTablesEqual, texts, type Pair, type RunningEngine } from '../support/replication.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { TestScope, startPair, ddlBoth, startStreaming, waitFor, waitForCatchUp, assertTablesEqual, texts, type Pair, type RunningEngine } from '../support/replication.js';
 
 describe('streamed transactions applied while streaming', () => {
   const scope = new TestScope();
@@ -93,6 +94,29 @@ describe('streamed transactions applied while streaming', () => {
     await waitForCatchUp(pair, { engine: running, timeoutMs: 60_000 });
     await equal('big', 'small');
     assert.deepEqual(await texts(pair.dst, `SELECT v AS r FROM small WHERE id = 200`), ['by the concurrent commit, then by the streamed transaction']);
+  });
+
+  // The streamed transaction's own session dies after its last chunk and before the source
+  // commits. Its commit must fail and be retried, not be counted as done: postgres.js runs a
+  // later query on a fresh session, where binding the origin and "committing" both succeed.
+  it('does not count a streamed transaction as applied when its session died before the commit', async () => {
+    const s = pair.src;
+    await s.begin(async (tx) => {
+      await tx.unsafe(`INSERT INTO big SELECT g, 'session killed' FROM generate_series(700001, 720000) g`);
+      // Wait until the streamed connection holds all of it, idle in its transaction, then kill it.
+      const pid = await waitFor('the streamed apply session to hold the transaction', async () => {
+        const [row] = await pair.dst.unsafe<{ pid: number; n: string }[]>(
+          `SELECT pid, (SELECT count(*) FROM big WHERE id > 700000)::text AS n FROM pg_stat_activity
+            WHERE application_name = 'pgtide-apply' AND state = 'idle in transaction' AND backend_xid IS NOT NULL`);
+        return row ? row.pid : undefined;
+      });
+      await sleep(300);
+      await pair.dst.unsafe(`SELECT pg_terminate_backend($1)`, [pid]);
+      await sleep(300);
+    });
+    await waitForCatchUp(pair, { engine: running, timeoutMs: 60_000 });
+    await equal('big');
+    assert.deepEqual(await texts(pair.dst, `SELECT count(*)::text AS r FROM big WHERE id BETWEEN 700001 AND 720000`), ['20000']);
   });
 
   it('survives a restart of pgtide in the middle of a streamed transaction', async () => {
