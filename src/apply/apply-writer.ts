@@ -108,6 +108,8 @@ interface CommittingBatch {
 
 interface TableQueue { readonly table: TargetTable; readonly runs: Run[]; readonly fold: NetEffectTable | undefined }
 
+type Rows = postgres.RowList<postgres.Row[]>;
+
 const PREPARED = { prepare: true } as const;
 const UNPREPARED = {} as const;
 
@@ -385,12 +387,24 @@ export class ApplyWriter implements TransactionSink {
    * sent after everything issued before it: behind a COPY still sending its
    * data, like #issue, since the server takes nothing else until CopyDone.
    */
-  #control(text: string, params: string[] = []): Promise<postgres.RowList<postgres.Row[]>> {
+  #control(text: string, params: string[] = []): Promise<Rows> {
     // After the connection closed, postgres.js would run this on a new session: binding the
     // origin there would let a commit that never happened look done.
     if (this.#fence.closed) return this.#connectionLost();
-    const send = (): Promise<postgres.RowList<postgres.Row[]>> => this.#sql.unsafe(text, params).execute() as unknown as Promise<postgres.RowList<postgres.Row[]>>;
-    return this.#copyGate ? this.#copyGate.then(send, send) : send();
+    return this.#send(text, params, UNPREPARED, true);
+  }
+
+  /**
+   * Sends now, or, behind a COPY still sending its data, once it has handed
+   * that data over: callbacks on one promise run in the order they were
+   * registered, so the order of statements is kept. `evenIfCopyFailed` sends
+   * a statement whose own outcome the caller checks after a failed COPY too.
+   */
+  #send(text: string, params: readonly (string | null)[], options: typeof PREPARED | typeof UNPREPARED, evenIfCopyFailed = false): Promise<Rows> {
+    const send = (): Promise<Rows> => this.#sql.unsafe(text, params as string[], options).execute() as unknown as Promise<Rows>;
+    const gate = this.#copyGate;
+    if (!gate) return send();
+    return evenIfCopyFailed ? gate.then(send, send) : gate.then(send);
   }
 
   /** Handing the origin over fails when a connection was lost in between: retry from the target's state. */
@@ -561,7 +575,7 @@ export class ApplyWriter implements TransactionSink {
     return rejected;
   }
 
-  #issue(statement: Statement): Promise<postgres.RowList<postgres.Row[]>> {
+  #issue(statement: Statement): Promise<Rows> {
     if (this.#fence.closed) return this.#connectionLost();
     this.stats.statements++;
     // execute() sends now; postgres.js pipelines the statements on the one connection.
@@ -570,11 +584,7 @@ export class ApplyWriter implements TransactionSink {
     // Bind/Execute, which stops the pipeline at every statement. A named statement pays that
     // once per statement text (texts depend on table, kind and column set, not on row counts).
     const options = statement.params.length > 0 ? PREPARED : UNPREPARED;
-    const send = (): Promise<postgres.RowList<postgres.Row[]>> =>
-      this.#sql.unsafe(statement.text, statement.params as string[], options).execute() as unknown as Promise<postgres.RowList<postgres.Row[]>>;
-    // Behind a COPY, the statement is sent when the COPY has handed its data over: callbacks on
-    // one promise run in the order they were registered, so the order of statements is kept.
-    const promise = this.#copyGate ? this.#copyGate.then(send) : send();
+    const promise = this.#send(statement.text, statement.params, options);
     this.#track(promise);
     return promise;
   }
@@ -583,7 +593,7 @@ export class ApplyWriter implements TransactionSink {
     this.#inFlight.push(promise.catch((error: unknown) => {
       // "Transaction is aborted" (25P02) only echoes an earlier failure, which may be reported
       // a moment later (a COPY's error arrives through its completion, after the stream).
-      if (this.#failure === undefined || sqlStateOf(this.#failure) === '25P02') this.#failure = error;
+      if (this.#failure === undefined || fromServerError(this.#failure, 'target').sqlState === '25P02') this.#failure = error;
     }));
   }
 
@@ -688,9 +698,4 @@ async function reconcileOrigin(sql: postgres.Sql, options: ApplyWriterOptions): 
     await sql.unsafe(`SELECT pg_replication_origin_advance($1, $2::text::pg_lsn)`, [options.originName, formatLsn(durable)]);
   }
   return durable;
-}
-
-function sqlStateOf(error: unknown): string | undefined {
-  const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === 'string' ? code : undefined;
 }
