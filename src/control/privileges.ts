@@ -104,14 +104,18 @@ async function sourceSide(sql: postgres.Sql, config: PgtideConfig): Promise<Sour
       `SELECT schemaname AS schema, tablename AS name FROM pg_publication_tables WHERE pubname = $1 AND schemaname <> 'pgtide' ORDER BY 1, 2`, [publication])];
   } else if (config.tables && config.tables.length > 0) {
     const listed = config.tables;
-    // The publication will list the leaf partitions (publish_via_partition_root is off), and the copy reads those.
+    // FOR TABLE adds partitions and inheritance children too, and the publication lists the
+    // plain tables among them (publish_via_partition_root is off): those are copied and applied.
     tables = [...await sql.unsafe<{ schema: string; name: string }[]>(`
+      WITH RECURSIVE tree AS (
+        SELECT c.oid ${NAMED_RELATIONS}
+        UNION
+        SELECT h.inhrelid FROM pg_inherits h JOIN tree ON h.inhparent = tree.oid
+      )
       SELECT DISTINCT ln.nspname AS schema, l.relname AS name
-      ${NAMED_RELATIONS}
-      CROSS JOIN LATERAL pg_partition_tree(c.oid) t
-      JOIN pg_class l ON l.oid = t.relid AND t.isleaf
-      JOIN pg_namespace ln ON ln.oid = l.relnamespace
-      ORDER BY 1, 2`, [listed.map((t) => t.schema), listed.map((t) => t.name)])];
+        FROM tree JOIN pg_class l ON l.oid = tree.oid AND l.relkind = 'r'
+        JOIN pg_namespace ln ON ln.oid = l.relnamespace
+       ORDER BY 1, 2`, [listed.map((t) => t.schema), listed.map((t) => t.name)])];
     if (!role.superuser) {
       if (!role.create_db) add(`GRANT CREATE ON DATABASE ${quoteIdent(role.db)} TO ${user};`, `creating publication "${publication}" (or create it yourself and set \`publication:\`)`);
       const owners = await sql.unsafe<{ schema: string; name: string; owner: boolean }[]>(
