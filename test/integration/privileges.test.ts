@@ -12,13 +12,14 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import type postgres from 'postgres';
+import postgres from 'postgres';
 import {
   TestScope, startPair, pinnedSql, startEngine, waitFor, withTimeout, fingerprint, capturingLogger, testLogger,
   type Pair,
 } from '../support/replication.js';
 import { parseConfig, slotName, type ConfigInput } from '../../src/control/config.js';
 import { PgtideError } from '../../src/control/errors.js';
+import { findMissingPrivileges } from '../../src/control/privileges.js';
 import { SequenceSync } from '../../src/apply/sequence-sync.js';
 import { startSequenceSyncLoop, sequenceProblemLog } from '../../src/control/sequence-sync-job.js';
 
@@ -189,6 +190,16 @@ describe(`least-privilege roles from docs/privileges.md (PostgreSQL ${major})`, 
     assert.equal(slots.length, 0, 'a slot was created although privileges were missing');
     const subs = await dst.unsafe(`SELECT 1 FROM pgtide.subscription WHERE name = 'shop2'`);
     assert.equal(subs.length, 0, 'the subscription was recorded although privileges were missing');
+  });
+
+  it('when pgtide is to create the publication, asks for CREATE on the database and ownership of the listed tables', async () => {
+    const asSource = postgres(sourceUrl, { max: 1, onnotice: () => {} });
+    const asTarget = postgres(targetUrl, { max: 1, onnotice: () => {} });
+    scope.defer('end role clients', () => Promise.all([asSource.end({ timeout: 2 }), asTarget.end({ timeout: 2 })]));
+    await src.unsafe(`ALTER ROLE pgtide_source REPLICATION; GRANT SELECT ON app.orders TO pgtide_source; GRANT SELECT ON SEQUENCE app.customers_id_seq TO pgtide_source`);
+    const missing = await findMissingPrivileges(asSource, asTarget, config({ name: 'shop3', publication: undefined, tables: ['app.customers'] }));
+    const fixes = missing.filter((m) => m.side === 'source').map((m) => m.fix);
+    assert.deepEqual(fixes, ['GRANT CREATE ON DATABASE "shop" TO "pgtide_source";', 'ALTER TABLE "app"."customers" OWNER TO "pgtide_source";']);
   });
 
   it('the sequence loop reports a permission problem once while it lasts, naming the GRANT, and again once it comes back', async () => {
