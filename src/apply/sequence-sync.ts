@@ -25,7 +25,7 @@
 import postgres from 'postgres';
 import type { QualifiedName } from '../control/config.js';
 import { PgtideError, fromServerError } from '../control/errors.js';
-import { qualify } from '../changes/relation-cache.js';
+import { qualify, quoteIdent } from '../changes/relation-cache.js';
 import { migrateStateSchema } from '../target/state-schema.js';
 import {
   discoverSequences, readSequenceDefinitions, definitionFromRow, SequenceReader,
@@ -290,6 +290,8 @@ export class SequenceSync {
   #discoveredAt = 0;
   #rediscover = false;
   #installed = false;
+  /** The target's current_user, for the GRANT named when a sequence may not be set. */
+  #targetUser: string | undefined;
   /** Rounds and discoveries run one at a time (the loop and a shutdown/cutover call may overlap). */
   #queue: Promise<unknown> = Promise.resolve();
 
@@ -327,6 +329,8 @@ export class SequenceSync {
   async #discover(): Promise<SequenceDiscovery> {
     if (!this.#installed) {
       await installSequenceApplyFunction(this.#target);
+      const [me] = await this.#target.unsafe<{ user: string }[]>(`SELECT current_user AS "user"`).catch((e: unknown) => { throw fromServerError(e, 'target'); });
+      this.#targetUser = me?.user;
       this.#installed = true;
     }
     const tables = this.#options.tables === undefined ? 'all' : this.#options.tables;
@@ -424,7 +428,9 @@ export class SequenceSync {
         detail = 'create it on the target, or run with --fix-definitions';
       } else if (row.status === 'error') {
         status = 'error';
-        detail = row.detail ?? undefined;
+        detail = row.detail?.startsWith('42501:')
+          ? `the target user may not read or set it (${row.detail}); GRANT SELECT, UPDATE ON SEQUENCE ${seq.qualifiedName} TO ${quoteIdent(this.#targetUser ?? 'that user')}`
+          : row.detail ?? undefined;
       } else if (skipped.has(i)) {
         status = 'skipped';
         detail = skipped.get(i);
@@ -496,7 +502,12 @@ export function summarizeSequenceReport(report: SequenceSyncReport): string {
   const counts = new Map<string, number>();
   for (const item of report.items) counts.set(item.status, (counts.get(item.status) ?? 0) + 1);
   const parts = [...counts].map(([status, n]) => `${n} ${status.replace(/_/g, ' ')}`);
+  return [`sequences: ${parts.join(', ') || 'none in scope'} in ${report.durationMs} ms (${report.readMode} read)`, ...sequenceProblems(report)].join('; ');
+}
+
+/** The problems of a round only (no counts, no timing): equal from round to round while nothing changes. */
+export function sequenceProblems(report: SequenceSyncReport): string[] {
   const problems = report.items.filter((i) => !HEALTHY.has(i.status)).map((i) => `${i.qualifiedName}: ${i.status}${i.detail ? ` (${i.detail})` : ''}`);
   const mismatches = report.mismatches.map((m) => `${m.qualifiedName}: ${m.kind.replace(/_/g, ' ')} source ${m.source} target ${m.target ?? '(none)'}${m.fixed ? ' — fixed' : m.error ? ` — fix failed: ${m.error}` : ''}`);
-  return [`sequences: ${parts.join(', ') || 'none in scope'} in ${report.durationMs} ms (${report.readMode} read)`, ...problems, ...mismatches].join('; ');
+  return [...problems, ...mismatches];
 }

@@ -21,8 +21,9 @@ import { ApplyWriter, FoldConflictError } from '../apply/apply-writer.js';
 import { ChangeGate } from '../apply/change-gate.js';
 import { DirectStreamedApply } from '../apply/streamed-apply.js';
 import { StateStore } from '../target/state-store.js';
-import { SequenceSync, summarizeSequenceReport, type SequenceSyncReport } from '../apply/sequence-sync.js';
-import { startSequenceSyncLoop, type SequenceSyncLoop } from './sequence-sync-job.js';
+import { SequenceSync, type SequenceSyncReport } from '../apply/sequence-sync.js';
+import { startSequenceSyncLoop, sequenceProblemLog, type SequenceSyncLoop } from './sequence-sync-job.js';
+import { checkPrivileges } from './privileges.js';
 
 export interface EngineHooks {
   readonly onCopyProgress?: (progress: readonly CopyProgress[]) => void;
@@ -114,6 +115,7 @@ export class Engine {
 
   async #prepare(source: postgres.Sql, target: postgres.Sql, signal: AbortSignal): Promise<Prepared> {
     const config = this.#config;
+    await checkPrivileges(source, target, config);
     const info = await checkSource(source);
     const store = new StateStore(target, config.name);
     await store.migrate();
@@ -204,20 +206,16 @@ export class Engine {
       include: config.sequences.include,
       ahead: config.sequences.ahead,
     });
-    let warned = '';
+    const problems = sequenceProblemLog((message) => this.#logger.warn(message));
     const loop = startSequenceSyncLoop({
       sync,
       intervalMs: config.sequences.intervalMs,
       signal,
       onReport: (report) => {
         this.#hooks.onSequenceReport?.(report);
-        if (report.ok) { warned = ''; return; }
-        const summary = summarizeSequenceReport(report);
-        // The same problem every interval is logged once, not every few seconds.
-        if (summary !== warned) this.#logger.warn(`sequence sync: ${summary}`);
-        warned = summary;
+        problems.report(report);
       },
-      onError: (error) => this.#logger.warn({ code: error.code }, `sequence sync failed: ${error.message}; retrying next interval`),
+      onError: (error) => problems.error(error),
     });
     return { loop, sync };
   }

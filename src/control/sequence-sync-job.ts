@@ -9,7 +9,7 @@
  */
 import { PgtideError } from './errors.js';
 import type { PgtideConfig } from './config.js';
-import { SequenceSync, type SequenceSyncReport } from '../apply/sequence-sync.js';
+import { SequenceSync, sequenceProblems, summarizeSequenceReport, type SequenceSyncReport } from '../apply/sequence-sync.js';
 
 /** A SequenceSync for a config: its tables (all when unset), sequences.include and sequences.ahead. */
 export function createSequenceSync(config: PgtideConfig, overrides: { readonly fixDefinitions?: boolean; readonly ahead?: number | undefined } = {}): SequenceSync {
@@ -115,5 +115,33 @@ export function startSequenceSyncLoop(options: SequenceSyncLoopOptions): Sequenc
     },
     done,
     get rounds() { return rounds; },
+  };
+}
+
+/** Turns the loop's reports and errors into warnings, each problem once while it lasts. */
+export interface SequenceProblemLog {
+  report(report: SequenceSyncReport): void;
+  error(error: PgtideError): void;
+}
+
+/**
+ * A missing GRANT or a missing sequence fails the same way every round; one
+ * warning per interval forever buries everything else in the log. A problem is
+ * warned about when it first appears or changes, and again only after a round
+ * without it.
+ */
+export function sequenceProblemLog(warn: (message: string) => void): SequenceProblemLog {
+  let last = '';
+  return {
+    report(report) {
+      const key = report.ok ? '' : sequenceProblems(report).join('\n') || 'not ok';
+      if (key !== '' && key !== last) warn(`sequence sync: ${summarizeSequenceReport(report)} (reported once while it lasts)`);
+      last = key;
+    },
+    error(error) {
+      const key = `failed: ${error.code} ${error.message}`;
+      if (key !== last) warn(`sequence sync failed: ${error.message}; retrying every interval (reported once while it lasts)`);
+      last = key;
+    },
   };
 }

@@ -2,7 +2,8 @@
  * Which sequences belong to a replication, what they look like, and where
  * they stand.
  *
- * A sequence is in scope when it feeds a column of a replicated table —
+ * A sequence is in scope when it feeds a column of a replicated table or of
+ * one of its ancestors (partitioned roots, inheritance parents) —
  * serial/bigserial (pg_depend deptype 'a'), identity (deptype 'i'), or any
  * column default calling nextval() — or when the user names it in
  * `sequences.include` (sequences the application calls directly). A sequence
@@ -89,13 +90,21 @@ export async function discoverSequences(sql: postgres.Sql, scope: SequenceScope,
   const tables = all ? [] : scope.tables as readonly QualifiedName[];
   const include = scope.include ?? [];
   const query = `
-    WITH wanted AS (
+    WITH RECURSIVE wanted AS (
       SELECT w.s AS nspname, w.r AS relname FROM unnest($1::text[], $2::text[]) AS w(s, r)
-    ), tbl AS (
+    ), listed AS (
       SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
       WHERE c.relkind IN ('r', 'p', 'f')
         AND (($5::boolean AND ${SYSTEM_SCHEMA_FILTER})
              OR (n.nspname, c.relname) IN (SELECT nspname, relname FROM wanted))
+    ), tbl AS (
+      -- The listed tables and all their ancestors. A publication without
+      -- publish_via_partition_root lists partitions, but an identity column's
+      -- sequence belongs to the partitioned root (pg_depend points at the root
+      -- only), and rows inserted through a partition's parent take its values.
+      SELECT oid FROM listed
+      UNION
+      SELECT h.inhparent FROM pg_inherits h JOIN tbl ON h.inhrelid = tbl.oid
     ), uses AS (
       -- serial/bigserial sequences are owned by their column (deptype 'a'), identity sequences internally (deptype 'i')
       SELECT d.objid AS seqoid, d.refobjid AS reloid, d.refobjsubid::int2 AS attnum,
