@@ -8,6 +8,7 @@
  */
 import { Command, InvalidArgumentError } from 'commander';
 import postgres from 'postgres';
+import { openPostgres } from '../../pg/connect.js';
 import type { PgtideConfig, QualifiedName } from '../config.js';
 import { PgtideError, fromServerError, redact } from '../errors.js';
 import type { SequenceSyncReport, SequenceSyncItem } from '../../apply/sequence-sync.js';
@@ -86,7 +87,7 @@ export function parseNodeArgument(arg: string): CollisionNode {
 }
 
 async function withDatabase<T>(url: string, what: string, fn: (sql: postgres.Sql) => Promise<T>): Promise<T> {
-  const sql = postgres(url, { max: 1, onnotice: () => {}, connection: { application_name: 'pgtide sequences' } });
+  const sql = openPostgres(url, 'catalog', { max: 1, onnotice: () => {}, connection: { application_name: 'pgtide sequences' } });
   try {
     return await fn(sql);
   } catch (error) {
