@@ -69,7 +69,7 @@ export class DecodeError extends PgtideError {
 
 export { redact, rememberSecret } from './redaction.js';
 import { redact } from './redaction.js';
-import { tlsFailureAdvice } from '../pg/tls-failure.js';
+import { tlsFailure } from '../pg/tls-failure.js';
 
 interface ServerErrorShape {
   readonly code?: unknown;
@@ -91,8 +91,8 @@ export function fromServerError(error: unknown, what: string): PgtideError {
   const code = typeof shape.code === 'string' ? shape.code : undefined;
   const raw = redact(typeof shape.message === 'string' ? shape.message : String(error));
   const sqlState = code && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
-  const tlsAdvice = code ? tlsFailureAdvice(code, what) : undefined;
-  if (tlsAdvice) return new PgtideError('CONNECTION_FAILED', `TLS: ${tlsAdvice}. (${code}: ${raw})`, { retryable: false, cause: error });
+  const tls = code ? tlsFailure(code, raw, what) : undefined;
+  if (tls) return new PgtideError('CONNECTION_FAILED', `TLS: ${tls.advice}. (${code}: ${raw})`, { retryable: tls.retryable, cause: error });
   if (code && NETWORK_CODES.has(code)) {
     return new PgtideError('CONNECTION_FAILED', `cannot reach the ${what} server (${code}): ${raw}. Check that it is running and that the ${what} connection string has the right host and port.`, { retryable: true, cause: error });
   }

@@ -46,6 +46,15 @@ test('TLS follows libpq: verify-full by host name and by IP, sslrootcert, prefer
     const { port, user, password } = pair.source;
     const at = (host: string, params: string) => `postgres://${user}:${password}@${host}:${port}/postgres${params ? `?${params}` : ''}`;
 
+    // 0. The server has no TLS yet: prefer falls back to plain text, require fails and says why.
+    assert.equal(await sessionUsesTls(at('127.0.0.1', '')), false, 'prefer against a server without TLS: plain text');
+    await assert.rejects(sessionUsesTls(at('127.0.0.1', 'sslmode=require')), (error: unknown) => {
+      assert.ok(error instanceof PgtideError, String(error));
+      assert.equal(error.code, 'CONNECTION_FAILED');
+      assert.match(error.message, /closed the connection during the TLS handshake.*sslmode/);
+      return true;
+    });
+
     // 1. A certificate for the host name localhost.
     const byName = ca.issue('by-name', 'DNS:localhost');
     await pair.source.enableTls(byName.cert, byName.key);
