@@ -180,6 +180,11 @@ function parseKeywordValue(text: string): Map<string, string> {
   return params;
 }
 
+/** True when `name` is a libpq connection parameter (implemented or not). */
+export function isConninfoParameter(name: string): boolean {
+  return name in SUPPORTED || NOT_IMPLEMENTED.has(name);
+}
+
 /** True for the URL form; anything else is read as key=value, as libpq does. */
 export function isConnectionUrl(text: string): boolean {
   return /^\s*postgres(?:ql)?:\/\//i.test(text);
