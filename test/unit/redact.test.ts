@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { redact } from '../../src/control/errors.js';
 import { loadConfigFile, parseConfig } from '../../src/control/config.js';
+import { TestScope, runCli, writeConfigFile } from '../support/replication.js';
 
 /**
  * No 4-character piece of the password may remain, not only the whole of it; `context` is the
@@ -74,5 +75,18 @@ test('a YAML error next to a password with a raw @ does not show any of it', () 
     assertNoPiece(message, 'p@ss:Leak1');
   } finally {
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('the CLI, given the issue\'s YAML error next to a raw-@ password, prints none of the password', async () => {
+  const scope = new TestScope();
+  try {
+    const file = writeConfigFile(scope, 'source:\n  url: postgres://u:p@ss:Leak1@127.0.0.1:5432/db  : x: y\ntarget:\n  url: postgres://u:x@h/d\n');
+    const result = await runCli(scope, ['status', '--config', file], { timeoutMs: 30_000 });
+    assert.equal(result.code, 1, result.stderr);
+    assert.match(result.stderr, /error \[CONFIG_INVALID\]: .*not valid YAML/);
+    assertNoPiece(result.stderr + result.stdout, 'p@ss:Leak1');
+  } finally {
+    await scope.cleanup();
   }
 });
