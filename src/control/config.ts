@@ -10,6 +10,7 @@ import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { z } from 'zod';
 import { ConfigError, PgtideError, redact } from './errors.js';
 import { parseConninfo } from '../pg/conninfo.js';
+import { tlsSetting } from '../pg/connect.js';
 
 const SIZE_UNITS: Record<string, number> = { b: 1, kb: 1024, k: 1024, mb: 1024 ** 2, m: 1024 ** 2, gb: 1024 ** 3, g: 1024 ** 3 };
 
@@ -26,10 +27,10 @@ const byteSize = z.union([z.number().int().positive(), z.string()]).transform((v
   return Math.round(Number(match[1]) * factor);
 });
 
-/** A libpq connection string (URL or key=value), checked now so a bad one names its field. */
+/** A libpq connection string (URL or key=value), checked now (TLS files included) so a bad one names its field. */
 const connectionUrl = z.string().min(1).superRefine((value, ctx) => {
   try {
-    parseConninfo(value);
+    tlsSetting(parseConninfo(value));
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     ctx.addIssue({ code: 'custom', message: `${error.message} (write a URL such as postgres://user@host:5432/dbname or key=value pairs such as host=db1 dbname=shop; see docs/configuration.md)` });

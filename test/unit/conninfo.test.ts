@@ -97,6 +97,8 @@ test('config: source.url and target.url take the key=value form, and a bad strin
     return true;
   });
   assert.throws(() => parseConfig({ source: { url: 'postgres://u@h/a' }, target: { url: 'postgres://u:Pw0rd@h/b?foo=1' } }), /target\.url: connection string: unknown parameter "foo"/);
+  assert.throws(() => parseConfig({ source: { url: 'postgres://u@h/a?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem' }, target: { url: 'postgres://u@h/b' } }),
+    /source\.url: the sslrootcert file "\/nonexistent\/ca.pem" cannot be read \(ENOENT\)/);
 });
 
 test('factory: host, TLS and names reach postgres.js as options, not as a URL it would reread', () => {
