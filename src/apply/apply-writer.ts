@@ -27,6 +27,7 @@
  * and TRUNCATE or a changed table definition is a barrier.
  */
 import postgres from 'postgres';
+import { openPostgres } from '../pg/connect.js';
 import type { Logger } from 'pino';
 import type { CommitInfo, RowChange, TransactionInfo, TransactionSink } from '../changes/change.js';
 import { quoteIdent, type Relation } from '../changes/relation-cache.js';
@@ -161,7 +162,7 @@ export class ApplyWriter implements TransactionSink {
 
   static async open(options: ApplyWriterOptions): Promise<ApplyWriter> {
     const fence: Fence = { closed: false };
-    const sql = postgres(options.url, {
+    const sql = openPostgres(options.url, 'apply', {
       max: 1,
       idle_timeout: 0,
       max_lifetime: null,

@@ -23,6 +23,7 @@
  * true while the target is a replica. Stop the loop before promoting.
  */
 import postgres from 'postgres';
+import { openPostgres } from '../pg/connect.js';
 import type { QualifiedName } from '../control/config.js';
 import { PgtideError, fromServerError } from '../control/errors.js';
 import { qualify, quoteIdent } from '../changes/relation-cache.js';
@@ -301,8 +302,8 @@ export class SequenceSync {
     }
     this.#options = options;
     const connection = { application_name: 'pgtide sequences' };
-    this.#source = postgres(options.sourceUrl, { max: 1, onnotice: () => {}, connection });
-    this.#target = postgres(options.targetUrl, { max: 1, onnotice: () => {}, connection });
+    this.#source = openPostgres(options.sourceUrl, 'catalog', { max: 1, onnotice: () => {}, connection });
+    this.#target = openPostgres(options.targetUrl, 'catalog', { max: 1, onnotice: () => {}, connection });
   }
 
   /** The sequences found by the last discovery. */

@@ -9,6 +9,8 @@ import { readFileSync, existsSync } from 'node:fs';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { z } from 'zod';
 import { ConfigError, PgtideError, redact } from './errors.js';
+import { parseConninfo } from '../pg/conninfo.js';
+import { tlsSetting } from '../pg/connect.js';
 
 const SIZE_UNITS: Record<string, number> = { b: 1, kb: 1024, k: 1024, mb: 1024 ** 2, m: 1024 ** 2, gb: 1024 ** 3, g: 1024 ** 3 };
 
@@ -25,8 +27,14 @@ const byteSize = z.union([z.number().int().positive(), z.string()]).transform((v
   return Math.round(Number(match[1]) * factor);
 });
 
-const connectionUrl = z.string().min(1).refine((value) => /^postgres(ql)?:\/\//.test(value), {
-  message: 'must be a connection URL such as postgres://user@host:5432/dbname (put the password in ${ENV_VAR} form if you like)',
+/** A libpq connection string (URL or key=value), checked now (TLS files included) so a bad one names its field. */
+const connectionUrl = z.string().min(1).superRefine((value, ctx) => {
+  try {
+    tlsSetting(parseConninfo(value));
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    ctx.addIssue({ code: 'custom', message: `${error.message} (write a URL such as postgres://user@host:5432/dbname or key=value pairs such as host=db1 dbname=shop; see docs/configuration.md)` });
+  }
 });
 
 /** PostgreSQL identifiers we create (slot, publication, origin) must be simple lower-case names. */

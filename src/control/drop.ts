@@ -4,15 +4,15 @@
  * origin and state rows on the target. Dropping the slot is what stops the
  * source from retaining WAL for us.
  */
-import postgres from 'postgres';
+import { openPostgres } from '../pg/connect.js';
 import { originName, publicationName, slotName, type PgtideConfig } from './config.js';
 import { fromServerError, PgtideError } from './errors.js';
 
 export interface DropReport { readonly droppedSlot: boolean; readonly droppedPublication: boolean; readonly droppedOrigin: boolean; readonly droppedState: boolean }
 
 export async function dropSubscription(config: PgtideConfig): Promise<DropReport> {
-  const source = postgres(config.source.url, { max: 1, connect_timeout: 10, onnotice: () => {} });
-  const target = postgres(config.target.url, { max: 1, connect_timeout: 10, onnotice: () => {} });
+  const source = openPostgres(config.source.url, 'admin', { max: 1, connect_timeout: 10, onnotice: () => {} });
+  const target = openPostgres(config.target.url, 'admin', { max: 1, connect_timeout: 10, onnotice: () => {} });
   try {
     const slot = slotName(config);
     const [slotRow] = await source.unsafe<{ active: boolean }[]>(`SELECT active FROM pg_replication_slots WHERE slot_name = $1`, [slot]).catch((e: unknown) => { throw fromServerError(e, 'source'); });

@@ -5,6 +5,7 @@
  * recorded on the target, which is what makes a crash at any moment safe.
  */
 import postgres from 'postgres';
+import { openPostgres } from '../pg/connect.js';
 import type { Logger } from 'pino';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { originName, publicationName, slotName, type PgtideConfig } from './config.js';
@@ -63,8 +64,8 @@ export class Engine {
   /** Runs until `signal` aborts (then shuts down cleanly and resolves) or a non-retryable error. */
   async run(signal: AbortSignal): Promise<void> {
     const config = this.#config;
-    const source = postgres(config.source.url, { max: 2, connect_timeout: 15, onnotice: () => {}, idle_timeout: 30 });
-    const target = postgres(config.target.url, { max: 2, connect_timeout: 15, onnotice: () => {}, idle_timeout: 30 });
+    const source = openPostgres(config.source.url, 'admin', { max: 2, connect_timeout: 15, onnotice: () => {}, idle_timeout: 30 });
+    const target = openPostgres(config.target.url, 'admin', { max: 2, connect_timeout: 15, onnotice: () => {}, idle_timeout: 30 });
     let sequences: { readonly loop: SequenceSyncLoop; readonly sync: SequenceSync } | undefined;
     try {
       let prepared: Prepared;

@@ -67,12 +67,9 @@ export class DecodeError extends PgtideError {
   }
 }
 
-/** Removes passwords from anything that may hold a connection string. */
-export function redact(text: string): string {
-  return text
-    .replace(/(postgres(?:ql)?:\/\/[^:/@\s]*:)[^@\s]*@/gi, '$1***@')
-    .replace(/(password\s*=\s*)('[^']*'|\S+)/gi, '$1***');
-}
+export { redact, rememberSecret } from './redaction.js';
+import { redact } from './redaction.js';
+import { tlsFailure } from '../pg/tls-failure.js';
 
 interface ServerErrorShape {
   readonly code?: unknown;
@@ -94,6 +91,8 @@ export function fromServerError(error: unknown, what: string): PgtideError {
   const code = typeof shape.code === 'string' ? shape.code : undefined;
   const raw = redact(typeof shape.message === 'string' ? shape.message : String(error));
   const sqlState = code && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
+  const tls = code ? tlsFailure(code, raw, what) : undefined;
+  if (tls) return new PgtideError('CONNECTION_FAILED', `TLS: ${tls.advice}. (${code}: ${raw})`, { retryable: tls.retryable, cause: error });
   if (code && NETWORK_CODES.has(code)) {
     return new PgtideError('CONNECTION_FAILED', `cannot reach the ${what} server (${code}): ${raw}. Check that it is running and that the ${what} connection string has the right host and port.`, { retryable: true, cause: error });
   }

@@ -4,7 +4,7 @@
  * holds back on the source (a stopped subscriber's slot keeps WAL until the
  * source's disk fills).
  */
-import postgres from 'postgres';
+import { openPostgres } from '../pg/connect.js';
 import { slotName, type PgtideConfig } from './config.js';
 import { fromServerError, PgtideError } from './errors.js';
 import { formatLsn, parseLsn, type Lsn } from '../changes/lsn.js';
@@ -24,8 +24,8 @@ export interface StatusReport {
 }
 
 export async function collectStatus(config: PgtideConfig): Promise<StatusReport> {
-  const target = postgres(config.target.url, { max: 1, connect_timeout: 10, onnotice: () => {} });
-  const source = postgres(config.source.url, { max: 1, connect_timeout: 10, onnotice: () => {} });
+  const target = openPostgres(config.target.url, 'admin', { max: 1, connect_timeout: 10, onnotice: () => {} });
+  const source = openPostgres(config.source.url, 'admin', { max: 1, connect_timeout: 10, onnotice: () => {} });
   try {
     const store = new StateStore(target, config.name);
     const exists = await target.unsafe(`SELECT to_regclass('pgtide.subscription') IS NOT NULL AS ok`).catch((e: unknown) => { throw fromServerError(e, 'target'); });

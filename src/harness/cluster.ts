@@ -9,7 +9,9 @@
  * listens on 127.0.0.1 only, on a free port, and is stopped by its own pid.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, chownSync, existsSync, readFileSync, symlinkSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, rmSync, chownSync, existsSync, readFileSync, symlinkSync, mkdirSync, writeFileSync, chmodSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
+import tls from 'node:tls';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -281,6 +283,59 @@ export class Cluster {
       }
     }
     throw new PgtideError('HARNESS_FAILED', `PostgreSQL ${this.major} (${this.name}) did not accept connections within 60 s:\n${this.recentLog()}`);
+  }
+
+  /**
+   * Installs a PEM server certificate and key as server.crt/server.key (owned by the
+   * server's OS user, mode 0600, as PostgreSQL demands) and turns ssl on with a reload;
+   * called again, it replaces the certificate. Resolves once new connections get it.
+   */
+  async enableTls(cert: string, key: string): Promise<void> {
+    for (const [file, content] of [['server.crt', cert], ['server.key', key]] as const) {
+      const target = path.join(this.dataDir, file);
+      writeFileSync(target, content, { mode: 0o600 });
+      chmodSync(target, 0o600);
+      if (this.#osUser) chownSync(target, this.#osUser.uid, this.#osUser.gid);
+    }
+    const sql = this.sql('postgres', { max: 1 });
+    try {
+      await sql`ALTER SYSTEM SET ssl = on`;
+      await sql`SELECT pg_reload_conf()`;
+    } finally {
+      await sql.end();
+    }
+    const wanted = new X509Certificate(cert).fingerprint256;
+    const deadline = Date.now() + 10_000;
+    while ((await this.#presentedCertificate().catch(() => undefined)) !== wanted) {
+      if (Date.now() > deadline) throw new PgtideError('HARNESS_FAILED', `PostgreSQL ${this.major} (${this.name}) did not present the new TLS certificate within 10 s:\n${this.recentLog()}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  /** The SHA-256 fingerprint of the certificate the server presents now (SSLRequest, then a TLS handshake). */
+  #presentedCertificate(): Promise<string | undefined> {
+    return new Promise((resolve, reject) => {
+      const socket = net.connect({ host: '127.0.0.1', port: this.port });
+      const timer = setTimeout(() => { socket.destroy(); reject(new Error('timeout')); }, 2000);
+      socket.once('error', (error) => { clearTimeout(timer); reject(error); });
+      socket.once('connect', () => {
+        const request = Buffer.alloc(8);
+        request.writeInt32BE(8, 0);
+        request.writeInt32BE(80877103, 4);
+        socket.write(request);
+      });
+      socket.once('data', (reply) => {
+        if (reply[0] !== 0x53) { clearTimeout(timer); socket.destroy(); resolve(undefined); return; }
+        const secure = tls.connect({ socket, rejectUnauthorized: false });
+        secure.once('error', (error) => { clearTimeout(timer); reject(error); });
+        secure.once('secureConnect', () => {
+          clearTimeout(timer);
+          const fingerprint = secure.getPeerX509Certificate()?.fingerprint256;
+          secure.destroy();
+          resolve(fingerprint);
+        });
+      });
+    });
   }
 
   recentLog(): string {

@@ -7,6 +7,7 @@
  * https://www.postgresql.org/docs/current/protocol-replication.html
  */
 import postgres from 'postgres';
+import { openPostgres } from '../pg/connect.js';
 import type { Duplex } from 'node:stream';
 import { parseLsn, formatLsn, type Lsn } from '../changes/lsn.js';
 import { fromServerError, PgtideError } from '../control/errors.js';
@@ -54,7 +55,7 @@ export class ReplicationConnection {
   }
 
   static open(url: string): ReplicationConnection {
-    const sql = postgres(url, {
+    const sql = openPostgres(url, 'replication', {
       max: 1,
       // A walsender cannot run the type-lookup query postgres.js issues by default.
       fetch_types: false,

@@ -29,6 +29,7 @@
  * extra_float_digits, lc_monetary), as PostgreSQL's own table sync does.
  */
 import postgres from 'postgres';
+import { openPostgres, type SiteOptions } from '../pg/connect.js';
 import net from 'node:net';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -185,7 +186,7 @@ function connect(url: string, connection: Record<string, string>): postgres.Sql 
     // A documented option (README, "Custom socket") missing from the typings.
     socket: noDelaySocket,
   };
-  return postgres(url, options as postgres.Options<Record<string, postgres.PostgresType>>);
+  return openPostgres(url, 'copy', options as SiteOptions);
 }
 
 // ---------------------------------------------------------------------------

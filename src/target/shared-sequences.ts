@@ -27,6 +27,7 @@
  * pair that can hand out the same value.
  */
 import postgres from 'postgres';
+import { openPostgres } from '../pg/connect.js';
 import type { QualifiedName } from '../control/config.js';
 import { PgtideError, fromServerError, redact } from '../control/errors.js';
 import { qualify, quoteIdent } from '../changes/relation-cache.js';
@@ -390,7 +391,7 @@ function streamOf(definition: SequenceDefinition, lastValue: bigint | null, isCa
 }
 
 async function readNode(node: CollisionNode): Promise<NodeState> {
-  const sql = postgres(node.url, { max: 1, onnotice: () => {}, connection: { application_name: 'pgtide sequences check' } });
+  const sql = openPostgres(node.url, 'catalog', { max: 1, onnotice: () => {}, connection: { application_name: 'pgtide sequences check' } });
   try {
     const discovery = await discoverSequences(sql, { tables: 'all', everySequence: true }, node.label);
     const read = await new SequenceReader(sql, discovery.sequences, node.label).read();

@@ -28,7 +28,7 @@ test('errors name every bad field and the fix, never the password', () => {
   } catch (e) { error = e; }
   assert.ok(error instanceof ConfigError);
   assert.equal(error.code, 'CONFIG_INVALID');
-  assert.match(error.message, /source\.url: must be a connection URL/);
+  assert.match(error.message, /source\.url: connection string: is a URL of another kind; a connection URL starts with postgres:\/\//);
   assert.match(error.message, /target: is required|target: Invalid input/);
   assert.match(error.message, /copy\.parallelism/);
   assert.match(error.message, /unknown field\(s\) "slott"/);

@@ -8,6 +8,8 @@
  */
 import { Command, InvalidArgumentError } from 'commander';
 import postgres from 'postgres';
+import { openPostgres } from '../../pg/connect.js';
+import { isConninfoParameter, parseConninfo } from '../../pg/conninfo.js';
 import type { PgtideConfig, QualifiedName } from '../config.js';
 import { PgtideError, fromServerError, redact } from '../errors.js';
 import type { SequenceSyncReport, SequenceSyncItem } from '../../apply/sequence-sync.js';
@@ -70,23 +72,27 @@ export function formatSyncReport(report: SequenceSyncReport): string {
 
 function labelFor(url: string): string {
   try {
-    const parsed = new URL(url);
-    return `${parsed.hostname}:${parsed.port || '5432'}${parsed.pathname}`;
+    const parsed = parseConninfo(url);
+    return `${parsed.host}:${parsed.port}/${parsed.dbname}`;
   } catch {
     return redact(url);
   }
 }
 
-/** `--url name=postgres://…` or just the URL (labelled host:port/db). */
+/**
+ * `--url name=<connection string>` or just the connection string (labelled host:port/db), in
+ * either libpq form: `host=a dbname=b` starts with a libpq parameter, so it is not a label.
+ */
 export function parseNodeArgument(arg: string): CollisionNode {
   const eq = arg.indexOf('=');
   const scheme = arg.indexOf('://');
-  if (eq > 0 && (scheme < 0 || eq < scheme)) return { label: arg.slice(0, eq), url: arg.slice(eq + 1) };
+  const prefix = eq > 0 ? arg.slice(0, eq).trim() : '';
+  if (eq > 0 && (scheme < 0 || eq < scheme) && !isConninfoParameter(prefix)) return { label: prefix, url: arg.slice(eq + 1) };
   return { label: labelFor(arg), url: arg };
 }
 
 async function withDatabase<T>(url: string, what: string, fn: (sql: postgres.Sql) => Promise<T>): Promise<T> {
-  const sql = postgres(url, { max: 1, onnotice: () => {}, connection: { application_name: 'pgtide sequences' } });
+  const sql = openPostgres(url, 'catalog', { max: 1, onnotice: () => {}, connection: { application_name: 'pgtide sequences' } });
   try {
     return await fn(sql);
   } catch (error) {
