@@ -6,6 +6,7 @@ import type postgres from 'postgres';
 import { fromServerError, PgtideError } from '../control/errors.js';
 import { qualify, quoteIdent } from '../changes/relation-cache.js';
 import type { QualifiedName } from '../control/config.js';
+import { textArrayLiteral } from '../apply/statements.js';
 
 export interface SourceInfo {
   readonly versionNum: number;
@@ -69,22 +70,77 @@ export async function createPublication(sql: postgres.Sql, publication: string, 
 export interface PublishedTable extends QualifiedName {
   readonly replicaIdentity: 'default' | 'nothing' | 'full' | 'index';
   readonly hasKey: boolean;
+  /**
+   * The rows the publications publish (PostgreSQL 15+), as an SQL condition over the
+   * table's columns: the filters of every publication OR-ed together. Undefined when
+   * any publication publishes the table unfiltered, or on PostgreSQL 14.
+   */
+  readonly rowFilter?: string;
+  /**
+   * The columns the publications publish (PostgreSQL 15+), in table order: the union of
+   * their column lists, including stored generated columns a PostgreSQL 18 publication
+   * publishes. Undefined on PostgreSQL 14, where every non-generated column is published.
+   */
+  readonly columns?: readonly string[];
 }
 
-export async function publishedTables(sql: postgres.Sql, publication: string): Promise<PublishedTable[]> {
+interface PublishedRow { schema: string; name: string; ident: string; has_key: boolean; row_filter: string | null; columns: string[] | null }
+
+/**
+ * What tablesync.c reads in fetch_remote_table_info, for several publications at
+ * once: a table published unfiltered by one publication is copied whole, else the
+ * filters are OR-ed; the column lists are united (a publication without a column
+ * list contributes all its published columns, which pg_publication_tables lists).
+ * A table published both as a partition root (publish_via_partition_root) and as
+ * itself appears once per name, as the server lists it.
+ */
+const PUBLISHED_15 = `
+  SELECT p.schemaname AS schema, p.tablename AS name, c.relreplident AS ident,
+         EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND (i.indisprimary OR i.indisreplident)) AS has_key,
+         CASE WHEN bool_or(p.rowfilter IS NULL) THEN NULL
+              ELSE string_agg(DISTINCT '(' || p.rowfilter || ')', ' OR ') END AS row_filter,
+         CASE WHEN bool_or(p.attnames IS NULL) THEN NULL
+              ELSE (SELECT json_agg(a.attname ORDER BY a.attnum) FROM pg_attribute a
+                     WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+                       -- 15-17 list generated columns in attnames but pgoutput never sends them; 18 sends stored ones it lists.
+                       AND (a.attgenerated = '' OR (a.attgenerated = 's' AND $2::int >= 180000))
+                       AND a.attname IN (SELECT unnest(q.attnames) FROM pg_publication_tables q
+                                          WHERE q.pubname = ANY ($1::text[]) AND q.schemaname = p.schemaname AND q.tablename = p.tablename))
+              END AS columns
+    FROM pg_publication_tables p
+    JOIN pg_namespace n ON n.nspname = p.schemaname
+    JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = p.tablename
+   WHERE p.pubname = ANY ($1::text[])
+     -- pgtide's own state is per node; replicating it would overwrite the target's.
+     AND p.schemaname <> 'pgtide'
+   GROUP BY p.schemaname, p.tablename, c.oid, c.relreplident
+   ORDER BY 1, 2`;
+
+const PUBLISHED_14 = `
+  SELECT DISTINCT p.schemaname AS schema, p.tablename AS name, c.relreplident AS ident,
+         EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND (i.indisprimary OR i.indisreplident)) AS has_key,
+         NULL::text AS row_filter, NULL::text AS columns
+    FROM pg_publication_tables p
+    JOIN pg_namespace n ON n.nspname = p.schemaname
+    JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = p.tablename
+   WHERE p.pubname = ANY ($1::text[])
+     AND p.schemaname <> 'pgtide'
+   ORDER BY 1, 2`;
+
+/** The tables any of `publications` publishes, each once, with its row filter and column list. */
+export async function publishedTables(sql: postgres.Sql, publications: readonly string[]): Promise<PublishedTable[]> {
   try {
-    const rows = await sql.unsafe<{ schema: string; name: string; ident: string; has_key: boolean }[]>(`
-      SELECT p.schemaname AS schema, p.tablename AS name, c.relreplident AS ident,
-             EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND (i.indisprimary OR i.indisreplident)) AS has_key
-        FROM pg_publication_tables p
-        JOIN pg_namespace n ON n.nspname = p.schemaname
-        JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = p.tablename
-       WHERE p.pubname = $1
-         -- pgtide's own state is per node; replicating it would overwrite the target's.
-         AND p.schemaname <> 'pgtide'
-       ORDER BY 1, 2`, [publication]);
+    const [version] = await sql.unsafe<{ num: number }[]>(`SELECT current_setting('server_version_num')::int AS num`);
+    const num = version?.num ?? 0;
+    const rows = num >= 150000
+      ? await sql.unsafe<PublishedRow[]>(PUBLISHED_15, [textArrayLiteral(publications), num])
+      : await sql.unsafe<PublishedRow[]>(PUBLISHED_14, [textArrayLiteral(publications)]);
     const ident = { d: 'default', n: 'nothing', f: 'full', i: 'index' } as const;
-    return rows.map((r) => ({ schema: r.schema, name: r.name, replicaIdentity: ident[r.ident as keyof typeof ident] ?? 'default', hasKey: r.has_key }));
+    return rows.map((r) => ({
+      schema: r.schema, name: r.name, replicaIdentity: ident[r.ident as keyof typeof ident] ?? 'default', hasKey: r.has_key,
+      ...(r.row_filter !== null ? { rowFilter: r.row_filter } : {}),
+      ...(r.columns !== null ? { columns: r.columns } : {}),
+    }));
   } catch (error) {
     throw fromServerError(error, 'source');
   }
