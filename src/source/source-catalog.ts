@@ -77,49 +77,53 @@ export interface PublishedTable extends QualifiedName {
    */
   readonly rowFilter?: string;
   /**
-   * The columns the publications publish (PostgreSQL 15+), in table order: the union of
-   * their column lists, including stored generated columns a PostgreSQL 18 publication
-   * publishes. Undefined on PostgreSQL 14, where every non-generated column is published.
+   * The columns the publications publish (PostgreSQL 15+), in table order, including
+   * stored generated columns a PostgreSQL 18 publication publishes. Undefined on
+   * PostgreSQL 14, where every non-generated column is published.
    */
   readonly columns?: readonly string[];
 }
 
-interface PublishedRow { schema: string; name: string; ident: string; has_key: boolean; row_filter: string | null; columns: string[] | null }
+interface PublishedRow { schema: string; name: string; ident: string; has_key: boolean; row_filter: string | null; columns: string[] | null; column_lists: number }
 
 /**
  * What tablesync.c reads in fetch_remote_table_info, for several publications at
  * once: a table published unfiltered by one publication is copied whole, else the
- * filters are OR-ed; the column lists are united (a publication without a column
- * list contributes all its published columns, which pg_publication_tables lists).
- * A table published both as a partition root (publish_via_partition_root) and as
- * itself appears once per name, as the server lists it.
+ * filters are OR-ed. Column lists must agree: pgoutput and the built-in table sync
+ * refuse a table whose publications give it different ones ("cannot use different
+ * column lists for table … in different publications", 15+), so pgtide refuses it
+ * at start instead of when its first change is streamed. A publication without a
+ * column list publishes all its columns, which pg_publication_tables lists; 15-17
+ * list generated columns there but never send them, 18 sends the stored ones it
+ * lists (publish_generated_columns, or named in a column list).
  */
 const PUBLISHED_15 = `
-  SELECT p.schemaname AS schema, p.tablename AS name, c.relreplident AS ident,
-         EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND (i.indisprimary OR i.indisreplident)) AS has_key,
-         CASE WHEN bool_or(p.rowfilter IS NULL) THEN NULL
-              ELSE string_agg(DISTINCT '(' || p.rowfilter || ')', ' OR ') END AS row_filter,
-         CASE WHEN bool_or(p.attnames IS NULL) THEN NULL
-              ELSE (SELECT json_agg(a.attname ORDER BY a.attnum) FROM pg_attribute a
-                     WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-                       -- 15-17 list generated columns in attnames but pgoutput never sends them; 18 sends stored ones it lists.
-                       AND (a.attgenerated = '' OR (a.attgenerated = 's' AND $2::int >= 180000))
-                       AND a.attname IN (SELECT unnest(q.attnames) FROM pg_publication_tables q
-                                          WHERE q.pubname = ANY ($1::text[]) AND q.schemaname = p.schemaname AND q.tablename = p.tablename))
-              END AS columns
-    FROM pg_publication_tables p
-    JOIN pg_namespace n ON n.nspname = p.schemaname
-    JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = p.tablename
-   WHERE p.pubname = ANY ($1::text[])
-     -- pgtide's own state is per node; replicating it would overwrite the target's.
-     AND p.schemaname <> 'pgtide'
-   GROUP BY p.schemaname, p.tablename, c.oid, c.relreplident
+  WITH per AS (
+    SELECT p.schemaname, p.tablename, c.oid AS relid, c.relreplident, p.rowfilter,
+           (SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_attribute a
+             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+               AND (a.attgenerated = '' OR (a.attgenerated = 's' AND $2::int >= 180000))
+               AND a.attname = ANY (p.attnames)) AS cols
+      FROM pg_publication_tables p
+      JOIN pg_namespace n ON n.nspname = p.schemaname
+      JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = p.tablename
+     WHERE p.pubname = ANY ($1::text[])
+       -- pgtide's own state is per node; replicating it would overwrite the target's.
+       AND p.schemaname <> 'pgtide')
+  SELECT schemaname AS schema, tablename AS name, relreplident AS ident,
+         EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = relid AND (i.indisprimary OR i.indisreplident)) AS has_key,
+         CASE WHEN bool_or(rowfilter IS NULL) THEN NULL
+              ELSE string_agg(DISTINCT '(' || rowfilter || ')', ' OR ') END AS row_filter,
+         to_json(min(cols)) AS columns,
+         count(DISTINCT cols)::int AS column_lists
+    FROM per
+   GROUP BY schemaname, tablename, relid, relreplident
    ORDER BY 1, 2`;
 
 const PUBLISHED_14 = `
   SELECT DISTINCT p.schemaname AS schema, p.tablename AS name, c.relreplident AS ident,
          EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND (i.indisprimary OR i.indisreplident)) AS has_key,
-         NULL::text AS row_filter, NULL::text AS columns
+         NULL::text AS row_filter, NULL::text AS columns, 1 AS column_lists
     FROM pg_publication_tables p
     JOIN pg_namespace n ON n.nspname = p.schemaname
     JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = p.tablename
@@ -127,7 +131,7 @@ const PUBLISHED_14 = `
      AND p.schemaname <> 'pgtide'
    ORDER BY 1, 2`;
 
-/** The tables any of `publications` publishes, each once, with its row filter and column list. */
+/** The tables any of `publications` publishes, each once, with its row filter and column list (see PUBLISHED_15). */
 export async function publishedTables(sql: postgres.Sql, publications: readonly string[]): Promise<PublishedTable[]> {
   try {
     const [version] = await sql.unsafe<{ num: number }[]>(`SELECT current_setting('server_version_num')::int AS num`);
@@ -135,6 +139,10 @@ export async function publishedTables(sql: postgres.Sql, publications: readonly 
     const rows = num >= 150000
       ? await sql.unsafe<PublishedRow[]>(PUBLISHED_15, [textArrayLiteral(publications), num])
       : await sql.unsafe<PublishedRow[]>(PUBLISHED_14, [textArrayLiteral(publications)]);
+    const conflicting = rows.filter((r) => r.column_lists > 1).map((r) => qualify(r.schema, r.name));
+    if (conflicting.length > 0) {
+      throw new PgtideError('UNSUPPORTED_OBJECT', `${conflicting.join(', ')} ${conflicting.length > 1 ? 'are' : 'is'} published with different column lists by the publications ${publications.join(', ')}; PostgreSQL cannot stream such a table to one subscriber (its own subscriptions refuse it too). Give the table the same column list in every publication (or none), or follow fewer publications.`);
+    }
     const ident = { d: 'default', n: 'nothing', f: 'full', i: 'index' } as const;
     return rows.map((r) => ({
       schema: r.schema, name: r.name, replicaIdentity: ident[r.ident as keyof typeof ident] ?? 'default', hasKey: r.has_key,

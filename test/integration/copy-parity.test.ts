@@ -8,9 +8,11 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  TestScope, startPair, databasePair, ddlBoth, startStreaming, waitForCatchUp, texts, startCli, cliConfig, writeConfigFile, waitFor,
+  TestScope, startPair, databasePair, ddlBoth, startStreaming, startEngine, configInput, waitForCatchUp, texts, startCli, cliConfig, writeConfigFile, waitFor,
   MARKER_TABLE, type Pair,
 } from '../support/replication.js';
+import { parseConfig } from '../../src/control/config.js';
+import { PgtideError } from '../../src/control/errors.js';
 
 const MARKER = MARKER_TABLE.replace(/^public\./, '');
 
@@ -52,7 +54,7 @@ describe('initial copy parity with the built-in subscriber', { timeout: 600_000 
     await engine.stop();
   });
 
-  it('several publications: row filters are OR-ed, a publication without a filter means all rows, column lists are united (PostgreSQL 15+)', async (t) => {
+  it('several publications: row filters are OR-ed, a publication without a filter means all rows (PostgreSQL 15+)', async (t) => {
     if (major() < 15) { t.skip('publication row filters and column lists need PostgreSQL 15+'); return; }
     const p = await fresh();
     await ddlBoth(p, `
@@ -63,13 +65,29 @@ describe('initial copy parity with the built-in subscriber', { timeout: 600_000 
       INSERT INTO orf SELECT g, g FROM generate_series(1, 10) g;
       INSERT INTO nof SELECT g, g FROM generate_series(1, 10) g;
       INSERT INTO cols SELECT g, 'a' || g, 'b' || g, 'c' || g FROM generate_series(1, 3) g;
-      CREATE PUBLICATION p_one FOR TABLE orf WHERE (n < 3), nof WHERE (n < 3), cols (id, a), ${MARKER};
-      CREATE PUBLICATION p_two FOR TABLE orf WHERE (n > 8), nof, cols (id, b);`);
+      CREATE PUBLICATION p_one FOR TABLE orf WHERE (n < 3), nof WHERE (n < 3), cols (id, a, b), ${MARKER};
+      CREATE PUBLICATION p_two FOR TABLE orf WHERE (n > 8), nof, cols (id, a, b);`);
     const engine = await startStreaming(scope, p, { name: 'multi', publication: ['p_one', 'p_two'] });
     assert.deepEqual(await rows(p, `SELECT id AS r FROM orf ORDER BY id`), ['1', '2', '9', '10']);
     assert.deepEqual(await rows(p, `SELECT count(*) AS r FROM nof`), ['10']);
     assert.deepEqual(await rows(p, `SELECT concat_ws(',', id, a, b, coalesce(c, 'null')) AS r FROM cols ORDER BY id`), ['1,a1,b1,null', '2,a2,b2,null', '3,a3,b3,null']);
+    await p.src.unsafe(`INSERT INTO cols VALUES (4, 'a4', 'b4', 'c4'); INSERT INTO orf VALUES (11, 11), (12, 0), (13, 5)`);
+    await waitForCatchUp(p, { engine });
+    assert.deepEqual(await rows(p, `SELECT concat_ws(',', id, a, b, coalesce(c, 'null')) AS r FROM cols WHERE id = 4`), ['4,a4,b4,null']);
+    assert.deepEqual(await rows(p, `SELECT id AS r FROM orf ORDER BY id`), ['1', '2', '9', '10', '11', '12']);
     await engine.stop();
+  });
+
+  it('several publications with different column lists for one table: refused at start, as PostgreSQL refuses them (PostgreSQL 15+)', async (t) => {
+    if (major() < 15) { t.skip('publication column lists need PostgreSQL 15+'); return; }
+    const p = await fresh();
+    await ddlBoth(p, `CREATE TABLE dcl (id int PRIMARY KEY, a text, b text)`);
+    await p.src.unsafe(`CREATE PUBLICATION p_a FOR TABLE dcl (id, a), ${MARKER}; CREATE PUBLICATION p_b FOR TABLE dcl (id, b)`);
+    const engine = startEngine(scope, parseConfig(configInput(p, { name: 'dcl', publication: ['p_a', 'p_b'] })));
+    await engine.done;
+    assert.ok(engine.error instanceof PgtideError, `a PgtideError; got ${String(engine.error)}`);
+    assert.equal(engine.error.code, 'UNSUPPORTED_OBJECT');
+    assert.match(engine.error.message, /"public"\."dcl" is published with different column lists by the publications p_a, p_b/);
   });
 
   it('several publications (any major): the stream and the copy follow every one of them', async () => {
