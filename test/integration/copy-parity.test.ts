@@ -159,6 +159,10 @@ describe('initial copy parity with the built-in subscriber', { timeout: 600_000 
     }
     const kept = await startStreaming(scope, keep, { name: 'keep', tables: ['public.local'] });
     assert.deepEqual(await rows(keep, `SELECT v || ':' || count(*) AS r FROM local GROUP BY v ORDER BY v`), ['local:10', 'source:100']);
+    // 'ready' was written by the very transaction that wrote the copied rows: a crash leaves both or neither.
+    assert.deepEqual(
+      await rows(keep, `SELECT (SELECT string_agg(DISTINCT xmin::text, ',') FROM local WHERE v = 'source') = (SELECT xmin::text FROM pgtide.table_state WHERE subscription = 'keep' AND table_name = 'local' AND state = 'ready') AS r`),
+      ['true']);
     await kept.stop();
     const emptied = await startStreaming(scope, empty, { name: 'trunc', tables: ['public.local'], copy: { truncateFirst: true } });
     assert.deepEqual(await rows(empty, `SELECT v || ':' || count(*) AS r FROM local GROUP BY v ORDER BY v`), ['source:100']);
