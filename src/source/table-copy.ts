@@ -581,7 +581,10 @@ class TableCopy {
       for (const column of columns) {
         if (!sourceColumns.has(column)) problems.push(`${qualified}: column ${quoteIdent(column)} does not exist on the source`);
         else if (!targetColumns.has(column)) problems.push(`${qualified}: column ${quoteIdent(column)} does not exist on the target`);
-        else if (targetGenerated.has(column)) problems.push(`${qualified}: column ${quoteIdent(column)} is a generated column on the target and cannot be written`);
+        else if (targetGenerated.has(column) && !(s.copy_columns ?? []).includes(column)) {
+          // As PostgreSQL 18's own subscriber, which stops with "incompatible generated column".
+          problems.push(`${qualified}: column ${quoteIdent(column)} is published as a generated column (publish_generated_columns = stored, or named in a column list) but is a generated column on the target too, which cannot be written; make it a plain column on the target or stop publishing it`);
+        } else if (targetGenerated.has(column)) problems.push(`${qualified}: column ${quoteIdent(column)} is a generated column on the target and cannot be written`);
       }
       jobs.push(new TableJob(spec, columns, s, t, this.#formatFor(columns, s, t), this.#options.truncateFirst === true));
     });

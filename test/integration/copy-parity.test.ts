@@ -147,6 +147,16 @@ describe('initial copy parity with the built-in subscriber', { timeout: 600_000 
     assert.deepEqual(await rows(p, `SELECT string_agg(id || ':' || coalesce(b::text, 'null'), ',' ORDER BY id) AS r FROM gstored`), ['1:2,2:4,3:6,4:8']);
     assert.deepEqual(await rows(p, `SELECT string_agg(id || ':' || coalesce(b::text, 'null'), ',' ORDER BY id) AS r FROM glisted`), ['1:3,2:6,3:9,4:12']);
     await engine.stop();
+
+    // A published generated column into a generated target column: refused, as the built-in subscriber refuses it.
+    const q = await fresh();
+    await ddlBoth(q, `CREATE TABLE gboth (id int PRIMARY KEY, a int, b int GENERATED ALWAYS AS (a * 2) STORED)`);
+    await q.src.unsafe(`INSERT INTO gboth (id, a) VALUES (1, 1); CREATE PUBLICATION p_gboth FOR TABLE gboth, ${MARKER} WITH (publish_generated_columns = stored)`);
+    const refused = startEngine(scope, parseConfig(configInput(q, { name: 'gboth', publication: 'p_gboth' })));
+    await refused.done;
+    assert.ok(refused.error instanceof PgtideError, `a PgtideError; got ${String(refused.error)}`);
+    assert.equal(refused.error.code, 'COLUMN_MISMATCH');
+    assert.match(refused.error.message, /"public"\."gboth": column "b" is published as a generated column .* make it a plain column on the target or stop publishing it/);
   });
 
   it('keeps rows that exist only on the target; copy.truncateFirst empties the table first', async () => {
