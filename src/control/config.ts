@@ -55,8 +55,11 @@ export const configSchema = z.object({
   name: simpleName.default('pgtide'),
   source: z.object({ url: connectionUrl }).strict(),
   target: z.object({ url: connectionUrl }).strict(),
-  /** An existing publication to follow. When absent, pgtide creates `<name>_pub` for `tables` (or all tables). */
-  publication: simpleName.optional(),
+  /**
+   * Existing publication(s) to follow; a list works as CREATE SUBSCRIPTION … PUBLICATION a, b does.
+   * When absent, pgtide creates `<name>_pub` for `tables` (or all tables).
+   */
+  publication: z.union([simpleName, z.array(simpleName).min(1)]).optional(),
   tables: z.array(tableName).optional(),
   slot: simpleName.optional(),
   copy: z.object({
@@ -65,7 +68,12 @@ export const configSchema = z.object({
     splitThresholdBytes: byteSize.default(256 * 1024 * 1024),
     /** Drop plain secondary indexes of a table copied whole and build them after its COPY, in the same transaction. */
     rebuildIndexes: z.boolean().default(true),
-  }).strict().default({ enabled: true, parallelism: 2, splitThresholdBytes: 256 * 1024 * 1024, rebuildIndexes: true }),
+    /**
+     * Empty each target table before copying into it. Off (the default), rows that exist
+     * only on the target are kept, as CREATE SUBSCRIPTION keeps them.
+     */
+    truncateFirst: z.boolean().default(false),
+  }).strict().default({ enabled: true, parallelism: 2, splitThresholdBytes: 256 * 1024 * 1024, rebuildIndexes: true, truncateFirst: false }),
   apply: z.object({
     /** Source transactions grouped into one target transaction at most. */
     batchMaxTransactions: z.number().int().min(1).default(1000),
@@ -201,8 +209,15 @@ export function loadConfigFile(file: string): PgtideConfig {
 export function slotName(config: PgtideConfig): string {
   return config.slot ?? `${config.name}_slot`;
 }
+/** Every publication followed, in config order (one when `publication:` is a name or absent). */
+export function publicationNames(config: PgtideConfig): readonly string[] {
+  const { publication } = config;
+  if (publication === undefined) return [`${config.name}_pub`];
+  return typeof publication === 'string' ? [publication] : [...new Set(publication)];
+}
+/** One name for records and messages: the publication, or the list joined with commas. */
 export function publicationName(config: PgtideConfig): string {
-  return config.publication ?? `${config.name}_pub`;
+  return publicationNames(config).join(',');
 }
 export function originName(config: PgtideConfig): string {
   return `pgtide_${config.name}`;

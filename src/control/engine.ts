@@ -8,7 +8,7 @@ import postgres from 'postgres';
 import { openPostgres } from '../pg/connect.js';
 import type { Logger } from 'pino';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { originName, publicationName, slotName, type PgtideConfig } from './config.js';
+import { originName, publicationName, publicationNames, slotName, type PgtideConfig } from './config.js';
 import { PgtideError, fromServerError } from './errors.js';
 import { checkSource, createPublication, publicationExists, publishedTables, slotExists, type PublishedTable } from '../source/source-catalog.js';
 import { ReplicationConnection, protocolVersionFor } from '../source/replication-connection.js';
@@ -21,7 +21,7 @@ import { qualify } from '../changes/relation-cache.js';
 import { ApplyWriter, FoldConflictError } from '../apply/apply-writer.js';
 import { ChangeGate } from '../apply/change-gate.js';
 import { DirectStreamedApply } from '../apply/streamed-apply.js';
-import { StateStore } from '../target/state-store.js';
+import { StateStore, type TableStateRow } from '../target/state-store.js';
 import { SequenceSync, type SequenceSyncReport } from '../apply/sequence-sync.js';
 import { startSequenceSyncLoop, sequenceProblemLog, type SequenceSyncLoop } from './sequence-sync-job.js';
 import { checkPrivileges } from './privileges.js';
@@ -121,15 +121,19 @@ export class Engine {
     const store = new StateStore(target, config.name);
     await store.migrate();
     const publication = publicationName(config);
+    const publications = publicationNames(config);
     const slot = slotName(config);
-    if (!(await publicationExists(source, publication))) {
+    const absent: string[] = [];
+    for (const name of publications) if (!(await publicationExists(source, name))) absent.push(name);
+    if (absent.length > 0) {
       if (config.publication) {
-        throw new PgtideError('PUBLICATION_MISSING', `publication "${publication}" does not exist on the source. Create it there (CREATE PUBLICATION ${publication} FOR TABLE ...), or remove \`publication:\` from the config to let pgtide create one for \`tables:\`.`);
+        const [first] = absent;
+        throw new PgtideError('PUBLICATION_MISSING', `publication${absent.length > 1 ? 's' : ''} ${absent.map((p) => `"${p}"`).join(', ')} ${absent.length > 1 ? 'do' : 'does'} not exist on the source. Create ${absent.length > 1 ? 'them' : 'it'} there (CREATE PUBLICATION ${first} FOR TABLE ...), or remove \`publication:\` from the config to let pgtide create one for \`tables:\`.`);
       }
       await createPublication(source, publication, config.tables);
       this.#logger.info({ publication }, 'created publication on the source');
     }
-    const tables = await publishedTables(source, publication);
+    const tables = await publishedTables(source, publications);
     if (tables.length === 0) this.#logger.warn({ publication }, 'the publication contains no tables; nothing will be replicated');
     await this.#checkTargetTables(target, tables);
     for (const t of tables) {
@@ -164,7 +168,7 @@ export class Engine {
         startLsn = created.consistentPoint;
         await store.setStartLsn(startLsn);
         this.#logger.info({ slot, consistentPoint: formatLsn(startLsn) }, 'created replication slot');
-        await this.#copy(store, created.snapshotName, created.consistentPoint, signal);
+        await this.#copy(store, tables, created.snapshotName, created.consistentPoint, signal);
       } finally {
         await repl.close();
       }
@@ -183,13 +187,13 @@ export class Engine {
         const repl = ReplicationConnection.open(config.source.url);
         try {
           const created = await repl.createSlot(`${slot}_sync_${process.pid}`, { temporary: true, exportSnapshot: config.copy.enabled });
-          await this.#copy(store, created.snapshotName, created.consistentPoint, signal);
+          await this.#copy(store, tables, created.snapshotName, created.consistentPoint, signal);
         } finally {
           await repl.close();
         }
       }
     }
-    return { store, startLsn, protocolVersion: protocolVersionFor(info.versionNum), publication, slot, tables };
+    return { store, startLsn, protocolVersion: protocolVersionFor(info.versionNum), publications, slot, tables };
   }
 
   /**
@@ -231,7 +235,7 @@ export class Engine {
     }
   }
 
-  async #copy(store: StateStore, snapshotName: string | undefined, syncLsn: Lsn, signal: AbortSignal): Promise<void> {
+  async #copy(store: StateStore, published: readonly PublishedTable[], snapshotName: string | undefined, syncLsn: Lsn, signal: AbortSignal): Promise<void> {
     const pending = (await store.tableStates()).filter((t) => t.state !== 'ready');
     if (pending.length === 0) return;
     if (!snapshotName) {
@@ -240,7 +244,7 @@ export class Engine {
       return;
     }
     this.#phase = 'copying';
-    const specs: CopyTableSpec[] = pending.map((t) => ({ schema: t.schema, name: t.name }));
+    const specs = pending.map((t) => copySpec(t, published));
     this.#logger.info({ tables: specs.length, parallelism: this.#config.copy.parallelism }, 'initial copy started');
     const result = await copyTables({
       sourceUrl: this.#config.source.url,
@@ -250,9 +254,11 @@ export class Engine {
       parallelism: this.#config.copy.parallelism,
       splitThresholdBytes: this.#config.copy.splitThresholdBytes,
       rebuildIndexes: this.#config.copy.rebuildIndexes,
+      truncateFirst: this.#config.copy.truncateFirst,
       onIndexBuild: (t, index) => this.#logger.info({ table: qualify(t.schema, t.name), index }, 'building an index dropped for the copy'),
       onTableStart: (t) => store.setTableState(t.schema, t.name, 'copying', undefined),
-      onTableDone: (t, rows) => store.setTableState(t.schema, t.name, 'ready', syncLsn, rows),
+      onClaimRows: (db, t) => store.claimCopiedRows(t.schema, t.name, db),
+      recordReady: (db, t, rows) => store.setTableState(t.schema, t.name, 'ready', syncLsn, rows, db),
       ...(this.#hooks.onCopyProgress ? { onProgress: this.#hooks.onCopyProgress } : {}),
       signal,
     });
@@ -290,7 +296,7 @@ export class Engine {
       const asm = new TransactionAssembler(gate, { memoryCap: config.memoryCap, spillDir: config.spillDir }, direct);
       assembler = asm;
       const decoder = new PgoutputDecoder({ protocolVersion: prepared.protocolVersion });
-      const stream = await repl.startReplication({ slot: prepared.slot, startLsn, publication: prepared.publication, protocolVersion: prepared.protocolVersion, streaming: true });
+      const stream = await repl.startReplication({ slot: prepared.slot, startLsn, publications: prepared.publications, protocolVersion: prepared.protocolVersion, streaming: true });
       const live = new ReplicationSession(stream, {
         statusIntervalMs: config.statusIntervalMs,
         receiveTimeoutMs: config.receiveTimeoutMs,
@@ -348,7 +354,19 @@ interface Prepared {
   readonly store: StateStore;
   readonly startLsn: Lsn;
   readonly protocolVersion: 1 | 2 | 3 | 4;
-  readonly publication: string;
+  readonly publications: readonly string[];
   readonly slot: string;
   readonly tables: readonly PublishedTable[];
+}
+
+/** What the copy of one table reads: the publications' row filter and column list, and whether a retry must empty it first. */
+function copySpec(t: TableStateRow, published: readonly PublishedTable[]): CopyTableSpec {
+  const p = published.find((x) => x.schema === t.schema && x.name === t.name);
+  return {
+    schema: t.schema,
+    name: t.name,
+    ...(p?.columns ? { columns: p.columns } : {}),
+    ...(p?.rowFilter !== undefined ? { rowFilter: p.rowFilter } : {}),
+    ...(t.copyOwnsRows ? { ownsRows: true } : {}),
+  };
 }

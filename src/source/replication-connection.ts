@@ -31,7 +31,8 @@ export interface CreatedSlot {
 export interface StartOptions {
   readonly slot: string;
   readonly startLsn: Lsn;
-  readonly publication: string;
+  /** Every publication to follow (publication_names). */
+  readonly publications: readonly string[];
   readonly protocolVersion: 1 | 2 | 3 | 4;
   /** Stream large in-progress transactions (protocol ≥ 2). */
   readonly streaming: boolean;
@@ -107,8 +108,9 @@ export class ReplicationConnection {
    * and lose the message boundaries); writes go back as CopyData.
    */
   async startReplication(options: StartOptions): Promise<Duplex> {
-    const publication = `"${options.publication.replace(/"/g, '""')}"`.replace(/'/g, "''");
-    const params = [`proto_version '${options.protocolVersion}'`, `publication_names '${publication}'`, `messages 'true'`];
+    // A comma-separated list of identifiers, quoted as in SQL (pgoutput splits it with SplitIdentifierString).
+    const publications = options.publications.map((p) => `"${p.replace(/"/g, '""')}"`).join(',').replace(/'/g, "''");
+    const params = [`proto_version '${options.protocolVersion}'`, `publication_names '${publications}'`, `messages 'true'`];
     if (options.streaming && options.protocolVersion >= 2) params.push(`streaming 'on'`);
     if (options.originNone && options.protocolVersion >= 4) params.push(`origin 'none'`);
     const command = `START_REPLICATION SLOT ${quoteIdent(options.slot)} LOGICAL ${formatLsn(options.startLsn)} (${params.join(', ')})`;

@@ -6,6 +6,7 @@ import type postgres from 'postgres';
 import { fromServerError, PgtideError } from '../control/errors.js';
 import { qualify, quoteIdent } from '../changes/relation-cache.js';
 import type { QualifiedName } from '../control/config.js';
+import { textArrayLiteral } from '../apply/statements.js';
 
 export interface SourceInfo {
   readonly versionNum: number;
@@ -69,22 +70,85 @@ export async function createPublication(sql: postgres.Sql, publication: string, 
 export interface PublishedTable extends QualifiedName {
   readonly replicaIdentity: 'default' | 'nothing' | 'full' | 'index';
   readonly hasKey: boolean;
+  /**
+   * The rows the publications publish (PostgreSQL 15+), as an SQL condition over the
+   * table's columns: the filters of every publication OR-ed together. Undefined when
+   * any publication publishes the table unfiltered, or on PostgreSQL 14.
+   */
+  readonly rowFilter?: string;
+  /**
+   * The columns the publications publish (PostgreSQL 15+), in table order, including
+   * stored generated columns a PostgreSQL 18 publication publishes. Undefined on
+   * PostgreSQL 14, where every non-generated column is published.
+   */
+  readonly columns?: readonly string[];
 }
 
-export async function publishedTables(sql: postgres.Sql, publication: string): Promise<PublishedTable[]> {
+interface PublishedRow { schema: string; name: string; ident: string; has_key: boolean; row_filter: string | null; columns: string[] | null; column_lists: number }
+
+/**
+ * What tablesync.c reads in fetch_remote_table_info, for several publications at
+ * once: a table published unfiltered by one publication is copied whole, else the
+ * filters are OR-ed. Column lists must agree: pgoutput and the built-in table sync
+ * refuse a table whose publications give it different ones ("cannot use different
+ * column lists for table … in different publications", 15+), so pgtide refuses it
+ * at start instead of when its first change is streamed. A publication without a
+ * column list publishes all its columns, which pg_publication_tables lists; 15-17
+ * list generated columns there but never send them, 18 sends the stored ones it
+ * lists (publish_generated_columns, or named in a column list).
+ */
+const PUBLISHED_15 = `
+  WITH per AS (
+    SELECT p.schemaname, p.tablename, c.oid AS relid, c.relreplident, p.rowfilter,
+           (SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_attribute a
+             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+               AND (a.attgenerated = '' OR (a.attgenerated = 's' AND $2::int >= 180000))
+               AND a.attname = ANY (p.attnames)) AS cols
+      FROM pg_publication_tables p
+      JOIN pg_namespace n ON n.nspname = p.schemaname
+      JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = p.tablename
+     WHERE p.pubname = ANY ($1::text[])
+       -- pgtide's own state is per node; replicating it would overwrite the target's.
+       AND p.schemaname <> 'pgtide')
+  SELECT schemaname AS schema, tablename AS name, relreplident AS ident,
+         EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = relid AND (i.indisprimary OR i.indisreplident)) AS has_key,
+         CASE WHEN bool_or(rowfilter IS NULL) THEN NULL
+              ELSE string_agg(DISTINCT '(' || rowfilter || ')', ' OR ') END AS row_filter,
+         to_json(min(cols)) AS columns,
+         count(DISTINCT cols)::int AS column_lists
+    FROM per
+   GROUP BY schemaname, tablename, relid, relreplident
+   ORDER BY 1, 2`;
+
+const PUBLISHED_14 = `
+  SELECT DISTINCT p.schemaname AS schema, p.tablename AS name, c.relreplident AS ident,
+         EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND (i.indisprimary OR i.indisreplident)) AS has_key,
+         NULL::text AS row_filter, NULL::text AS columns, 1 AS column_lists
+    FROM pg_publication_tables p
+    JOIN pg_namespace n ON n.nspname = p.schemaname
+    JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = p.tablename
+   WHERE p.pubname = ANY ($1::text[])
+     AND p.schemaname <> 'pgtide'
+   ORDER BY 1, 2`;
+
+/** The tables any of `publications` publishes, each once, with its row filter and column list (see PUBLISHED_15). */
+export async function publishedTables(sql: postgres.Sql, publications: readonly string[]): Promise<PublishedTable[]> {
   try {
-    const rows = await sql.unsafe<{ schema: string; name: string; ident: string; has_key: boolean }[]>(`
-      SELECT p.schemaname AS schema, p.tablename AS name, c.relreplident AS ident,
-             EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND (i.indisprimary OR i.indisreplident)) AS has_key
-        FROM pg_publication_tables p
-        JOIN pg_namespace n ON n.nspname = p.schemaname
-        JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = p.tablename
-       WHERE p.pubname = $1
-         -- pgtide's own state is per node; replicating it would overwrite the target's.
-         AND p.schemaname <> 'pgtide'
-       ORDER BY 1, 2`, [publication]);
+    const [version] = await sql.unsafe<{ num: number }[]>(`SELECT current_setting('server_version_num')::int AS num`);
+    const num = version?.num ?? 0;
+    const rows = num >= 150000
+      ? await sql.unsafe<PublishedRow[]>(PUBLISHED_15, [textArrayLiteral(publications), num])
+      : await sql.unsafe<PublishedRow[]>(PUBLISHED_14, [textArrayLiteral(publications)]);
+    const conflicting = rows.filter((r) => r.column_lists > 1).map((r) => qualify(r.schema, r.name));
+    if (conflicting.length > 0) {
+      throw new PgtideError('UNSUPPORTED_OBJECT', `${conflicting.join(', ')} ${conflicting.length > 1 ? 'are' : 'is'} published with different column lists by the publications ${publications.join(', ')}; PostgreSQL cannot stream such a table to one subscriber (its own subscriptions refuse it too). Give the table the same column list in every publication (or none), or follow fewer publications.`);
+    }
     const ident = { d: 'default', n: 'nothing', f: 'full', i: 'index' } as const;
-    return rows.map((r) => ({ schema: r.schema, name: r.name, replicaIdentity: ident[r.ident as keyof typeof ident] ?? 'default', hasKey: r.has_key }));
+    return rows.map((r) => ({
+      schema: r.schema, name: r.name, replicaIdentity: ident[r.ident as keyof typeof ident] ?? 'default', hasKey: r.has_key,
+      ...(r.row_filter !== null ? { rowFilter: r.row_filter } : {}),
+      ...(r.columns !== null ? { columns: r.columns } : {}),
+    }));
   } catch (error) {
     throw fromServerError(error, 'source');
   }

@@ -10,12 +10,20 @@
  * the snapshot dies as soon as the exporting replication connection runs another
  * command.
  *
- * Target side, per table: TRUNCATE (or DELETE, see truncateSql) and COPY FROM
- * STDIN in one transaction, so a retried copy never duplicates rows and a failed
- * one leaves the table as it was. A table larger than `splitThresholdBytes` is
- * cut into ctid ranges (TID range scans, PostgreSQL 14+) that several workers
- * copy in parallel; it is emptied once, in its own transaction, before its
- * first range starts.
+ * What is copied follows the publications, as PostgreSQL's table sync does
+ * (tablesync.c, copy_table): only the published columns (`columns`) and only
+ * the rows their row filters let through (`rowFilter`).
+ *
+ * Target side, per table: COPY FROM STDIN and `recordReady` in one transaction,
+ * so a copy either commits with its table marked ready or leaves nothing behind,
+ * and a retry never duplicates rows. Rows that exist only on the target are kept
+ * (as CREATE SUBSCRIPTION keeps them) unless `truncateFirst` asks to empty the
+ * table first (TRUNCATE, or DELETE, see truncateSql). A table larger than
+ * `splitThresholdBytes` is cut into ctid ranges (TID range scans, PostgreSQL
+ * 14+) that several workers copy in parallel, each range committing on its own;
+ * so it is split only when its target is empty (or emptied first), and
+ * `onClaimRows` records, in the transaction that found it empty, that its rows
+ * belong to the copy: a retry (`ownsRows`) empties it again before copying.
  *
  * Format: binary COPY is faster (measured up to ~60 % end to end, never
  * slower: the target parses less), but it needs the very same column types on
@@ -43,6 +51,10 @@ export interface CopyTableSpec {
   readonly name: string;
   /** Copy only these, in this order; default all non-generated columns of the source table. */
   readonly columns?: readonly string[];
+  /** Copy only the rows for which this SQL condition over the source table's columns is true (a publication row filter). */
+  readonly rowFilter?: string;
+  /** The target's rows of this table were written by an interrupted copy: empty it before copying. */
+  readonly ownsRows?: boolean;
 }
 
 export interface CopyProgress {
@@ -84,6 +96,8 @@ export interface CopyOptions {
    * Only for tables copied whole; default true.
    */
   readonly rebuildIndexes?: boolean;
+  /** Empty every target table before copying into it; default false (rows only on the target are kept). */
+  readonly truncateFirst?: boolean;
   /**
    * Called once every worker has imported the snapshot, before any data is
    * copied: from then on the replication connection that exported it may run
@@ -92,7 +106,15 @@ export interface CopyOptions {
   readonly onSnapshotsImported?: () => void;
   /** Before a table is emptied on the target: the caller marks it 'copying'. */
   readonly onTableStart?: (t: CopyTableSpec) => Promise<void>;
-  /** After the table's rows are committed on the target: the caller marks it 'ready'. */
+  /**
+   * Marks the table 'ready'. For a table copied whole, `db` is the copy's own target
+   * transaction, so the mark commits with the rows; for a table copied in ranges it runs
+   * after the last range committed (a crash in between redoes the copy, see ownsRows).
+   */
+  readonly recordReady?: (db: Queryable, t: CopyTableSpec, rows: number) => Promise<void>;
+  /** In the transaction that found an empty target table about to be copied in ranges: record that its rows are the copy's. */
+  readonly onClaimRows?: (db: Queryable, t: CopyTableSpec) => Promise<void>;
+  /** After the table's rows (and recordReady) are committed on the target. */
   readonly onTableDone?: (t: CopyTableSpec, rows: number) => Promise<void>;
   /** Every table, in copy order, at most every 200 ms and whenever a table starts or ends. */
   readonly onProgress?: (p: readonly CopyProgress[]) => void;
@@ -245,6 +267,11 @@ class TableJob {
   readonly targetKind: string;
   /** Target referenced by a foreign key of another table: TRUNCATE would fail. */
   readonly referenced: boolean;
+  readonly rowFilter: string | undefined;
+  /** Some copied column is generated on the source: `COPY table (…) TO` refuses it, a query does not. */
+  readonly readsGenerated: boolean;
+  /** Empty the target table before copying (truncateFirst, or rows left by an interrupted copy). */
+  readonly truncate: boolean;
   readonly estimatedRows: number;
   readonly estimatedBytes: number;
   readonly heapBytes: number;
@@ -258,7 +285,7 @@ class TableJob {
   /** For split tables: onTableStart + emptying the target, shared by all ranges. */
   prepared: Promise<void> | undefined;
 
-  constructor(spec: CopyTableSpec, columns: readonly string[], source: SourceMeta, target: TargetMeta, format: CopyFormat) {
+  constructor(spec: CopyTableSpec, columns: readonly string[], source: SourceMeta, target: TargetMeta, format: CopyFormat, truncateFirst: boolean) {
     this.spec = spec;
     this.display = `${spec.schema}.${spec.name}`;
     this.qualified = qualify(spec.schema, spec.name);
@@ -266,6 +293,10 @@ class TableJob {
     this.sourceKind = source.relkind ?? 'r';
     this.targetKind = target.relkind ?? 'r';
     this.referenced = target.referenced === true;
+    this.rowFilter = spec.rowFilter;
+    const plain = new Set(source.copy_columns ?? []);
+    this.readsGenerated = columns.some((column) => !plain.has(column));
+    this.truncate = truncateFirst || spec.ownsRows === true;
     this.estimatedRows = Math.max(0, source.est_rows ?? 0);
     this.estimatedBytes = source.est_bytes ?? 0;
     this.heapBytes = source.main_bytes ?? 0;
@@ -278,21 +309,30 @@ class TableJob {
 
   /** Empties the target table; for a whole table in the same transaction as its COPY. */
   truncateSql(): string {
-    const only = this.targetKind === 'p' ? '' : 'ONLY ';
+    const only = this.targetOnly;
     // TRUNCATE refuses a table that another table's foreign key references, even
     // with triggers off; DELETE does not check (the RI triggers do not fire
     // under session_replication_role = replica) and is cheap on the usually empty table.
     return this.referenced ? `DELETE FROM ${only}${this.qualified}` : `TRUNCATE ${only}${this.qualified}`;
   }
 
+  /** `ONLY ` unless the target is partitioned (its rows are in its partitions). */
+  get targetOnly(): string {
+    return this.targetKind === 'p' ? '' : 'ONLY ';
+  }
+
   copyOutSql(range: BlockRange | undefined): string {
     const withFormat = this.format === 'binary' ? ' WITH (FORMAT binary)' : '';
-    if (range) {
-      const upper = range.to === undefined ? '' : ` AND ctid < '(${range.to},0)'::tid`;
-      return `COPY (SELECT ${this.columnList} FROM ONLY ${this.qualified} WHERE ctid >= '(${range.from},0)'::tid${upper}) TO STDOUT${withFormat}`;
+    const conditions: string[] = [];
+    if (range) conditions.push(`ctid >= '(${range.from},0)'::tid`);
+    if (range?.to !== undefined) conditions.push(`ctid < '(${range.to},0)'::tid`);
+    if (this.rowFilter !== undefined) conditions.push(`(${this.rowFilter})`);
+    // A partitioned table has no rows of its own: the query form reads its partitions
+    // (and with publish_via_partition_root the root's filter applies to all of them).
+    if (conditions.length > 0 || this.readsGenerated || this.sourceKind === 'p') {
+      const where = conditions.length > 0 ? ` WHERE ${conditions.join(' AND ')}` : '';
+      return `COPY (SELECT ${this.columnList} FROM ${this.sourceKind === 'p' ? '' : 'ONLY '}${this.qualified}${where}) TO STDOUT${withFormat}`;
     }
-    // A partitioned table has no rows of its own: the query form reads its partitions.
-    if (this.sourceKind === 'p') return `COPY (SELECT ${this.columnList} FROM ${this.qualified}) TO STDOUT${withFormat}`;
     // COPY table TO skips the executor and, unlike a query, never includes inheritance children.
     const list = this.columns.length > 0 ? ` (${this.columnList})` : '';
     return `COPY ${this.qualified}${list} TO STDOUT${withFormat}`;
@@ -384,6 +424,10 @@ function copyError(error: unknown, side: Side, job?: TableJob): PgtideError {
   if (job && sqlState === '42P01') {
     if (side === 'target') return missingOnTarget([job.qualified], error);
     return new PgtideError('TABLE_MISSING_ON_SOURCE', `table ${job.qualified} does not exist on the source (was it dropped during the copy?). Remove it from the publication or recreate it, then restart.`, { sqlState, cause: error });
+  }
+  if (job && sqlState === '23505') {
+    const base = fromServerError(error, side);
+    return new PgtideError('COPY_CONFLICT', `copying ${job.qualified}: ${base.message}. The initial copy keeps the rows already on the target (as CREATE SUBSCRIPTION does), and one of them has the key of a source row. Delete the conflicting rows on the target, or set copy.truncateFirst: true to empty the tables before copying.`, { sqlState, cause: error });
   }
   if (job && sqlState === '42703') {
     const base = fromServerError(error, side);
@@ -538,9 +582,12 @@ class TableCopy {
       for (const column of columns) {
         if (!sourceColumns.has(column)) problems.push(`${qualified}: column ${quoteIdent(column)} does not exist on the source`);
         else if (!targetColumns.has(column)) problems.push(`${qualified}: column ${quoteIdent(column)} does not exist on the target`);
-        else if (targetGenerated.has(column)) problems.push(`${qualified}: column ${quoteIdent(column)} is a generated column on the target and cannot be written`);
+        else if (targetGenerated.has(column) && !(s.copy_columns ?? []).includes(column)) {
+          // As PostgreSQL 18's own subscriber, which stops with "incompatible generated column".
+          problems.push(`${qualified}: column ${quoteIdent(column)} is published as a generated column (publish_generated_columns = stored, or named in a column list) but is a generated column on the target too, which cannot be written; make it a plain column on the target or stop publishing it`);
+        } else if (targetGenerated.has(column)) problems.push(`${qualified}: column ${quoteIdent(column)} is a generated column on the target and cannot be written`);
       }
-      jobs.push(new TableJob(spec, columns, s, t, this.#formatFor(columns, s, t)));
+      jobs.push(new TableJob(spec, columns, s, t, this.#formatFor(columns, s, t), this.#options.truncateFirst === true));
     });
     if (missingSource.length > 0) {
       throw new PgtideError('TABLE_MISSING_ON_SOURCE', `${listNames(missingSource)} ${missingSource.length === 1 ? 'does' : 'do'} not exist on the source. Check the schema and table names (they are case-sensitive) or remove them from the publication.`);
@@ -554,10 +601,12 @@ class TableCopy {
     }
 
     const threshold = this.#options.splitThresholdBytes ?? DEFAULT_SPLIT_THRESHOLD;
+    const large = jobs.filter((job) => job.sourceKind === 'r' && job.heapBytes > threshold);
+    const splittable = await this.#splittable(large);
     // Largest first: the long copies start early, small tables fill the gaps at the end.
     jobs.sort((a, b) => Math.max(b.heapBytes, b.estimatedBytes) - Math.max(a.heapBytes, a.estimatedBytes));
     for (const job of jobs) {
-      if (job.sourceKind === 'r' && job.heapBytes > threshold) {
+      if (splittable.has(job)) {
         job.ranges = splitRanges(job.heapBytes, blockSize, threshold, this.#parallelism);
         job.remaining = job.ranges.length;
         for (const range of job.ranges) this.#queue.push({ job, range });
@@ -567,6 +616,29 @@ class TableCopy {
       }
     }
     this.#jobs = jobs;
+  }
+
+  /**
+   * Ranges commit one by one, so a table keeps its target rows only when copied whole:
+   * a large table is split only when it is emptied first or is empty on the target now
+   * (checked again, under lock, before its first range; see #copyRange).
+   */
+  async #splittable(large: readonly TableJob[]): Promise<Set<TableJob>> {
+    const split = new Set(large.filter((job) => job.truncate));
+    const check = large.filter((job) => !job.truncate);
+    if (check.length === 0) return split;
+    const target = this.#connect(this.#options.targetUrl, { application_name: 'pgtide-copy' });
+    try {
+      for (const job of check) {
+        if (await targetEmpty(target, job)) split.add(job);
+      }
+    } catch (error) {
+      throw copyError(error, 'target');
+    } finally {
+      this.#connections.delete(target);
+      await target.end({ timeout: 5 });
+    }
+    return split;
   }
 
   #formatFor(columns: readonly string[], source: SourceMeta, target: TargetMeta): CopyFormat {
@@ -698,13 +770,18 @@ class TableCopy {
     await this.#start(job);
     let rows = 0;
     await worker.target.begin(async (tx) => {
-      await tx.unsafe(job.truncateSql()).catch((error: unknown) => { throw copyError(error, 'target', job); });
-      const indexes = this.#options.rebuildIndexes === false ? [] : await dropSecondaryIndexes(tx, job);
+      if (job.truncate) await tx.unsafe(job.truncateSql()).catch((error: unknown) => { throw copyError(error, 'target', job); });
+      // Indexes are dropped only for a table with no rows of its own: DROP INDEX locks out
+      // readers of the local rows for the whole copy, and rebuilding a large table to add
+      // a few rows would cost more than it saves.
+      const rebuild = this.#options.rebuildIndexes !== false && (job.truncate || await targetEmpty(tx, job).catch((error: unknown) => { throw copyError(error, 'target', job); }));
+      const indexes = rebuild ? await dropSecondaryIndexes(tx, job) : [];
       rows = await this.#stream(worker.source.tx, tx, job, undefined);
       for (const index of indexes) {
         this.#options.onIndexBuild?.(job.spec, index.name);
         await tx.unsafe(index.definition).catch((error: unknown) => { throw copyError(error, 'target', job); });
       }
+      await this.#hook('recordReady', job, () => this.#options.recordReady?.(tx, job.spec, rows));
     });
     job.rows = rows;
     await this.#finish(job);
@@ -713,12 +790,26 @@ class TableCopy {
   async #copyRange(worker: Worker, job: TableJob, range: BlockRange): Promise<void> {
     job.prepared ??= (async () => {
       await this.#start(job);
-      await worker.target.unsafe(job.truncateSql()).catch((error: unknown) => { throw copyError(error, 'target', job); });
+      await worker.target.begin(async (tx) => {
+        if (job.truncate) {
+          await tx.unsafe(job.truncateSql()).catch((error: unknown) => { throw copyError(error, 'target', job); });
+        } else {
+          // SHARE blocks writers until the claim commits, so the table cannot gain a row between the check and the claim.
+          await tx.unsafe(`LOCK TABLE ${job.targetOnly}${job.qualified} IN SHARE MODE`).catch((error: unknown) => { throw copyError(error, 'target', job); });
+          if (!(await targetEmpty(tx, job).catch((error: unknown) => { throw copyError(error, 'target', job); }))) {
+            throw new PgtideError('COPY_CONFLICT', `rows were written to ${job.qualified} on the target while its initial copy was starting. Start pgtide again: the table will be copied in one transaction that keeps those rows.`, { retryable: true });
+          }
+        }
+        await this.#hook('onClaimRows', job, () => this.#options.onClaimRows?.(tx, job.spec));
+      });
     })();
     await job.prepared;
     // Each range commits on its own: the table is not 'ready' until all have.
     await this.#stream(worker.source.tx, worker.target, job, range);
-    if (--job.remaining === 0) await this.#finish(job);
+    if (--job.remaining === 0) {
+      await this.#hook('recordReady', job, () => this.#options.recordReady?.(worker.target, job.spec, job.rows));
+      await this.#finish(job);
+    }
   }
 
   /** Streams one table or range; returns the row count the target reported. */
@@ -827,6 +918,11 @@ const SECONDARY_INDEXES = `
    ORDER BY c.relname`;
 
 interface SecondaryIndex { readonly name: string; readonly definition: string }
+
+async function targetEmpty(db: Queryable, job: TableJob): Promise<boolean> {
+  const [row] = await db.unsafe<{ empty: boolean }[]>(`SELECT NOT EXISTS (SELECT 1 FROM ${job.targetOnly}${job.qualified}) AS empty`);
+  return row?.empty === true;
+}
 
 async function dropSecondaryIndexes(tx: Queryable, job: TableJob): Promise<readonly SecondaryIndex[]> {
   try {

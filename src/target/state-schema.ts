@@ -52,6 +52,10 @@ export const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (subscription, schema_name, sequence_name)
   );
   `,
+  // 3: a copy in ctid ranges commits range by range; a retry must know the rows it finds are its own
+  `
+  ALTER TABLE pgtide.table_state ADD COLUMN copy_owns_rows boolean NOT NULL DEFAULT false;
+  `,
 ];
 
 /**

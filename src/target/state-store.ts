@@ -8,6 +8,7 @@ import { fromServerError } from '../control/errors.js';
 import { tableKey, type TableGateState, type TableSyncState } from '../apply/change-gate.js';
 import { migrateStateSchema } from './state-schema.js';
 import { textArrayLiteral } from '../apply/statements.js';
+import type { Queryable } from './copy-in.js';
 
 export interface SubscriptionRow {
   readonly name: string;
@@ -23,6 +24,11 @@ export interface TableStateRow {
   readonly state: TableSyncState;
   readonly syncLsn: Lsn;
   readonly rowsCopied: number;
+  /**
+   * The table's rows on the target were written by an interrupted copy in ctid ranges
+   * (it was empty when that copy began), so the next copy empties it first.
+   */
+  readonly copyOwnsRows: boolean;
 }
 
 export class StateStore {
@@ -74,9 +80,9 @@ export class StateStore {
   }
 
   async tableStates(): Promise<TableStateRow[]> {
-    const rows = await this.#sql.unsafe<{ schema_name: string; table_name: string; state: TableSyncState; sync_lsn: string | null; rows_copied: string }[]>(
-      `SELECT schema_name, table_name, state, sync_lsn::text, rows_copied::text FROM pgtide.table_state WHERE subscription = $1 ORDER BY 1, 2`, [this.subscription]);
-    return rows.map((r) => ({ schema: r.schema_name, name: r.table_name, state: r.state, syncLsn: r.sync_lsn ? parseLsn(r.sync_lsn) : ZERO_LSN, rowsCopied: Number(r.rows_copied) }));
+    const rows = await this.#sql.unsafe<{ schema_name: string; table_name: string; state: TableSyncState; sync_lsn: string | null; rows_copied: string; copy_owns_rows: boolean }[]>(
+      `SELECT schema_name, table_name, state, sync_lsn::text, rows_copied::text, copy_owns_rows FROM pgtide.table_state WHERE subscription = $1 ORDER BY 1, 2`, [this.subscription]);
+    return rows.map((r) => ({ schema: r.schema_name, name: r.table_name, state: r.state, syncLsn: r.sync_lsn ? parseLsn(r.sync_lsn) : ZERO_LSN, rowsCopied: Number(r.rows_copied), copyOwnsRows: r.copy_owns_rows }));
   }
 
   async gateMap(): Promise<Map<string, TableGateState>> {
@@ -85,11 +91,21 @@ export class StateStore {
     return map;
   }
 
-  async setTableState(schema: string, name: string, state: TableSyncState, syncLsn: Lsn | undefined, rowsCopied?: number): Promise<void> {
-    await this.#sql.unsafe(
-      `UPDATE pgtide.table_state SET state = $4, sync_lsn = $5::pg_lsn, rows_copied = coalesce($6::bigint, rows_copied), updated_at = now()
+  /**
+   * `on`: the copy's own target transaction, so that `ready` commits with the rows it
+   * describes (a retry then never finds copied rows in a table not marked ready).
+   */
+  async setTableState(schema: string, name: string, state: TableSyncState, syncLsn: Lsn | undefined, rowsCopied?: number, on: Queryable = this.#sql): Promise<void> {
+    await on.unsafe(
+      `UPDATE pgtide.table_state SET state = $4, sync_lsn = $5::pg_lsn, rows_copied = coalesce($6::bigint, rows_copied), updated_at = now(),
+              copy_owns_rows = copy_owns_rows AND $4 <> 'ready'
         WHERE subscription = $1 AND schema_name = $2 AND table_name = $3`,
       [this.subscription, schema, name, state, syncLsn === undefined ? null : formatLsn(syncLsn), rowsCopied === undefined ? null : String(rowsCopied)]);
+  }
+
+  /** Recorded in the transaction that found the table empty, before its first ctid range is copied. */
+  async claimCopiedRows(schema: string, name: string, on: Queryable = this.#sql): Promise<void> {
+    await on.unsafe(`UPDATE pgtide.table_state SET copy_owns_rows = true WHERE subscription = $1 AND schema_name = $2 AND table_name = $3`, [this.subscription, schema, name]);
   }
 
   async progress(): Promise<{ endLsn: Lsn; commitTime: Date | null; appliedAt: Date; transactions: number } | undefined> {

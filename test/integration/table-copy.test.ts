@@ -200,7 +200,7 @@ describe('initial table copy', () => {
     }
   });
 
-  it('replaces the rows of a retried copy instead of duplicating them (text format)', async () => {
+  it('with truncateFirst, replaces the rows of a repeated copy instead of duplicating them (text format)', async () => {
     // Text format throughout: the types table checks the pinned DateStyle & co.
     const tables = [MIXED, t('big'), t('parent'), t('child'), t('types'), t('gen')];
     const expected = await checksums(source, tables);
@@ -208,7 +208,7 @@ describe('initial table copy', () => {
     try {
       // parent is referenced by child's foreign key: it cannot be truncated alone.
       for (let i = 0; i < 2; i++) {
-        await copyTables({ sourceUrl: source.url, targetUrl: target.url, snapshotName: snapshot.name, tables, parallelism: 2, splitThresholdBytes: 256 * 1024, format: 'text' });
+        await copyTables({ sourceUrl: source.url, targetUrl: target.url, snapshotName: snapshot.name, tables, parallelism: 2, splitThresholdBytes: 256 * 1024, format: 'text', truncateFirst: true });
       }
     } finally {
       await snapshot.release();
@@ -226,7 +226,12 @@ describe('initial table copy', () => {
     try {
       await copyTables({ sourceUrl: source.url, targetUrl: target.url, snapshotName: snapshot.name, tables: [t('indexed')], parallelism: 1, onIndexBuild: (_t, index) => rebuilt.push(index) });
       // Off: nothing is dropped.
-      await copyTables({ sourceUrl: source.url, targetUrl: target.url, snapshotName: snapshot.name, tables: [t('indexed')], parallelism: 1, rebuildIndexes: false, onIndexBuild: (_t, index) => rebuilt.push(`off: ${index}`) });
+      await copyTables({ sourceUrl: source.url, targetUrl: target.url, snapshotName: snapshot.name, tables: [t('indexed')], parallelism: 1, truncateFirst: true, rebuildIndexes: false, onIndexBuild: (_t, index) => rebuilt.push(`off: ${index}`) });
+      // Rows already on the target (the copy above): they are kept, so nothing is dropped either.
+      await assert.rejects(
+        copyTables({ sourceUrl: source.url, targetUrl: target.url, snapshotName: snapshot.name, tables: [t('indexed')], parallelism: 1, onIndexBuild: (_t, index) => rebuilt.push(`kept rows: ${index}`) }),
+        (error: unknown) => error instanceof PgtideError && error.code === 'COPY_CONFLICT' && /truncateFirst/.test(error.message),
+      );
     } finally {
       await snapshot.release();
     }

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseConfig, parseQualifiedName, slotName, publicationName, originName } from '../../src/control/config.js';
+import { parseConfig, parseQualifiedName, slotName, publicationName, publicationNames, originName } from '../../src/control/config.js';
 import { ConfigError, redact } from '../../src/control/errors.js';
 
 const base = { source: { url: 'postgres://u:s3cret@127.0.0.1:5432/a' }, target: { url: 'postgres://u:s3cret@127.0.0.1:5433/b' } };
@@ -56,4 +56,15 @@ test('qualified names: quoting, case folding, unicode', () => {
 test('redact hides passwords in URLs and key=value strings', () => {
   assert.equal(redact('postgres://user:hunter2@host/db'), 'postgres://user:***@host/db');
   assert.equal(redact('host=x password=hunter2 user=y'), 'host=x password=*** user=y');
+});
+
+test('publication: a name or a list; publicationNames keeps config order without repeats', () => {
+  assert.deepEqual(publicationNames(parseConfig(base)), ['pgtide_pub']);
+  assert.deepEqual(publicationNames(parseConfig({ ...base, publication: 'shop' })), ['shop']);
+  const two = parseConfig({ ...base, publication: ['shop', 'audit', 'shop'] });
+  assert.deepEqual(publicationNames(two), ['shop', 'audit']);
+  assert.equal(publicationName(two), 'shop,audit');
+  assert.throws(() => parseConfig({ ...base, publication: [] }), /publication/);
+  assert.throws(() => parseConfig({ ...base, publication: ['ok', 'Bad Name'] }), /publication\.1/);
+  assert.equal(parseConfig(base).copy.truncateFirst, false);
 });
