@@ -12,7 +12,7 @@
  * What is checked mirrors docs/privileges.md; keep the two in step.
  */
 import type postgres from 'postgres';
-import { publicationName, type PgtideConfig, type QualifiedName } from './config.js';
+import { publicationName, publicationNames, type PgtideConfig, type QualifiedName } from './config.js';
 import { PgtideError, fromServerError } from './errors.js';
 import { qualify, quoteIdent } from '../changes/relation-cache.js';
 import { discoverSequences } from '../source/sequence-catalog.js';
@@ -96,12 +96,14 @@ async function sourceSide(sql: postgres.Sql, config: PgtideConfig): Promise<Sour
   const add = (fix: string, purpose: string): void => { if (!missing.some((m) => m.fix === fix)) missing.push({ side: 'source', fix, purpose }); };
   if (!role.superuser && !role.replication) add(`ALTER ROLE ${user} REPLICATION;`, 'replication slot and stream');
 
+  const publications = publicationNames(config);
   const publication = publicationName(config);
-  const [exists] = await sql.unsafe(`SELECT 1 FROM pg_publication WHERE pubname = $1`, [publication]);
+  const [found] = await sql.unsafe<{ n: number }[]>(`SELECT count(*)::int AS n FROM pg_publication WHERE pubname = ANY($1::text[])`, [publications]);
+  const exists = found?.n === publications.length;
   let tables: QualifiedName[];
   if (exists) {
     tables = [...await sql.unsafe<{ schema: string; name: string }[]>(
-      `SELECT schemaname AS schema, tablename AS name FROM pg_publication_tables WHERE pubname = $1 AND schemaname <> 'pgtide' ORDER BY 1, 2`, [publication])];
+      `SELECT DISTINCT schemaname AS schema, tablename AS name FROM pg_publication_tables WHERE pubname = ANY($1::text[]) AND schemaname <> 'pgtide' ORDER BY 1, 2`, [publications])];
   } else if (config.tables && config.tables.length > 0) {
     const listed = config.tables;
     // FOR TABLE adds partitions and inheritance children too, and the publication lists the
