@@ -21,6 +21,7 @@ import { ApplyWriter, FoldConflictError } from '../apply/apply-writer.js';
 import { ChangeGate } from '../apply/change-gate.js';
 import { DirectStreamedApply } from '../apply/streamed-apply.js';
 import { StateStore } from '../target/state-store.js';
+import { LastErrorStore } from '../target/last-error.js';
 import { SequenceSync, summarizeSequenceReport, type SequenceSyncReport } from '../apply/sequence-sync.js';
 import { startSequenceSyncLoop, type SequenceSyncLoop } from './sequence-sync-job.js';
 
@@ -65,6 +66,7 @@ export class Engine {
     const source = postgres(config.source.url, { max: 2, connect_timeout: 15, onnotice: () => {}, idle_timeout: 30 });
     const target = postgres(config.target.url, { max: 2, connect_timeout: 15, onnotice: () => {}, idle_timeout: 30 });
     let sequences: { readonly loop: SequenceSyncLoop; readonly sync: SequenceSync } | undefined;
+    const lastError = new LastErrorStore(target, config.name);
     try {
       let prepared: Prepared;
       try {
@@ -76,6 +78,7 @@ export class Engine {
           this.#logger.info('stopped during preparation or initial copy; the next start resumes with the unfinished tables');
           return;
         }
+        await lastError.record(error instanceof PgtideError ? error : fromServerError(error, 'source'), false);
         throw error;
       }
       if (signal.aborted) return;
@@ -85,19 +88,22 @@ export class Engine {
       let attempt = 0;
       while (!signal.aborted) {
         try {
-          await this.#streamOnce(prepared, signal, () => { attempt = 0; });
+          await this.#streamOnce(prepared, signal, () => { attempt = 0; void lastError.clear(); });
         } catch (error) {
           if (error instanceof FoldConflictError && !signal.aborted) {
             this.#exactUntil = maxLsn(this.#exactUntil, error.untilLsn);
             this.#logger.info({ untilLsn: formatLsn(error.untilLsn) }, error.message);
             continue;
           }
+          // Whether to retry was decided once, where the error was made (control/error-class.ts).
           const mapped = error instanceof PgtideError ? error : fromServerError(error, 'source');
-          if (!mapped.retryable || signal.aborted) throw mapped;
+          if (signal.aborted) throw mapped;
+          await lastError.record(mapped, mapped.retryable);
+          if (!mapped.retryable) throw mapped;
           const delay = Math.min(MAX_BACKOFF_MS, 500 * 2 ** attempt) * (0.75 + Math.random() * 0.5);
           attempt++;
           this.#phase = 'reconnecting';
-          this.#logger.warn({ code: mapped.code, sqlState: mapped.sqlState, attempt, retryInMs: Math.round(delay) }, `replication interrupted: ${mapped.message}; retrying`);
+          this.#logger.warn({ code: mapped.code, sqlState: mapped.sqlState, detail: mapped.detail, attempt, retryInMs: Math.round(delay) }, `replication interrupted: ${mapped.message}; retrying`);
           await sleep(delay, undefined, { signal }).catch(() => {});
           this.#phase = 'streaming';
         }
