@@ -39,7 +39,10 @@ export interface EngineState {
   readonly durableLsn: Lsn | undefined;
 }
 
-const MAX_BACKOFF_MS = 30_000;
+/** Exponential backoff from 0.5 s to 30 s, with ±25 % jitter so many processes do not retry in step. */
+function retryDelayMs(attempt: number): number {
+  return Math.min(30_000, 500 * 2 ** attempt) * (0.75 + Math.random() * 0.5);
+}
 
 export class Engine {
   readonly #config: PgtideConfig;
@@ -69,17 +72,30 @@ export class Engine {
     const lastError = new LastErrorStore(target, config.name);
     try {
       let prepared: Prepared;
-      try {
-        prepared = await this.#prepare(source, target, signal);
-      } catch (error) {
-        // Stopped during the initial copy: not a failure. Finished tables stay ready;
-        // the next start re-copies only the unfinished ones.
-        if (signal.aborted) {
-          this.#logger.info('stopped during preparation or initial copy; the next start resumes with the unfinished tables');
-          return;
+      for (let attempt = 0; ; attempt++) {
+        try {
+          prepared = await this.#prepare(source, target, signal);
+          break;
+        } catch (error) {
+          // Stopped during the initial copy: not a failure. Finished tables stay ready;
+          // the next start re-copies only the unfinished ones.
+          if (signal.aborted) {
+            this.#logger.info('stopped during preparation or initial copy; the next start resumes with the unfinished tables');
+            return;
+          }
+          const mapped = error instanceof PgtideError ? error : fromServerError(error, 'source');
+          // A server that answered "not now" (starting, shutting down, too many connections, a
+          // killed session, a lock or serialization conflict) is waited for; preparing again is
+          // what a restart would do, and it redoes only unfinished tables. One that cannot be
+          // reached at all on the first start is most often a wrong host or port: say so at once.
+          const retry = mapped.retryable && mapped.sqlState !== undefined;
+          await lastError.record(mapped, retry);
+          if (!retry) throw error;
+          const delay = retryDelayMs(attempt);
+          this.#logger.warn({ code: mapped.code, sqlState: mapped.sqlState, detail: mapped.detail, attempt: attempt + 1, retryInMs: Math.round(delay) }, `preparing the subscription failed: ${mapped.message}; retrying`);
+          await sleep(delay, undefined, { signal }).catch(() => {});
+          if (signal.aborted) return;
         }
-        await lastError.record(error instanceof PgtideError ? error : fromServerError(error, 'source'), false);
-        throw error;
       }
       if (signal.aborted) return;
       this.#phase = 'streaming';
@@ -100,7 +116,7 @@ export class Engine {
           if (signal.aborted) throw mapped;
           await lastError.record(mapped, mapped.retryable);
           if (!mapped.retryable) throw mapped;
-          const delay = Math.min(MAX_BACKOFF_MS, 500 * 2 ** attempt) * (0.75 + Math.random() * 0.5);
+          const delay = retryDelayMs(attempt);
           attempt++;
           this.#phase = 'reconnecting';
           this.#logger.warn({ code: mapped.code, sqlState: mapped.sqlState, detail: mapped.detail, attempt, retryInMs: Math.round(delay) }, `replication interrupted: ${mapped.message}; retrying`);

@@ -15,6 +15,7 @@ import assert from 'node:assert/strict';
 import { parseConfig } from '../../src/control/config.js';
 import { PgtideError } from '../../src/control/errors.js';
 import { collectStatus, formatStatus } from '../../src/control/status.js';
+import type postgres from 'postgres';
 import {
   TestScope, capturingLogger, startPair, databasePair, ddlBoth, startEngine, configInput, withTimeout, waitFor, waitForCatchUp,
   assertTablesEqual, type Pair, type RunningEngine,
@@ -202,5 +203,35 @@ describe('apply errors: the real error, classified once', { timeout: 600_000 }, 
     assert.match(error.message, /GRANT SELECT ON "public"\."secret_t" TO "?copy_nosel"?/);
     assert.ok(!error.message.includes('srcsel-pw'));
   });
-});
 
+  it('connection attempts: a target out of connection slots (53300) at start is waited for with backoff, then replication starts', async () => {
+    // No slots kept for superusers, so the test's sessions can take every one.
+    const full = await startPair(scope, {
+      name: 'slots',
+      targetSettings: { max_connections: 8, superuser_reserved_connections: 0, ...(pair.major >= 16 ? { reserved_connections: 0 } : {}) },
+    });
+    await ddlBoth(full, `CREATE TABLE r (id int PRIMARY KEY)`);
+    await full.src.unsafe(`INSERT INTO r SELECT generate_series(1, 5)`);
+    const hogs: postgres.Sql[] = [];
+    scope.defer('end the connection hogs', () => Promise.allSettled(hogs.map((h) => h.end({ timeout: 1 }))));
+    for (;;) {
+      const hog = full.target.sql('postgres', { max: 1, connect_timeout: 5 });
+      hogs.push(hog);
+      try {
+        await hog.unsafe('SELECT 1');
+      } catch (error) {
+        assert.equal((error as { code?: string }).code, '53300', `filling the target's slots: ${String(error)}`);
+        break;
+      }
+      assert.ok(hogs.length < 20, 'the target has a connection limit');
+    }
+    const { lines, logger } = capturingLogger();
+    const running = startEngine(scope, parseConfig(configInput(full, { name: 'slots', tables: ['r'] })), {}, logger);
+    await waitFor('a retried 53300', () => (lines.some((l) => l.includes('53300') && l.includes('retrying')) ? true : undefined), { timeoutMs: 60_000, failFast: () => (running.finished ? running.error ?? new Error('stopped') : undefined) });
+    await Promise.all(hogs.splice(0).map((h) => h.end({ timeout: 1 })));
+    await withTimeout(running.streaming, 90_000, 'streaming after the slots were freed');
+    await waitForCatchUp(full, { engine: running });
+    await assertTablesEqual(full, 'r', { orderBy: 'id' });
+    await running.stop();
+  });
+});
