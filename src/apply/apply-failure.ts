@@ -121,7 +121,7 @@ export function applyError(record: FailureRecord, targetUrl: string): PgtideErro
     case 'transient':
       return new PgtideError(base.code === 'INTERNAL' ? 'APPLY_FAILED' : base.code, `${head} This can pass by itself; pgtide retries.`, options);
     case 'conflict':
-      return new PgtideError('APPLY_FAILED', `${head} The target already holds a row the source's change collides with. Remove or fix that row on the target; pgtide retries until the change applies.`, options);
+      return new PgtideError('APPLY_FAILED', `${head} A constraint of the target refuses the source's change (a row already there, or a constraint the source does not have). Fix the row or the constraint on the target; pgtide retries until the change applies.`, options);
     case 'deterministic':
       return new PgtideError('APPLY_FAILED', `${head} This fails the same way every time, so pgtide stops: make the target accept the change (its definition, privileges or data), then start pgtide again.`, options);
   }

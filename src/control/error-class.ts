@@ -7,10 +7,11 @@
  * - `transient`: the same work can succeed later without anyone acting
  *   (network, a server restarting or shutting down, lock and serialization
  *   conflicts with other sessions, too many connections). Retried with backoff.
- * - `conflict`: the target holds a row the source's change collides with
- *   (unique or exclusion violation). Retried with backoff, like the built-in
- *   apply worker: a person can fix the target while pgtide waits, and the
- *   error stays visible in the log and in `pgtide status` meanwhile.
+ * - `conflict`: an integrity constraint of the target refuses the change
+ *   (class 23: a row already there, a CHECK or NOT NULL only the target has).
+ *   Retried with backoff, like the built-in apply worker: a person can fix
+ *   the target while pgtide waits, and the error stays visible in the log
+ *   and in `pgtide status` meanwhile.
  * - `deterministic`: the same statement fails the same way every time
  *   (privileges, a TRUNCATE the target refuses, a value the target's column
  *   rejects). Retrying would only loop; pgtide stops and says what to fix.
@@ -41,14 +42,13 @@ const TRANSIENT_SQLSTATES: ReadonlySet<string> = new Set([
   '25P02',
 ]);
 
-const CONFLICT_SQLSTATES: ReadonlySet<string> = new Set(['23505', '23P01']);
-
 export function classify(code: string | undefined): ErrorClass {
   if (code === undefined) return 'deterministic';
   if (NETWORK_CODES.has(code)) return 'transient';
   // Class 08: connection exception.
   if (/^08/.test(code) || TRANSIENT_SQLSTATES.has(code)) return 'transient';
-  if (CONFLICT_SQLSTATES.has(code)) return 'conflict';
+  // Class 23: integrity constraint violation.
+  if (/^23/.test(code)) return 'conflict';
   return 'deterministic';
 }
 

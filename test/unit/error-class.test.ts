@@ -14,10 +14,9 @@ describe('error classifier', () => {
     }
   });
 
-  it('conflicts (unique, exclusion) are retried; privileges, unsupported and data errors stop', () => {
-    assert.equal(classify('23505'), 'conflict');
-    assert.equal(classify('23P01'), 'conflict');
-    for (const code of ['42501', '0A000', '22001', '23502', '42P01', undefined]) assert.equal(classify(code), 'deterministic', String(code));
+  it('conflicts (class 23: unique, exclusion, check, not null) are retried; privileges, unsupported and data errors stop', () => {
+    for (const code of ['23505', '23P01', '23514', '23502']) assert.equal(classify(code), 'conflict', code);
+    for (const code of ['42501', '0A000', '22001', '42P01', '25006', undefined]) assert.equal(classify(code), 'deterministic', String(code));
   });
 
   it('fromServerError takes retryable from the classifier and keeps the DETAIL', () => {
