@@ -42,6 +42,7 @@ import {
 import { NetEffectTable, type CountedStatement } from './net-effect.js';
 import { TEXT_FORMAT_SETTINGS } from '../protocol/text-format.js';
 import { copyIn, deferred } from '../target/copy-in.js';
+import { applyError, extendSpan, FirstFailure, type BatchMark, type SourceSpan, type StatementContext } from './apply-failure.js';
 
 export interface ApplyWriterOptions {
   readonly url: string;
@@ -107,7 +108,7 @@ interface CommittingBatch {
   readonly maxCommitLsn: Lsn;
 }
 
-interface TableQueue { readonly table: TargetTable; readonly runs: Run[]; readonly fold: NetEffectTable | undefined }
+interface TableQueue { readonly table: TargetTable; readonly runs: Run[]; readonly fold: NetEffectTable | undefined; span?: SourceSpan | undefined }
 
 type Rows = postgres.RowList<postgres.Row[]>;
 
@@ -124,7 +125,12 @@ export class ApplyWriter implements TransactionSink {
   readonly #catalog: TableCatalog;
   readonly #queues = new Map<number, TableQueue>();
   #inFlight: Promise<unknown>[] = [];
-  #failure: unknown;
+  /** The failure that caused any others (see apply-failure.ts); only it is ever reported. */
+  readonly #failures = new FirstFailure();
+  /** The open batch's fold state; each statement's failure record points at its batch's mark. */
+  #mark: BatchMark = { folded: false, maxCommitLsn: ZERO_LSN };
+  /** The source transaction being queued, for naming it in an error. */
+  #tx: TransactionInfo | undefined;
   #batchOpen = false;
   /** Between a source transaction's begin and commit: the batch may not be committed now. */
   #inSourceTx = false;
@@ -134,7 +140,6 @@ export class ApplyWriter implements TransactionSink {
   #last: CommitInfo | undefined;
   /** Fold the current source transaction's changes (net-effect mode, outside an exact-replay stretch). */
   #foldThisTx = false;
-  #batchFolded = false;
   /**
    * Settles once the last COPY sent has handed all its data over. The server
    * reads nothing but COPY data until then, so statements issued meanwhile
@@ -143,7 +148,6 @@ export class ApplyWriter implements TransactionSink {
   #copyGate: Promise<void> | undefined;
   /** Settles once the last COPY completed on the server and postgres.js closed its stream. */
   #lastCopyDone: Promise<void> | undefined;
-  #batchMaxCommitLsn: Lsn = ZERO_LSN;
   #durable: Lsn;
   #durableCommitTime: PgTimestamp | undefined;
   /** Set once a write failed: from then on nothing may be acknowledged beyond the durable position. */
@@ -156,7 +160,13 @@ export class ApplyWriter implements TransactionSink {
     this.#sql = sql;
     this.#fence = fence;
     this.#options = options;
-    this.#catalog = new TableCatalog((text, params) => this.#control(text, params));
+    // Lookups run in the batch's transaction, behind its statements: their failures go through the
+    // same bookkeeping, so a lookup's 25P02 never hides the statement that aborted the transaction.
+    this.#catalog = new TableCatalog((text, params) => {
+      const promise = this.#control(text, params);
+      this.#track(promise, { echo: false });
+      return promise;
+    });
     this.#durable = durable;
   }
 
@@ -226,8 +236,9 @@ export class ApplyWriter implements TransactionSink {
 
   begin(tx: TransactionInfo): void {
     this.#inSourceTx = true;
+    this.#tx = tx;
     this.#foldThisTx = this.#options.netEffect && tx.commitLsn > (this.#options.exactUntil ?? ZERO_LSN);
-    if (tx.commitLsn > this.#batchMaxCommitLsn) this.#batchMaxCommitLsn = tx.commitLsn;
+    if (tx.commitLsn > this.#mark.maxCommitLsn) this.#mark.maxCommitLsn = tx.commitLsn;
     if (!this.#batchOpen) {
       this.#batchOpen = true;
       this.#batchStartedAt = Date.now();
@@ -241,7 +252,7 @@ export class ApplyWriter implements TransactionSink {
         this.#issue({
           text: `SELECT 1 / (coalesce((SELECT end_lsn FROM pgtide.apply_progress WHERE subscription = $1::text), '0/0') >= $2::text::pg_lsn)::int`,
           params: [this.#options.subscription, formatLsn(previous.endLsn)],
-        });
+        }, { echo: true });
       }
     }
   }
@@ -261,7 +272,7 @@ export class ApplyWriter implements TransactionSink {
     const old = this.#queues.get(change.relation.oid);
     // A new definition of a table already queued (DDL) is a barrier for that table.
     if (old) this.#emitQueue(old);
-    const table = await this.#catalog.resolve(change.relation);
+    const table = await this.#resolve(change.relation);
     const foldable = table.relation.replicaIdentity !== 'full' && table.relation.keyIndexes.length > 0;
     const queue: TableQueue = { table, runs: [], fold: foldable ? new NetEffectTable(table) : undefined };
     this.#queues.delete(change.relation.oid);
@@ -302,14 +313,13 @@ export class ApplyWriter implements TransactionSink {
     // so a client that dies mid-batch cannot leave an aborted transaction that moved the origin.
     // The literals are ours (an LSN and an ISO timestamp), not user data.
     this.#issue({ text: `SELECT pg_replication_origin_xact_setup('${formatLsn(last.endLsn)}', '${commitTime}'); COMMIT`, params: [] });
-    const committing: CommittingBatch = { promises: this.#inFlight, endLsn: last.endLsn, commitTime: last.commitTime, folded: this.#batchFolded, maxCommitLsn: this.#batchMaxCommitLsn };
+    const committing: CommittingBatch = { promises: this.#inFlight, endLsn: last.endLsn, commitTime: last.commitTime, folded: this.#mark.folded, maxCommitLsn: this.#mark.maxCommitLsn };
     this.#inFlight = [];
     this.stats.batches++;
     this.#batchOpen = false;
     this.#batchTransactions = 0;
     this.#queuedChanges = 0;
-    this.#batchFolded = false;
-    this.#batchMaxCommitLsn = ZERO_LSN;
+    this.#mark = { folded: false, maxCommitLsn: ZERO_LSN };
     // Pipelined commits: this batch's COMMIT is on its way; the next batch may be built and sent
     // behind it while the target works. Only one batch waits for its COMMIT at a time.
     const previous = this.#committing;
@@ -338,7 +348,7 @@ export class ApplyWriter implements TransactionSink {
 
   async #finishCommit(batch: CommittingBatch): Promise<void> {
     await Promise.all(batch.promises);
-    this.#throwIfFailed(batch.folded, batch.maxCommitLsn);
+    this.#throwIfFailed();
     if (batch.endLsn > this.#durable) {
       this.#durable = batch.endLsn;
       this.#durableCommitTime = batch.commitTime;
@@ -349,8 +359,7 @@ export class ApplyWriter implements TransactionSink {
   async rollback(): Promise<void> {
     this.#queues.clear();
     this.#queuedChanges = 0;
-    this.#batchFolded = false;
-    this.#batchMaxCommitLsn = ZERO_LSN;
+    this.#mark = { folded: false, maxCommitLsn: ZERO_LSN };
     this.#batchTransactions = 0;
     const wasOpen = this.#batchOpen;
     this.#batchOpen = false;
@@ -364,7 +373,7 @@ export class ApplyWriter implements TransactionSink {
     this.#inFlight = [];
     this.#copyGate = undefined;
     this.#lastCopyDone = undefined;
-    this.#failure = undefined;
+    this.#failures.clear();
     if (wasOpen) await this.#sql.unsafe('ROLLBACK').catch(() => {});
   }
 
@@ -449,11 +458,12 @@ export class ApplyWriter implements TransactionSink {
   #enqueue(queue: TableQueue, change: Exclude<RowChange, { kind: 'message' | 'truncate' }>): void {
     this.#queuedChanges++;
     this.stats.changes++;
+    queue.span = extendSpan(queue.span, this.#tx);
     const { table } = queue;
     const relation = table.relation;
     if (queue.fold) {
       if (this.#foldThisTx && queue.fold.add(change)) {
-        this.#batchFolded = true;
+        this.#mark.folded = true;
         return;
       }
       // Not foldable here: what is folded so far runs first, then this change in order.
@@ -518,8 +528,8 @@ export class ApplyWriter implements TransactionSink {
     // TRUNCATE is a barrier: everything queued before it must run first.
     for (const queue of this.#queues.values()) this.#emitQueue(queue);
     const names: string[] = [];
-    for (const relation of relations) names.push((await this.#catalog.resolve(relation)).relation.qualifiedName);
-    if (names.length) this.#issue(truncateStatement(names, restartIdentity));
+    for (const relation of relations) names.push((await this.#resolve(relation)).relation.qualifiedName);
+    if (names.length) this.#issue(truncateStatement(names, restartIdentity), { table: names.join(', '), span: extendSpan(undefined, this.#tx) });
     this.stats.changes++;
   }
 
@@ -540,6 +550,21 @@ export class ApplyWriter implements TransactionSink {
     this.#throwIfFailed();
   }
 
+  /**
+   * A catalog lookup that fails is most often the echo (25P02) of a statement
+   * sent before it: wait until everything sent before it settled and raise the
+   * first failure; the lookup's own error only when nothing failed before it.
+   */
+  async #resolve(relation: Relation): Promise<TargetTable> {
+    try {
+      return await this.#catalog.resolve(relation);
+    } catch (error) {
+      await Promise.all([...(this.#committing?.promises ?? []), ...this.#inFlight]);
+      this.#throwIfFailed();
+      throw error;
+    }
+  }
+
   #drainFold(queue: TableQueue): void {
     for (const step of queue.fold!.drain()) {
       queue.runs.push(step.operation === 'INSERT'
@@ -550,33 +575,35 @@ export class ApplyWriter implements TransactionSink {
 
   #emitQueue(queue: TableQueue): void {
     if (queue.fold && queue.fold.size > 0) this.#drainFold(queue);
+    const context: StatementContext = { table: queue.table.relation.qualifiedName, span: queue.span };
     for (const run of queue.runs) {
       switch (run.kind) {
         case 'insert':
-          if (this.#options.copyMinRows > 0 && run.rows.length >= this.#options.copyMinRows) this.#issueCopy(copyInsertStatement(run.table, run.rows));
-          else this.#issue(insertStatement(run.table, run.rows));
+          if (this.#options.copyMinRows > 0 && run.rows.length >= this.#options.copyMinRows) this.#issueCopy(copyInsertStatement(run.table, run.rows), context);
+          else this.#issue(insertStatement(run.table, run.rows), context);
           break;
         case 'update':
-          for (const c of keyedUpdateStatements(run.table, run.setColumns, run.rows)) this.#issueCounted(c.statement, c.expectedRows, run.table, c.operation);
+          for (const c of keyedUpdateStatements(run.table, run.setColumns, run.rows)) this.#issueCounted(c.statement, c.expectedRows, run.table, c.operation, context);
           break;
-        case 'delete': this.#issueCounted(deleteByKeyStatement(run.table, run.keys), run.keys.length, run.table, 'DELETE'); break;
-        case 'counted': this.#issueCounted(run.counted.statement, run.counted.expectedRows, run.table, run.counted.operation); break;
+        case 'delete': this.#issueCounted(deleteByKeyStatement(run.table, run.keys), run.keys.length, run.table, 'DELETE', context); break;
+        case 'counted': this.#issueCounted(run.counted.statement, run.counted.expectedRows, run.table, run.counted.operation, context); break;
       }
     }
     queue.runs.length = 0;
+    queue.span = undefined;
   }
 
   /** Nothing may be sent once the connection closed: the batch fails and the engine reconnects. */
   #connectionLost(): Promise<never> {
     const lost = new PgtideError('CONNECTION_FAILED', 'the target connection of the apply session was lost; reconnecting', { retryable: true });
-    this.#failure ??= lost;
+    this.#failures.record({ error: lost, context: {}, mark: this.#mark });
     this.#broken = true;
     const rejected = Promise.reject(lost);
     rejected.catch(() => {});
     return rejected;
   }
 
-  #issue(statement: Statement): Promise<Rows> {
+  #issue(statement: Statement, context: StatementContext = {}): Promise<Rows> {
     if (this.#fence.closed) return this.#connectionLost();
     this.stats.statements++;
     // execute() sends now; postgres.js pipelines the statements on the one connection.
@@ -586,16 +613,20 @@ export class ApplyWriter implements TransactionSink {
     // once per statement text (texts depend on table, kind and column set, not on row counts).
     const options = statement.params.length > 0 ? PREPARED : UNPREPARED;
     const promise = this.#send(statement.text, statement.params, options);
-    this.#track(promise);
+    this.#track(promise, context.span || context.echo ? context : { ...context, span: this.#batchSpan() });
     return promise;
   }
 
-  #track(promise: Promise<unknown>): void {
-    this.#inFlight.push(promise.catch((error: unknown) => {
-      // "Transaction is aborted" (25P02) only echoes an earlier failure, which may be reported
-      // a moment later (a COPY's error arrives through its completion, after the stream).
-      if (this.#failure === undefined || fromServerError(this.#failure, 'target').sqlState === '25P02') this.#failure = error;
-    }));
+  /** Statements outside a table's runs (BEGIN, progress, COMMIT) carry the current source transaction. */
+  #batchSpan(): SourceSpan | undefined {
+    return extendSpan(undefined, this.#tx);
+  }
+
+  #track(promise: Promise<unknown>, context: StatementContext): void {
+    const mark = this.#mark;
+    // A COPY's error arrives through its completion, after the stream: FirstFailure lets a real
+    // failure replace an echo (25P02) recorded before it.
+    this.#inFlight.push(promise.catch((error: unknown) => { this.#failures.record({ error, context, mark }); }));
   }
 
   /**
@@ -613,7 +644,7 @@ export class ApplyWriter implements TransactionSink {
    * destroys a finished COPY's stream by sending CopyFail, harmless between
    * COPYs and fatal to one under way.
    */
-  #issueCopy(copy: CopyStatement): void {
+  #issueCopy(copy: CopyStatement, context: StatementContext): void {
     if (this.#fence.closed) {
       void this.#connectionLost();
       return;
@@ -643,13 +674,13 @@ export class ApplyWriter implements TransactionSink {
     const gate = this.#copyGate ? this.#copyGate.then(run) : run();
     this.#copyGate = gate;
     gate.then(() => { if (this.#copyGate === gate) this.#copyGate = undefined; }, done.reject);
-    this.#track(gate);
-    this.#track(done.promise);
+    this.#track(gate, context);
+    this.#track(done.promise, context);
     this.#lastCopyDone = done.promise;
   }
 
-  #issueCounted(statement: Statement, expected: number, table: TargetTable, what: string): void {
-    const promise = this.#issue(statement);
+  #issueCounted(statement: Statement, expected: number, table: TargetTable, what: string, context: StatementContext): void {
+    const promise = this.#issue(statement, context);
     promise.then((result) => {
       const missing = expected - result.count;
       if (missing > 0) {
@@ -660,18 +691,18 @@ export class ApplyWriter implements TransactionSink {
     }, () => {});
   }
 
-  #throwIfFailed(folded = this.#batchFolded, maxCommitLsn = this.#batchMaxCommitLsn): void {
-    if (this.#failure !== undefined) {
-      const failure = this.#failure;
-      this.#failure = undefined;
+  #throwIfFailed(): void {
+    const record = this.#failures.take();
+    if (record !== undefined) {
+      const failure = record.error;
       this.#broken = true;
       // The connection died: whatever failed after that (statements replayed on the new
       // session, read-only and without the origin) says nothing about the data. Reconnect.
       if (this.#fence.closed) throw new PgtideError('CONNECTION_FAILED', 'the target connection of the apply session was lost; reconnecting', { retryable: true, cause: failure });
-      const mapped = fromServerError(failure, 'target');
-      const sqlState = mapped.sqlState;
-      if (folded && (sqlState === '23505' || sqlState === '23P01')) throw new FoldConflictError(maxCommitLsn, failure);
-      throw new PgtideError('APPLY_FAILED', `applying to the target failed: ${mapped.message}`, { sqlState, retryable: true, cause: failure });
+      if (failure instanceof PgtideError) throw failure;
+      const sqlState = fromServerError(failure, 'target').sqlState;
+      if (record.mark.folded && (sqlState === '23505' || sqlState === '23P01')) throw new FoldConflictError(record.mark.maxCommitLsn, failure);
+      throw applyError(record, this.#options.url);
     }
   }
 }

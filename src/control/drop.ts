@@ -44,6 +44,7 @@ export async function dropSubscription(config: PgtideConfig): Promise<DropReport
     if (hasState?.ok) {
       const deleted = await target.unsafe(`DELETE FROM pgtide.subscription WHERE name = $1`, [config.name]);
       await target.unsafe(`DELETE FROM pgtide.sequence_state WHERE subscription = $1`, [config.name]).catch(() => {});
+      await target.unsafe(`DELETE FROM pgtide.last_error WHERE subscription = $1`, [config.name]).catch(() => {});
       droppedState = deleted.count > 0;
     }
     return { droppedSlot, droppedPublication, droppedOrigin, droppedState };

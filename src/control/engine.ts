@@ -22,6 +22,7 @@ import { ApplyWriter, FoldConflictError } from '../apply/apply-writer.js';
 import { ChangeGate } from '../apply/change-gate.js';
 import { DirectStreamedApply } from '../apply/streamed-apply.js';
 import { StateStore, type TableStateRow } from '../target/state-store.js';
+import { LastErrorStore } from '../target/last-error.js';
 import { SequenceSync, type SequenceSyncReport } from '../apply/sequence-sync.js';
 import { startSequenceSyncLoop, sequenceProblemLog, type SequenceSyncLoop } from './sequence-sync-job.js';
 import { checkPrivileges } from './privileges.js';
@@ -40,7 +41,10 @@ export interface EngineState {
   readonly durableLsn: Lsn | undefined;
 }
 
-const MAX_BACKOFF_MS = 30_000;
+/** Exponential backoff from 0.5 s to 30 s, with ±25 % jitter so many processes do not retry in step. */
+function retryDelayMs(attempt: number): number {
+  return Math.min(30_000, 500 * 2 ** attempt) * (0.75 + Math.random() * 0.5);
+}
 
 export class Engine {
   readonly #config: PgtideConfig;
@@ -67,18 +71,33 @@ export class Engine {
     const source = openPostgres(config.source.url, 'admin', { max: 2, connect_timeout: 15, onnotice: () => {}, idle_timeout: 30 });
     const target = openPostgres(config.target.url, 'admin', { max: 2, connect_timeout: 15, onnotice: () => {}, idle_timeout: 30 });
     let sequences: { readonly loop: SequenceSyncLoop; readonly sync: SequenceSync } | undefined;
+    const lastError = new LastErrorStore(target, config.name);
     try {
       let prepared: Prepared;
-      try {
-        prepared = await this.#prepare(source, target, signal);
-      } catch (error) {
-        // Stopped during the initial copy: not a failure. Finished tables stay ready;
-        // the next start re-copies only the unfinished ones.
-        if (signal.aborted) {
-          this.#logger.info('stopped during preparation or initial copy; the next start resumes with the unfinished tables');
-          return;
+      for (let attempt = 0; ; attempt++) {
+        try {
+          prepared = await this.#prepare(source, target, signal);
+          break;
+        } catch (error) {
+          // Stopped during the initial copy: not a failure. Finished tables stay ready;
+          // the next start re-copies only the unfinished ones.
+          if (signal.aborted) {
+            this.#logger.info('stopped during preparation or initial copy; the next start resumes with the unfinished tables');
+            return;
+          }
+          const mapped = error instanceof PgtideError ? error : fromServerError(error, 'source');
+          // A server that answered "not now" (starting, shutting down, too many connections, a
+          // killed session, a lock or serialization conflict) is waited for; preparing again is
+          // what a restart would do, and it redoes only unfinished tables. One that cannot be
+          // reached at all on the first start is most often a wrong host or port: say so at once.
+          const retry = mapped.retryable && mapped.sqlState !== undefined;
+          await lastError.record(mapped, retry);
+          if (!retry) throw error;
+          const delay = retryDelayMs(attempt);
+          this.#logger.warn({ code: mapped.code, sqlState: mapped.sqlState, detail: mapped.detail, attempt: attempt + 1, retryInMs: Math.round(delay) }, `preparing the subscription failed: ${mapped.message}; retrying`);
+          await sleep(delay, undefined, { signal }).catch(() => {});
+          if (signal.aborted) return;
         }
-        throw error;
       }
       if (signal.aborted) return;
       this.#phase = 'streaming';
@@ -87,19 +106,22 @@ export class Engine {
       let attempt = 0;
       while (!signal.aborted) {
         try {
-          await this.#streamOnce(prepared, signal, () => { attempt = 0; });
+          await this.#streamOnce(prepared, signal, () => { attempt = 0; void lastError.clear(); });
         } catch (error) {
           if (error instanceof FoldConflictError && !signal.aborted) {
             this.#exactUntil = maxLsn(this.#exactUntil, error.untilLsn);
             this.#logger.info({ untilLsn: formatLsn(error.untilLsn) }, error.message);
             continue;
           }
+          // Whether to retry was decided once, where the error was made (control/error-class.ts).
           const mapped = error instanceof PgtideError ? error : fromServerError(error, 'source');
-          if (!mapped.retryable || signal.aborted) throw mapped;
-          const delay = Math.min(MAX_BACKOFF_MS, 500 * 2 ** attempt) * (0.75 + Math.random() * 0.5);
+          if (signal.aborted) throw mapped;
+          await lastError.record(mapped, mapped.retryable);
+          if (!mapped.retryable) throw mapped;
+          const delay = retryDelayMs(attempt);
           attempt++;
           this.#phase = 'reconnecting';
-          this.#logger.warn({ code: mapped.code, sqlState: mapped.sqlState, attempt, retryInMs: Math.round(delay) }, `replication interrupted: ${mapped.message}; retrying`);
+          this.#logger.warn({ code: mapped.code, sqlState: mapped.sqlState, detail: mapped.detail, attempt, retryInMs: Math.round(delay) }, `replication interrupted: ${mapped.message}; retrying`);
           await sleep(delay, undefined, { signal }).catch(() => {});
           this.#phase = 'streaming';
         }

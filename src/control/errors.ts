@@ -1,3 +1,5 @@
+import { classify, isRetried, NETWORK_CODES, serverErrorFields } from './error-class.js';
+
 /**
  * Every error pgtide raises on purpose is a PgtideError: it carries a stable
  * `code` (for scripts and docs), the server's SQLSTATE when one caused it, and
@@ -34,6 +36,8 @@ export type ErrorCode =
 export interface PgtideErrorOptions {
   readonly sqlState?: string | undefined;
   readonly retryable?: boolean;
+  /** The server's DETAIL (what exactly collided, which row), kept apart for status and logs. */
+  readonly detail?: string | undefined;
   readonly cause?: unknown;
 }
 
@@ -41,6 +45,7 @@ export class PgtideError extends Error {
   readonly code: ErrorCode;
   readonly sqlState: string | undefined;
   readonly retryable: boolean;
+  readonly detail: string | undefined;
 
   constructor(code: ErrorCode, message: string, options: PgtideErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
@@ -48,6 +53,7 @@ export class PgtideError extends Error {
     this.code = code;
     this.sqlState = options.sqlState;
     this.retryable = options.retryable ?? false;
+    this.detail = options.detail === undefined ? undefined : redact(options.detail);
   }
 }
 
@@ -72,14 +78,6 @@ export { redact, rememberSecret } from './redaction.js';
 import { redact } from './redaction.js';
 import { tlsFailure } from '../pg/tls-failure.js';
 
-interface ServerErrorShape {
-  readonly code?: unknown;
-  readonly message?: unknown;
-  readonly errno?: unknown;
-  readonly severity?: unknown;
-}
-
-const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENOTFOUND', 'CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED', 'CONNECT_TIMEOUT']);
 
 /**
  * Maps an error from postgres.js or the network into a PgtideError. `what`
@@ -88,12 +86,13 @@ const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE
  */
 export function fromServerError(error: unknown, what: string): PgtideError {
   if (error instanceof PgtideError) return error;
-  const shape = (typeof error === 'object' && error !== null ? error : {}) as ServerErrorShape;
-  const code = typeof shape.code === 'string' ? shape.code : undefined;
-  const raw = redact(typeof shape.message === 'string' ? shape.message : String(error));
+  const fields = serverErrorFields(error);
+  const code = fields.code;
+  const raw = redact(fields.message ?? String(error));
   const sqlState = code && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
   const tls = code ? tlsFailure(code, raw, what) : undefined;
   if (tls) return new PgtideError('CONNECTION_FAILED', `TLS: ${tls.advice}. (${code}: ${raw})`, { retryable: tls.retryable, cause: error });
+  const detail = fields.detail;
   if (code && NETWORK_CODES.has(code)) {
     return new PgtideError('CONNECTION_FAILED', `cannot reach the ${what} server (${code}): ${raw}. Check that it is running and that the ${what} connection string has the right host and port.`, { retryable: true, cause: error });
   }
@@ -101,13 +100,11 @@ export function fromServerError(error: unknown, what: string): PgtideError {
     return new PgtideError('AUTH_FAILED', `the ${what} server rejected the login: ${raw}. Check the user and password in the ${what} connection string.`, { sqlState, cause: error });
   }
   if (sqlState === '42501') {
-    return new PgtideError('PERMISSION_DENIED', `permission denied on the ${what} server: ${raw}. Grant the privilege named above to the ${what} user (see docs/privileges.md).`, { sqlState, cause: error });
+    return new PgtideError('PERMISSION_DENIED', `permission denied on the ${what} server: ${raw}. Grant the privilege named above to the ${what} user (see docs/privileges.md).`, { sqlState, detail, cause: error });
   }
   if (sqlState === '3D000') {
     return new PgtideError('CONNECTION_FAILED', `the ${what} database does not exist: ${raw}. Create it or fix the database name in the ${what} connection string.`, { sqlState, cause: error });
   }
-  // Class 08 (connection exception), 57P01-57P03 (admin shutdown, crash, cannot connect now),
-  // 40001/40P01 (serialization failure, deadlock), 55006 (object in use: slot busy) may succeed later.
-  const retryable = sqlState !== undefined && (/^08/.test(sqlState) || /^57P0[123]$/.test(sqlState) || sqlState === '40001' || sqlState === '40P01' || sqlState === '55006' || sqlState === '53300');
-  return new PgtideError('INTERNAL', `${what} server error${sqlState ? ` ${sqlState}` : ''}: ${raw}`, { sqlState, retryable, cause: error });
+  const retryable = isRetried(classify(sqlState));
+  return new PgtideError('INTERNAL', `${what} server error${sqlState ? ` ${sqlState}` : ''}: ${raw}${detail ? ` (DETAIL: ${redact(detail)})` : ''}`, { sqlState, retryable, detail, cause: error });
 }

@@ -9,6 +9,7 @@ import { slotName, type PgtideConfig } from './config.js';
 import { fromServerError, PgtideError } from './errors.js';
 import { formatLsn, parseLsn, type Lsn } from '../changes/lsn.js';
 import { StateStore, type TableStateRow } from '../target/state-store.js';
+import { readLastError, type LastErrorRow } from '../target/last-error.js';
 
 export interface StatusReport {
   readonly subscription: string;
@@ -21,6 +22,8 @@ export interface StatusReport {
   readonly slot: { readonly name: string; readonly active: boolean; readonly retainedBytes: number; readonly confirmedLsn: Lsn | undefined } | undefined;
   readonly sourceError: string | undefined;
   readonly sequences: readonly { readonly name: string; readonly sourceValue: string | null; readonly targetValue: string | null; readonly syncedAt: Date | null }[];
+  /** The last error the engine retried or stopped on; cleared once apply made progress again. */
+  readonly lastError: LastErrorRow | undefined;
 }
 
 export async function collectStatus(config: PgtideConfig): Promise<StatusReport> {
@@ -39,6 +42,7 @@ export async function collectStatus(config: PgtideConfig): Promise<StatusReport>
     const appliedLsn = progress?.endLsn;
     const sequences = await target.unsafe<{ name: string; source_value: string | null; target_value: string | null; synced_at: Date | null }[]>(
       `SELECT format('%I.%I', schema_name, sequence_name) AS name, source_value::text, target_value::text, synced_at FROM pgtide.sequence_state WHERE subscription = $1 ORDER BY 1`, [config.name]).catch(() => []);
+    const lastError = await readLastError(target, config.name);
     let sourceLsn: Lsn | undefined;
     let slot: StatusReport['slot'];
     let sourceError: string | undefined;
@@ -56,7 +60,7 @@ export async function collectStatus(config: PgtideConfig): Promise<StatusReport>
     const lagBytes = sourceLsn !== undefined && appliedLsn !== undefined ? Math.max(0, Number(sourceLsn - appliedLsn)) : undefined;
     // Caught up when nothing but (possibly) WAL of other databases or empty records remains.
     const lagSeconds = lagBytes === undefined ? undefined : progress?.commitTime && lagBytes > 0 ? Math.max(0, (Date.now() - progress.commitTime.getTime()) / 1000) : 0;
-    return { subscription: config.name, tables, appliedLsn, sourceLsn, lagBytes, lagSeconds, lastCommitTime: progress?.commitTime ?? null, slot, sourceError, sequences: sequences.map((s) => ({ name: s.name, sourceValue: s.source_value, targetValue: s.target_value, syncedAt: s.synced_at })) };
+    return { subscription: config.name, tables, appliedLsn, sourceLsn, lagBytes, lagSeconds, lastCommitTime: progress?.commitTime ?? null, slot, sourceError, sequences: sequences.map((s) => ({ name: s.name, sourceValue: s.source_value, targetValue: s.target_value, syncedAt: s.synced_at })), lastError };
   } finally {
     await Promise.allSettled([target.end({ timeout: 1 }), source.end({ timeout: 1 })]);
   }
@@ -78,6 +82,12 @@ export function formatStatus(report: StatusReport): string {
   if (report.lastCommitTime) lines.push(`last commit   ${report.lastCommitTime.toISOString()}`);
   if (report.slot) lines.push(`slot          ${report.slot.name} (${report.slot.active ? 'active' : 'inactive'}), retains ${bytes(report.slot.retainedBytes)} of WAL on the source`);
   else if (!report.sourceError) lines.push(`slot          MISSING on the source`);
+  if (report.lastError) {
+    const e = report.lastError;
+    lines.push(`last error    ${e.code}${e.sqlState ? ` (SQLSTATE ${e.sqlState})` : ''} at ${e.occurredAt.toISOString()}, ${e.retrying ? 'retrying' : 'not retried: pgtide stopped'}`);
+    lines.push(`              ${e.message}`);
+    if (e.detail) lines.push(`              DETAIL: ${e.detail}`);
+  }
   lines.push('');
   lines.push('tables');
   const width = Math.max(5, ...report.tables.map((t) => `${t.schema}.${t.name}`.length));

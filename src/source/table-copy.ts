@@ -417,10 +417,22 @@ function missingOnTarget(tables: readonly string[], cause?: unknown): PgtideErro
   );
 }
 
+/** The login name in a connection URL, as an SQL role name for a GRANT. */
+function roleOf(url: string | undefined): string {
+  let name = '';
+  try { name = url ? decodeURIComponent(new URL(url).username) : ''; } catch { /* not a URL */ }
+  if (!name) return '<source user>';
+  return /^[a-z_][a-z0-9_$]*$/.test(name) ? name : `"${name.replace(/"/g, '""')}"`;
+}
+
 /** Maps an error met while copying `job` (or, without a job, while setting up). */
-function copyError(error: unknown, side: Side, job?: TableJob): PgtideError {
+function copyError(error: unknown, side: Side, job?: TableJob, sourceUrl?: string): PgtideError {
   if (error instanceof PgtideError) return error;
   const sqlState = sqlStateOf(error);
+  if (job && side === 'source' && sqlState === '42501') {
+    const base = fromServerError(error, side);
+    return new PgtideError('PERMISSION_DENIED', `the source user may not read ${job.qualified} for the initial copy (${base.message.replace(/^permission denied on the source server: /, '').replace(/\. Grant the privilege.*$/, '')}). Run on the source: GRANT SELECT ON ${job.qualified} TO ${roleOf(sourceUrl)}; then start pgtide again (see docs/privileges.md).`, { sqlState, cause: error });
+  }
   if (job && sqlState === '42P01') {
     if (side === 'target') return missingOnTarget([job.qualified], error);
     return new PgtideError('TABLE_MISSING_ON_SOURCE', `table ${job.qualified} does not exist on the source (was it dropped during the copy?). Remove it from the publication or recreate it, then restart.`, { sqlState, cause: error });
@@ -820,8 +832,11 @@ class TableCopy {
     try {
       reader = await copyOut(source, job.copyOutSql(range));
     } catch (error) {
+      // Destroying the sink aborts the target's COPY (CopyFail); its own 'error' event only
+      // echoes the source's failure reported below, and unheard it would crash the process.
+      sink.stream.on('error', () => {});
       sink.stream.destroy(new Error('the source failed'));
-      throw copyError(error, 'source', job);
+      throw copyError(error, 'source', job, this.#options.sourceUrl);
     }
     // Which side failed first decides the message; the pipeline passes the same error on to the other stream.
     const origin = new WeakMap<object, Side>();
@@ -867,7 +882,7 @@ class TableCopy {
       return rows;
     } catch (error) {
       const side = typeof error === 'object' && error !== null ? origin.get(error) ?? 'target' : 'target';
-      const mapped = copyError(error, side, job);
+      const mapped = copyError(error, side, job, this.#options.sourceUrl);
       // Stop everything now rather than after the transaction's ROLLBACK round trip.
       this.#fail(mapped);
       throw mapped;

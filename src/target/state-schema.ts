@@ -56,6 +56,19 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE pgtide.table_state ADD COLUMN copy_owns_rows boolean NOT NULL DEFAULT false;
   `,
+  // 4: the last error the engine retried or stopped on, for `pgtide status` (last-error.ts).
+  // No foreign key to subscription: a start can fail before the subscription row exists.
+  `
+  CREATE TABLE pgtide.last_error (
+    subscription   text PRIMARY KEY,
+    code           text NOT NULL,
+    sql_state      text,
+    message        text NOT NULL,
+    detail         text,
+    retrying       boolean NOT NULL,
+    occurred_at    timestamptz NOT NULL DEFAULT now()
+  );
+  `,
 ];
 
 /**
