@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { originName, publicationName, slotName, type PgtideConfig } from './config.js';
 import { PgtideError, fromServerError } from './errors.js';
-import { checkSource, createPublication, publicationExists, publishedTables, slotExists, type PublishedTable } from '../source/source-catalog.js';
+import { checkSource, createPublication, defaultPublicationTables, publicationExists, publishedTables, type PublishedTable } from '../source/source-catalog.js';
 import { ReplicationConnection, protocolVersionFor } from '../source/replication-connection.js';
 import { ReplicationSession } from '../source/replication-session.js';
 import { copyTables, type CopyProgress, type CopyTableSpec } from '../source/table-copy.js';
@@ -23,6 +23,9 @@ import { DirectStreamedApply } from '../apply/streamed-apply.js';
 import { StateStore } from '../target/state-store.js';
 import { SequenceSync, summarizeSequenceReport, type SequenceSyncReport } from '../apply/sequence-sync.js';
 import { startSequenceSyncLoop, type SequenceSyncLoop } from './sequence-sync-job.js';
+import { claimSlotForCreation, guardSlot, refuseSourceIsTarget, serverIdentity, type GuardContext } from './slot-guardian.js';
+import { LeaderLock } from './leader-lock.js';
+import { Heartbeat } from '../source/heartbeat.js';
 
 export interface EngineHooks {
   readonly onCopyProgress?: (progress: readonly CopyProgress[]) => void;
@@ -65,9 +68,14 @@ export class Engine {
     const source = postgres(config.source.url, { max: 2, connect_timeout: 15, onnotice: () => {}, idle_timeout: 30 });
     const target = postgres(config.target.url, { max: 2, connect_timeout: 15, onnotice: () => {}, idle_timeout: 30 });
     let sequences: { readonly loop: SequenceSyncLoop; readonly sync: SequenceSync } | undefined;
+    let leader: LeaderLock | undefined;
     try {
       let prepared: Prepared;
       try {
+        refuseSourceIsTarget(await serverIdentity(source, 'source'), await serverIdentity(target, 'target'));
+        // One leader per subscription: a second process waits here, before any copy or slot work.
+        leader = await LeaderLock.acquire(config.target.url, config.name, this.#logger, signal);
+        if (!leader) return;
         prepared = await this.#prepare(source, target, signal);
       } catch (error) {
         // Stopped during the initial copy: not a failure. Finished tables stay ready;
@@ -85,6 +93,7 @@ export class Engine {
       let attempt = 0;
       while (!signal.aborted) {
         try {
+          await leader.ensure();
           await this.#streamOnce(prepared, signal, () => { attempt = 0; });
         } catch (error) {
           if (error instanceof FoldConflictError && !signal.aborted) {
@@ -108,6 +117,7 @@ export class Engine {
         await sequences.sync.close();
       }
       this.#phase = 'stopped';
+      await leader?.release();
       await Promise.allSettled([source.end({ timeout: 2 }), target.end({ timeout: 2 })]);
     }
   }
@@ -119,11 +129,13 @@ export class Engine {
     await store.migrate();
     const publication = publicationName(config);
     const slot = slotName(config);
+    const [targetDb] = await target.unsafe<{ oid: number }[]>(`SELECT oid::int AS oid FROM pg_database WHERE datname = current_database()`).catch((e: unknown) => { throw fromServerError(e, 'target'); });
+    const [sourceDb] = await source.unsafe<{ name: string }[]>(`SELECT current_database() AS name`).catch((e: unknown) => { throw fromServerError(e, 'source'); });
     if (!(await publicationExists(source, publication))) {
       if (config.publication) {
         throw new PgtideError('PUBLICATION_MISSING', `publication "${publication}" does not exist on the source. Create it there (CREATE PUBLICATION ${publication} FOR TABLE ...), or remove \`publication:\` from the config to let pgtide create one for \`tables:\`.`);
       }
-      await createPublication(source, publication, config.tables);
+      await createPublication(source, publication, config.tables ?? await this.#defaultTables(source));
       this.#logger.info({ publication }, 'created publication on the source');
     }
     const tables = await publishedTables(source, publication);
@@ -136,41 +148,37 @@ export class Engine {
     }
 
     let subscription = await store.getSubscription();
-    if (subscription && subscription.sourceSystemId && subscription.sourceSystemId !== info.systemId) {
-      throw new PgtideError('STATE_CORRUPT', `this target replicates subscription "${config.name}" from another source (system id ${subscription.sourceSystemId}, this source is ${info.systemId}). Use a different \`name:\` or run \`pgtide drop\` for the old one.`);
-    }
     if (!subscription) await store.createSubscription(slot, publication, info.systemId);
     await store.syncTableList(tables);
     subscription = await store.getSubscription();
-    const slotState = await slotExists(source, slot);
+    const guard = (identity: GuardContext['identity']): GuardContext => ({
+      source, target, store, subscription: config.name, slot, sourceDatabase: sourceDb?.name ?? '', identity, logger: this.#logger,
+    });
 
     let startLsn: Lsn;
     if (!subscription?.startLsn) {
-      if (slotState.exists) {
-        // Left by a first start that died before recording its start point: it is ours and unused.
-        if (slotState.active) throw new PgtideError('SLOT_IN_USE', `replication slot "${slot}" is active on the source; another process uses it. Stop it or choose another slot name.`, { retryable: false });
-        await source.unsafe(`SELECT pg_drop_replication_slot($1)`, [slot]);
-      }
       const repl = ReplicationConnection.open(config.source.url);
       try {
         const identity = await repl.identifySystem();
         if (identity.systemId !== info.systemId) {
           throw new PgtideError('STATE_CORRUPT', `the replication connection reached a different server (system id ${identity.systemId}) than the SQL connection (${info.systemId}); check that source.url points at one server, not a pooler or load balancer.`);
         }
+        // Drops only a slot this subscription's state was creating; marks the creation before it happens.
+        await claimSlotForCreation(guard(identity));
         const created = await repl.createSlot(slot, { temporary: false, exportSnapshot: config.copy.enabled });
         startLsn = created.consistentPoint;
-        await store.setStartLsn(startLsn);
+        await store.markSlotCreated(startLsn, identity.timeline);
         this.#logger.info({ slot, consistentPoint: formatLsn(startLsn) }, 'created replication slot');
         await this.#copy(store, created.snapshotName, created.consistentPoint, signal);
       } finally {
         await repl.close();
       }
     } else {
-      if (slotState.exists && slotState.plugin !== 'pgoutput') {
-        throw new PgtideError('SLOT_IN_USE', `replication slot "${slot}" on the source uses plugin ${slotState.plugin ?? '(physical)'}, not pgoutput; it is not pgtide's. Set another \`slot:\` in the config.`);
-      }
-      if (!slotState.exists) {
-        throw new PgtideError('SLOT_MISSING', `replication slot "${slot}" is gone from the source, so changes since the last run cannot be streamed. Run \`pgtide drop\` with this config and start again to re-copy.`);
+      const repl = ReplicationConnection.open(config.source.url);
+      try {
+        await guardSlot(guard(await repl.identifySystem()), (await store.progress())?.endLsn ?? ZERO_LSN);
+      } finally {
+        await repl.close();
       }
       startLsn = subscription.startLsn;
       const pending = (await store.tableStates()).filter((t) => t.state !== 'ready');
@@ -186,7 +194,17 @@ export class Engine {
         }
       }
     }
-    return { store, startLsn, protocolVersion: protocolVersionFor(info.versionNum), publication, slot, tables };
+    return { store, startLsn, protocolVersion: protocolVersionFor(info.versionNum), publication, slot, tables, originName: originName(config, targetDb!.oid), guard, heartbeat: new Heartbeat(source, config.heartbeatIntervalMs ?? config.statusIntervalMs, this.#logger) };
+  }
+
+  /** No `tables:` and no `publication:`: every user table, refusing any the source could no longer update or delete. */
+  async #defaultTables(source: postgres.Sql): Promise<readonly { readonly schema: string; readonly name: string }[]> {
+    const found = await defaultPublicationTables(source);
+    if (found.withoutIdentity.length > 0) {
+      const names = found.withoutIdentity.map((t) => qualify(t.schema, t.name)).join(', ');
+      throw new PgtideError('NO_REPLICA_IDENTITY', `table(s) ${names} have no replica identity (no primary key, and REPLICA IDENTITY is DEFAULT or NOTHING). Once published, the source would reject every UPDATE and DELETE on them, breaking the application. For each: add a primary key, or ALTER TABLE ... REPLICA IDENTITY FULL, or list only the tables to replicate under \`tables:\` in the config, leaving these out.`);
+    }
+    return found.tables;
   }
 
   /**
@@ -267,7 +285,7 @@ export class Engine {
     const writerOptions = {
       url: config.target.url,
       subscription: config.name,
-      originName: originName(config),
+      originName: prepared.originName,
       batchMaxTransactions: config.apply.batchMaxTransactions,
       batchMaxChanges: config.apply.batchMaxChanges,
       batchMaxAgeMs: config.apply.batchMaxAgeMs,
@@ -281,6 +299,8 @@ export class Engine {
     let session: ReplicationSession | undefined;
     let assembler: TransactionAssembler | undefined;
     try {
+      // Every attempt: the slot must not have moved past what the target holds.
+      await guardSlot(prepared.guard(await repl.identifySystem()), writer.durableLsn);
       const startLsn = maxLsn(writer.durableLsn, prepared.startLsn);
       this.#durable = writer.durableLsn;
       const gate = new ChangeGate(writer, gateMap, writer.durableLsn);
@@ -299,6 +319,11 @@ export class Engine {
         // a keepalive arriving while the loop awaits a flush between two of them must not be
         // acknowledged past the ones not yet applied.
         ackState: () => ({ durableLsn: writer.durableLsn, quiescent: !processing && !asm.inFlight && !writer.hasPendingWork }),
+        persistAck: (lsn) => prepared.store.recordAck(lsn).catch((error: unknown) => {
+          const mapped = fromServerError(error, 'target');
+          this.#logger.warn({ code: mapped.code, sqlState: mapped.sqlState }, `could not record the acknowledged position on the target: ${mapped.message}; not acknowledging it yet`);
+          throw mapped;
+        }),
       }, startLsn);
       session = live;
       this.#logger.info({ startLsn: formatLsn(startLsn), protocolVersion: prepared.protocolVersion }, 'streaming started');
@@ -307,11 +332,13 @@ export class Engine {
       while (!signal.aborted) {
         const payloads = await live.next(idleWaitMs);
         if (payloads.length === 0) {
+          prepared.heartbeat.idle();
           // Idle: commit what is complete so latency stays low under light load.
           if (writer.hasPendingWork && writer.atBoundary) {
             await writer.commitPending();
           }
         } else {
+          prepared.heartbeat.activity();
           processing = true;
           for (const payload of payloads) {
             const waited = asm.push(decoder.decode(payload));
@@ -352,4 +379,8 @@ interface Prepared {
   readonly publication: string;
   readonly slot: string;
   readonly tables: readonly PublishedTable[];
+  /** Replication origin on the target, unique per target cluster (carries the database OID). */
+  readonly originName: string;
+  readonly guard: (identity: GuardContext['identity']) => GuardContext;
+  readonly heartbeat: Heartbeat;
 }
