@@ -49,12 +49,20 @@ export class StateStore {
   }
 
   async getSubscription(): Promise<SubscriptionRow | undefined> {
-    const [row] = await this.#sql.unsafe<{ name: string; slot_name: string; publication: string; source_system_id: string | null; start_lsn: string | null; slot_state: 'creating' | 'created' | null; source_timeline: number | null; acked_lsn: string | null; acked_at: Date | null }[]>(
-      `SELECT name, slot_name, publication, source_system_id, start_lsn::text, slot_state, source_timeline, acked_lsn::text, acked_at FROM pgtide.subscription WHERE name = $1`, [this.subscription]);
-    if (!row) return undefined;
+    // As JSON, so `status` and `drop` also read a state schema an older pgtide left unmigrated.
+    const [found] = await this.#sql.unsafe<{ row: Record<string, unknown> }[]>(`SELECT to_jsonb(s) AS row FROM pgtide.subscription s WHERE name = $1`, [this.subscription]);
+    if (!found) return undefined;
+    const row = (typeof found.row === 'string' ? JSON.parse(found.row) : found.row) as Record<string, unknown>;
+    const text = (key: string): string | null => (typeof row[key] === 'string' ? row[key] : null);
+    const slotState = text('slot_state');
+    const ackedAt = text('acked_at');
     return {
-      name: row.name, slotName: row.slot_name, publication: row.publication, sourceSystemId: row.source_system_id, startLsn: row.start_lsn ? parseLsn(row.start_lsn) : undefined,
-      slotState: row.slot_state, sourceTimeline: row.source_timeline, ackedLsn: row.acked_lsn ? parseLsn(row.acked_lsn) : undefined, ackedAt: row.acked_at,
+      name: String(row.name), slotName: String(row.slot_name), publication: String(row.publication), sourceSystemId: text('source_system_id'),
+      startLsn: text('start_lsn') ? parseLsn(text('start_lsn')!) : undefined,
+      slotState: slotState === 'creating' || slotState === 'created' ? slotState : null,
+      sourceTimeline: typeof row.source_timeline === 'number' ? row.source_timeline : null,
+      ackedLsn: text('acked_lsn') ? parseLsn(text('acked_lsn')!) : undefined,
+      ackedAt: ackedAt ? new Date(ackedAt) : null,
     };
   }
 
