@@ -23,7 +23,7 @@ import { DirectStreamedApply } from '../apply/streamed-apply.js';
 import { StateStore } from '../target/state-store.js';
 import { SequenceSync, summarizeSequenceReport, type SequenceSyncReport } from '../apply/sequence-sync.js';
 import { startSequenceSyncLoop, type SequenceSyncLoop } from './sequence-sync-job.js';
-import { claimSlotForCreation, guardSlot, refuseSourceIsTarget, serverIdentity, type GuardContext } from './slot-guardian.js';
+import { claimSlotForCreation, guardSlot, refuseOtherSource, refuseSourceIsTarget, serverIdentity, type GuardContext } from './slot-guardian.js';
 import { LeaderLock } from './leader-lock.js';
 import { Heartbeat } from '../source/heartbeat.js';
 
@@ -148,6 +148,7 @@ export class Engine {
     }
 
     let subscription = await store.getSubscription();
+    refuseOtherSource(subscription, info.systemId);
     if (!subscription) await store.createSubscription(slot, publication, info.systemId);
     await store.syncTableList(tables);
     subscription = await store.getSubscription();

@@ -94,11 +94,16 @@ export interface GuardContext {
 
 const RESYNC = 'run `pgtide resync --config <file>` to drop this subscription\'s slot and copy every table again at the next start';
 
+/** Another source cluster than the state recorded: checked before the state is touched at all. */
+export function refuseOtherSource(state: SubscriptionRow | undefined, systemId: string): void {
+  if (state?.sourceSystemId && state.sourceSystemId !== systemId) {
+    throw new PgtideError('SOURCE_CHANGED', `this target replicates subscription "${state.name}" from another source cluster (system identifier ${state.sourceSystemId}; this source is ${systemId}). If the source was replaced on purpose, ${RESYNC}; otherwise fix source.url, or use another \`name:\` for a second subscription.`);
+  }
+}
+
 /** Refuses another cluster or another timeline than the one the state recorded; records the timeline the first time. */
 async function checkSourceHistory(ctx: GuardContext, state: SubscriptionRow): Promise<void> {
-  if (state.sourceSystemId && state.sourceSystemId !== ctx.identity.systemId) {
-    throw new PgtideError('SOURCE_CHANGED', `this target replicates subscription "${ctx.subscription}" from another source cluster (system identifier ${state.sourceSystemId}; this source is ${ctx.identity.systemId}). If the source was replaced on purpose, ${RESYNC}; otherwise fix source.url, or use another \`name:\` for a second subscription.`);
-  }
+  refuseOtherSource(state, ctx.identity.systemId);
   if (state.sourceTimeline === null) {
     await ctx.store.setSourceTimeline(ctx.identity.timeline);
   } else if (state.sourceTimeline !== ctx.identity.timeline) {
