@@ -89,7 +89,7 @@ async function tryLock(sql: postgres.Sql, subscription: string): Promise<boolean
 async function holder(sql: postgres.Sql, subscription: string): Promise<string> {
   // pg_locks shows an int4 key as an oid: reduce it modulo 2^32 to compare.
   const [row] = await sql.unsafe<{ pid: number; app: string | null; addr: string | null; since: string | null }[]>(
-    `SELECT a.pid, a.application_name AS app, a.client_addr::text AS addr, a.backend_start::text AS since
+    `SELECT a.pid, a.application_name AS app, host(a.client_addr) AS addr, a.backend_start::text AS since
        FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
       WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
         AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())

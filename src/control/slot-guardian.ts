@@ -121,7 +121,7 @@ async function otherOwners(ctx: GuardContext, slotRow: SlotRow | undefined): Pro
         AND d.datname IS DISTINCT FROM current_database()`, [ctx.subscription]).catch(() => []);
   for (const r of rows) owners.push(r.datname ? `subscription "${ctx.subscription}" of target database "${r.datname}" on this target server` : `replication origin ${r.roname} on this target server`);
   if (slotRow?.active && slotRow.activePid !== null) {
-    const [who] = await ctx.source.unsafe<{ app: string | null; addr: string | null }[]>(`SELECT application_name AS app, client_addr::text AS addr FROM pg_stat_activity WHERE pid = $1`, [slotRow.activePid]).catch(() => []);
+    const [who] = await ctx.source.unsafe<{ app: string | null; addr: string | null }[]>(`SELECT application_name AS app, host(client_addr) AS addr FROM pg_stat_activity WHERE pid = $1`, [slotRow.activePid]).catch(() => []);
     owners.push(`the process streaming it now (source pid ${slotRow.activePid}${who?.app ? `, application ${who.app}` : ''}${who?.addr ? ` from ${who.addr}` : ''})`);
   }
   return owners.length ? `It belongs to ${owners.join('; ')}.` : '';
