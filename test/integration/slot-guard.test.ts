@@ -200,6 +200,50 @@ describe('slot and state guardian (issue 10)', { timeout: 900_000 }, () => {
     await ey.stop();
   });
 
+  it('a first start that died after recording its intent drops its own leftover slot and starts over', async () => {
+    const pair = await databasePair(scope, clusters, 'intent');
+    await ddlBoth(pair, TABLE_DDL);
+    await pair.src.unsafe(`INSERT INTO t SELECT g, 'v' FROM generate_series(1, 20) g`);
+    // What a start killed between CREATE_REPLICATION_SLOT and recording its start point leaves.
+    const first = await runUntilSettled(startEngine(scope, parseConfig(configInput(pair, { name: 'intent', copy: { enabled: false } }))));
+    assert.equal(first.streamed, true, `a first start streams (error: ${String(first.error)})`);
+    await pair.dst.unsafe(`
+      UPDATE pgtide.subscription SET start_lsn = NULL, slot_state = 'creating', acked_lsn = NULL WHERE name = 'intent';
+      UPDATE pgtide.table_state SET state = 'init', sync_lsn = NULL WHERE subscription = 'intent';
+      DELETE FROM pgtide.apply_progress WHERE subscription = 'intent'`);
+    const [before] = await pair.src.unsafe<{ lsn: string }[]>(`SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = 'intent_slot'`);
+    assert.ok(before, 'the leftover slot exists');
+    const engine = await startStreaming(scope, pair, { name: 'intent' });
+    await waitForCatchUp(pair, { engine });
+    await assertTablesEqual(pair, 't');
+    const [state] = await pair.dst.unsafe<{ slot_state: string; recreated: boolean }[]>(
+      `SELECT slot_state, start_lsn > $1::pg_lsn AS recreated FROM pgtide.subscription WHERE name = 'intent'`, [before.lsn]);
+    assert.deepEqual({ ...state }, { slot_state: 'created', recreated: true }, 'the slot was made again and recorded');
+    await engine.stop();
+  });
+
+  it('a slot dropped on the source is reported as missing, with pgtide resync as the way out', async () => {
+    const pair = await databasePair(scope, clusters, 'missing');
+    await ddlBoth(pair, TABLE_DDL);
+    const first = await startStreaming(scope, pair, { name: 'missing' });
+    await pair.src.unsafe(`INSERT INTO t SELECT g, 'v' FROM generate_series(1, 20) g`);
+    await waitForCatchUp(pair, { engine: first });
+    await first.stop();
+    await pair.src.unsafe(`SELECT pg_drop_replication_slot('missing_slot')`);
+    await pair.src.unsafe(`INSERT INTO t SELECT g, 'while no slot' FROM generate_series(21, 30) g`);
+    const refused = await runUntilSettled(startEngine(scope, parseConfig(configInput(pair, { name: 'missing' }))));
+    assert.equal(refused.streamed, false);
+    assert.equal(codeOf(refused.error), 'SLOT_MISSING');
+    assert.match((refused.error as Error).message, /pgtide resync/);
+    const resync = await runCli(scope, ['resync', '--config', writeConfigFile(scope, cliConfig(pair, { name: 'missing' }))]);
+    assert.equal(resync.code, 0, resync.stderr);
+    assert.match(resync.stdout, /slot dropped: no/);
+    const again = await startStreaming(scope, pair, { name: 'missing' });
+    await waitForCatchUp(pair, { engine: again });
+    assert.equal((await assertTablesEqual(pair, 't')).count, 30);
+    await again.stop();
+  });
+
   it('case 11: on an idle source the slot advances and status shows lag 0 bytes, 0 seconds', async () => {
     const pair = await databasePair(scope, clusters, 'c11');
     await ddlBoth(pair, TABLE_DDL);
