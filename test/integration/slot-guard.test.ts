@@ -275,4 +275,33 @@ describe('slot and state guardian (issue 10)', { timeout: 900_000 }, () => {
     }, { timeoutMs: 20_000, intervalMs: 200 });
     await engine.stop();
   });
+  // Last in the file: it lowers max_slot_wal_keep_size on the shared source, which would also
+  // invalidate the (stopped) slots of earlier tests.
+  it('an invalidated slot (wal_status lost) is refused with the way out', async () => {
+    const pair = await databasePair(scope, clusters, 'lost');
+    await ddlBoth(pair, TABLE_DDL);
+    const first = await startStreaming(scope, pair, { name: 'lost' });
+    await pair.src.unsafe(`INSERT INTO t VALUES (1, 'v')`);
+    await waitForCatchUp(pair, { engine: first });
+    await first.stop();
+    const admin = pinnedSql(scope, clusters.source, 'postgres');
+    await admin.unsafe(`ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'`);
+    await admin.unsafe(`SELECT pg_reload_conf()`);
+    try {
+      await waitFor('the slot to be invalidated', async () => {
+        await admin.unsafe(`CREATE TABLE IF NOT EXISTS lost_filler (x int); INSERT INTO lost_filler VALUES (1)`);
+        await admin.unsafe(`SELECT pg_switch_wal()`);
+        await admin.unsafe(`CHECKPOINT`);
+        const [row] = await admin.unsafe<{ wal_status: string | null }[]>(`SELECT wal_status FROM pg_replication_slots WHERE slot_name = 'lost_slot'`);
+        return row?.wal_status === 'lost' ? true : undefined;
+      }, { timeoutMs: 60_000, intervalMs: 100 });
+    } finally {
+      await admin.unsafe(`ALTER SYSTEM RESET max_slot_wal_keep_size`);
+      await admin.unsafe(`SELECT pg_reload_conf()`);
+    }
+    const refused = await runUntilSettled(startEngine(scope, parseConfig(configInput(pair, { name: 'lost' }))));
+    assert.equal(refused.streamed, false);
+    assert.equal(codeOf(refused.error), 'SLOT_INVALIDATED');
+    assert.match((refused.error as Error).message, /pgtide resync/);
+  });
 });
