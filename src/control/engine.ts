@@ -7,7 +7,7 @@
 import postgres from 'postgres';
 import type { Logger } from 'pino';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { originName, publicationName, slotName, type PgtideConfig } from './config.js';
+import { legacyOriginName, originName, publicationName, slotName, type PgtideConfig } from './config.js';
 import { PgtideError, fromServerError } from './errors.js';
 import { checkSource, createPublication, defaultPublicationTables, publicationExists, publishedTables, type PublishedTable } from '../source/source-catalog.js';
 import { ReplicationConnection, protocolVersionFor } from '../source/replication-connection.js';
@@ -26,6 +26,7 @@ import { startSequenceSyncLoop, type SequenceSyncLoop } from './sequence-sync-jo
 import { claimSlotForCreation, guardSlot, refuseOtherSource, refuseSourceIsTarget, serverIdentity, type GuardContext } from './slot-guardian.js';
 import { LeaderLock } from './leader-lock.js';
 import { Heartbeat } from '../source/heartbeat.js';
+import { retireLegacyOrigin } from '../target/legacy-origin.js';
 
 export interface EngineHooks {
   readonly onCopyProgress?: (progress: readonly CopyProgress[]) => void;
@@ -131,6 +132,7 @@ export class Engine {
     const slot = slotName(config);
     const [targetDb] = await target.unsafe<{ oid: number }[]>(`SELECT oid::int AS oid FROM pg_database WHERE datname = current_database()`).catch((e: unknown) => { throw fromServerError(e, 'target'); });
     const [sourceDb] = await source.unsafe<{ name: string }[]>(`SELECT current_database() AS name`).catch((e: unknown) => { throw fromServerError(e, 'source'); });
+    await retireLegacyOrigin(target, legacyOriginName(config), this.#logger);
     if (!(await publicationExists(source, publication))) {
       if (config.publication) {
         throw new PgtideError('PUBLICATION_MISSING', `publication "${publication}" does not exist on the source. Create it there (CREATE PUBLICATION ${publication} FOR TABLE ...), or remove \`publication:\` from the config to let pgtide create one for \`tables:\`.`);

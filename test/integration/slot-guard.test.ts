@@ -14,6 +14,7 @@ import {
   type Pair, type RunningEngine,
 } from '../support/replication.js';
 import { parseConfig, type ConfigInput } from '../../src/control/config.js';
+import { defaultMajor } from '../../src/harness/cluster.js';
 import { collectStatus, formatStatus } from '../../src/control/status.js';
 
 const TABLE_DDL = `CREATE TABLE t (id int PRIMARY KEY, v text)`;
@@ -36,7 +37,10 @@ describe('slot and state guardian (issue 10)', { timeout: 900_000 }, () => {
   let clusters: Pair;
 
   before(async () => {
-    clusters = await startPair(scope, { name: 'slotguard' });
+    // Each test is its own subscription (a slot on the source, an origin on the target); on 18 an
+    // origin with progress takes one of max_active_replication_origins (default 10).
+    const major = defaultMajor();
+    clusters = await startPair(scope, { name: 'slotguard', major, ...(major >= 18 ? { targetSettings: { max_active_replication_origins: 40 } } : {}) });
   });
   after(() => scope.cleanup());
 
@@ -185,6 +189,8 @@ describe('slot and state guardian (issue 10)', { timeout: 900_000 }, () => {
     const y = await databasePair(scope, clusters, 'c9y');
     await ddlBoth(x, TABLE_DDL);
     await ddlBoth(y, TABLE_DDL);
+    // The origin name of earlier versions, with progress: retired at the first start.
+    await x.dst.unsafe(`SELECT pg_replication_origin_create('pgtide_twin'); SELECT pg_replication_origin_advance('pgtide_twin', '0/1')`);
     const ex = await startStreaming(scope, x, { name: 'twin', slot: 'twin_x_slot' });
     const ey = startEngine(scope, parseConfig(configInput(y, { name: 'twin', slot: 'twin_y_slot' })));
     await withTimeout(ey.streaming, 120_000, 'the second subscription did not stream');
@@ -195,7 +201,8 @@ describe('slot and state guardian (issue 10)', { timeout: 900_000 }, () => {
     assert.equal((await assertTablesEqual(x, 't')).count, 100);
     assert.equal((await assertTablesEqual(y, 't')).count, 200);
     const origins = await x.dst.unsafe<{ roname: string }[]>(`SELECT roname FROM pg_replication_origin WHERE roname LIKE 'pgtide_twin%' ORDER BY 1`);
-    assert.equal(origins.length, 2, `one origin per target database: ${origins.map((o) => o.roname).join(', ')}`);
+    assert.equal(origins.length, 2, `one origin per target database, the old-style one dropped: ${origins.map((o) => o.roname).join(', ')}`);
+    assert.ok(origins.every((o) => /^pgtide_twin_\d+$/.test(o.roname)), origins.map((o) => o.roname).join(', '));
     await ex.stop();
     await ey.stop();
   });
