@@ -217,7 +217,7 @@ export class ApplyWriter implements TransactionSink {
       await sql.end({ timeout: 1 }).catch(() => {});
       const mapped = fromServerError(error, 'target');
       if (mapped.sqlState === '55006') {
-        throw new PgtideError('SLOT_IN_USE', `another process is already applying subscription "${options.subscription}" to this target (replication origin ${options.originName} is active). Stop it first; pgtide retries.`, { sqlState: mapped.sqlState, retryable: true, cause: error });
+        throw new PgtideError('SLOT_IN_USE', `another process is already applying subscription "${options.subscription}" to this target database (its replication origin ${options.originName} is in use). Stop that process; pgtide retries.`, { sqlState: mapped.sqlState, retryable: true, cause: error });
       }
       if (mapped.sqlState === '42501') {
         throw new PgtideError('PERMISSION_DENIED', `the target user may not use replication origins or session_replication_role. Connect as a superuser, or GRANT EXECUTE on the pg_replication_origin_* functions and SET on session_replication_role (PostgreSQL 15+); see docs/privileges.md.`, { sqlState: mapped.sqlState, cause: error });

@@ -104,6 +104,8 @@ export const configSchema = z.object({
   statusIntervalMs: z.number().int().min(100).default(10_000),
   /** A connection that delivers nothing (not even a keepalive) for this long is treated as dead. */
   receiveTimeoutMs: z.number().int().min(1000).default(60_000),
+  /** Idle this long: emit a heartbeat message on the source (0: never). Default: statusIntervalMs. */
+  heartbeatIntervalMs: z.number().int().min(0).optional(),
   sequences: z.object({
     enabled: z.boolean().default(true),
     intervalMs: z.number().int().min(100).default(5000),
@@ -219,6 +221,17 @@ export function publicationNames(config: PgtideConfig): readonly string[] {
 export function publicationName(config: PgtideConfig): string {
   return publicationNames(config).join(',');
 }
-export function originName(config: PgtideConfig): string {
+/**
+ * Replication origins are shared by every database of the target cluster, so the
+ * name carries the target database's OID: two subscriptions with one `name`
+ * into two databases do not share an origin. (Before, it was `pgtide_<name>`;
+ * the progress of record is pgtide.apply_progress, so a start under the new
+ * name simply creates the origin and moves it to that position.)
+ */
+export function originName(config: PgtideConfig, targetDatabaseOid: number): string {
+  return `pgtide_${config.name}_${targetDatabaseOid}`;
+}
+/** The origin name of pgtide versions before it carried the database OID. */
+export function legacyOriginName(config: PgtideConfig): string {
   return `pgtide_${config.name}`;
 }

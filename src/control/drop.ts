@@ -5,10 +5,11 @@
  * source from retaining WAL for us.
  */
 import { openPostgres } from '../pg/connect.js';
-import { originName, publicationName, slotName, type PgtideConfig } from './config.js';
+import { legacyOriginName, originName, publicationName, slotName, type PgtideConfig } from './config.js';
 import { fromServerError, PgtideError } from './errors.js';
+import { slotIsOurs } from './resync.js';
 
-export interface DropReport { readonly droppedSlot: boolean; readonly droppedPublication: boolean; readonly droppedOrigin: boolean; readonly droppedState: boolean }
+export interface DropReport { readonly droppedSlot: boolean; readonly slotNotOurs: boolean; readonly droppedPublication: boolean; readonly droppedOrigin: boolean; readonly droppedState: boolean }
 
 export async function dropSubscription(config: PgtideConfig): Promise<DropReport> {
   const source = openPostgres(config.source.url, 'admin', { max: 1, connect_timeout: 10, onnotice: () => {} });
@@ -20,7 +21,9 @@ export async function dropSubscription(config: PgtideConfig): Promise<DropReport
       throw new PgtideError('SLOT_IN_USE', `replication slot "${slot}" is in use; stop the running pgtide (SIGTERM) before dropping.`);
     }
     let droppedSlot = false;
-    if (slotRow) {
+    // Never a slot this subscription's state did not create (another config may stream from it).
+    const slotNotOurs = slotRow !== undefined && !(await slotIsOurs(target, config.name, slot));
+    if (slotRow && !slotNotOurs) {
       await source.unsafe(`SELECT pg_drop_replication_slot($1)`, [slot]);
       droppedSlot = true;
     }
@@ -33,11 +36,15 @@ export async function dropSubscription(config: PgtideConfig): Promise<DropReport
         droppedPublication = true;
       }
     }
-    const [origin] = await target.unsafe(`SELECT 1 FROM pg_replication_origin WHERE roname = $1`, [originName(config)]).catch((e: unknown) => { throw fromServerError(e, 'target'); });
+    const [oid] = await target.unsafe<{ oid: number }[]>(`SELECT oid::int AS oid FROM pg_database WHERE datname = current_database()`).catch((e: unknown) => { throw fromServerError(e, 'target'); });
     let droppedOrigin = false;
-    if (origin) {
-      await target.unsafe(`SELECT pg_replication_origin_drop($1)`, [originName(config)]);
-      droppedOrigin = true;
+    // The legacy name too: the progress of record is apply_progress, so dropping an origin another
+    // database's older pgtide still uses only makes it create the origin again at its next start.
+    for (const origin of [originName(config, oid!.oid), legacyOriginName(config)]) {
+      const [found] = await target.unsafe(`SELECT 1 FROM pg_replication_origin WHERE roname = $1`, [origin]);
+      if (!found) continue;
+      const dropped = await target.unsafe(`SELECT pg_replication_origin_drop($1)`, [origin]).then(() => true, () => false);
+      droppedOrigin ||= dropped;
     }
     let droppedState = false;
     const [hasState] = await target.unsafe(`SELECT to_regclass('pgtide.subscription') IS NOT NULL AS ok`);
@@ -47,7 +54,7 @@ export async function dropSubscription(config: PgtideConfig): Promise<DropReport
       await target.unsafe(`DELETE FROM pgtide.last_error WHERE subscription = $1`, [config.name]).catch(() => {});
       droppedState = deleted.count > 0;
     }
-    return { droppedSlot, droppedPublication, droppedOrigin, droppedState };
+    return { droppedSlot, slotNotOurs, droppedPublication, droppedOrigin, droppedState };
   } finally {
     await Promise.allSettled([source.end({ timeout: 1 }), target.end({ timeout: 1 })]);
   }

@@ -8,9 +8,9 @@ import postgres from 'postgres';
 import { openPostgres } from '../pg/connect.js';
 import type { Logger } from 'pino';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { originName, publicationName, publicationNames, slotName, type PgtideConfig } from './config.js';
+import { legacyOriginName, originName, publicationName, publicationNames, slotName, type PgtideConfig } from './config.js';
 import { PgtideError, fromServerError } from './errors.js';
-import { checkSource, createPublication, publicationExists, publishedTables, slotExists, type PublishedTable } from '../source/source-catalog.js';
+import { checkSource, createPublication, defaultPublicationTables, publicationExists, publishedTables, type PublishedTable } from '../source/source-catalog.js';
 import { ReplicationConnection, protocolVersionFor } from '../source/replication-connection.js';
 import { ReplicationSession } from '../source/replication-session.js';
 import { copyTables, type CopyProgress, type CopyTableSpec } from '../source/table-copy.js';
@@ -26,6 +26,10 @@ import { LastErrorStore } from '../target/last-error.js';
 import { SequenceSync, type SequenceSyncReport } from '../apply/sequence-sync.js';
 import { startSequenceSyncLoop, sequenceProblemLog, type SequenceSyncLoop } from './sequence-sync-job.js';
 import { checkPrivileges } from './privileges.js';
+import { claimSlotForCreation, guardSlot, refuseOtherSource, refuseSourceIsTarget, serverIdentity, type GuardContext } from './slot-guardian.js';
+import { LeaderLock } from './leader-lock.js';
+import { Heartbeat } from '../source/heartbeat.js';
+import { retireLegacyOrigin } from '../target/legacy-origin.js';
 
 export interface EngineHooks {
   readonly onCopyProgress?: (progress: readonly CopyProgress[]) => void;
@@ -72,10 +76,17 @@ export class Engine {
     const target = openPostgres(config.target.url, 'admin', { max: 2, connect_timeout: 15, onnotice: () => {}, idle_timeout: 30 });
     let sequences: { readonly loop: SequenceSyncLoop; readonly sync: SequenceSync } | undefined;
     const lastError = new LastErrorStore(target, config.name);
+    let leader: LeaderLock | undefined;
     try {
       let prepared: Prepared;
       for (let attempt = 0; ; attempt++) {
         try {
+          if (!leader) {
+            refuseSourceIsTarget(await serverIdentity(source, 'source'), await serverIdentity(target, 'target'));
+            // One leader per subscription: a second process waits here, before any copy or slot work.
+            leader = await LeaderLock.acquire(config.target.url, config.name, this.#logger, signal);
+            if (!leader) return;
+          }
           prepared = await this.#prepare(source, target, signal);
           break;
         } catch (error) {
@@ -106,6 +117,7 @@ export class Engine {
       let attempt = 0;
       while (!signal.aborted) {
         try {
+          await leader.ensure();
           await this.#streamOnce(prepared, signal, () => { attempt = 0; void lastError.clear(); });
         } catch (error) {
           if (error instanceof FoldConflictError && !signal.aborted) {
@@ -132,6 +144,7 @@ export class Engine {
         await sequences.sync.close();
       }
       this.#phase = 'stopped';
+      await leader?.release();
       await Promise.allSettled([source.end({ timeout: 2 }), target.end({ timeout: 2 })]);
     }
   }
@@ -145,6 +158,9 @@ export class Engine {
     const publication = publicationName(config);
     const publications = publicationNames(config);
     const slot = slotName(config);
+    const [targetDb] = await target.unsafe<{ oid: number }[]>(`SELECT oid::int AS oid FROM pg_database WHERE datname = current_database()`).catch((e: unknown) => { throw fromServerError(e, 'target'); });
+    const [sourceDb] = await source.unsafe<{ name: string }[]>(`SELECT current_database() AS name`).catch((e: unknown) => { throw fromServerError(e, 'source'); });
+    await retireLegacyOrigin(target, legacyOriginName(config), this.#logger);
     const absent: string[] = [];
     for (const name of publications) if (!(await publicationExists(source, name))) absent.push(name);
     if (absent.length > 0) {
@@ -152,7 +168,7 @@ export class Engine {
         const [first] = absent;
         throw new PgtideError('PUBLICATION_MISSING', `publication${absent.length > 1 ? 's' : ''} ${absent.map((p) => `"${p}"`).join(', ')} ${absent.length > 1 ? 'do' : 'does'} not exist on the source. Create ${absent.length > 1 ? 'them' : 'it'} there (CREATE PUBLICATION ${first} FOR TABLE ...), or remove \`publication:\` from the config to let pgtide create one for \`tables:\`.`);
       }
-      await createPublication(source, publication, config.tables);
+      await createPublication(source, publication, config.tables ?? await this.#defaultTables(source));
       this.#logger.info({ publication }, 'created publication on the source');
     }
     const tables = await publishedTables(source, publications);
@@ -165,41 +181,38 @@ export class Engine {
     }
 
     let subscription = await store.getSubscription();
-    if (subscription && subscription.sourceSystemId && subscription.sourceSystemId !== info.systemId) {
-      throw new PgtideError('STATE_CORRUPT', `this target replicates subscription "${config.name}" from another source (system id ${subscription.sourceSystemId}, this source is ${info.systemId}). Use a different \`name:\` or run \`pgtide drop\` for the old one.`);
-    }
+    refuseOtherSource(subscription, info.systemId);
     if (!subscription) await store.createSubscription(slot, publication, info.systemId);
     await store.syncTableList(tables);
     subscription = await store.getSubscription();
-    const slotState = await slotExists(source, slot);
+    const guard = (identity: GuardContext['identity']): GuardContext => ({
+      source, target, store, subscription: config.name, slot, sourceDatabase: sourceDb?.name ?? '', identity, logger: this.#logger,
+    });
 
     let startLsn: Lsn;
     if (!subscription?.startLsn) {
-      if (slotState.exists) {
-        // Left by a first start that died before recording its start point: it is ours and unused.
-        if (slotState.active) throw new PgtideError('SLOT_IN_USE', `replication slot "${slot}" is active on the source; another process uses it. Stop it or choose another slot name.`, { retryable: false });
-        await source.unsafe(`SELECT pg_drop_replication_slot($1)`, [slot]);
-      }
       const repl = ReplicationConnection.open(config.source.url);
       try {
         const identity = await repl.identifySystem();
         if (identity.systemId !== info.systemId) {
           throw new PgtideError('STATE_CORRUPT', `the replication connection reached a different server (system id ${identity.systemId}) than the SQL connection (${info.systemId}); check that source.url points at one server, not a pooler or load balancer.`);
         }
+        // Drops only a slot this subscription's state was creating; marks the creation before it happens.
+        await claimSlotForCreation(guard(identity));
         const created = await repl.createSlot(slot, { temporary: false, exportSnapshot: config.copy.enabled });
         startLsn = created.consistentPoint;
-        await store.setStartLsn(startLsn);
+        await store.markSlotCreated(startLsn, identity.timeline);
         this.#logger.info({ slot, consistentPoint: formatLsn(startLsn) }, 'created replication slot');
         await this.#copy(store, tables, created.snapshotName, created.consistentPoint, signal);
       } finally {
         await repl.close();
       }
     } else {
-      if (slotState.exists && slotState.plugin !== 'pgoutput') {
-        throw new PgtideError('SLOT_IN_USE', `replication slot "${slot}" on the source uses plugin ${slotState.plugin ?? '(physical)'}, not pgoutput; it is not pgtide's. Set another \`slot:\` in the config.`);
-      }
-      if (!slotState.exists) {
-        throw new PgtideError('SLOT_MISSING', `replication slot "${slot}" is gone from the source, so changes since the last run cannot be streamed. Run \`pgtide drop\` with this config and start again to re-copy.`);
+      const repl = ReplicationConnection.open(config.source.url);
+      try {
+        await guardSlot(guard(await repl.identifySystem()), (await store.progress())?.endLsn ?? ZERO_LSN);
+      } finally {
+        await repl.close();
       }
       startLsn = subscription.startLsn;
       const pending = (await store.tableStates()).filter((t) => t.state !== 'ready');
@@ -215,7 +228,17 @@ export class Engine {
         }
       }
     }
-    return { store, startLsn, protocolVersion: protocolVersionFor(info.versionNum), publications, slot, tables };
+    return { store, startLsn, protocolVersion: protocolVersionFor(info.versionNum), publications, slot, tables, originName: originName(config, targetDb!.oid), guard, heartbeat: new Heartbeat(source, config.heartbeatIntervalMs ?? config.statusIntervalMs, this.#logger) };
+  }
+
+  /** No `tables:` and no `publication:`: every user table, refusing any the source could no longer update or delete. */
+  async #defaultTables(source: postgres.Sql): Promise<readonly { readonly schema: string; readonly name: string }[]> {
+    const found = await defaultPublicationTables(source);
+    if (found.withoutIdentity.length > 0) {
+      const names = found.withoutIdentity.map((t) => qualify(t.schema, t.name)).join(', ');
+      throw new PgtideError('NO_REPLICA_IDENTITY', `table(s) ${names} have no replica identity (no primary key, and REPLICA IDENTITY is DEFAULT or NOTHING). Once published, the source would reject every UPDATE and DELETE on them, breaking the application. For each: add a primary key, or ALTER TABLE ... REPLICA IDENTITY FULL, or list only the tables to replicate under \`tables:\` in the config, leaving these out.`);
+    }
+    return found.tables;
   }
 
   /**
@@ -294,7 +317,7 @@ export class Engine {
     const writerOptions = {
       url: config.target.url,
       subscription: config.name,
-      originName: originName(config),
+      originName: prepared.originName,
       batchMaxTransactions: config.apply.batchMaxTransactions,
       batchMaxChanges: config.apply.batchMaxChanges,
       batchMaxAgeMs: config.apply.batchMaxAgeMs,
@@ -308,6 +331,8 @@ export class Engine {
     let session: ReplicationSession | undefined;
     let assembler: TransactionAssembler | undefined;
     try {
+      // Every attempt: the slot must not have moved past what the target holds.
+      await guardSlot(prepared.guard(await repl.identifySystem()), writer.durableLsn);
       const startLsn = maxLsn(writer.durableLsn, prepared.startLsn);
       this.#durable = writer.durableLsn;
       const gate = new ChangeGate(writer, gateMap, writer.durableLsn);
@@ -326,6 +351,11 @@ export class Engine {
         // a keepalive arriving while the loop awaits a flush between two of them must not be
         // acknowledged past the ones not yet applied.
         ackState: () => ({ durableLsn: writer.durableLsn, quiescent: !processing && !asm.inFlight && !writer.hasPendingWork }),
+        persistAck: (lsn) => prepared.store.recordAck(lsn).catch((error: unknown) => {
+          const mapped = fromServerError(error, 'target');
+          this.#logger.warn({ code: mapped.code, sqlState: mapped.sqlState }, `could not record the acknowledged position on the target: ${mapped.message}; not acknowledging it yet`);
+          throw mapped;
+        }),
       }, startLsn);
       session = live;
       this.#logger.info({ startLsn: formatLsn(startLsn), protocolVersion: prepared.protocolVersion }, 'streaming started');
@@ -334,11 +364,13 @@ export class Engine {
       while (!signal.aborted) {
         const payloads = await live.next(idleWaitMs);
         if (payloads.length === 0) {
+          prepared.heartbeat.idle();
           // Idle: commit what is complete so latency stays low under light load.
           if (writer.hasPendingWork && writer.atBoundary) {
             await writer.commitPending();
           }
         } else {
+          prepared.heartbeat.activity();
           processing = true;
           for (const payload of payloads) {
             const waited = asm.push(decoder.decode(payload));
@@ -379,6 +411,10 @@ interface Prepared {
   readonly publications: readonly string[];
   readonly slot: string;
   readonly tables: readonly PublishedTable[];
+  /** Replication origin on the target, unique per target cluster (carries the database OID). */
+  readonly originName: string;
+  readonly guard: (identity: GuardContext['identity']) => GuardContext;
+  readonly heartbeat: Heartbeat;
 }
 
 /** What the copy of one table reads: the publications' row filter and column list, and whether a retry must empty it first. */

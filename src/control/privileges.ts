@@ -128,13 +128,20 @@ async function sourceSide(sql: postgres.Sql, config: PgtideConfig): Promise<Sour
       }
     }
   } else {
-    tables = [...await sql.unsafe<{ schema: string; name: string }[]>(`
-      SELECT n.nspname AS schema, c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    // No `tables:`: pgtide creates the publication FOR TABLE with every user table
+    // (defaultPublicationTables), which takes CREATE on the database and ownership of each.
+    const all = await sql.unsafe<{ schema: string; name: string; owner: boolean }[]>(`
+      SELECT n.nspname AS schema, c.relname AS name, pg_has_role(c.relowner, 'USAGE') AS owner
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
        WHERE c.relkind = 'r'
          AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgtide') AND n.nspname NOT LIKE 'pg\\_%'
-       ORDER BY 1, 2`)];
+       ORDER BY 1, 2`);
+    tables = all.map((t) => ({ schema: t.schema, name: t.name }));
     if (!role.superuser) {
-      add(`CREATE PUBLICATION ${quoteIdent(publication)} FOR TABLE …;  -- then set \`publication: ${publication}\` in the config`, 'without `tables:` pgtide creates a publication FOR ALL TABLES, which only a superuser may');
+      if (!role.create_db) add(`GRANT CREATE ON DATABASE ${quoteIdent(role.db)} TO ${user};`, `creating publication "${publication}" (or create it yourself and set \`publication:\`)`);
+      for (const o of all) {
+        if (!o.owner) add(`ALTER TABLE ${qualify(o.schema, o.name)} OWNER TO ${user};`, `adding it to publication "${publication}" (or create the publication yourself and set \`publication:\`)`);
+      }
     }
   }
 

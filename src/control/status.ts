@@ -37,6 +37,7 @@ export async function collectStatus(config: PgtideConfig): Promise<StatusReport>
     }
     const tables = await store.tableStates();
     const progress = await store.progress();
+    const subscription = await store.getSubscription();
     // The progress row is the position of record (it commits with the data); the origin can run
     // ahead of it on PostgreSQL 16+ after an aborted apply transaction, until the next start.
     const appliedLsn = progress?.endLsn;
@@ -57,13 +58,23 @@ export async function collectStatus(config: PgtideConfig): Promise<StatusReport>
     } catch (error) {
       sourceError = fromServerError(error, 'source').message;
     }
-    const lagBytes = sourceLsn !== undefined && appliedLsn !== undefined ? Math.max(0, Number(sourceLsn - appliedLsn)) : undefined;
-    // Caught up when nothing but (possibly) WAL of other databases or empty records remains.
-    const lagSeconds = lagBytes === undefined ? undefined : progress?.commitTime && lagBytes > 0 ? Math.max(0, (Date.now() - progress.commitTime.getTime()) / 1000) : 0;
+    // Caught up to the applied position, or to the last position acknowledged to the source:
+    // pgtide acknowledges WAL that holds nothing for it (other databases, checkpoints) only once
+    // everything before it is applied, and records that before sending it.
+    const caughtUpTo = lagSource(appliedLsn, subscription?.ackedLsn);
+    const lagBytes = sourceLsn !== undefined && caughtUpTo !== undefined ? Math.max(0, Number(sourceLsn - caughtUpTo)) : undefined;
+    const lastSeen = Math.max(progress?.commitTime?.getTime() ?? 0, subscription?.ackedAt?.getTime() ?? 0);
+    const lagSeconds = lagBytes === undefined ? undefined : lagBytes > 0 && lastSeen > 0 ? Math.max(0, (Date.now() - lastSeen) / 1000) : 0;
     return { subscription: config.name, tables, appliedLsn, sourceLsn, lagBytes, lagSeconds, lastCommitTime: progress?.commitTime ?? null, slot, sourceError, sequences: sequences.map((s) => ({ name: s.name, sourceValue: s.source_value, targetValue: s.target_value, syncedAt: s.synced_at })), lastError };
   } finally {
     await Promise.allSettled([target.end({ timeout: 1 }), source.end({ timeout: 1 })]);
   }
+}
+
+function lagSource(applied: Lsn | undefined, acked: Lsn | undefined): Lsn | undefined {
+  if (applied === undefined) return acked;
+  if (acked === undefined) return applied;
+  return applied > acked ? applied : acked;
 }
 
 function bytes(n: number): string {

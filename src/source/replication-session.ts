@@ -29,6 +29,12 @@ export interface SessionOptions {
   readonly ackState: () => AckState;
   /** Stop reading from the socket when this many payloads wait (backpressure). */
   readonly highWaterMark?: number;
+  /**
+   * Records a keepalive-based flush position (rule b) on the target before it
+   * is sent, so the slot guardian can tell a slot confirmed by us from one
+   * moved by someone else. Without it, such positions are sent unrecorded.
+   */
+  readonly persistAck?: (lsn: Lsn) => Promise<void>;
 }
 
 export class ReplicationSession {
@@ -44,6 +50,10 @@ export class ReplicationSession {
   #serverWalEnd: Lsn = ZERO_LSN;
   #keepaliveLsn: Lsn = ZERO_LSN;
   #confirmed: Lsn = ZERO_LSN;
+  /** Highest keepalive position validated (quiescent) and recorded on the target: sendable. */
+  #persistedAck: Lsn = ZERO_LSN;
+  #persisting = false;
+  #lastPersistAt = 0;
   #paused = false;
   readonly #timer: NodeJS.Timeout;
   readonly #highWaterMark: number;
@@ -95,7 +105,13 @@ export class ReplicationSession {
     if (this.#ended) return;
     const ack = this.#options.ackState();
     let flushed = maxLsn(this.#confirmed, ack.durableLsn);
-    if (allowKeepalive && ack.quiescent && this.#queueHead >= this.#queue.length) flushed = maxLsn(flushed, this.#keepaliveLsn);
+    if (allowKeepalive && ack.quiescent && this.#queueHead >= this.#queue.length) {
+      if (!this.#options.persistAck) flushed = maxLsn(flushed, this.#keepaliveLsn);
+      else if (this.#keepaliveLsn > maxLsn(flushed, this.#persistedAck)) this.#persist(this.#keepaliveLsn);
+    }
+    // A position validated while quiescent stays true (what preceded it is applied), so it may be
+    // sent once recorded, even if more has arrived since.
+    if (allowKeepalive) flushed = maxLsn(flushed, this.#persistedAck);
     this.#confirmed = flushed;
     const written = maxLsn(this.#received, flushed);
     this.#stream.write(encodeStandbyStatusUpdate(written, flushed, flushed, dateToPgTimestamp(Date.now()), reply));
@@ -119,6 +135,23 @@ export class ReplicationSession {
       this.#stream.end();
       setTimeout(() => { this.#stream.destroy(); resolve(); }, 2000).unref();
     });
+  }
+
+  /** At most one write per status interval; the acknowledgement follows as soon as it is recorded. */
+  #persist(lsn: Lsn): void {
+    const persistAck = this.#options.persistAck;
+    if (!persistAck || this.#persisting || Date.now() - this.#lastPersistAt < this.#options.statusIntervalMs) return;
+    this.#persisting = true;
+    this.#lastPersistAt = Date.now();
+    persistAck(lsn).then(
+      () => {
+        this.#persisting = false;
+        this.#persistedAck = maxLsn(this.#persistedAck, lsn);
+        try { this.sendStatus(); } catch (error) { this.#finish(error); }
+      },
+      // Not recorded, not sent; the engine logs the failure and the next interval tries again.
+      () => { this.#persisting = false; },
+    );
   }
 
   #onData(chunk: Buffer): void {

@@ -43,9 +43,33 @@ export async function publicationExists(sql: postgres.Sql, publication: string):
   return rows.length > 0;
 }
 
-/** Creates the publication pgtide manages: for the configured tables, or for all tables. */
-export async function createPublication(sql: postgres.Sql, publication: string, tables: readonly QualifiedName[] | undefined): Promise<void> {
-  if (tables && tables.length > 0) {
+/**
+ * The tables of the default publication (no `tables:`, no `publication:`): what
+ * FOR ALL TABLES would publish (permanent user tables; leaf partitions, as
+ * without publish_via_partition_root), listed by name. FOR ALL TABLES is not
+ * used: it also covers every table created later, and the source rejects
+ * UPDATE and DELETE on any published table without a replica identity.
+ */
+export async function defaultPublicationTables(sql: postgres.Sql): Promise<{ readonly tables: readonly QualifiedName[]; readonly withoutIdentity: readonly QualifiedName[] }> {
+  const rows = await sql.unsafe<{ schema: string; name: string; usable: boolean }[]>(`
+    SELECT n.nspname AS schema, c.relname AS name,
+           (c.relreplident = 'f' OR (c.relreplident IN ('d', 'i') AND EXISTS (
+              SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND (i.indisreplident OR (c.relreplident = 'd' AND i.indisprimary))))) AS usable
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.relkind = 'r' AND c.relpersistence = 'p' AND c.oid >= 16384
+       AND n.nspname <> 'information_schema' AND n.nspname !~ '^pg_'
+       -- pgtide's own state is per node (a source may also be a pgtide target).
+       AND n.nspname <> 'pgtide'
+     ORDER BY 1, 2`).catch((e: unknown) => { throw fromServerError(e, 'source'); });
+  return {
+    tables: rows.map((r) => ({ schema: r.schema, name: r.name })),
+    withoutIdentity: rows.filter((r) => !r.usable).map((r) => ({ schema: r.schema, name: r.name })),
+  };
+}
+
+/** Creates the publication pgtide manages, for these tables (none: an empty publication). */
+export async function createPublication(sql: postgres.Sql, publication: string, tables: readonly QualifiedName[]): Promise<void> {
+  if (tables.length > 0) {
     const missing: string[] = [];
     for (const t of tables) {
       const [found] = await sql.unsafe(`SELECT to_regclass($1) IS NOT NULL AS ok`, [qualify(t.schema, t.name)]);
@@ -55,13 +79,13 @@ export async function createPublication(sql: postgres.Sql, publication: string, 
       throw new PgtideError('TABLE_MISSING_ON_SOURCE', `table(s) ${missing.join(', ')} listed in the config do not exist on the source. Fix the names under \`tables:\` (quote mixed-case names, e.g. '"Sales"."Order"').`);
     }
   }
-  const target = tables && tables.length > 0 ? `FOR TABLE ${tables.map((t) => qualify(t.schema, t.name)).join(', ')}` : 'FOR ALL TABLES';
+  const target = tables.length > 0 ? `FOR TABLE ${tables.map((t) => qualify(t.schema, t.name)).join(', ')}` : '';
   try {
     await sql.unsafe(`CREATE PUBLICATION ${quoteIdent(publication)} ${target}`);
   } catch (error) {
     const mapped = fromServerError(error, 'source');
     if (mapped.sqlState === '42501') {
-      throw new PgtideError('PERMISSION_DENIED', `the source user may not create publication "${publication}"${tables ? '' : ' FOR ALL TABLES (that needs superuser)'}. Create it as a privileged user, then set \`publication: ${publication}\` in the config.`, { sqlState: mapped.sqlState, cause: error });
+      throw new PgtideError('PERMISSION_DENIED', `the source user may not create publication "${publication}" (FOR TABLE needs ownership of each table). Create it as a privileged user, then set \`publication: ${publication}\` in the config.`, { sqlState: mapped.sqlState, cause: error });
     }
     throw mapped;
   }

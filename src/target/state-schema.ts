@@ -69,6 +69,20 @@ export const MIGRATIONS: readonly string[] = [
     occurred_at    timestamptz NOT NULL DEFAULT now()
   );
   `,
+  // 5: the slot and state guardian (src/control/slot-guardian.ts)
+  `
+  ALTER TABLE pgtide.subscription
+    -- 'creating' is written (and committed) before CREATE_REPLICATION_SLOT, 'created' after it:
+    -- only a slot this subscription's state says it made may ever be dropped or recreated.
+    ADD COLUMN slot_state text CHECK (slot_state IN ('creating', 'created')),
+    ADD COLUMN source_timeline int,
+    -- Highest flush position acknowledged to the source, written BEFORE the acknowledgement
+    -- is sent; with apply_progress it bounds the slot's confirmed_flush_lsn.
+    ADD COLUMN acked_lsn pg_lsn,
+    ADD COLUMN acked_at timestamptz;
+  -- A subscription that already recorded its start point created its slot.
+  UPDATE pgtide.subscription SET slot_state = 'created' WHERE start_lsn IS NOT NULL;
+  `,
 ];
 
 /**

@@ -16,6 +16,12 @@ export interface SubscriptionRow {
   readonly publication: string;
   readonly sourceSystemId: string | null;
   readonly startLsn: Lsn | undefined;
+  /** Whether this subscription's state created its slot (see the guardian, src/control/slot-guardian.ts). */
+  readonly slotState: 'creating' | 'created' | null;
+  readonly sourceTimeline: number | null;
+  /** Highest flush position acknowledged to the source (persisted before it was sent). */
+  readonly ackedLsn: Lsn | undefined;
+  readonly ackedAt: Date | null;
 }
 
 export interface TableStateRow {
@@ -49,10 +55,21 @@ export class StateStore {
   }
 
   async getSubscription(): Promise<SubscriptionRow | undefined> {
-    const [row] = await this.#sql.unsafe<{ name: string; slot_name: string; publication: string; source_system_id: string | null; start_lsn: string | null }[]>(
-      `SELECT name, slot_name, publication, source_system_id, start_lsn::text FROM pgtide.subscription WHERE name = $1`, [this.subscription]);
-    if (!row) return undefined;
-    return { name: row.name, slotName: row.slot_name, publication: row.publication, sourceSystemId: row.source_system_id, startLsn: row.start_lsn ? parseLsn(row.start_lsn) : undefined };
+    // As JSON, so `status` and `drop` also read a state schema an older pgtide left unmigrated.
+    const [found] = await this.#sql.unsafe<{ row: Record<string, unknown> }[]>(`SELECT to_jsonb(s) AS row FROM pgtide.subscription s WHERE name = $1`, [this.subscription]);
+    if (!found) return undefined;
+    const row = (typeof found.row === 'string' ? JSON.parse(found.row) : found.row) as Record<string, unknown>;
+    const text = (key: string): string | null => (typeof row[key] === 'string' ? row[key] : null);
+    const slotState = text('slot_state');
+    const ackedAt = text('acked_at');
+    return {
+      name: String(row.name), slotName: String(row.slot_name), publication: String(row.publication), sourceSystemId: text('source_system_id'),
+      startLsn: text('start_lsn') ? parseLsn(text('start_lsn')!) : undefined,
+      slotState: slotState === 'creating' || slotState === 'created' ? slotState : null,
+      sourceTimeline: typeof row.source_timeline === 'number' ? row.source_timeline : null,
+      ackedLsn: text('acked_lsn') ? parseLsn(text('acked_lsn')!) : undefined,
+      ackedAt: ackedAt ? new Date(ackedAt) : null,
+    };
   }
 
   async createSubscription(slotName: string, publication: string, sourceSystemId: string): Promise<void> {
@@ -64,6 +81,39 @@ export class StateStore {
 
   async setStartLsn(lsn: Lsn | undefined): Promise<void> {
     await this.#sql.unsafe(`UPDATE pgtide.subscription SET start_lsn = $2::pg_lsn WHERE name = $1`, [this.subscription, lsn === undefined ? null : formatLsn(lsn)]);
+  }
+
+  /** Committed before CREATE_REPLICATION_SLOT, so a first start that died can still tell the slot is its own. */
+  async markSlotCreating(): Promise<void> {
+    await this.#sql.unsafe(`UPDATE pgtide.subscription SET slot_state = 'creating' WHERE name = $1`, [this.subscription]);
+  }
+
+  async markSlotCreated(startLsn: Lsn, timeline: number): Promise<void> {
+    await this.#sql.unsafe(`UPDATE pgtide.subscription SET slot_state = 'created', start_lsn = $2::pg_lsn, source_timeline = $3, acked_lsn = NULL, acked_at = NULL WHERE name = $1`,
+      [this.subscription, formatLsn(startLsn), timeline]);
+  }
+
+  async setSourceTimeline(timeline: number): Promise<void> {
+    await this.#sql.unsafe(`UPDATE pgtide.subscription SET source_timeline = $2 WHERE name = $1`, [this.subscription, timeline]);
+  }
+
+  /** Records a flush position about to be acknowledged to the source; never moves back. */
+  async recordAck(lsn: Lsn): Promise<void> {
+    await this.#sql.unsafe(
+      `UPDATE pgtide.subscription SET acked_lsn = greatest(coalesce(acked_lsn, '0/0'::pg_lsn), $2::pg_lsn), acked_at = now() WHERE name = $1`,
+      [this.subscription, formatLsn(lsn)]);
+  }
+
+  /**
+   * `pgtide resync`: forgets the slot and the applied position and puts every table back
+   * to `init`, so the next start creates a new slot and copies everything again.
+   */
+  async resetForResync(sourceSystemId: string): Promise<void> {
+    await this.#sql.begin(async (tx) => {
+      await tx.unsafe(`UPDATE pgtide.subscription SET slot_state = NULL, start_lsn = NULL, source_system_id = $2, source_timeline = NULL, acked_lsn = NULL, acked_at = NULL WHERE name = $1`, [this.subscription, sourceSystemId]);
+      await tx.unsafe(`UPDATE pgtide.table_state SET state = 'init', sync_lsn = NULL, rows_copied = 0, updated_at = now() WHERE subscription = $1`, [this.subscription]);
+      await tx.unsafe(`DELETE FROM pgtide.apply_progress WHERE subscription = $1`, [this.subscription]);
+    });
   }
 
   /** Registers tables new to the subscription as `init`; forgets tables no longer published. */

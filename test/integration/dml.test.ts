@@ -92,7 +92,11 @@ describe('DML replication', { timeout: 600_000 }, () => {
     spillDir = scope.tempDir('pgtide-spill-root-');
     spillWatcher = watch(spillDir, (_event, name) => { if (name && String(name).startsWith('pgtide-spill-')) spillDirsSeen.add(String(name)); });
     scope.defer('close spill watcher', () => spillWatcher?.close());
+    // Keyless tables are published on purpose (insert-only); the default publication refuses them,
+    // so the test creates one FOR ALL TABLES itself, as a user who wants that would.
+    await pair.src.unsafe(`CREATE PUBLICATION dml_all FOR ALL TABLES`);
     engine = await startStreaming(scope, pair, {
+      publication: 'dml_all',
       memoryCap: '256kB',
       spillDir,
       // Buffered mode (the default): streamed transactions are held (and spilled) until commit.

@@ -115,9 +115,12 @@ describe('server restarts and lost connections', { timeout: 900_000 }, () => {
     assert.ok(missed.committed > 5, `the workload committed transactions (${missed.committed}; last error: ${String(missed.lastError)})`);
     const [current] = await pair.src.unsafe<{ lsn: string }[]>(`SELECT pg_current_wal_lsn()::text AS lsn`);
     const ahead = current!.lsn;
+    // Origin names carry the target database's OID (unique per target cluster).
+    const [named] = await pair.dst.unsafe<{ name: string }[]>(`SELECT 'pgtide_origin_ahead_' || oid AS name FROM pg_database WHERE datname = current_database()`);
+    const origin = named!.name;
     await pair.dst.reserve().then(async (session) => {
       try {
-        await session.unsafe(`SELECT pg_replication_origin_session_setup('pgtide_origin_ahead')`);
+        await session.unsafe(`SELECT pg_replication_origin_session_setup($1)`, [origin]);
         await session.unsafe(`BEGIN`);
         await session.unsafe(`INSERT INTO churn_log VALUES (-99, 'rolled back')`);
         await session.unsafe(`SELECT pg_replication_origin_xact_setup($1::text::pg_lsn, now())`, [ahead]);
@@ -127,15 +130,15 @@ describe('server restarts and lost connections', { timeout: 900_000 }, () => {
         session.release();
       }
     });
-    if (pair.major < 16) await pair.dst.unsafe(`SELECT pg_replication_origin_advance('pgtide_origin_ahead', $1::text::pg_lsn)`, [ahead]);
-    const [moved] = await pair.dst.unsafe<{ lsn: string }[]>(`SELECT pg_replication_origin_progress('pgtide_origin_ahead', true)::text AS lsn`);
+    if (pair.major < 16) await pair.dst.unsafe(`SELECT pg_replication_origin_advance($1, $2::text::pg_lsn)`, [origin, ahead]);
+    const [moved] = await pair.dst.unsafe<{ lsn: string }[]>(`SELECT pg_replication_origin_progress($1, true)::text AS lsn`, [origin]);
     assert.equal(moved!.lsn, ahead, `the aborted transaction moved the origin ahead (PostgreSQL ${pair.major})`);
     engine = await startStreaming(scope, pair, { name: 'origin_ahead', apply: { batchMaxAgeMs: 10, batchMaxChanges: 500 } });
     await catchUp();
     await assertChurnEqual(pair);
-    const [origin] = await pair.dst.unsafe<{ lsn: string }[]>(`SELECT pg_replication_origin_progress('pgtide_origin_ahead', true)::text AS lsn`);
+    const [originRow] = await pair.dst.unsafe<{ lsn: string }[]>(`SELECT pg_replication_origin_progress($1, true)::text AS lsn`, [origin]);
     const [progress] = await pair.dst.unsafe<{ lsn: string }[]>(`SELECT end_lsn::text AS lsn FROM pgtide.apply_progress WHERE subscription = 'origin_ahead'`);
-    assert.equal(origin!.lsn, progress!.lsn, 'the origin agrees with the progress row again');
+    assert.equal(originRow!.lsn, progress!.lsn, 'the origin agrees with the progress row again');
   }));
 
   it('applies a large transaction exactly once when the apply session is killed again and again while applying it', scenario('apply_kill', async () => {

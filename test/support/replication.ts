@@ -506,7 +506,8 @@ export function prng(seed: number): () => number {
 
 /** The text of a subscription's replication origin progress on the target, or undefined. */
 export async function originProgress(dst: postgres.Sql, name = 'pgtide'): Promise<string | undefined> {
-  const [row] = await dst.unsafe<{ lsn: string | null }[]>(`SELECT pg_replication_origin_progress($1, true)::text AS lsn FROM pg_replication_origin WHERE roname = $1`, [`pgtide_${name}`]);
+  const [row] = await dst.unsafe<{ lsn: string | null }[]>(`SELECT pg_replication_origin_progress(roname, true)::text AS lsn FROM pg_replication_origin
+      WHERE roname = $1 || (SELECT oid FROM pg_database WHERE datname = current_database())`, [`pgtide_${name}_`]);
   return row?.lsn ?? undefined;
 }
 

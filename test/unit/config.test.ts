@@ -12,7 +12,7 @@ test('defaults fill in and names derive from `name`', () => {
   assert.equal(config.memoryCap, 64 * 1024 * 1024);
   assert.equal(slotName(config), 'pgtide_slot');
   assert.equal(publicationName(config), 'pgtide_pub');
-  assert.equal(originName(config), 'pgtide_pgtide');
+  assert.equal(originName(config, 16384), 'pgtide_pgtide_16384');
 });
 
 test('sizes accept units', () => {

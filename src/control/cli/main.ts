@@ -12,6 +12,7 @@ import { Engine } from '../engine.js';
 import { createProgressReporter } from '../progress.js';
 import { collectStatus, formatStatus } from '../status.js';
 import { dropSubscription } from '../drop.js';
+import { resyncSubscription } from '../resync.js';
 import { Metrics } from '../metrics.js';
 import { registerSequencesCommands } from './sequences-command.js';
 import { runDemo } from '../../demo/demo.js';
@@ -77,7 +78,15 @@ program.command('drop')
   .option('-c, --config <file>', 'config file', 'pgtide.yaml')
   .action(async (options: { config: string }) => {
     const report = await dropSubscription(load(options.config));
-    process.stdout.write(`slot dropped: ${report.droppedSlot ? 'yes' : 'no (none)'}\npublication dropped: ${report.droppedPublication ? 'yes' : 'no'}\norigin dropped: ${report.droppedOrigin ? 'yes' : 'no'}\nstate removed: ${report.droppedState ? 'yes' : 'no'}\n`);
+    process.stdout.write(`slot dropped: ${report.droppedSlot ? 'yes' : report.slotNotOurs ? 'no (this subscription\'s state did not create it; drop it by hand if it is not used: SELECT pg_drop_replication_slot(...))' : 'no (none)'}\npublication dropped: ${report.droppedPublication ? 'yes' : 'no'}\norigin dropped: ${report.droppedOrigin ? 'yes' : 'no'}\nstate removed: ${report.droppedState ? 'yes' : 'no'}\n`);
+  });
+
+program.command('resync')
+  .description('drop this subscription\'s slot (only if its state created it) and reset its tables: the next start copies everything again')
+  .option('-c, --config <file>', 'config file', 'pgtide.yaml')
+  .action(async (options: { config: string }) => {
+    const report = await resyncSubscription(load(options.config));
+    process.stdout.write(`slot dropped: ${report.droppedSlot ? 'yes' : 'no (none)'}\ntables reset to init: ${report.tables}\nstart pgtide to create a new slot and copy every table again\n`);
   });
 
 program.command('demo')
