@@ -76,6 +76,10 @@ function matches(table: TargetTable, index: number, expression: string, target =
 
 export function insertStatement(table: TargetTable, rows: readonly Tuple[]): Statement {
   const n = table.columns.length;
+  if (n === 0) {
+    // A table with no columns (CREATE TABLE t ()): rows hold no values, only their count.
+    return { text: `INSERT INTO ${table.relation.qualifiedName} SELECT FROM generate_series(1, $1::text::int)`, params: [String(rows.length)] };
+  }
   const columns: (string | null)[][] = Array.from({ length: n }, () => new Array<string | null>(rows.length));
   for (let r = 0; r < rows.length; r++) {
     const row = rows[r]!;
@@ -130,7 +134,8 @@ export function copyInsertStatement(table: TargetTable, rows: readonly Tuple[]):
   }
   if (chunk.length > 0) chunks.push(chunk);
   const names = table.columns.map((_, i) => column(table, i).name).join(', ');
-  return { text: `COPY ${table.relation.qualifiedName} (${names}) FROM STDIN`, chunks, rows: rows.length };
+  // No column list for a table with no columns: each row is then an empty line.
+  return { text: `COPY ${table.relation.qualifiedName}${n > 0 ? ` (${names})` : ''} FROM STDIN`, chunks, rows: rows.length };
 }
 
 export interface KeyedUpdate {

@@ -23,7 +23,7 @@ function table(identity: 'default' | 'full'): TargetTable {
     { name: 'id', sqlType: 'integer', compareAsText: false, identityAlways: false },
     { name: 'Body', sqlType: 'text', compareAsText: false, identityAlways: false },
     { name: 'doc', sqlType: 'json', compareAsText: true, identityAlways: false },
-  ] };
+  ], facts: { replicaTriggers: false, keyUnique: true } };
 }
 
 test('text array literals quote, escape and keep NULL distinct from "NULL"', () => {
@@ -97,4 +97,15 @@ test('a GENERATED ALWAYS identity column that must change moves the row, keeping
   assert.deepEqual(only!.statement.params, ['1', '9', 'x']);
   // Without identity columns in SET, one set-based UPDATE serves the whole run.
   assert.equal(keyedUpdateStatements(base, [1], [{ key: ['1'], newTuple: [t('1'), t('x'), U] }, { key: ['2'], newTuple: [t('2'), t('y'), U] }]).length, 1);
+});
+
+test('a table with no columns: rows are inserted by count, COPY takes no column list', () => {
+  const cache = new RelationCache();
+  const relation = cache.update({ tag: 'relation', xid: undefined, relationOid: 43, schema: 'public', name: 't0', replicaIdentity: 'full', columns: [] });
+  const zero: TargetTable = { relation, columns: [], facts: { replicaTriggers: false, keyUnique: false } };
+  assert.deepEqual(insertStatement(zero, [[], [], []]), { text: 'INSERT INTO "public"."t0" SELECT FROM generate_series(1, $1::text::int)', params: ['3'] });
+  const c = copyInsertStatement(zero, [[], []]);
+  assert.equal(c.text, 'COPY "public"."t0" FROM STDIN');
+  assert.deepEqual(c.chunks, ['\n\n']);
+  assert.equal(deleteFullStatement(zero, []).params.length, 0);
 });
