@@ -36,9 +36,10 @@ import { TableCatalog, type TargetTable } from '../target/table-catalog.js';
 import { fromServerError, PgtideError } from '../control/errors.js';
 import {
   copyInsertStatement, deleteByKeyStatement, deleteFullStatement, insertStatement, textOf, truncateStatement,
-  keyedUpdateStatements, updateFullStatement, type CopyStatement, type KeyedUpdate, type Statement,
+  keyedUpdateStatements, updateFullStatement, hasSettableKey, type CopyStatement, type KeyedUpdate, type Statement,
 } from './statements.js';
 import { NetEffectTable, type CountedStatement } from './net-effect.js';
+import { withUnchangedKeyFromOld } from './row-image.js';
 import { TEXT_FORMAT_SETTINGS } from '../protocol/text-format.js';
 import { copyIn, deferred } from '../target/copy-in.js';
 
@@ -445,7 +446,8 @@ export class ApplyWriter implements TransactionSink {
     await this.#sql.end({ timeout: 2 }).catch(() => {});
   }
 
-  #enqueue(queue: TableQueue, change: Exclude<RowChange, { kind: 'message' | 'truncate' }>): void {
+  #enqueue(queue: TableQueue, keyed: Exclude<RowChange, { kind: 'message' | 'truncate' }>): void {
+    const change = keyed.kind === 'update' ? withUnchangedKeyFromOld(keyed) : keyed;
     this.#queuedChanges++;
     this.stats.changes++;
     const { table } = queue;
@@ -481,7 +483,7 @@ export class ApplyWriter implements TransactionSink {
         change.newTuple.forEach((value, index) => {
           if (value.kind !== 'unchanged' && (keyChanged || !relation.keyIndexes.includes(index))) setColumns.push(index);
         });
-        if (setColumns.length === 0) return;
+        if (setColumns.length === 0 && !hasSettableKey(table)) return;
         const maskKey = setColumns.join(',');
         const k = keyString(key);
         // A joined UPDATE applies one match per target row, so a key may appear once per run;

@@ -144,11 +144,31 @@ export interface KeyedUpdate {
 }
 
 /**
+ * Key columns an UPDATE may assign: all but GENERATED ALWAYS identity columns
+ * (only INSERT may write those). Leaving one out is invisible: identity
+ * columns are integers, whose equal values have one spelling.
+ */
+function settableKeyColumns(table: TargetTable): readonly number[] {
+  return table.relation.keyIndexes.filter((i) => !table.columns[i]!.identityAlways);
+}
+
+/** An update that changes no column but the key still writes the key (see updateByKeyStatement). */
+export function hasSettableKey(table: TargetTable): boolean {
+  return settableKeyColumns(table).length > 0;
+}
+
+/**
  * UPDATE … FROM unnest(keys, values): one statement for many rows. The caller
  * guarantees that a key appears at most once per run (a joined UPDATE applies
  * only one of several matches) and that every row has the same `setColumns`
  * (columns that arrived as unchanged TOAST are left out of SET, so the target
  * keeps its value).
+ *
+ * Key columns not in `setColumns` (the key did not change) are assigned from
+ * the key arrays: the built-in worker writes the whole new row, so a target
+ * key spelled differently but equal (numeric 1.00 for 1.0, a decomposed
+ * string under a nondeterministic collation) takes the source's spelling.
+ * That costs no extra parameter, and an equal value keeps the update HOT.
  */
 export function updateByKeyStatement(table: TargetTable, setColumns: readonly number[], rows: readonly KeyedUpdate[]): Statement {
   const keyIndexes = table.relation.keyIndexes;
@@ -159,7 +179,9 @@ export function updateByKeyStatement(table: TargetTable, setColumns: readonly nu
     for (let i = 0; i < k; i++) arrays[i]![r] = row.key[i]!;
     for (let i = 0; i < setColumns.length; i++) arrays[k + i]![r] = textOf(row.newTuple[setColumns[i]!], table, setColumns[i]!);
   }
-  const set = setColumns.map((col, i) => `${column(table, col).name} = v.c${k + i}::${column(table, col).type}`).join(', ');
+  const keySet = settableKeyColumns(table).filter((col) => !setColumns.includes(col))
+    .map((col) => `${column(table, col).name} = v.c${keyIndexes.indexOf(col)}::${column(table, col).type}`);
+  const set = [...keySet, ...setColumns.map((col, i) => `${column(table, col).name} = v.c${k + i}::${column(table, col).type}`)].join(', ');
   const where = keyIndexes.map((col, i) => `t.${column(table, col).name} = v.c${i}::${column(table, col).type}`).join(' AND ');
   return {
     text: `UPDATE ${table.relation.qualifiedName} AS t SET ${set} FROM ${unnestFrom(arrays.length)} WHERE ${where}`,
@@ -227,10 +249,13 @@ function fullMatch(table: TargetTable, oldTuple: Tuple, firstParam: number): { r
 }
 
 export function updateFullStatement(table: TargetTable, oldTuple: Tuple, newTuple: Tuple): Statement {
-  // Only columns whose value changed: cheaper, and GENERATED ALWAYS identity columns may not be SET.
+  // The whole new row, as the built-in worker writes it (a matched row may spell an equal value
+  // differently), except unchanged TOAST and GENERATED ALWAYS identity columns whose value did
+  // not change: UPDATE may not assign those, and their equal values have one spelling.
   const setColumns = table.columns.map((_, i) => i).filter((i) => {
     const next = newTuple[i];
     if (!next || next.kind === 'unchanged') return false;
+    if (!table.columns[i]!.identityAlways) return true;
     const before = oldTuple[i];
     return !(before && before.kind === next.kind && (next.kind === 'null' || (next.kind === 'text' && before.kind === 'text' && before.value === next.value)));
   });

@@ -59,10 +59,17 @@ test('COPY data is cut into chunks at row boundaries', () => {
   assert.equal(c.chunks.join('').split('\n').length - 1, 8);
 });
 
-test('update by key sets only the given columns and joins on the key', () => {
+test('update by key writes the key from the key array and the given columns, and joins on the key', () => {
   const s = updateByKeyStatement(table('default'), [1], [{ key: ['7'], newTuple: [t('7'), t('new'), U] }]);
-  assert.equal(s.text, 'UPDATE "My Schema"."Tab""le" AS t SET "Body" = v.c1::text FROM unnest($1::text[], $2::text[]) AS v(c0, c1) WHERE t."id" = v.c0::integer');
+  assert.equal(s.text, 'UPDATE "My Schema"."Tab""le" AS t SET "id" = v.c0::integer, "Body" = v.c1::text FROM unnest($1::text[], $2::text[]) AS v(c0, c1) WHERE t."id" = v.c0::integer');
   assert.deepEqual(s.params, ['{"7"}', '{"new"}']);
+  // A changed key is in the given columns: assigned once, from the new values.
+  const changed = updateByKeyStatement(table('default'), [0, 1], [{ key: ['7'], newTuple: [t('8'), t('new'), U] }]);
+  assert.equal(changed.text, 'UPDATE "My Schema"."Tab""le" AS t SET "id" = v.c1::integer, "Body" = v.c2::text FROM unnest($1::text[], $2::text[], $3::text[]) AS v(c0, c1, c2) WHERE t."id" = v.c0::integer');
+  // A GENERATED ALWAYS identity key may not be assigned: left out.
+  const base = table('default');
+  const identity: TargetTable = { ...base, columns: base.columns.map((c, i) => (i === 0 ? { ...c, identityAlways: true } : c)) };
+  assert.match(updateByKeyStatement(identity, [1], [{ key: ['7'], newTuple: [t('7'), t('new'), U] }]).text, / SET "Body" = v\.c1::text FROM /);
 });
 
 test('delete by key', () => {
@@ -76,11 +83,14 @@ test('FULL identity touches one row, matches NULLs, compares json as text, skips
   const d = deleteFullStatement(table('full'), old);
   assert.equal(d.text, 'DELETE FROM "My Schema"."Tab""le" WHERE ctid = (SELECT f.ctid FROM "My Schema"."Tab""le" AS f WHERE f."id" IS NOT DISTINCT FROM $1::text::integer AND f."Body" IS NOT DISTINCT FROM $2::text::text AND f."doc"::text IS NOT DISTINCT FROM $3 LIMIT 1)');
   assert.deepEqual(d.params, ['1', null, '{}']);
+  // The whole new row but unchanged TOAST, as the built-in worker writes it.
   const u = updateFullStatement(table('full'), old, [t('1'), t('b'), U]);
-  assert.match(u.text, /^UPDATE "My Schema"."Tab""le" SET "Body" = \$1::text::text WHERE ctid = \(SELECT f.ctid .* LIMIT 1\)$/);
-  assert.deepEqual(u.params, ['b', '1', null, '{}']);
+  assert.match(u.text, /^UPDATE "My Schema"."Tab""le" SET "id" = \$1::text::integer, "Body" = \$2::text::text WHERE ctid = \(SELECT f.ctid .* LIMIT 1\)$/);
+  assert.deepEqual(u.params, ['1', 'b', '1', null, '{}']);
   const same = updateFullStatement(table('full'), old, [t('1'), NULL, t('{}')]);
-  assert.match(same.text, /^SELECT 1 FROM/);
+  assert.match(same.text, /^UPDATE .* SET "id" = \$1::text::integer, "Body" = \$2::text::text, "doc" = \$3::text::json WHERE/);
+  const onlyToast = updateFullStatement(table('full'), old, [U, U, U]);
+  assert.match(onlyToast.text, /^SELECT 1 FROM/);
 });
 
 test('truncate never cascades beyond the listed tables', () => {
