@@ -184,7 +184,7 @@ export function updateByKeyStatement(table: TargetTable, setColumns: readonly nu
   const set = [...keySet, ...setColumns.map((col, i) => `${column(table, col).name} = v.c${k + i}::${column(table, col).type}`)].join(', ');
   const where = keyIndexes.map((col, i) => `t.${column(table, col).name} = v.c${i}::${column(table, col).type}`).join(' AND ');
   return {
-    text: `UPDATE ${table.relation.qualifiedName} AS t SET ${set} FROM ${unnestFrom(arrays.length)} WHERE ${where}`,
+    text: guardRowCount(table, 'UPDATE', `UPDATE ${table.relation.qualifiedName} AS t SET ${set} FROM ${unnestFrom(arrays.length)} WHERE ${where}`),
     params: arrays.map(textArrayLiteral),
   };
 }
@@ -226,16 +226,42 @@ export function deleteByKeyStatement(table: TargetTable, keys: readonly (readonl
   const arrays: string[][] = keyIndexes.map((_, i) => keys.map((key) => key[i]!));
   const where = keyIndexes.map((col, i) => `t.${column(table, col).name} = v.c${i}::${column(table, col).type}`).join(' AND ');
   return {
-    text: `DELETE FROM ${table.relation.qualifiedName} AS t USING ${unnestFrom(arrays.length)} WHERE ${where}`,
+    text: guardRowCount(table, 'DELETE', `DELETE FROM ${table.relation.qualifiedName} AS t USING ${unnestFrom(arrays.length)} WHERE ${where}`),
     params: arrays.map(textArrayLiteral),
   };
 }
 
 /**
+ * A keyed statement touches one target row per key only if the target
+ * enforces that: the built-in worker changes exactly one row per change.
+ * Without a unique index on the key (table.facts.keyUnique), a target holding
+ * duplicates of a key would have one source change applied to several rows,
+ * silently. So there the statement counts the rows it changed and fails,
+ * inside the batch's transaction (which then rolls back), when they outnumber
+ * the keys it was given ($1 holds one element per key). The error is an input
+ * error on purpose: a CASE whose THEN branch depends on the CTE is evaluated
+ * only when taken. With the unique index, nothing is added.
+ */
+function guardRowCount(table: TargetTable, operation: 'UPDATE' | 'DELETE', statement: string): string {
+  if (table.facts.keyUnique) return statement;
+  const message = `pgtide: ${operation} of ${table.relation.qualifiedName} matched more target rows than source changes; the target holds duplicate rows for a replica identity key. Remove the duplicates (or add a unique index on the key) on the target; pgtide retries. Rows matched: `;
+  return `WITH w AS (${statement} RETURNING 1) SELECT 1 FROM w WHERE CASE WHEN (SELECT count(*) FROM w) > cardinality($1::text[]) THEN (${quoteLiteral(message)} || (SELECT count(*) FROM w))::int ELSE 1 END = 1`;
+}
+
+function quoteLiteral(text: string): string {
+  return `'${text.replace(/'/g, "''")}'`;
+}
+
+/**
  * REPLICA IDENTITY FULL: the old row is the identity. Several target rows can
  * be identical, and exactly one must be touched per change, so the statement
- * picks one physical row (ctid) among the matches.
+ * picks one physical row among the matches. A ctid is unique only within one
+ * heap: a partitioned target has one heap per partition, so the row is
+ * addressed by (tableoid, ctid). The planner keeps a TID scan for the ctid
+ * half and filters on tableoid (checked on PostgreSQL 14 and 18).
  */
+const ONE_ROW = '(tableoid, ctid)';
+
 function fullMatch(table: TargetTable, oldTuple: Tuple, firstParam: number): { readonly where: string; readonly params: (string | null)[] } {
   const parts: string[] = [];
   const params: (string | null)[] = [];
@@ -275,12 +301,12 @@ export function updateFullStatement(table: TargetTable, oldTuple: Tuple, newTupl
     });
     const names = table.columns.map((_, i) => column(table, i).name).join(', ');
     return {
-      text: `WITH old AS (DELETE FROM ${name} WHERE ctid = (SELECT f.ctid FROM ${name} AS f WHERE ${match.where} LIMIT 1) RETURNING *) INSERT INTO ${name} (${names}) OVERRIDING SYSTEM VALUE SELECT ${values.join(', ')} FROM old`,
+      text: `WITH old AS (DELETE FROM ${name} WHERE ${ONE_ROW} = (SELECT f.tableoid, f.ctid FROM ${name} AS f WHERE ${match.where} LIMIT 1) RETURNING *) INSERT INTO ${name} (${names}) OVERRIDING SYSTEM VALUE SELECT ${values.join(', ')} FROM old`,
       params: [...params, ...match.params],
     };
   }
   return {
-    text: `UPDATE ${name} SET ${set} WHERE ctid = (SELECT f.ctid FROM ${name} AS f WHERE ${match.where} LIMIT 1)`,
+    text: `UPDATE ${name} SET ${set} WHERE ${ONE_ROW} = (SELECT f.tableoid, f.ctid FROM ${name} AS f WHERE ${match.where} LIMIT 1)`,
     params: [...params, ...match.params],
   };
 }
@@ -289,7 +315,7 @@ export function deleteFullStatement(table: TargetTable, oldTuple: Tuple): Statem
   const match = fullMatch(table, oldTuple, 1);
   const name = table.relation.qualifiedName;
   return {
-    text: `DELETE FROM ${name} WHERE ctid = (SELECT f.ctid FROM ${name} AS f WHERE ${match.where} LIMIT 1)`,
+    text: `DELETE FROM ${name} WHERE ${ONE_ROW} = (SELECT f.tableoid, f.ctid FROM ${name} AS f WHERE ${match.where} LIMIT 1)`,
     params: match.params,
   };
 }

@@ -111,19 +111,29 @@ describe('parity with the built-in subscriber', { timeout: 600_000 }, () => {
     assert.deepEqual(await texts(p.dst, `SELECT k || ':' || v AS r FROM pt`), ['11:c']);
   }));
 
-  it('stops with an error when a change would touch more target rows than the source changed', () => isolated('too_many', {
-    // The target lacks the source's primary key and holds a duplicate of the key.
-    source: `CREATE TABLE dup (id int PRIMARY KEY, v text);`,
-    target: `CREATE TABLE dup (id int, v text);`,
-  }, async (p, e) => {
-    await p.src.unsafe(`INSERT INTO dup VALUES (1, 'a'), (2, 'a')`);
-    await waitForCatchUp(p, { engine: e, timeoutMs: 20_000 });
-    await p.dst.unsafe(`INSERT INTO dup VALUES (1, 'extra')`);
-    await p.src.unsafe(`UPDATE dup SET v = 'b' WHERE id = 1`);
-    await assert.rejects(waitForCatchUp(p, { engine: e, timeoutMs: 8_000 }), 'apply did not move past the change');
-    // Neither target row with id 1 was changed: the batch rolled back.
-    assert.deepEqual(await texts(p.dst, `SELECT v AS r FROM dup WHERE id = 1 ORDER BY v`), ['a', 'extra']);
-  }));
+  it('stops with an error when a change would touch more target rows than the source changed', async () => {
+    const p = await databasePair(scope, pair, 'too_many');
+    // The target lacks the source's primary key and will hold a duplicate of a key.
+    await p.src.unsafe(`CREATE TABLE dup (id int PRIMARY KEY, v text);`);
+    await p.dst.unsafe(`CREATE TABLE dup (id int, v text);`);
+    const { lines, logger } = capturingLogger();
+    const e = startEngine(scope, parseConfig(configInput(p, { name: 'too_many' })), {}, logger);
+    try {
+      await withTimeout(e.streaming, 120_000, 'streaming');
+      await p.src.unsafe(`INSERT INTO dup VALUES (1, 'a'), (2, 'a')`);
+      await waitForCatchUp(p, { engine: e, timeoutMs: 20_000 });
+      await p.dst.unsafe(`INSERT INTO dup VALUES (1, 'extra')`);
+      await p.src.unsafe(`UPDATE dup SET v = 'b' WHERE id = 1`);
+      await assert.rejects(waitForCatchUp(p, { engine: e, timeoutMs: 8_000 }), 'apply did not move past the change');
+      // Neither target row with id 1 was changed: the batch rolled back.
+      assert.deepEqual(await texts(p.dst, `SELECT v AS r FROM dup WHERE id = 1 ORDER BY v`), ['a', 'extra']);
+      const named = lines.some((l) => l.includes('duplicate rows for a replica identity key'))
+        || String((e.error as Error | undefined)?.message).includes('duplicate rows for a replica identity key');
+      assert.ok(named, 'the error names the cause');
+    } finally {
+      await e.stop().catch(() => {});
+    }
+  });
 
   it('lets ENABLE ALWAYS / ENABLE REPLICA triggers see every change, in source order across tables', async () => {
     const p = await databasePair(scope, pair, 'triggers');

@@ -81,11 +81,11 @@ test('delete by key', () => {
 test('FULL identity touches one row, matches NULLs, compares json as text, skips unchanged TOAST', () => {
   const old: Tuple = [t('1'), NULL, t('{}')];
   const d = deleteFullStatement(table('full'), old);
-  assert.equal(d.text, 'DELETE FROM "My Schema"."Tab""le" WHERE ctid = (SELECT f.ctid FROM "My Schema"."Tab""le" AS f WHERE f."id" IS NOT DISTINCT FROM $1::text::integer AND f."Body" IS NOT DISTINCT FROM $2::text::text AND f."doc"::text IS NOT DISTINCT FROM $3 LIMIT 1)');
+  assert.equal(d.text, 'DELETE FROM "My Schema"."Tab""le" WHERE (tableoid, ctid) = (SELECT f.tableoid, f.ctid FROM "My Schema"."Tab""le" AS f WHERE f."id" IS NOT DISTINCT FROM $1::text::integer AND f."Body" IS NOT DISTINCT FROM $2::text::text AND f."doc"::text IS NOT DISTINCT FROM $3 LIMIT 1)');
   assert.deepEqual(d.params, ['1', null, '{}']);
   // The whole new row but unchanged TOAST, as the built-in worker writes it.
   const u = updateFullStatement(table('full'), old, [t('1'), t('b'), U]);
-  assert.match(u.text, /^UPDATE "My Schema"."Tab""le" SET "id" = \$1::text::integer, "Body" = \$2::text::text WHERE ctid = \(SELECT f.ctid .* LIMIT 1\)$/);
+  assert.match(u.text, /^UPDATE "My Schema"."Tab""le" SET "id" = \$1::text::integer, "Body" = \$2::text::text WHERE \(tableoid, ctid\) = \(SELECT f.tableoid, f.ctid .* LIMIT 1\)$/);
   assert.deepEqual(u.params, ['1', 'b', '1', null, '{}']);
   const same = updateFullStatement(table('full'), old, [t('1'), NULL, t('{}')]);
   assert.match(same.text, /^UPDATE .* SET "id" = \$1::text::integer, "Body" = \$2::text::text, "doc" = \$3::text::json WHERE/);
@@ -118,4 +118,16 @@ test('a table with no columns: rows are inserted by count, COPY takes no column 
   assert.equal(c.text, 'COPY "public"."t0" FROM STDIN');
   assert.deepEqual(c.chunks, ['\n\n']);
   assert.equal(deleteFullStatement(zero, []).params.length, 0);
+});
+
+test('keyed statements check their row count only where the target has no unique index on the key', () => {
+  const base = table('default');
+  const unguarded = deleteByKeyStatement(base, [['1']]);
+  assert.doesNotMatch(unguarded.text, /RETURNING/);
+  const noUnique: TargetTable = { ...base, facts: { replicaTriggers: false, keyUnique: false } };
+  const d = deleteByKeyStatement(noUnique, [['1'], ['2']]);
+  assert.match(d.text, /^WITH w AS \(DELETE FROM "My Schema"."Tab""le" AS t USING unnest\(\$1::text\[\]\) AS v\(c0\) WHERE t."id" = v.c0::integer RETURNING 1\) SELECT 1 FROM w WHERE CASE WHEN \(SELECT count\(\*\) FROM w\) > cardinality\(\$1::text\[\]\) THEN \('pgtide: DELETE of "My Schema"."Tab""le" matched more target rows/);
+  assert.deepEqual(d.params, ['{"1","2"}']);
+  const u = updateByKeyStatement(noUnique, [1], [{ key: ['7'], newTuple: [t('7'), t('new'), U] }]);
+  assert.match(u.text, /^WITH w AS \(UPDATE .* RETURNING 1\) SELECT 1 FROM w WHERE CASE WHEN/);
 });
