@@ -40,6 +40,7 @@ import {
 } from './statements.js';
 import { NetEffectTable, type CountedStatement } from './net-effect.js';
 import { withUnchangedKeyFromOld } from './row-image.js';
+import { hasReplicaTriggers, noteReplicaTriggers } from './replica-triggers.js';
 import { TEXT_FORMAT_SETTINGS } from '../protocol/text-format.js';
 import { copyIn, deferred } from '../target/copy-in.js';
 
@@ -123,6 +124,8 @@ export class ApplyWriter implements TransactionSink {
   readonly #options: ApplyWriterOptions;
   readonly #catalog: TableCatalog;
   readonly #queues = new Map<number, TableQueue>();
+  /** The queue of the last change enqueued: a switch into or out of a replica-trigger table is a barrier. */
+  #lastQueue: TableQueue | undefined;
   #inFlight: Promise<unknown>[] = [];
   #failure: unknown;
   #batchOpen = false;
@@ -262,7 +265,8 @@ export class ApplyWriter implements TransactionSink {
     // A new definition of a table already queued (DDL) is a barrier for that table.
     if (old) this.#emitQueue(old);
     const table = await this.#catalog.resolve(change.relation);
-    const foldable = table.relation.replicaIdentity !== 'full' && table.relation.keyIndexes.length > 0;
+    if (hasReplicaTriggers(table)) noteReplicaTriggers(this.#options.logger, this.#options.subscription, table);
+    const foldable = table.relation.replicaIdentity !== 'full' && table.relation.keyIndexes.length > 0 && !hasReplicaTriggers(table);
     const queue: TableQueue = { table, runs: [], fold: foldable ? new NetEffectTable(table) : undefined };
     this.#queues.delete(change.relation.oid);
     this.#queues.set(change.relation.oid, queue);
@@ -348,6 +352,7 @@ export class ApplyWriter implements TransactionSink {
   /** Abandons the open batch (shutdown or a failure elsewhere); the origin position does not move. */
   async rollback(): Promise<void> {
     this.#queues.clear();
+    this.#lastQueue = undefined;
     this.#queuedChanges = 0;
     this.#batchFolded = false;
     this.#batchMaxCommitLsn = ZERO_LSN;
@@ -448,6 +453,13 @@ export class ApplyWriter implements TransactionSink {
 
   #enqueue(queue: TableQueue, keyed: Exclude<RowChange, { kind: 'message' | 'truncate' }>): void {
     const change = keyed.kind === 'update' ? withUnchangedKeyFromOld(keyed) : keyed;
+    // Into or out of a table with replica triggers: what is queued before goes first (replica-triggers.ts).
+    const previousQueue = this.#lastQueue;
+    this.#lastQueue = queue;
+    const exact = hasReplicaTriggers(queue.table);
+    if (previousQueue !== queue && (exact || (previousQueue !== undefined && hasReplicaTriggers(previousQueue.table)))) {
+      for (const other of this.#queues.values()) this.#emitQueue(other);
+    }
     this.#queuedChanges++;
     this.stats.changes++;
     const { table } = queue;
@@ -488,7 +500,7 @@ export class ApplyWriter implements TransactionSink {
         const k = keyString(key);
         // A joined UPDATE applies one match per target row, so a key may appear once per run;
         // a changed key could be matched by a later row of the same run, so it runs alone.
-        if (!keyChanged && last?.kind === 'update' && last.maskKey === maskKey && !last.keys.has(k)) {
+        if (!keyChanged && !exact && last?.kind === 'update' && last.maskKey === maskKey && !last.keys.has(k)) {
           last.rows.push({ key, newTuple: change.newTuple });
           last.keys.add(k);
         } else {
@@ -503,7 +515,7 @@ export class ApplyWriter implements TransactionSink {
           return;
         }
         const key = relation.keyIndexes.map((i) => textOf(change.oldTuple[i], table, i) ?? '');
-        if (last?.kind === 'delete') last.keys.push(key);
+        if (last?.kind === 'delete' && !exact) last.keys.push(key);
         else queue.runs.push({ kind: 'delete', table, keys: [key] });
         return;
       }
@@ -653,6 +665,12 @@ export class ApplyWriter implements TransactionSink {
     const promise = this.#issue(statement);
     promise.then((result) => {
       const missing = expected - result.count;
+      if (missing < 0) {
+        // Keyed statements check this inside the transaction where the target could hold
+        // duplicate keys (statements.ts, guardRowCount), and FULL statements address one
+        // (tableoid, ctid); this catches what those cannot (a row move), after the fact.
+        this.#failure ??= new PgtideError('APPLY_FAILED', `${what} on ${table.relation.qualifiedName} changed ${result.count} target rows for ${expected} source change(s): the target holds duplicate rows for a replica identity key. Remove them on the target; pgtide retries.`, { retryable: true });
+      }
       if (missing > 0) {
         // A missing row is a conflict (the target diverged). Like the built-in worker, log and skip it.
         this.stats.missingRows += missing;

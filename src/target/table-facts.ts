@@ -30,12 +30,12 @@ export interface TableFactsRow {
 
 /**
  * pg_partition_tree (PostgreSQL 12+) lists a partitioned table and all its
- * partitions, and a plain table alone: a partition's trigger fires for rows
- * routed through its parent.
+ * partitions (and nothing for a plain table): a partition's trigger fires for
+ * rows routed through its parent.
  */
 export const TABLE_FACTS = `
   EXISTS (SELECT 1 FROM pg_trigger g
-           WHERE g.tgrelid IN (SELECT p.relid FROM pg_partition_tree(r.oid) p)
+           WHERE (g.tgrelid = r.oid OR g.tgrelid IN (SELECT p.relid FROM pg_partition_tree(r.oid) p))
              AND NOT g.tgisinternal AND g.tgenabled IN ('A', 'R')
              AND (g.tgtype & 1) = 1) AS replica_triggers,
   EXISTS (SELECT 1 FROM pg_index i
