@@ -24,7 +24,9 @@
  * Reordering *across* tables inside a batch is safe because apply runs with
  * session_replication_role = replica (no FK checks or ordinary triggers fire)
  * and the batch commits atomically; order *within* a table is kept exactly,
- * and TRUNCATE or a changed table definition is a barrier.
+ * and TRUNCATE or a changed table definition is a barrier. ENABLE ALWAYS /
+ * ENABLE REPLICA triggers do fire, so their tables are never reordered or
+ * folded (replica-triggers.ts).
  */
 import postgres from 'postgres';
 import type { Logger } from 'pino';
