@@ -53,9 +53,6 @@ export class TableCatalog {
     let rows: readonly ColumnRow[];
     try {
       rows = await this.#query(
-        // has_equality: the column's type (a domain's base type, an array's element type) has a
-        // plain "=" of its own. Composites, and types like json, xml and point, do not; under
-        // REPLICA IDENTITY FULL they are matched by their text form instead.
         // One row per column, or one row with a NULL attname for a table with no columns: the
         // table is looked up first, so "no columns" is not mistaken for "no table".
         // has_equality: the column's type (a domain's base type, an array's element type) has a
