@@ -24,7 +24,9 @@
  * Reordering *across* tables inside a batch is safe because apply runs with
  * session_replication_role = replica (no FK checks or ordinary triggers fire)
  * and the batch commits atomically; order *within* a table is kept exactly,
- * and TRUNCATE or a changed table definition is a barrier.
+ * and TRUNCATE or a changed table definition is a barrier. ENABLE ALWAYS /
+ * ENABLE REPLICA triggers do fire, so their tables are never reordered or
+ * folded (replica-triggers.ts).
  */
 import postgres from 'postgres';
 import { openPostgres } from '../pg/connect.js';
@@ -37,9 +39,11 @@ import { TableCatalog, type TargetTable } from '../target/table-catalog.js';
 import { fromServerError, PgtideError } from '../control/errors.js';
 import {
   copyInsertStatement, deleteByKeyStatement, deleteFullStatement, insertStatement, textOf, truncateStatement,
-  keyedUpdateStatements, updateFullStatement, type CopyStatement, type KeyedUpdate, type Statement,
+  keyedUpdateStatements, updateFullStatement, hasSettableKey, type CopyStatement, type KeyedUpdate, type Statement,
 } from './statements.js';
 import { NetEffectTable, type CountedStatement } from './net-effect.js';
+import { withUnchangedKeyFromOld } from './row-image.js';
+import { hasReplicaTriggers, noteReplicaTriggers } from './replica-triggers.js';
 import { TEXT_FORMAT_SETTINGS } from '../protocol/text-format.js';
 import { copyIn, deferred } from '../target/copy-in.js';
 import { applyError, extendSpan, FirstFailure, type BatchMark, type SourceSpan, type StatementContext } from './apply-failure.js';
@@ -124,6 +128,8 @@ export class ApplyWriter implements TransactionSink {
   readonly #options: ApplyWriterOptions;
   readonly #catalog: TableCatalog;
   readonly #queues = new Map<number, TableQueue>();
+  /** The queue of the last change enqueued: a switch into or out of a replica-trigger table is a barrier. */
+  #lastQueue: TableQueue | undefined;
   #inFlight: Promise<unknown>[] = [];
   /** The failure that caused any others (see apply-failure.ts); only it is ever reported. */
   readonly #failures = new FirstFailure();
@@ -273,7 +279,8 @@ export class ApplyWriter implements TransactionSink {
     // A new definition of a table already queued (DDL) is a barrier for that table.
     if (old) this.#emitQueue(old);
     const table = await this.#resolve(change.relation);
-    const foldable = table.relation.replicaIdentity !== 'full' && table.relation.keyIndexes.length > 0;
+    if (hasReplicaTriggers(table)) noteReplicaTriggers(this.#options.logger, this.#options.subscription, table);
+    const foldable = table.relation.replicaIdentity !== 'full' && table.relation.keyIndexes.length > 0 && !hasReplicaTriggers(table);
     const queue: TableQueue = { table, runs: [], fold: foldable ? new NetEffectTable(table) : undefined };
     this.#queues.delete(change.relation.oid);
     this.#queues.set(change.relation.oid, queue);
@@ -358,6 +365,7 @@ export class ApplyWriter implements TransactionSink {
   /** Abandons the open batch (shutdown or a failure elsewhere); the origin position does not move. */
   async rollback(): Promise<void> {
     this.#queues.clear();
+    this.#lastQueue = undefined;
     this.#queuedChanges = 0;
     this.#mark = { folded: false, maxCommitLsn: ZERO_LSN };
     this.#batchTransactions = 0;
@@ -455,7 +463,15 @@ export class ApplyWriter implements TransactionSink {
     await this.#sql.end({ timeout: 2 }).catch(() => {});
   }
 
-  #enqueue(queue: TableQueue, change: Exclude<RowChange, { kind: 'message' | 'truncate' }>): void {
+  #enqueue(queue: TableQueue, keyed: Exclude<RowChange, { kind: 'message' | 'truncate' }>): void {
+    const change = keyed.kind === 'update' ? withUnchangedKeyFromOld(keyed) : keyed;
+    // Into or out of a table with replica triggers: what is queued before goes first (replica-triggers.ts).
+    const previousQueue = this.#lastQueue;
+    this.#lastQueue = queue;
+    const exact = hasReplicaTriggers(queue.table);
+    if (previousQueue !== queue && (exact || (previousQueue !== undefined && hasReplicaTriggers(previousQueue.table)))) {
+      for (const other of this.#queues.values()) this.#emitQueue(other);
+    }
     this.#queuedChanges++;
     this.stats.changes++;
     queue.span = extendSpan(queue.span, this.#tx);
@@ -492,12 +508,12 @@ export class ApplyWriter implements TransactionSink {
         change.newTuple.forEach((value, index) => {
           if (value.kind !== 'unchanged' && (keyChanged || !relation.keyIndexes.includes(index))) setColumns.push(index);
         });
-        if (setColumns.length === 0) return;
+        if (setColumns.length === 0 && !hasSettableKey(table)) return;
         const maskKey = setColumns.join(',');
         const k = keyString(key);
         // A joined UPDATE applies one match per target row, so a key may appear once per run;
         // a changed key could be matched by a later row of the same run, so it runs alone.
-        if (!keyChanged && last?.kind === 'update' && last.maskKey === maskKey && !last.keys.has(k)) {
+        if (!keyChanged && !exact && last?.kind === 'update' && last.maskKey === maskKey && !last.keys.has(k)) {
           last.rows.push({ key, newTuple: change.newTuple });
           last.keys.add(k);
         } else {
@@ -512,7 +528,7 @@ export class ApplyWriter implements TransactionSink {
           return;
         }
         const key = relation.keyIndexes.map((i) => textOf(change.oldTuple[i], table, i) ?? '');
-        if (last?.kind === 'delete') last.keys.push(key);
+        if (last?.kind === 'delete' && !exact) last.keys.push(key);
         else queue.runs.push({ kind: 'delete', table, keys: [key] });
         return;
       }
@@ -681,8 +697,15 @@ export class ApplyWriter implements TransactionSink {
 
   #issueCounted(statement: Statement, expected: number, table: TargetTable, what: string, context: StatementContext): void {
     const promise = this.#issue(statement, context);
+    const mark = this.#mark;
     promise.then((result) => {
       const missing = expected - result.count;
+      if (missing < 0) {
+        // Keyed statements check this inside the transaction where the target could hold
+        // duplicate keys (statements.ts, guardRowCount), and FULL statements address one
+        // (tableoid, ctid); this catches what those cannot (a row move), after the fact.
+        this.#failures.record({ error: new PgtideError('APPLY_FAILED', `${what} on ${table.relation.qualifiedName} changed ${result.count} target rows for ${expected} source change(s): the target holds duplicate rows for a replica identity key. Remove them on the target; pgtide retries.`, { retryable: true }), context, mark });
+      }
       if (missing > 0) {
         // A missing row is a conflict (the target diverged). Like the built-in worker, log and skip it.
         this.stats.missingRows += missing;

@@ -17,7 +17,7 @@
 import type { Tuple, TupleValue } from '../protocol/messages.js';
 import type { RowChange } from '../changes/change.js';
 import type { TargetTable } from '../target/table-catalog.js';
-import { textOf, deleteByKeyStatement, keyedUpdateStatements, type Statement } from './statements.js';
+import { textOf, deleteByKeyStatement, keyedUpdateStatements, hasSettableKey, type Statement } from './statements.js';
 
 type KeyedChange = Extract<RowChange, { kind: 'insert' | 'update' | 'delete' }>;
 
@@ -144,7 +144,7 @@ export class NetEffectTable {
     if (deletes.length) out.push({ statement: deleteByKeyStatement(this.table, deletes), expectedRows: deletes.length, operation: 'DELETE' });
     if (inserts.length) out.push({ operation: 'INSERT', rows: inserts });
     for (const group of updates.values()) {
-      if (group.setColumns.length === 0) continue;
+      if (group.setColumns.length === 0 && !hasSettableKey(this.table)) continue;
       out.push(...keyedUpdateStatements(this.table, group.setColumns, group.rows));
     }
     return out;

@@ -76,6 +76,10 @@ function matches(table: TargetTable, index: number, expression: string, target =
 
 export function insertStatement(table: TargetTable, rows: readonly Tuple[]): Statement {
   const n = table.columns.length;
+  if (n === 0) {
+    // A table with no columns (CREATE TABLE t ()): rows hold no values, only their count.
+    return { text: `INSERT INTO ${table.relation.qualifiedName} SELECT FROM generate_series(1, $1::text::int)`, params: [String(rows.length)] };
+  }
   const columns: (string | null)[][] = Array.from({ length: n }, () => new Array<string | null>(rows.length));
   for (let r = 0; r < rows.length; r++) {
     const row = rows[r]!;
@@ -130,7 +134,8 @@ export function copyInsertStatement(table: TargetTable, rows: readonly Tuple[]):
   }
   if (chunk.length > 0) chunks.push(chunk);
   const names = table.columns.map((_, i) => column(table, i).name).join(', ');
-  return { text: `COPY ${table.relation.qualifiedName} (${names}) FROM STDIN`, chunks, rows: rows.length };
+  // No column list for a table with no columns: each row is then an empty line.
+  return { text: `COPY ${table.relation.qualifiedName}${n > 0 ? ` (${names})` : ''} FROM STDIN`, chunks, rows: rows.length };
 }
 
 export interface KeyedUpdate {
@@ -139,11 +144,31 @@ export interface KeyedUpdate {
 }
 
 /**
+ * Key columns an UPDATE may assign: all but GENERATED ALWAYS identity columns
+ * (only INSERT may write those). Leaving one out is invisible: identity
+ * columns are integers, whose equal values have one spelling.
+ */
+function settableKeyColumns(table: TargetTable): readonly number[] {
+  return table.relation.keyIndexes.filter((i) => !table.columns[i]!.identityAlways);
+}
+
+/** An update that changes no column but the key still writes the key (see updateByKeyStatement). */
+export function hasSettableKey(table: TargetTable): boolean {
+  return settableKeyColumns(table).length > 0;
+}
+
+/**
  * UPDATE … FROM unnest(keys, values): one statement for many rows. The caller
  * guarantees that a key appears at most once per run (a joined UPDATE applies
  * only one of several matches) and that every row has the same `setColumns`
  * (columns that arrived as unchanged TOAST are left out of SET, so the target
  * keeps its value).
+ *
+ * Key columns not in `setColumns` (the key did not change) are assigned from
+ * the key arrays: the built-in worker writes the whole new row, so a target
+ * key spelled differently but equal (numeric 1.00 for 1.0, a decomposed
+ * string under a nondeterministic collation) takes the source's spelling.
+ * That costs no extra parameter, and an equal value keeps the update HOT.
  */
 export function updateByKeyStatement(table: TargetTable, setColumns: readonly number[], rows: readonly KeyedUpdate[]): Statement {
   const keyIndexes = table.relation.keyIndexes;
@@ -154,10 +179,12 @@ export function updateByKeyStatement(table: TargetTable, setColumns: readonly nu
     for (let i = 0; i < k; i++) arrays[i]![r] = row.key[i]!;
     for (let i = 0; i < setColumns.length; i++) arrays[k + i]![r] = textOf(row.newTuple[setColumns[i]!], table, setColumns[i]!);
   }
-  const set = setColumns.map((col, i) => `${column(table, col).name} = v.c${k + i}::${column(table, col).type}`).join(', ');
+  const keySet = settableKeyColumns(table).filter((col) => !setColumns.includes(col))
+    .map((col) => `${column(table, col).name} = v.c${keyIndexes.indexOf(col)}::${column(table, col).type}`);
+  const set = [...keySet, ...setColumns.map((col, i) => `${column(table, col).name} = v.c${k + i}::${column(table, col).type}`)].join(', ');
   const where = keyIndexes.map((col, i) => `t.${column(table, col).name} = v.c${i}::${column(table, col).type}`).join(' AND ');
   return {
-    text: `UPDATE ${table.relation.qualifiedName} AS t SET ${set} FROM ${unnestFrom(arrays.length)} WHERE ${where}`,
+    text: guardRowCount(table, 'UPDATE', `UPDATE ${table.relation.qualifiedName} AS t SET ${set} FROM ${unnestFrom(arrays.length)} WHERE ${where}`),
     params: arrays.map(textArrayLiteral),
   };
 }
@@ -199,16 +226,42 @@ export function deleteByKeyStatement(table: TargetTable, keys: readonly (readonl
   const arrays: string[][] = keyIndexes.map((_, i) => keys.map((key) => key[i]!));
   const where = keyIndexes.map((col, i) => `t.${column(table, col).name} = v.c${i}::${column(table, col).type}`).join(' AND ');
   return {
-    text: `DELETE FROM ${table.relation.qualifiedName} AS t USING ${unnestFrom(arrays.length)} WHERE ${where}`,
+    text: guardRowCount(table, 'DELETE', `DELETE FROM ${table.relation.qualifiedName} AS t USING ${unnestFrom(arrays.length)} WHERE ${where}`),
     params: arrays.map(textArrayLiteral),
   };
 }
 
 /**
+ * A keyed statement touches one target row per key only if the target
+ * enforces that: the built-in worker changes exactly one row per change.
+ * Without a unique index on the key (table.facts.keyUnique), a target holding
+ * duplicates of a key would have one source change applied to several rows,
+ * silently. So there the statement counts the rows it changed and fails,
+ * inside the batch's transaction (which then rolls back), when they outnumber
+ * the keys it was given ($1 holds one element per key). The error is an input
+ * error on purpose: a CASE whose THEN branch depends on the CTE is evaluated
+ * only when taken. With the unique index, nothing is added.
+ */
+function guardRowCount(table: TargetTable, operation: 'UPDATE' | 'DELETE', statement: string): string {
+  if (table.facts.keyUnique) return statement;
+  const message = `pgtide: ${operation} of ${table.relation.qualifiedName} matched more target rows than source changes; the target holds duplicate rows for a replica identity key. Remove the duplicates (or add a unique index on the key) on the target; pgtide retries. Rows matched: `;
+  return `WITH w AS (${statement} RETURNING 1) SELECT 1 FROM w WHERE CASE WHEN (SELECT count(*) FROM w) > cardinality($1::text[]) THEN (${quoteLiteral(message)} || (SELECT count(*) FROM w))::int ELSE 1 END = 1`;
+}
+
+function quoteLiteral(text: string): string {
+  return `'${text.replace(/'/g, "''")}'`;
+}
+
+/**
  * REPLICA IDENTITY FULL: the old row is the identity. Several target rows can
  * be identical, and exactly one must be touched per change, so the statement
- * picks one physical row (ctid) among the matches.
+ * picks one physical row among the matches. A ctid is unique only within one
+ * heap: a partitioned target has one heap per partition, so the row is
+ * addressed by (tableoid, ctid). The planner keeps a TID scan for the ctid
+ * half and filters on tableoid (checked on PostgreSQL 14 and 18).
  */
+const ONE_ROW = '(tableoid, ctid)';
+
 function fullMatch(table: TargetTable, oldTuple: Tuple, firstParam: number): { readonly where: string; readonly params: (string | null)[] } {
   const parts: string[] = [];
   const params: (string | null)[] = [];
@@ -222,10 +275,13 @@ function fullMatch(table: TargetTable, oldTuple: Tuple, firstParam: number): { r
 }
 
 export function updateFullStatement(table: TargetTable, oldTuple: Tuple, newTuple: Tuple): Statement {
-  // Only columns whose value changed: cheaper, and GENERATED ALWAYS identity columns may not be SET.
+  // The whole new row, as the built-in worker writes it (a matched row may spell an equal value
+  // differently), except unchanged TOAST and GENERATED ALWAYS identity columns whose value did
+  // not change: UPDATE may not assign those, and their equal values have one spelling.
   const setColumns = table.columns.map((_, i) => i).filter((i) => {
     const next = newTuple[i];
     if (!next || next.kind === 'unchanged') return false;
+    if (!table.columns[i]!.identityAlways) return true;
     const before = oldTuple[i];
     return !(before && before.kind === next.kind && (next.kind === 'null' || (next.kind === 'text' && before.kind === 'text' && before.value === next.value)));
   });
@@ -245,12 +301,12 @@ export function updateFullStatement(table: TargetTable, oldTuple: Tuple, newTupl
     });
     const names = table.columns.map((_, i) => column(table, i).name).join(', ');
     return {
-      text: `WITH old AS (DELETE FROM ${name} WHERE ctid = (SELECT f.ctid FROM ${name} AS f WHERE ${match.where} LIMIT 1) RETURNING *) INSERT INTO ${name} (${names}) OVERRIDING SYSTEM VALUE SELECT ${values.join(', ')} FROM old`,
+      text: `WITH old AS (DELETE FROM ${name} WHERE ${ONE_ROW} = (SELECT f.tableoid, f.ctid FROM ${name} AS f WHERE ${match.where} LIMIT 1) RETURNING *) INSERT INTO ${name} (${names}) OVERRIDING SYSTEM VALUE SELECT ${values.join(', ')} FROM old`,
       params: [...params, ...match.params],
     };
   }
   return {
-    text: `UPDATE ${name} SET ${set} WHERE ctid = (SELECT f.ctid FROM ${name} AS f WHERE ${match.where} LIMIT 1)`,
+    text: `UPDATE ${name} SET ${set} WHERE ${ONE_ROW} = (SELECT f.tableoid, f.ctid FROM ${name} AS f WHERE ${match.where} LIMIT 1)`,
     params: [...params, ...match.params],
   };
 }
@@ -259,7 +315,7 @@ export function deleteFullStatement(table: TargetTable, oldTuple: Tuple): Statem
   const match = fullMatch(table, oldTuple, 1);
   const name = table.relation.qualifiedName;
   return {
-    text: `DELETE FROM ${name} WHERE ctid = (SELECT f.ctid FROM ${name} AS f WHERE ${match.where} LIMIT 1)`,
+    text: `DELETE FROM ${name} WHERE ${ONE_ROW} = (SELECT f.tableoid, f.ctid FROM ${name} AS f WHERE ${match.where} LIMIT 1)`,
     params: match.params,
   };
 }

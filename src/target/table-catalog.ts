@@ -6,6 +6,7 @@
  */
 import type { Relation } from '../changes/relation-cache.js';
 import { PgtideError, fromServerError } from '../control/errors.js';
+import { TABLE_FACTS, tableFacts, type TableFacts, type TableFactsRow } from './table-facts.js';
 
 export interface TargetColumn {
   readonly name: string;
@@ -21,6 +22,7 @@ export interface TargetTable {
   readonly relation: Relation;
   /** Aligned with relation.columns. */
   readonly columns: readonly TargetColumn[];
+  readonly facts: TableFacts;
 }
 
 
@@ -30,7 +32,12 @@ export interface TargetTable {
  */
 export type CatalogQuery = (text: string, params: string[]) => Promise<readonly unknown[]>;
 
-interface ColumnRow { attname: string; type: string; generated: boolean; identity_always: boolean; has_equality: boolean }
+interface ColumnRow extends TableFactsRow { attname: string | null; type: string; generated: boolean; identity_always: boolean; has_equality: boolean }
+
+/** A text[] literal: the catalog query takes its parameters as text. */
+function textArray(values: readonly string[]): string {
+  return `{${values.map((v) => `"${v.replace(/["\\]/g, '\\$&')}"`).join(',')}}`;
+}
 
 export class TableCatalog {
   readonly #query: CatalogQuery;
@@ -46,6 +53,8 @@ export class TableCatalog {
     let rows: readonly ColumnRow[];
     try {
       rows = await this.#query(
+        // One row per column, or one row with a NULL attname for a table with no columns: the
+        // table is looked up first, so "no columns" is not mistaken for "no table".
         // has_equality: the column's type (a domain's base type, an array's element type) has a
         // plain "=" of its own. Composites, and types like json, xml and point, do not; under
         // REPLICA IDENTITY FULL they are matched by their text form instead.
@@ -54,13 +63,16 @@ export class TableCatalog {
                   WHEN b.typtype = 'c' THEN false
                   WHEN b.typtype IN ('e', 'r', 'm') THEN true
                   ELSE EXISTS (SELECT 1 FROM pg_operator o WHERE o.oprname = '=' AND o.oprleft = e.oid AND o.oprright = e.oid)
-                END AS has_equality
-           FROM pg_attribute a
-           JOIN pg_type t ON t.oid = a.atttypid
-           JOIN pg_type b ON b.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
-           JOIN pg_type e ON e.oid = CASE WHEN b.typcategory = 'A' AND b.typelem <> 0 THEN b.typelem ELSE b.oid END
-          WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped`,
-        [relation.qualifiedName],
+                END AS has_equality,
+                ${TABLE_FACTS}
+           FROM (SELECT to_regclass($1) AS oid) r
+           LEFT JOIN (pg_attribute a
+                      JOIN pg_type t ON t.oid = a.atttypid
+                      JOIN pg_type b ON b.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
+                      JOIN pg_type e ON e.oid = CASE WHEN b.typcategory = 'A' AND b.typelem <> 0 THEN b.typelem ELSE b.oid END)
+             ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
+          WHERE r.oid IS NOT NULL`,
+        [relation.qualifiedName, textArray(relation.keyIndexes.map((i) => relation.columns[i]!.name))],
       ) as readonly ColumnRow[];
     } catch (error) {
       throw fromServerError(error, 'target');
@@ -68,7 +80,7 @@ export class TableCatalog {
     if (rows.length === 0) {
       throw new PgtideError('TABLE_MISSING_ON_TARGET', `table ${relation.qualifiedName} does not exist on the target. Create it there first (for example from \`pg_dump --schema-only\` of the source), then restart pgtide.`);
     }
-    const byName = new Map(rows.map((r) => [r.attname, r]));
+    const byName = new Map(rows.flatMap((r) => (r.attname === null ? [] : [[r.attname, r] as const])));
     const columns = relation.columns.map((column): TargetColumn => {
       const found = byName.get(column.name);
       if (!found) {
@@ -79,7 +91,7 @@ export class TableCatalog {
       }
       return { name: column.name, sqlType: found.type, compareAsText: !found.has_equality, identityAlways: found.identity_always };
     });
-    const table = { relation, columns };
+    const table = { relation, columns, facts: tableFacts(rows[0]!) };
     this.#byVersion.set(relation.version, table);
     return table;
   }

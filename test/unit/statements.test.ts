@@ -23,7 +23,7 @@ function table(identity: 'default' | 'full'): TargetTable {
     { name: 'id', sqlType: 'integer', compareAsText: false, identityAlways: false },
     { name: 'Body', sqlType: 'text', compareAsText: false, identityAlways: false },
     { name: 'doc', sqlType: 'json', compareAsText: true, identityAlways: false },
-  ] };
+  ], facts: { replicaTriggers: false, keyUnique: true } };
 }
 
 test('text array literals quote, escape and keep NULL distinct from "NULL"', () => {
@@ -59,10 +59,17 @@ test('COPY data is cut into chunks at row boundaries', () => {
   assert.equal(c.chunks.join('').split('\n').length - 1, 8);
 });
 
-test('update by key sets only the given columns and joins on the key', () => {
+test('update by key writes the key from the key array and the given columns, and joins on the key', () => {
   const s = updateByKeyStatement(table('default'), [1], [{ key: ['7'], newTuple: [t('7'), t('new'), U] }]);
-  assert.equal(s.text, 'UPDATE "My Schema"."Tab""le" AS t SET "Body" = v.c1::text FROM unnest($1::text[], $2::text[]) AS v(c0, c1) WHERE t."id" = v.c0::integer');
+  assert.equal(s.text, 'UPDATE "My Schema"."Tab""le" AS t SET "id" = v.c0::integer, "Body" = v.c1::text FROM unnest($1::text[], $2::text[]) AS v(c0, c1) WHERE t."id" = v.c0::integer');
   assert.deepEqual(s.params, ['{"7"}', '{"new"}']);
+  // A changed key is in the given columns: assigned once, from the new values.
+  const changed = updateByKeyStatement(table('default'), [0, 1], [{ key: ['7'], newTuple: [t('8'), t('new'), U] }]);
+  assert.equal(changed.text, 'UPDATE "My Schema"."Tab""le" AS t SET "id" = v.c1::integer, "Body" = v.c2::text FROM unnest($1::text[], $2::text[], $3::text[]) AS v(c0, c1, c2) WHERE t."id" = v.c0::integer');
+  // A GENERATED ALWAYS identity key may not be assigned: left out.
+  const base = table('default');
+  const identity: TargetTable = { ...base, columns: base.columns.map((c, i) => (i === 0 ? { ...c, identityAlways: true } : c)) };
+  assert.match(updateByKeyStatement(identity, [1], [{ key: ['7'], newTuple: [t('7'), t('new'), U] }]).text, / SET "Body" = v\.c1::text FROM /);
 });
 
 test('delete by key', () => {
@@ -74,13 +81,16 @@ test('delete by key', () => {
 test('FULL identity touches one row, matches NULLs, compares json as text, skips unchanged TOAST', () => {
   const old: Tuple = [t('1'), NULL, t('{}')];
   const d = deleteFullStatement(table('full'), old);
-  assert.equal(d.text, 'DELETE FROM "My Schema"."Tab""le" WHERE ctid = (SELECT f.ctid FROM "My Schema"."Tab""le" AS f WHERE f."id" IS NOT DISTINCT FROM $1::text::integer AND f."Body" IS NOT DISTINCT FROM $2::text::text AND f."doc"::text IS NOT DISTINCT FROM $3 LIMIT 1)');
+  assert.equal(d.text, 'DELETE FROM "My Schema"."Tab""le" WHERE (tableoid, ctid) = (SELECT f.tableoid, f.ctid FROM "My Schema"."Tab""le" AS f WHERE f."id" IS NOT DISTINCT FROM $1::text::integer AND f."Body" IS NOT DISTINCT FROM $2::text::text AND f."doc"::text IS NOT DISTINCT FROM $3 LIMIT 1)');
   assert.deepEqual(d.params, ['1', null, '{}']);
+  // The whole new row but unchanged TOAST, as the built-in worker writes it.
   const u = updateFullStatement(table('full'), old, [t('1'), t('b'), U]);
-  assert.match(u.text, /^UPDATE "My Schema"."Tab""le" SET "Body" = \$1::text::text WHERE ctid = \(SELECT f.ctid .* LIMIT 1\)$/);
-  assert.deepEqual(u.params, ['b', '1', null, '{}']);
+  assert.match(u.text, /^UPDATE "My Schema"."Tab""le" SET "id" = \$1::text::integer, "Body" = \$2::text::text WHERE \(tableoid, ctid\) = \(SELECT f.tableoid, f.ctid .* LIMIT 1\)$/);
+  assert.deepEqual(u.params, ['1', 'b', '1', null, '{}']);
   const same = updateFullStatement(table('full'), old, [t('1'), NULL, t('{}')]);
-  assert.match(same.text, /^SELECT 1 FROM/);
+  assert.match(same.text, /^UPDATE .* SET "id" = \$1::text::integer, "Body" = \$2::text::text, "doc" = \$3::text::json WHERE/);
+  const onlyToast = updateFullStatement(table('full'), old, [U, U, U]);
+  assert.match(onlyToast.text, /^SELECT 1 FROM/);
 });
 
 test('truncate never cascades beyond the listed tables', () => {
@@ -97,4 +107,27 @@ test('a GENERATED ALWAYS identity column that must change moves the row, keeping
   assert.deepEqual(only!.statement.params, ['1', '9', 'x']);
   // Without identity columns in SET, one set-based UPDATE serves the whole run.
   assert.equal(keyedUpdateStatements(base, [1], [{ key: ['1'], newTuple: [t('1'), t('x'), U] }, { key: ['2'], newTuple: [t('2'), t('y'), U] }]).length, 1);
+});
+
+test('a table with no columns: rows are inserted by count, COPY takes no column list', () => {
+  const cache = new RelationCache();
+  const relation = cache.update({ tag: 'relation', xid: undefined, relationOid: 43, schema: 'public', name: 't0', replicaIdentity: 'full', columns: [] });
+  const zero: TargetTable = { relation, columns: [], facts: { replicaTriggers: false, keyUnique: false } };
+  assert.deepEqual(insertStatement(zero, [[], [], []]), { text: 'INSERT INTO "public"."t0" SELECT FROM generate_series(1, $1::text::int)', params: ['3'] });
+  const c = copyInsertStatement(zero, [[], []]);
+  assert.equal(c.text, 'COPY "public"."t0" FROM STDIN');
+  assert.deepEqual(c.chunks, ['\n\n']);
+  assert.equal(deleteFullStatement(zero, []).params.length, 0);
+});
+
+test('keyed statements check their row count only where the target has no unique index on the key', () => {
+  const base = table('default');
+  const unguarded = deleteByKeyStatement(base, [['1']]);
+  assert.doesNotMatch(unguarded.text, /RETURNING/);
+  const noUnique: TargetTable = { ...base, facts: { replicaTriggers: false, keyUnique: false } };
+  const d = deleteByKeyStatement(noUnique, [['1'], ['2']]);
+  assert.match(d.text, /^WITH w AS \(DELETE FROM "My Schema"."Tab""le" AS t USING unnest\(\$1::text\[\]\) AS v\(c0\) WHERE t."id" = v.c0::integer RETURNING 1\) SELECT 1 FROM w WHERE CASE WHEN \(SELECT count\(\*\) FROM w\) > cardinality\(\$1::text\[\]\) THEN \('pgtide: DELETE of "My Schema"."Tab""le" matched more target rows/);
+  assert.deepEqual(d.params, ['{"1","2"}']);
+  const u = updateByKeyStatement(noUnique, [1], [{ key: ['7'], newTuple: [t('7'), t('new'), U] }]);
+  assert.match(u.text, /^WITH w AS \(UPDATE .* RETURNING 1\) SELECT 1 FROM w WHERE CASE WHEN/);
 });
