@@ -195,8 +195,9 @@ async function targetSide(sql: postgres.Sql, config: PgtideConfig, tables: reado
 
   const [state] = await sql.unsafe<{ usage: boolean; create: boolean }[]>(
     `SELECT has_schema_privilege(oid, 'USAGE') AS usage, has_schema_privilege(oid, 'CREATE') AS "create" FROM pg_namespace WHERE nspname = 'pgtide'`);
-  // Needed even when the schema exists: CREATE SCHEMA IF NOT EXISTS (state-schema.ts) checks it first.
-  if (!role.create_db) add(`GRANT CREATE ON DATABASE ${quoteIdent(role.db)} TO ${user};`, "pgtide's state schema");
+  // Only to create the schema: a `pgtide` schema made beforehand is enough (state-schema.ts
+  // looks it up before creating it).
+  if (!state && !role.create_db) add(`GRANT CREATE ON DATABASE ${quoteIdent(role.db)} TO ${user};`, "pgtide's state schema");
   if (state && (!state.usage || !state.create)) {
     add(`GRANT USAGE, CREATE ON SCHEMA pgtide TO ${user};`, "pgtide's state schema");
   }

@@ -92,7 +92,10 @@ export const MIGRATIONS: readonly string[] = [
 export async function migrateStateSchema(sql: postgres.Sql): Promise<void> {
   await sql.begin(async (tx) => {
     await tx.unsafe(`SELECT pg_advisory_xact_lock(hashtext('pgtide.migrate'))`);
-    await tx.unsafe(`CREATE SCHEMA IF NOT EXISTS pgtide`);
+    // Looked up first: CREATE SCHEMA IF NOT EXISTS checks CREATE on the database before it
+    // looks for the schema, and a least-privilege role may own a schema made for it.
+    const [schema] = await tx.unsafe<{ present: boolean }[]>(`SELECT to_regnamespace('pgtide') IS NOT NULL AS present`);
+    if (!schema?.present) await tx.unsafe(`CREATE SCHEMA IF NOT EXISTS pgtide`);
     await tx.unsafe(`CREATE TABLE IF NOT EXISTS pgtide.schema_version (version int NOT NULL)`);
     const rows = await tx.unsafe<{ version: number }[]>(`SELECT version FROM pgtide.schema_version`);
     const current = rows[0]?.version ?? 0;
