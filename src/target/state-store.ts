@@ -111,7 +111,9 @@ export class StateStore {
   async resetForResync(sourceSystemId: string): Promise<void> {
     await this.#sql.begin(async (tx) => {
       await tx.unsafe(`UPDATE pgtide.subscription SET slot_state = NULL, start_lsn = NULL, source_system_id = $2, source_timeline = NULL, acked_lsn = NULL, acked_at = NULL WHERE name = $1`, [this.subscription, sourceSystemId]);
-      await tx.unsafe(`UPDATE pgtide.table_state SET state = 'init', sync_lsn = NULL, rows_copied = 0, updated_at = now() WHERE subscription = $1`, [this.subscription]);
+      // The rows on the target are an earlier copy's and may be stale or ahead: the next copy
+      // empties each table first (copy_owns_rows), instead of keeping them as local rows.
+      await tx.unsafe(`UPDATE pgtide.table_state SET state = 'init', sync_lsn = NULL, rows_copied = 0, copy_owns_rows = true, updated_at = now() WHERE subscription = $1`, [this.subscription]);
       await tx.unsafe(`DELETE FROM pgtide.apply_progress WHERE subscription = $1`, [this.subscription]);
     });
   }
