@@ -12,8 +12,9 @@
 import { performance } from 'node:perf_hooks';
 import { Cluster, defaultMajor } from '../../src/harness/cluster.js';
 import { RelationCache } from '../../src/changes/relation-cache.js';
-import { textArrayLiteral, updateByKeyStatement } from '../../src/apply/statements.js';
+import { updateByKeyStatement } from '../../src/apply/statements.js';
 import type { TargetTable } from '../../src/target/table-catalog.js';
+import { textArrayLiteral } from '../../src/core/sql.js';
 
 const keys = Number(process.argv[2] ?? 20_000);
 const rounds = Number(process.argv[3] ?? 16);

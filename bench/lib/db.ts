@@ -4,7 +4,7 @@
 import { performance } from 'node:perf_hooks';
 import postgres from 'postgres';
 import { Cluster, type PgMajor } from '../../src/harness/cluster.js';
-import { parseLsn, ZERO_LSN, type Lsn } from '../../src/changes/lsn.js';
+import { parseLsn, ZERO_LSN, type Lsn } from '../../src/core/lsn.js';
 import type { Cleanup } from './cleanup.js';
 
 /** A table as schema + name; benchmark tables are simple lower-case names. */

@@ -4,7 +4,7 @@
  */
 import type postgres from 'postgres';
 import type { Cluster } from '../../src/harness/cluster.js';
-import type { Lsn } from '../../src/changes/lsn.js';
+import type { Lsn } from '../../src/core/lsn.js';
 import type { Replicator, ReplicatorSetup } from '../runners/types.js';
 import type { Cleanup } from './cleanup.js';
 import { connect, startBenchCluster, waitUntil, type Table } from './db.js';

@@ -6,7 +6,7 @@
  * cluster, see benchSettings).
  */
 import type { Replicator, ReplicatorSetup } from './types.js';
-import { ZERO_LSN, type Lsn } from '../../src/changes/lsn.js';
+import { ZERO_LSN, type Lsn } from '../../src/core/lsn.js';
 import { dropSlotIfExists, parseNullableLsn, qualified, slotWalsenderPids, waitSlotInactive, waitUntil } from '../lib/db.js';
 import { errorMessage } from '../lib/cleanup.js';
 import type { ProcessGroups } from '../lib/memory.js';

@@ -12,7 +12,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { parseConfig, type ConfigInput } from '../../src/control/config.js';
-import { ZERO_LSN, type Lsn } from '../../src/changes/lsn.js';
+import { ZERO_LSN, type Lsn } from '../../src/core/lsn.js';
 import type { Replicator, ReplicatorSetup } from './types.js';
 import { dotted, dropSlotIfExists, parseNullableLsn, slotWalsenderPids, waitUntil } from '../lib/db.js';
 import { readProcMemory, type ProcessGroups } from '../lib/memory.js';

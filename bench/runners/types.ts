@@ -4,7 +4,7 @@
  */
 import type postgres from 'postgres';
 import type { Cluster } from '../../src/harness/cluster.js';
-import type { Lsn } from '../../src/changes/lsn.js';
+import type { Lsn } from '../../src/core/lsn.js';
 import type { Table } from '../lib/db.js';
 import type { ProcessGroups } from '../lib/memory.js';
 

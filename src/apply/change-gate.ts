@@ -9,7 +9,7 @@
  *   consistent, and it lets one table be re-copied while the rest stream on.
  */
 import type { CommitInfo, RowChange, TransactionInfo, TransactionSink } from '../changes/change.js';
-import type { Lsn } from '../changes/lsn.js';
+import type { Lsn } from '../core/lsn.js';
 import type { Relation } from '../changes/relation-cache.js';
 
 export type TableSyncState = 'init' | 'copying' | 'ready';

@@ -24,14 +24,13 @@
  */
 import postgres from 'postgres';
 import { openPostgres } from '../pg/connect.js';
-import type { QualifiedName } from '../control/config.js';
-import { PgtideError, fromServerError } from '../control/errors.js';
-import { qualify, quoteIdent } from '../changes/relation-cache.js';
+import { PgtideError, fromServerError } from '../core/errors.js';
 import { migrateStateSchema } from '../target/state-schema.js';
 import {
   discoverSequences, readSequenceDefinitions, definitionFromRow, SequenceReader,
   type CatalogSequence, type SequenceDefinition, type SequenceDiscovery, type SequenceReadMode,
 } from '../source/sequence-catalog.js';
+import { qualify, quoteIdent, type QualifiedName } from '../core/sql.js';
 
 export interface SequenceSyncOptions {
   readonly sourceUrl: string;

@@ -15,9 +15,9 @@
  * json value again. Declared as text, values pass through untouched.
  */
 import type { Tuple, TupleValue } from '../protocol/messages.js';
-import { quoteIdent } from '../changes/relation-cache.js';
 import type { TargetTable } from '../target/table-catalog.js';
-import { PgtideError } from '../control/errors.js';
+import { PgtideError } from '../core/errors.js';
+import { quoteIdent, textArrayLiteral } from '../core/sql.js';
 
 export interface Statement {
   readonly text: string;
@@ -31,24 +31,6 @@ export function textOf(value: TupleValue | undefined, table: TargetTable, column
     throw new PgtideError('PROTOCOL_VIOLATION', `column "${table.columns[column]?.name}" of ${table.relation.qualifiedName} arrived in binary format, which pgtide does not request`);
   }
   throw new PgtideError('PROTOCOL_VIOLATION', `column "${table.columns[column]?.name}" of ${table.relation.qualifiedName} arrived as unchanged TOAST where a value is required`);
-}
-
-/** Builds a PostgreSQL array literal of text elements; NULL stays NULL. */
-export function textArrayLiteral(values: readonly (string | null)[]): string {
-  let out = '{';
-  for (let i = 0; i < values.length; i++) {
-    if (i > 0) out += ',';
-    const value = values[i];
-    if (value === null || value === undefined) {
-      out += 'NULL';
-    } else {
-      out += '"';
-      // Only backslash and double quote need escaping inside a quoted element.
-      out += /["\\]/.test(value) ? value.replace(/["\\]/g, '\\$&') : value;
-      out += '"';
-    }
-  }
-  return out + '}';
 }
 
 function unnestFrom(arrays: number, firstParam = 1): string {

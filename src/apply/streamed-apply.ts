@@ -22,7 +22,7 @@ import type { CommitInfo, RowChange, StreamedTransactionApplier } from '../chang
 import type { ApplyWriter } from './apply-writer.js';
 import type { ChangeGate } from './change-gate.js';
 import type { PgTimestamp } from '../protocol/messages.js';
-import type { Lsn } from '../changes/lsn.js';
+import type { Lsn } from '../core/lsn.js';
 
 interface OpenStream {
   readonly writer: ApplyWriter;

@@ -4,7 +4,7 @@
  * `SourceTransaction`, whatever way it arrived (a plain Begin…Commit or a
  * streamed transaction replayed at Stream Commit).
  */
-import type { Lsn } from './lsn.js';
+import type { Lsn } from '../core/lsn.js';
 import type { PgTimestamp, Tuple } from '../protocol/messages.js';
 import type { Relation } from './relation-cache.js';
 

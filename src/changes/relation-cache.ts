@@ -7,7 +7,8 @@
  * with the column list that was current when it was written.
  */
 import type { RelationMessage, ReplicaIdentity, RelationColumn } from '../protocol/messages.js';
-import { PgtideError } from '../control/errors.js';
+import { PgtideError } from '../core/errors.js';
+import { qualify } from '../core/sql.js';
 
 export interface Relation {
   readonly oid: number;
@@ -21,14 +22,6 @@ export interface Relation {
   readonly qualifiedName: string;
   /** Bumped each time the relation's definition changes; writers cache statements by it. */
   readonly version: number;
-}
-
-export function quoteIdent(name: string): string {
-  return `"${name.replace(/"/g, '""')}"`;
-}
-
-export function qualify(schema: string, name: string): string {
-  return `${quoteIdent(schema)}.${quoteIdent(name)}`;
 }
 
 export class RelationCache {

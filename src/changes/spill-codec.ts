@@ -22,7 +22,7 @@ import type { Relation } from './relation-cache.js';
 import type { Tuple } from '../protocol/messages.js';
 import { ByteReader } from '../protocol/byte-reader.js';
 import { readTuple } from '../protocol/pgoutput-decoder.js';
-import { DecodeError } from '../control/errors.js';
+import { DecodeError } from '../core/errors.js';
 
 export interface SpilledChange { readonly subxid: number; readonly change: RowChange }
 

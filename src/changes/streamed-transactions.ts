@@ -14,7 +14,7 @@ import path from 'node:path';
 import type { RowChange } from './change.js';
 import type { Relation } from './relation-cache.js';
 import type { Tuple } from '../protocol/messages.js';
-import { PgtideError } from '../control/errors.js';
+import { PgtideError } from '../core/errors.js';
 import { readSpill, SpillEncoder, type SpilledChange } from './spill-codec.js';
 
 class SpillFile {

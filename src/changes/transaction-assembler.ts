@@ -11,8 +11,8 @@ import type { PgoutputMessage, PgTimestamp } from '../protocol/messages.js';
 import type { OpId, RowChange, StreamedTransactionApplier, TransactionSink } from './change.js';
 import { RelationCache } from './relation-cache.js';
 import { StreamedTransactions, type StreamedTransactionsOptions } from './streamed-transactions.js';
-import type { Lsn } from './lsn.js';
-import { PgtideError } from '../control/errors.js';
+import type { Lsn } from '../core/lsn.js';
+import { PgtideError } from '../core/errors.js';
 
 interface PendingBegin { readonly xid: number; readonly commitLsn: Lsn; readonly commitTime: PgTimestamp; origin: string | undefined }
 

@@ -8,8 +8,9 @@
 import { readFileSync, existsSync } from 'node:fs';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { z } from 'zod';
-import { ConfigError, PgtideError, redact } from './errors.js';
+import { ConfigError, PgtideError, redact } from '../core/errors.js';
 import { parseConninfo } from '../pg/conninfo.js';
+import { parseQualifiedName } from '../core/sql.js';
 import { tlsSetting } from '../pg/connect.js';
 
 const SIZE_UNITS: Record<string, number> = { b: 1, kb: 1024, k: 1024, mb: 1024 ** 2, m: 1024 ** 2, gb: 1024 ** 3, g: 1024 ** 3 };
@@ -117,49 +118,6 @@ export const configSchema = z.object({
 
 export type PgtideConfig = z.infer<typeof configSchema>;
 export type ConfigInput = z.input<typeof configSchema>;
-
-export interface QualifiedName { readonly schema: string; readonly name: string }
-
-/**
- * Parses `schema.table`, `table` (schema public), and double-quoted parts,
- * where `""` inside quotes is a literal quote. Unquoted parts fold to lower case,
- * as PostgreSQL does.
- */
-export function parseQualifiedName(text: string): QualifiedName | undefined {
-  const parts: string[] = [];
-  let i = 0;
-  while (i < text.length) {
-    if (text[i] === '"') {
-      let value = '';
-      i++;
-      for (;;) {
-        if (i >= text.length) return undefined;
-        if (text[i] === '"') {
-          if (text[i + 1] === '"') { value += '"'; i += 2; continue; }
-          i++;
-          break;
-        }
-        value += text[i++];
-      }
-      if (value === '') return undefined;
-      parts.push(value);
-    } else {
-      let value = '';
-      while (i < text.length && text[i] !== '.') value += text[i++];
-      value = value.trim();
-      if (!/^[\p{L}_][\p{L}\p{N}_$]*$/u.test(value)) return undefined;
-      parts.push(value.toLowerCase());
-    }
-    if (i < text.length) {
-      if (text[i] !== '.') return undefined;
-      i++;
-      if (i >= text.length) return undefined;
-    }
-  }
-  if (parts.length === 1) return { schema: 'public', name: parts[0]! };
-  if (parts.length === 2) return { schema: parts[0]!, name: parts[1]! };
-  return undefined;
-}
 
 /** Replaces `${NAME}` with the environment variable, failing clearly when it is unset. */
 function expandEnv(value: unknown, path: string): unknown {

@@ -6,7 +6,8 @@
  */
 import { openPostgres } from '../pg/connect.js';
 import { legacyOriginName, originName, publicationName, slotName, type PgtideConfig } from './config.js';
-import { fromServerError, PgtideError } from './errors.js';
+import { fromServerError, PgtideError } from '../core/errors.js';
+import { quoteIdent } from '../core/sql.js';
 import { slotIsOurs } from './resync.js';
 
 export interface DropReport { readonly droppedSlot: boolean; readonly slotNotOurs: boolean; readonly droppedPublication: boolean; readonly droppedOrigin: boolean; readonly droppedState: boolean }
@@ -32,7 +33,7 @@ export async function dropSubscription(config: PgtideConfig): Promise<DropReport
     if (!config.publication) {
       const result = await source.unsafe(`SELECT 1 FROM pg_publication WHERE pubname = $1`, [publicationName(config)]);
       if (result.length) {
-        await source.unsafe(`DROP PUBLICATION "${publicationName(config).replace(/"/g, '""')}"`);
+        await source.unsafe(`DROP PUBLICATION ${quoteIdent(publicationName(config))}`);
         droppedPublication = true;
       }
     }

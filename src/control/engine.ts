@@ -9,15 +9,14 @@ import { openPostgres } from '../pg/connect.js';
 import type { Logger } from 'pino';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { legacyOriginName, originName, publicationName, publicationNames, slotName, type PgtideConfig } from './config.js';
-import { PgtideError, fromServerError } from './errors.js';
+import { PgtideError, fromServerError } from '../core/errors.js';
 import { checkSource, createPublication, defaultPublicationTables, publicationExists, publishedTables, type PublishedTable } from '../source/source-catalog.js';
 import { ReplicationConnection, protocolVersionFor } from '../source/replication-connection.js';
 import { ReplicationSession } from '../source/replication-session.js';
 import { copyTables, type CopyProgress, type CopyTableSpec } from '../source/table-copy.js';
 import { PgoutputDecoder } from '../protocol/pgoutput-decoder.js';
 import { TransactionAssembler } from '../changes/transaction-assembler.js';
-import { formatLsn, maxLsn, ZERO_LSN, type Lsn } from '../changes/lsn.js';
-import { qualify } from '../changes/relation-cache.js';
+import { formatLsn, maxLsn, ZERO_LSN, type Lsn } from '../core/lsn.js';
 import { ApplyWriter, FoldConflictError } from '../apply/apply-writer.js';
 import { ChangeGate } from '../apply/change-gate.js';
 import { DirectStreamedApply } from '../apply/streamed-apply.js';
@@ -30,6 +29,7 @@ import { claimSlotForCreation, guardSlot, refuseOtherSource, refuseSourceIsTarge
 import { LeaderLock } from './leader-lock.js';
 import { Heartbeat } from '../source/heartbeat.js';
 import { retireLegacyOrigin } from '../target/legacy-origin.js';
+import { qualify, textArrayLiteral } from '../core/sql.js';
 
 export interface EngineHooks {
   readonly onCopyProgress?: (progress: readonly CopyProgress[]) => void;
@@ -125,7 +125,7 @@ export class Engine {
             this.#logger.info({ untilLsn: formatLsn(error.untilLsn) }, error.message);
             continue;
           }
-          // Whether to retry was decided once, where the error was made (control/error-class.ts).
+          // Whether to retry was decided once, where the error was made (core/error-class.ts).
           const mapped = error instanceof PgtideError ? error : fromServerError(error, 'source');
           if (signal.aborted) throw mapped;
           await lastError.record(mapped, mapped.retryable);
@@ -273,7 +273,7 @@ export class Engine {
   async #checkTargetTables(target: postgres.Sql, tables: readonly PublishedTable[]): Promise<void> {
     if (tables.length === 0) return;
     const names = tables.map((t) => qualify(t.schema, t.name));
-    const rows = await target.unsafe<{ name: string }[]>(`SELECT n AS name FROM unnest($1::text[]) AS n WHERE to_regclass(n) IS NULL`, [`{${names.map((n) => `"${n.replace(/["\\]/g, '\\$&')}"`).join(',')}}`])
+    const rows = await target.unsafe<{ name: string }[]>(`SELECT n AS name FROM unnest($1::text[]) AS n WHERE to_regclass(n) IS NULL`, [textArrayLiteral(names)])
       .catch((e: unknown) => { throw fromServerError(e, 'target'); });
     if (rows.length > 0) {
       throw new PgtideError('TABLE_MISSING_ON_TARGET', `table(s) ${rows.map((r) => r.name).join(', ')} are published on the source but do not exist on the target. Create them on the target first (for example: pg_dump --schema-only --table=... source | psql target), then start pgtide again.`);

@@ -11,7 +11,7 @@ import type postgres from 'postgres';
 import { openPostgres } from '../pg/connect.js';
 import type { Logger } from 'pino';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fromServerError, PgtideError } from './errors.js';
+import { fromServerError, PgtideError } from '../core/errors.js';
 
 /** Two int4 keys: a constant for pgtide's leader locks, and the subscription name. */
 export const LEADER_KEY_SQL = `hashtext('pgtide.leader'), hashtext($1)`;

@@ -4,7 +4,7 @@
  * redact() as a second line of defence.
  */
 import pino, { type Logger } from 'pino';
-import { redact } from './errors.js';
+import { redact } from '../core/errors.js';
 
 export type { Logger } from 'pino';
 

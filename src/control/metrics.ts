@@ -5,7 +5,7 @@
  */
 import http from 'node:http';
 import { Registry, Gauge, Counter, collectDefaultMetrics } from 'prom-client';
-import type { Lsn } from '../changes/lsn.js';
+import type { Lsn } from '../core/lsn.js';
 import type { SequenceSyncReport } from '../apply/sequence-sync.js';
 
 export class Metrics {

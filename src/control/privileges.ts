@@ -12,10 +12,10 @@
  * What is checked mirrors docs/privileges.md; keep the two in step.
  */
 import type postgres from 'postgres';
-import { publicationName, publicationNames, type PgtideConfig, type QualifiedName } from './config.js';
-import { PgtideError, fromServerError } from './errors.js';
-import { qualify, quoteIdent } from '../changes/relation-cache.js';
+import { publicationName, publicationNames, type PgtideConfig } from './config.js';
+import { PgtideError, fromServerError } from '../core/errors.js';
 import { discoverSequences } from '../source/sequence-catalog.js';
+import { qualify, quoteIdent, type QualifiedName } from '../core/sql.js';
 
 export interface MissingPrivilege {
   readonly side: 'source' | 'target';

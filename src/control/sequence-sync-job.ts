@@ -7,7 +7,7 @@
  * never overlap; the interval is measured from the start of one round to the
  * start of the next, so slow rounds do not drift the cadence further.
  */
-import { PgtideError } from './errors.js';
+import { PgtideError } from '../core/errors.js';
 import type { PgtideConfig } from './config.js';
 import { SequenceSync, sequenceProblems, summarizeSequenceReport, type SequenceSyncReport } from '../apply/sequence-sync.js';
 

@@ -22,8 +22,8 @@
  */
 import type postgres from 'postgres';
 import type { Logger } from 'pino';
-import { fromServerError, PgtideError } from './errors.js';
-import { formatLsn, maxLsn, parseLsn, ZERO_LSN, type Lsn } from '../changes/lsn.js';
+import { fromServerError, PgtideError } from '../core/errors.js';
+import { formatLsn, maxLsn, parseLsn, ZERO_LSN, type Lsn } from '../core/lsn.js';
 import type { StateStore, SubscriptionRow } from '../target/state-store.js';
 
 export interface ServerIdentity {

@@ -11,8 +11,8 @@ import { Engine } from '../control/engine.js';
 import { parseConfig } from '../control/config.js';
 import { createLogger } from '../control/logger.js';
 import { createProgressReporter } from '../control/progress.js';
-import { PgtideError } from '../control/errors.js';
-import { formatLsn, parseLsn } from '../changes/lsn.js';
+import { PgtideError } from '../core/errors.js';
+import { formatLsn, parseLsn } from '../core/lsn.js';
 
 export interface DemoOptions {
   readonly major: number;

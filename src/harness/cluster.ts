@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import net from 'node:net';
 import postgres from 'postgres';
-import { PgtideError } from '../control/errors.js';
+import { PgtideError } from '../core/errors.js';
 
 export const SUPPORTED_MAJORS = [14, 15, 16, 17, 18] as const;
 export type PgMajor = (typeof SUPPORTED_MAJORS)[number];

@@ -28,7 +28,7 @@ import tls from 'node:tls';
 import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import path from 'node:path';
-import { ConfigError } from '../control/errors.js';
+import { ConfigError } from '../core/errors.js';
 import { parseConninfo, type Conninfo } from './conninfo.js';
 
 /** What a connection is for; names it in pg_stat_activity when the site gives no name. */

@@ -16,7 +16,7 @@
  * and the values of enumerations (sslmode) appear in them.
  */
 import { userInfo } from 'node:os';
-import { ConfigError, rememberSecret } from '../control/errors.js';
+import { ConfigError, rememberSecret } from '../core/errors.js';
 
 export const SSL_MODES = ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'] as const;
 export type SslMode = (typeof SSL_MODES)[number];

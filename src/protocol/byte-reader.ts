@@ -11,8 +11,8 @@
  * Offsets are relative to the start of the message (byte 0 is the tag byte).
  */
 import { Buffer } from 'node:buffer';
-import { DecodeError } from '../control/errors.js';
-import type { Lsn } from '../changes/lsn.js';
+import { DecodeError } from '../core/errors.js';
+import type { Lsn } from '../core/lsn.js';
 
 /**
  * `utf8Slice` is the binding behind `buf.toString('utf8', a, b)`; calling it

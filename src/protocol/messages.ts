@@ -8,7 +8,7 @@
  * Stream Start and Stream Stop) carry the `xid` of the (sub)transaction they
  * belong to; outside a stream `xid` is undefined.
  */
-import type { Lsn } from '../changes/lsn.js';
+import type { Lsn } from '../core/lsn.js';
 
 /** Microseconds since 2000-01-01 00:00:00 UTC, as PostgreSQL sends it. */
 export type PgTimestamp = bigint & { readonly __brand: 'PgTimestamp' };

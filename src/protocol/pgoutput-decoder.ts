@@ -11,7 +11,7 @@
  * mean the layout we assumed (protocol version, streaming mode) is not the one
  * the server used, and carrying on would misread every later field.
  */
-import { DecodeError } from '../control/errors.js';
+import { DecodeError } from '../core/errors.js';
 import { ByteReader } from './byte-reader.js';
 import type {
   PgoutputMessage, PgTimestamp, ReplicaIdentity, RelationColumn, Tuple, TupleValue,

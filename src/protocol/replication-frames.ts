@@ -4,8 +4,8 @@
  * (see "XLogData", "Primary keepalive message" and "Standby status update").
  */
 import { Buffer } from 'node:buffer';
-import { DecodeError } from '../control/errors.js';
-import type { Lsn } from '../changes/lsn.js';
+import { DecodeError } from '../core/errors.js';
+import type { Lsn } from '../core/lsn.js';
 import { ByteReader } from './byte-reader.js';
 import type { PgTimestamp, ReplicationFrame } from './messages.js';
 

@@ -10,7 +10,7 @@
  */
 import type postgres from 'postgres';
 import type { Logger } from 'pino';
-import { fromServerError } from '../control/errors.js';
+import { fromServerError } from '../core/errors.js';
 
 export const HEARTBEAT_PREFIX = 'pgtide.heartbeat';
 

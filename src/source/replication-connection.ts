@@ -9,10 +9,10 @@
 import postgres from 'postgres';
 import { openPostgres } from '../pg/connect.js';
 import type { Duplex } from 'node:stream';
-import { parseLsn, formatLsn, type Lsn } from '../changes/lsn.js';
-import { fromServerError, PgtideError } from '../control/errors.js';
-import { quoteIdent } from '../changes/relation-cache.js';
+import { parseLsn, formatLsn, type Lsn } from '../core/lsn.js';
+import { fromServerError, PgtideError } from '../core/errors.js';
 import { TEXT_FORMAT_SETTINGS } from '../protocol/text-format.js';
+import { quoteIdent } from '../core/sql.js';
 
 export interface SystemIdentity {
   readonly systemId: string;
@@ -109,7 +109,7 @@ export class ReplicationConnection {
    */
   async startReplication(options: StartOptions): Promise<Duplex> {
     // A comma-separated list of identifiers, quoted as in SQL (pgoutput splits it with SplitIdentifierString).
-    const publications = options.publications.map((p) => `"${p.replace(/"/g, '""')}"`).join(',').replace(/'/g, "''");
+    const publications = options.publications.map(quoteIdent).join(',').replace(/'/g, "''");
     const params = [`proto_version '${options.protocolVersion}'`, `publication_names '${publications}'`, `messages 'true'`];
     if (options.streaming && options.protocolVersion >= 2) params.push(`streaming 'on'`);
     if (options.originNone && options.protocolVersion >= 4) params.push(`origin 'none'`);

@@ -13,8 +13,8 @@
 import type { Duplex } from 'node:stream';
 import { decodeReplicationFrame, encodeStandbyStatusUpdate } from '../protocol/replication-frames.js';
 import { dateToPgTimestamp } from '../protocol/messages.js';
-import { maxLsn, ZERO_LSN, type Lsn } from '../changes/lsn.js';
-import { PgtideError } from '../control/errors.js';
+import { maxLsn, ZERO_LSN, type Lsn } from '../core/lsn.js';
+import { PgtideError } from '../core/errors.js';
 
 export interface AckState {
   /** End LSN of the last source transaction durably committed on the target. */

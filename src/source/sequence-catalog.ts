@@ -17,9 +17,8 @@
  * `setval(s, n, false)` is unknown there. The reading says which mode was used.
  */
 import type postgres from 'postgres';
-import type { QualifiedName } from '../control/config.js';
-import { fromServerError } from '../control/errors.js';
-import { qualify, quoteIdent } from '../changes/relation-cache.js';
+import { fromServerError } from '../core/errors.js';
+import { qualify, quoteIdent, type QualifiedName } from '../core/sql.js';
 
 /** The parts of a sequence's definition that decide which values it hands out. */
 export interface SequenceDefinition {

@@ -3,10 +3,8 @@
  * at all, which publication to follow, and which tables that covers.
  */
 import type postgres from 'postgres';
-import { fromServerError, PgtideError } from '../control/errors.js';
-import { qualify, quoteIdent } from '../changes/relation-cache.js';
-import type { QualifiedName } from '../control/config.js';
-import { textArrayLiteral } from '../apply/statements.js';
+import { fromServerError, PgtideError } from '../core/errors.js';
+import { qualify, quoteIdent, type QualifiedName, textArrayLiteral } from '../core/sql.js';
 
 export interface SourceInfo {
   readonly versionNum: number;

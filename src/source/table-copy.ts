@@ -41,10 +41,11 @@ import { openPostgres, type SiteOptions } from '../pg/connect.js';
 import net from 'node:net';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { fromServerError, PgtideError } from '../control/errors.js';
-import { qualify, quoteIdent } from '../changes/relation-cache.js';
+import { fromServerError, PgtideError } from '../core/errors.js';
 import { TEXT_FORMAT_SETTINGS } from '../protocol/text-format.js';
-import { copyIn, deferred, type Deferred, type Queryable } from '../target/copy-in.js';
+import { copyIn, type Queryable } from '../target/copy-in.js';
+import { qualify, quoteIdent } from '../core/sql.js';
+import { deferred, type Deferred } from '../core/async.js';
 
 export interface CopyTableSpec {
   readonly schema: string;

@@ -4,22 +4,10 @@
  */
 import type postgres from 'postgres';
 import type { Writable } from 'node:stream';
+import { deferred } from '../core/async.js';
 
 /** What COPY needs from a connection: a plain client and a transaction both qualify. */
 export type Queryable = Pick<postgres.Sql, 'unsafe'>;
-
-export interface Deferred<T> {
-  readonly promise: Promise<T>;
-  resolve(value: T): void;
-  reject(error: unknown): void;
-}
-
-export function deferred<T>(): Deferred<T> {
-  let resolve!: (value: T) => void;
-  let reject!: (error: unknown) => void;
-  const promise = new Promise<T>((res, rej) => { resolve = res; reject = rej; });
-  return { promise, resolve, reject };
-}
 
 /** The settle functions postgres.js keeps on its Query object and calls from the connection. */
 interface QuerySettlers {

@@ -7,7 +7,7 @@
  */
 import type postgres from 'postgres';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { redact, type PgtideError } from '../control/errors.js';
+import { redact, type PgtideError } from '../core/errors.js';
 
 export interface LastErrorRow {
   readonly code: string;

@@ -28,10 +28,9 @@
  */
 import postgres from 'postgres';
 import { openPostgres } from '../pg/connect.js';
-import type { QualifiedName } from '../control/config.js';
-import { PgtideError, fromServerError, redact } from '../control/errors.js';
-import { qualify, quoteIdent } from '../changes/relation-cache.js';
+import { PgtideError, fromServerError, redact } from '../core/errors.js';
 import { discoverSequences, SequenceReader, type CatalogSequence, type SequenceDefinition } from '../source/sequence-catalog.js';
+import { qualify, quoteIdent, type QualifiedName } from '../core/sql.js';
 
 export const NODE_BITS = 10;
 export const LOCAL_BITS = 53;

@@ -3,12 +3,12 @@
  * the subscription, each table's copy state and sync LSN, applied progress.
  */
 import type postgres from 'postgres';
-import { formatLsn, parseLsn, ZERO_LSN, type Lsn } from '../changes/lsn.js';
-import { fromServerError } from '../control/errors.js';
+import { formatLsn, parseLsn, ZERO_LSN, type Lsn } from '../core/lsn.js';
+import { fromServerError } from '../core/errors.js';
 import { tableKey, type TableGateState, type TableSyncState } from '../apply/change-gate.js';
 import { migrateStateSchema } from './state-schema.js';
-import { textArrayLiteral } from '../apply/statements.js';
 import type { Queryable } from './copy-in.js';
+import { textArrayLiteral } from '../core/sql.js';
 
 export interface SubscriptionRow {
   readonly name: string;

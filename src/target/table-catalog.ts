@@ -5,7 +5,8 @@
  * and are never parsed into JavaScript types on the hot path.
  */
 import type { Relation } from '../changes/relation-cache.js';
-import { PgtideError, fromServerError } from '../control/errors.js';
+import { PgtideError, fromServerError } from '../core/errors.js';
+import { textArrayLiteral } from '../core/sql.js';
 import { TABLE_FACTS, tableFacts, type TableFacts, type TableFactsRow } from './table-facts.js';
 
 export interface TargetColumn {
@@ -33,11 +34,6 @@ export interface TargetTable {
 export type CatalogQuery = (text: string, params: string[]) => Promise<readonly unknown[]>;
 
 interface ColumnRow extends TableFactsRow { attname: string | null; type: string; generated: boolean; identity_always: boolean; has_equality: boolean }
-
-/** A text[] literal: the catalog query takes its parameters as text. */
-function textArray(values: readonly string[]): string {
-  return `{${values.map((v) => `"${v.replace(/["\\]/g, '\\$&')}"`).join(',')}}`;
-}
 
 export class TableCatalog {
   readonly #query: CatalogQuery;
@@ -72,7 +68,7 @@ export class TableCatalog {
                       JOIN pg_type e ON e.oid = CASE WHEN b.typcategory = 'A' AND b.typelem <> 0 THEN b.typelem ELSE b.oid END)
              ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
           WHERE r.oid IS NOT NULL`,
-        [relation.qualifiedName, textArray(relation.keyIndexes.map((i) => relation.columns[i]!.name))],
+        [relation.qualifiedName, textArrayLiteral(relation.keyIndexes.map((i) => relation.columns[i]!.name))],
       ) as readonly ColumnRow[];
     } catch (error) {
       throw fromServerError(error, 'target');

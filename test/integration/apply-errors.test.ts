@@ -13,7 +13,7 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseConfig } from '../../src/control/config.js';
-import { PgtideError } from '../../src/control/errors.js';
+import { PgtideError } from '../../src/core/errors.js';
 import { collectStatus, formatStatus } from '../../src/control/status.js';
 import type postgres from 'postgres';
 import {

@@ -12,7 +12,7 @@ import {
   MARKER_TABLE, type Pair,
 } from '../support/replication.js';
 import { parseConfig } from '../../src/control/config.js';
-import { PgtideError } from '../../src/control/errors.js';
+import { PgtideError } from '../../src/core/errors.js';
 
 const MARKER = MARKER_TABLE.replace(/^public\./, '');
 

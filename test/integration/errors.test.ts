@@ -11,7 +11,7 @@ import {
   type Pair, type CliResult,
 } from '../support/replication.js';
 import { freePort, type Cluster } from '../../src/harness/cluster.js';
-import { parseLsn } from '../../src/changes/lsn.js';
+import { parseLsn } from '../../src/core/lsn.js';
 
 const WRONG_PASSWORD = 'Wr0ng-S3cret-xyzzy';
 

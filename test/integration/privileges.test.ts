@@ -18,7 +18,7 @@ import {
   type Pair,
 } from '../support/replication.js';
 import { parseConfig, slotName, type ConfigInput } from '../../src/control/config.js';
-import { PgtideError } from '../../src/control/errors.js';
+import { PgtideError } from '../../src/core/errors.js';
 import { findMissingPrivileges } from '../../src/control/privileges.js';
 import { SequenceSync } from '../../src/apply/sequence-sync.js';
 import { startSequenceSyncLoop, sequenceProblemLog } from '../../src/control/sequence-sync-job.js';

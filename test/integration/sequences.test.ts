@@ -10,9 +10,8 @@ import type postgres from 'postgres';
 import { Command } from 'commander';
 import fc from 'fast-check';
 import { Cluster, type PgMajor } from '../../src/harness/cluster.js';
-import { parseConfig, type QualifiedName } from '../../src/control/config.js';
-import { PgtideError } from '../../src/control/errors.js';
-import { qualify } from '../../src/changes/relation-cache.js';
+import { parseConfig } from '../../src/control/config.js';
+import { PgtideError } from '../../src/core/errors.js';
 import { SequenceSync, type SequenceSyncReport } from '../../src/apply/sequence-sync.js';
 import { startSequenceSyncLoop } from '../../src/control/sequence-sync-job.js';
 import { discoverSequences } from '../../src/source/sequence-catalog.js';
@@ -21,6 +20,7 @@ import {
   prefixedValue, MAX_LOCAL_VALUE, PREFIX_OVERFLOW_SQLSTATE,
 } from '../../src/target/shared-sequences.js';
 import { registerSequencesCommands } from '../../src/control/cli/sequences-command.js';
+import { qualify, type QualifiedName } from '../../src/core/sql.js';
 
 const ORDERS = { schema: 'Sales Ünit', name: 'Orders "2024"' };
 /** Tables in scope, with the column fed by a sequence. */

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import type postgres from 'postgres';
 import { Cluster, defaultMajor, freePort } from '../../src/harness/cluster.js';
 import { copyTables, type CopyProgress, type CopyTableSpec } from '../../src/source/table-copy.js';
-import { PgtideError } from '../../src/control/errors.js';
+import { PgtideError } from '../../src/core/errors.js';
 import { createProgressReporter } from '../../src/control/progress.js';
 
 const MIXED: CopyTableSpec = { schema: 'Mixed "Schema" ü', name: 'Tablé "x" y' };

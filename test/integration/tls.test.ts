@@ -7,7 +7,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { PgtideError, fromServerError } from '../../src/control/errors.js';
+import { PgtideError, fromServerError } from '../../src/core/errors.js';
 import { openPostgres } from '../../src/pg/connect.js';
 import { makeCa, type TestCa } from '../support/tls.js';
 import { TestScope, startPair, startStreaming, waitForCatchUp, assertTablesEqual, type Pair } from '../support/replication.js';

@@ -23,7 +23,7 @@ import { Cluster, defaultMajor, type ClusterOptions, type PgMajor } from '../../
 import { Engine, type EngineHooks } from '../../src/control/engine.js';
 import { parseConfig, type ConfigInput, type PgtideConfig } from '../../src/control/config.js';
 import { createLogger, silentLogger, type Logger } from '../../src/control/logger.js';
-import { formatLsn } from '../../src/changes/lsn.js';
+import { formatLsn } from '../../src/core/lsn.js';
 
 /** Session settings that fix the text form of values, so comparisons do not depend on server defaults. */
 export const PINNED_SETTINGS: Readonly<Record<string, string>> = {

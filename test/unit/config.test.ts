@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseConfig, parseQualifiedName, slotName, publicationName, publicationNames, originName } from '../../src/control/config.js';
-import { ConfigError, redact } from '../../src/control/errors.js';
+import { parseConfig, slotName, publicationName, publicationNames, originName } from '../../src/control/config.js';
+import { ConfigError, redact } from '../../src/core/errors.js';
+import { parseQualifiedName } from '../../src/core/sql.js';
 
 const base = { source: { url: 'postgres://u:s3cret@127.0.0.1:5432/a' }, target: { url: 'postgres://u:s3cret@127.0.0.1:5433/b' } };
 

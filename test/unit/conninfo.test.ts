@@ -6,7 +6,7 @@ import path from 'node:path';
 import { parseConninfo } from '../../src/pg/conninfo.js';
 import { postgresOptions, tlsSetting } from '../../src/pg/connect.js';
 import { parseConfig } from '../../src/control/config.js';
-import { ConfigError } from '../../src/control/errors.js';
+import { ConfigError } from '../../src/core/errors.js';
 
 const NO_ENV: NodeJS.ProcessEnv = {};
 

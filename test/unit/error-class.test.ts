@@ -4,8 +4,8 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { classify } from '../../src/control/error-class.js';
-import { fromServerError } from '../../src/control/errors.js';
+import { classify } from '../../src/core/error-class.js';
+import { fromServerError } from '../../src/core/errors.js';
 
 describe('error classifier', () => {
   it('transient: network, shutdown, lock timeout, serialization, deadlock, too many connections, cannot connect now', () => {

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Metrics } from '../../src/control/metrics.js';
-import { lsn } from '../../src/changes/lsn.js';
+import { lsn } from '../../src/core/lsn.js';
 import { freePort } from '../../src/harness/cluster.js';
 
 test('applied positions become lag and counters, served over HTTP on loopback', async () => {

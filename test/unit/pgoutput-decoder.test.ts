@@ -10,8 +10,8 @@ import { Buffer } from 'node:buffer';
 import { decodePgoutput, PgoutputDecoder } from '../../src/protocol/pgoutput-decoder.js';
 import { decodeReplicationFrame, encodeStandbyStatusUpdate } from '../../src/protocol/replication-frames.js';
 import { ByteReader } from '../../src/protocol/byte-reader.js';
-import { DecodeError } from '../../src/control/errors.js';
-import { lsn } from '../../src/changes/lsn.js';
+import { DecodeError } from '../../src/core/errors.js';
+import { lsn } from '../../src/core/lsn.js';
 import type { PgoutputMessage, PgTimestamp, TupleValue } from '../../src/protocol/messages.js';
 
 /** Tiny big-endian builder for fixtures. */

@@ -11,8 +11,8 @@ import { Buffer } from 'node:buffer';
 import fc from 'fast-check';
 import { decodePgoutput, PgoutputDecoder } from '../../src/protocol/pgoutput-decoder.js';
 import { decodeReplicationFrame, encodeStandbyStatusUpdate } from '../../src/protocol/replication-frames.js';
-import { DecodeError } from '../../src/control/errors.js';
-import type { Lsn } from '../../src/changes/lsn.js';
+import { DecodeError } from '../../src/core/errors.js';
+import type { Lsn } from '../../src/core/lsn.js';
 import type { PgoutputMessage, PgTimestamp, RelationColumn, ReplicaIdentity, Tuple, TupleValue } from '../../src/protocol/messages.js';
 
 // ---------------------------------------------------------------------------

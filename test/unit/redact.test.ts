@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { redact } from '../../src/control/errors.js';
+import { redact } from '../../src/core/errors.js';
 import { loadConfigFile, parseConfig } from '../../src/control/config.js';
 import { TestScope, runCli, writeConfigFile } from '../support/replication.js';
 

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ReplicationSession } from '../../src/source/replication-session.js';
-import type { Lsn } from '../../src/changes/lsn.js';
+import type { Lsn } from '../../src/core/lsn.js';
 
 function keepalive(walEnd: bigint, replyRequested: boolean): Buffer {
   const out = Buffer.alloc(18);

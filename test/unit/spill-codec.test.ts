@@ -6,7 +6,7 @@ import path from 'node:path';
 import { readSpill, SpillEncoder, type SpilledChange } from '../../src/changes/spill-codec.js';
 import type { OpId, RowChange } from '../../src/changes/change.js';
 import type { Relation } from '../../src/changes/relation-cache.js';
-import { DecodeError } from '../../src/control/errors.js';
+import { DecodeError } from '../../src/core/errors.js';
 
 const rel = (version: number, name: string): Relation => ({
   oid: 100 + version, schema: 's p', name, replicaIdentity: 'default', columns: [], keyIndexes: [0], qualifiedName: `"s p"."${name}"`, version,

@@ -6,7 +6,7 @@
  */
 import { Command } from 'commander';
 import { loadConfigFile, type PgtideConfig } from '../config.js';
-import { PgtideError, redact } from '../errors.js';
+import { PgtideError, redact } from '../../core/errors.js';
 import { createLogger } from '../logger.js';
 import { Engine } from '../engine.js';
 import { createProgressReporter } from '../progress.js';

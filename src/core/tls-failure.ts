@@ -1,6 +1,6 @@
 /**
  * What a TLS failure reported by Node means for the user. Pure, so that the
- * error mapping (control/errors.ts) can use it without importing connections.
+ * error mapping (core/errors.ts) can use it without importing connections.
  *
  * Codes: OpenSSL's X509 verification results as Node names them, and Node's
  * ERR_TLS_CERT_ALTNAME_INVALID for a host that is not in the certificate.

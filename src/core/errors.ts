@@ -82,7 +82,7 @@ export class DecodeError extends PgtideError {
 
 export { redact, rememberSecret } from './redaction.js';
 import { redact } from './redaction.js';
-import { tlsFailure } from '../pg/tls-failure.js';
+import { tlsFailure } from './tls-failure.js';
 
 
 /**
