@@ -9,7 +9,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { Cluster, defaultMajor } from '../../src/harness/cluster.js';
-import { copyTables } from '../../src/source/table-copy.js';
+import { copyTables } from '../../src/copy/table-copy.js';
 
 const rows = Number(process.argv[2] ?? 1_500_000);
 const rounds = Number(process.argv[3] ?? 2);

@@ -12,8 +12,8 @@
 import { performance } from 'node:perf_hooks';
 import { Cluster, defaultMajor } from '../../src/harness/cluster.js';
 import { RelationCache } from '../../src/changes/relation-cache.js';
-import { updateByKeyStatement } from '../../src/apply/statements.js';
-import type { TargetTable } from '../../src/target/table-catalog.js';
+import { updateByKeyStatement } from '../../src/sinks/postgres/statements.js';
+import type { TargetTable } from '../../src/sinks/postgres/table-catalog.js';
 import { textArrayLiteral } from '../../src/core/sql.js';
 
 const keys = Number(process.argv[2] ?? 20_000);

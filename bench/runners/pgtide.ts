@@ -1,5 +1,5 @@
 /**
- * pgtide as a child process: `node dist/src/control/cli/main.js start --config <file>`.
+ * pgtide as a child process: `node dist/src/cli/main.js start --config <file>`.
  *
  * Paused by stopping the process (SIGTERM) and resumed by starting it again
  * from the state it keeps on the target; progress is read from the target's
@@ -23,9 +23,9 @@ const NAME = 'bench';
 const SLOT = `${NAME}_slot`;
 const PUBLICATION = `${NAME}_pub`;
 
-/** dist/bench/runners/pgtide.js -> dist/src/control/cli/main.js; PGTIDE_BENCH_CLI overrides it. */
+/** dist/bench/runners/pgtide.js -> dist/src/cli/main.js; PGTIDE_BENCH_CLI overrides it. */
 function cliPath(): string {
-  return process.env.PGTIDE_BENCH_CLI ?? fileURLToPath(new URL('../../src/control/cli/main.js', import.meta.url));
+  return process.env.PGTIDE_BENCH_CLI ?? fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 }
 
 /** Children still running when the bench process exits (even on an uncaught error) are killed by pid. */

@@ -11,17 +11,7 @@
 import type { CommitInfo, RowChange, TransactionInfo, TransactionSink } from '../changes/change.js';
 import type { Lsn } from '../core/lsn.js';
 import type { Relation } from '../changes/relation-cache.js';
-
-export type TableSyncState = 'init' | 'copying' | 'ready';
-
-export interface TableGateState {
-  readonly state: TableSyncState;
-  readonly syncLsn: Lsn;
-}
-
-export function tableKey(schema: string, name: string): string {
-  return `${schema}\u0000${name}`;
-}
+import { tableKey, type TableGateState } from '../core/table-sync.js';
 
 export class ChangeGate implements TransactionSink {
   readonly #next: TransactionSink;

@@ -6,7 +6,7 @@
 import http from 'node:http';
 import { Registry, Gauge, Counter, collectDefaultMetrics } from 'prom-client';
 import type { Lsn } from '../core/lsn.js';
-import type { SequenceSyncReport } from '../apply/sequence-sync.js';
+import type { SequenceSyncReport } from '../sequences/sequence-sync.js';
 
 export class Metrics {
   readonly registry = new Registry();

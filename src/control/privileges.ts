@@ -14,7 +14,7 @@
 import type postgres from 'postgres';
 import { publicationName, publicationNames, type PgtideConfig } from './config.js';
 import { PgtideError, fromServerError } from '../core/errors.js';
-import { discoverSequences } from '../source/sequence-catalog.js';
+import { discoverSequences } from '../sequences/sequence-catalog.js';
 import { qualify, quoteIdent, type QualifiedName } from '../core/sql.js';
 
 export interface MissingPrivilege {

@@ -5,7 +5,7 @@
  * table in progress every few seconds and one when a table is done, since
  * cursor moves would only garble a log.
  */
-import type { CopyProgress } from '../source/table-copy.js';
+import type { CopyProgress } from '../copy/table-copy.js';
 
 export interface ProgressStream {
   write(text: string): unknown;

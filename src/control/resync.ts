@@ -11,7 +11,7 @@ import type postgres from 'postgres';
 import { openPostgres } from '../pg/connect.js';
 import { slotName, type PgtideConfig } from './config.js';
 import { fromServerError, PgtideError } from '../core/errors.js';
-import { StateStore } from '../target/state-store.js';
+import { StateStore } from '../state/state-store.js';
 import { checkSource } from '../source/source-catalog.js';
 import { leaderIsFree } from './leader-lock.js';
 

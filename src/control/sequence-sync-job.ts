@@ -9,7 +9,7 @@
  */
 import { PgtideError } from '../core/errors.js';
 import type { PgtideConfig } from './config.js';
-import { SequenceSync, sequenceProblems, summarizeSequenceReport, type SequenceSyncReport } from '../apply/sequence-sync.js';
+import { SequenceSync, sequenceProblems, summarizeSequenceReport, type SequenceSyncReport } from '../sequences/sequence-sync.js';
 
 /** A SequenceSync for a config: its tables (all when unset), sequences.include and sequences.ahead. */
 export function createSequenceSync(config: PgtideConfig, overrides: { readonly fixDefinitions?: boolean; readonly ahead?: number | undefined } = {}): SequenceSync {

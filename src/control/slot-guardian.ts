@@ -24,7 +24,7 @@ import type postgres from 'postgres';
 import type { Logger } from 'pino';
 import { fromServerError, PgtideError } from '../core/errors.js';
 import { formatLsn, maxLsn, parseLsn, ZERO_LSN, type Lsn } from '../core/lsn.js';
-import type { StateStore, SubscriptionRow } from '../target/state-store.js';
+import type { StateStore, SubscriptionRow } from '../state/state-store.js';
 
 export interface ServerIdentity {
   /** null when the role may not read pg_control_system(). */

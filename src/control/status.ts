@@ -8,8 +8,8 @@ import { openPostgres } from '../pg/connect.js';
 import { slotName, type PgtideConfig } from './config.js';
 import { fromServerError, PgtideError } from '../core/errors.js';
 import { formatLsn, parseLsn, type Lsn } from '../core/lsn.js';
-import { StateStore, type TableStateRow } from '../target/state-store.js';
-import { readLastError, type LastErrorRow } from '../target/last-error.js';
+import { StateStore, type TableStateRow } from '../state/state-store.js';
+import { readLastError, type LastErrorRow } from '../state/last-error.js';
 
 export interface StatusReport {
   readonly subscription: string;

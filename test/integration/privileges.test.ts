@@ -20,7 +20,7 @@ import {
 import { parseConfig, slotName, type ConfigInput } from '../../src/control/config.js';
 import { PgtideError } from '../../src/core/errors.js';
 import { findMissingPrivileges } from '../../src/control/privileges.js';
-import { SequenceSync } from '../../src/apply/sequence-sync.js';
+import { SequenceSync } from '../../src/sequences/sequence-sync.js';
 import { startSequenceSyncLoop, sequenceProblemLog } from '../../src/control/sequence-sync-job.js';
 
 const DOC = fileURLToPath(new URL('../../../docs/privileges.md', import.meta.url));

@@ -12,14 +12,14 @@ import fc from 'fast-check';
 import { Cluster, type PgMajor } from '../../src/harness/cluster.js';
 import { parseConfig } from '../../src/control/config.js';
 import { PgtideError } from '../../src/core/errors.js';
-import { SequenceSync, type SequenceSyncReport } from '../../src/apply/sequence-sync.js';
+import { SequenceSync, type SequenceSyncReport } from '../../src/sequences/sequence-sync.js';
 import { startSequenceSyncLoop } from '../../src/control/sequence-sync-job.js';
-import { discoverSequences } from '../../src/source/sequence-catalog.js';
+import { discoverSequences } from '../../src/sequences/sequence-catalog.js';
 import {
   installSharedSequenceFunctions, partitionSequences, checkCollisions, splitPrefixedValue, deriveNodeId, firstCommonValue,
   prefixedValue, MAX_LOCAL_VALUE, PREFIX_OVERFLOW_SQLSTATE,
-} from '../../src/target/shared-sequences.js';
-import { registerSequencesCommands } from '../../src/control/cli/sequences-command.js';
+} from '../../src/sequences/shared-sequences.js';
+import { registerSequencesCommands } from '../../src/cli/sequences-command.js';
 import { qualify, type QualifiedName } from '../../src/core/sql.js';
 
 const ORDERS = { schema: 'Sales Ünit', name: 'Orders "2024"' };

@@ -393,7 +393,7 @@ export async function texts(sql: postgres.Sql, query: string, params: (string | 
 // CLI as a child process
 // ---------------------------------------------------------------------------------------------
 
-export const CLI_MAIN = fileURLToPath(new URL('../../src/control/cli/main.js', import.meta.url));
+export const CLI_MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
 /** Writes a YAML config (object or raw text) into a scope temp dir; returns its path. */
 export function writeConfigFile(scope: TestScope, config: object | string, name = 'pgtide.yaml'): string {

@@ -142,7 +142,7 @@ test('factory: TLS settings follow libpq for every sslmode', () => {
 });
 
 test('sequences check --url: a key=value connection string is not taken for name=url', async () => {
-  const { parseNodeArgument } = await import('../../src/control/cli/sequences-command.js');
+  const { parseNodeArgument } = await import('../../src/cli/sequences-command.js');
   assert.deepEqual(parseNodeArgument('host=db1 port=5433 dbname=shop user=u'), { label: 'db1:5433/shop', url: 'host=db1 port=5433 dbname=shop user=u' });
   assert.deepEqual(parseNodeArgument('east=host=db1 dbname=shop'), { label: 'east', url: 'host=db1 dbname=shop' });
   assert.deepEqual(parseNodeArgument('west=postgres://u@db2/shop'), { label: 'west', url: 'postgres://u@db2/shop' });

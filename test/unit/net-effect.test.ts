@@ -1,11 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { NetEffectTable } from '../../src/apply/net-effect.js';
+import { NetEffectTable } from '../../src/sinks/postgres/net-effect.js';
 import { RelationCache } from '../../src/changes/relation-cache.js';
-import type { TargetTable } from '../../src/target/table-catalog.js';
+import type { TargetTable } from '../../src/sinks/postgres/table-catalog.js';
 import type { OpId, RowChange } from '../../src/changes/change.js';
 import type { Tuple } from '../../src/protocol/messages.js';
-import type { FoldStep } from '../../src/apply/net-effect.js';
+import type { FoldStep } from '../../src/sinks/postgres/net-effect.js';
 
 /** What a step sends: the statement's parameters, or for inserts the rows' text values. */
 const sent = (step: FoldStep | undefined): unknown =>

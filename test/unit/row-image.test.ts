@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { withUnchangedKeyFromOld } from '../../src/apply/row-image.js';
+import { withUnchangedKeyFromOld } from '../../src/sinks/postgres/row-image.js';
 import { RelationCache } from '../../src/changes/relation-cache.js';
 import type { OpId, RowChange } from '../../src/changes/change.js';
 import type { Tuple } from '../../src/protocol/messages.js';

@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyInsertStatement, keyedUpdateStatements, insertStatement, updateByKeyStatement, deleteByKeyStatement, updateFullStatement, deleteFullStatement, truncateStatement } from '../../src/apply/statements.js';
+import { copyInsertStatement, keyedUpdateStatements, insertStatement, updateByKeyStatement, deleteByKeyStatement, updateFullStatement, deleteFullStatement, truncateStatement } from '../../src/sinks/postgres/statements.js';
 import { RelationCache } from '../../src/changes/relation-cache.js';
-import type { TargetTable } from '../../src/target/table-catalog.js';
+import type { TargetTable } from '../../src/sinks/postgres/table-catalog.js';
 import type { Tuple } from '../../src/protocol/messages.js';
 import { textArrayLiteral } from '../../src/core/sql.js';
 

@@ -7,7 +7,8 @@ import { TransactionAssembler } from '../../src/changes/transaction-assembler.js
 import type { CommitInfo, RowChange, TransactionInfo, TransactionSink } from '../../src/changes/change.js';
 import type { PgoutputMessage, PgTimestamp, RelationMessage } from '../../src/protocol/messages.js';
 import { lsn } from '../../src/core/lsn.js';
-import { ChangeGate, tableKey } from '../../src/apply/change-gate.js';
+import { ChangeGate } from '../../src/apply/change-gate.js';
+import { tableKey } from '../../src/core/table-sync.js';
 
 type Event = { readonly type: 'begin'; readonly tx: TransactionInfo } | { readonly type: 'change'; readonly change: RowChange } | { readonly type: 'commit'; readonly info: CommitInfo };
 

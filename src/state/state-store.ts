@@ -5,10 +5,10 @@
 import type postgres from 'postgres';
 import { formatLsn, parseLsn, ZERO_LSN, type Lsn } from '../core/lsn.js';
 import { fromServerError } from '../core/errors.js';
-import { tableKey, type TableGateState, type TableSyncState } from '../apply/change-gate.js';
 import { migrateStateSchema } from './state-schema.js';
-import type { Queryable } from './copy-in.js';
+import type { Queryable } from '../pg/copy-in.js';
 import { textArrayLiteral } from '../core/sql.js';
+import { tableKey, type TableGateState, type TableSyncState } from '../core/table-sync.js';
 
 export interface SubscriptionRow {
   readonly name: string;

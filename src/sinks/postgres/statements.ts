@@ -14,10 +14,10 @@
  * would round a timestamptz through a JS Date (losing microseconds) or quote a
  * json value again. Declared as text, values pass through untouched.
  */
-import type { Tuple, TupleValue } from '../protocol/messages.js';
-import type { TargetTable } from '../target/table-catalog.js';
-import { PgtideError } from '../core/errors.js';
-import { quoteIdent, textArrayLiteral } from '../core/sql.js';
+import type { Tuple, TupleValue } from '../../protocol/messages.js';
+import type { TargetTable } from './table-catalog.js';
+import { PgtideError } from '../../core/errors.js';
+import { quoteIdent, textArrayLiteral } from '../../core/sql.js';
 
 export interface Statement {
   readonly text: string;

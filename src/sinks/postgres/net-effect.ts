@@ -14,9 +14,9 @@
  * INSERT of a live key, a change to a key already deleted) makes `add` return
  * false: the caller emits the folded state and applies that change in order.
  */
-import type { Tuple, TupleValue } from '../protocol/messages.js';
-import type { RowChange } from '../changes/change.js';
-import type { TargetTable } from '../target/table-catalog.js';
+import type { Tuple, TupleValue } from '../../protocol/messages.js';
+import type { RowChange } from '../../changes/change.js';
+import type { TargetTable } from './table-catalog.js';
 import { textOf, deleteByKeyStatement, keyedUpdateStatements, hasSettableKey, type Statement } from './statements.js';
 
 type KeyedChange = Extract<RowChange, { kind: 'insert' | 'update' | 'delete' }>;

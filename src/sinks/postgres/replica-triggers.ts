@@ -19,7 +19,7 @@
  * (INSERT … SELECT FROM unnest inserts in array order, so insert runs stay.)
  */
 import type { Logger } from 'pino';
-import type { TargetTable } from '../target/table-catalog.js';
+import type { TargetTable } from './table-catalog.js';
 
 /** Tables already reported, per subscription: the note is logged once per table per process. */
 const reported = new Set<string>();

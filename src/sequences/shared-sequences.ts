@@ -29,7 +29,7 @@
 import postgres from 'postgres';
 import { openPostgres } from '../pg/connect.js';
 import { PgtideError, fromServerError, redact } from '../core/errors.js';
-import { discoverSequences, SequenceReader, type CatalogSequence, type SequenceDefinition } from '../source/sequence-catalog.js';
+import { discoverSequences, SequenceReader, type CatalogSequence, type SequenceDefinition } from './sequence-catalog.js';
 import { qualify, quoteIdent, type QualifiedName } from '../core/sql.js';
 
 export const NODE_BITS = 10;

@@ -4,9 +4,9 @@
  * text values the source sent to these types, so values pass through as text
  * and are never parsed into JavaScript types on the hot path.
  */
-import type { Relation } from '../changes/relation-cache.js';
-import { PgtideError, fromServerError } from '../core/errors.js';
-import { textArrayLiteral } from '../core/sql.js';
+import type { Relation } from '../../changes/relation-cache.js';
+import { PgtideError, fromServerError } from '../../core/errors.js';
+import { textArrayLiteral } from '../../core/sql.js';
 import { TABLE_FACTS, tableFacts, type TableFacts, type TableFactsRow } from './table-facts.js';
 
 export interface TargetColumn {

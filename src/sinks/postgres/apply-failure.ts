@@ -15,10 +15,10 @@
  * the right one: a fold conflict replays, anything else names the table, the
  * source transactions and the server's message and DETAIL.
  */
-import { formatLsn, type Lsn } from '../core/lsn.js';
-import type { TransactionInfo } from '../changes/change.js';
-import { fromServerError, PgtideError, redact } from '../core/errors.js';
-import { classify, isRetried, serverErrorFields } from '../core/error-class.js';
+import { formatLsn, type Lsn } from '../../core/lsn.js';
+import type { TransactionInfo } from '../../changes/change.js';
+import { fromServerError, PgtideError, redact } from '../../core/errors.js';
+import { classify, isRetried, serverErrorFields } from '../../core/error-class.js';
 
 /** A batch's fold state, shared by reference with the records of its statements. */
 export interface BatchMark {

@@ -29,14 +29,14 @@
  * folded (replica-triggers.ts).
  */
 import postgres from 'postgres';
-import { openPostgres } from '../pg/connect.js';
+import { openPostgres } from '../../pg/connect.js';
 import type { Logger } from 'pino';
-import type { CommitInfo, RowChange, TransactionInfo, TransactionSink } from '../changes/change.js';
-import { type Relation } from '../changes/relation-cache.js';
-import { formatLsn, parseLsn, ZERO_LSN, type Lsn } from '../core/lsn.js';
-import { pgTimestampToDate, type PgTimestamp, type Tuple } from '../protocol/messages.js';
-import { TableCatalog, type TargetTable } from '../target/table-catalog.js';
-import { fromServerError, PgtideError } from '../core/errors.js';
+import type { CommitInfo, RowChange, TransactionInfo, TransactionSink } from '../../changes/change.js';
+import { type Relation } from '../../changes/relation-cache.js';
+import { formatLsn, parseLsn, ZERO_LSN, type Lsn } from '../../core/lsn.js';
+import { pgTimestampToDate, type PgTimestamp, type Tuple } from '../../protocol/messages.js';
+import { TableCatalog, type TargetTable } from './table-catalog.js';
+import { fromServerError, PgtideError } from '../../core/errors.js';
 import {
   copyInsertStatement, deleteByKeyStatement, deleteFullStatement, insertStatement, textOf, truncateStatement,
   keyedUpdateStatements, updateFullStatement, hasSettableKey, type CopyStatement, type KeyedUpdate, type Statement,
@@ -44,11 +44,11 @@ import {
 import { NetEffectTable, type CountedStatement } from './net-effect.js';
 import { withUnchangedKeyFromOld } from './row-image.js';
 import { hasReplicaTriggers, noteReplicaTriggers } from './replica-triggers.js';
-import { TEXT_FORMAT_SETTINGS } from '../protocol/text-format.js';
-import { copyIn } from '../target/copy-in.js';
+import { TEXT_FORMAT_SETTINGS } from '../../protocol/text-format.js';
+import { copyIn } from '../../pg/copy-in.js';
 import { applyError, extendSpan, FirstFailure, type BatchMark, type SourceSpan, type StatementContext } from './apply-failure.js';
-import { quoteIdent } from '../core/sql.js';
-import { deferred } from '../core/async.js';
+import { quoteIdent } from '../../core/sql.js';
+import { deferred } from '../../core/async.js';
 
 export interface ApplyWriterOptions {
   readonly url: string;

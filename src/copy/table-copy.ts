@@ -43,7 +43,7 @@ import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fromServerError, PgtideError } from '../core/errors.js';
 import { TEXT_FORMAT_SETTINGS } from '../protocol/text-format.js';
-import { copyIn, type Queryable } from '../target/copy-in.js';
+import { copyIn, type Queryable } from '../pg/copy-in.js';
 import { qualify, quoteIdent } from '../core/sql.js';
 import { deferred, type Deferred } from '../core/async.js';
 

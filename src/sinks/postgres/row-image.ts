@@ -10,8 +10,8 @@
  * so it is taken from there. Other unchanged-TOAST columns stay `u`: the
  * target keeps its value, as with the built-in worker.
  */
-import type { Tuple, TupleValue } from '../protocol/messages.js';
-import type { RowChange } from '../changes/change.js';
+import type { Tuple, TupleValue } from '../../protocol/messages.js';
+import type { RowChange } from '../../changes/change.js';
 
 type Update = Extract<RowChange, { kind: 'update' }>;
 

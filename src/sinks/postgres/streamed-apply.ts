@@ -18,11 +18,11 @@
  * and takes it back. A transaction whose commit LSN is below the applied
  * position (resent after a restart) is rolled back instead.
  */
-import type { CommitInfo, RowChange, StreamedTransactionApplier } from '../changes/change.js';
+import type { CommitInfo, RowChange, StreamedTransactionApplier } from '../../changes/change.js';
 import type { ApplyWriter } from './apply-writer.js';
-import type { ChangeGate } from './change-gate.js';
-import type { PgTimestamp } from '../protocol/messages.js';
-import type { Lsn } from '../core/lsn.js';
+import type { ChangeGate } from '../../apply/change-gate.js';
+import type { PgTimestamp } from '../../protocol/messages.js';
+import type { Lsn } from '../../core/lsn.js';
 
 interface OpenStream {
   readonly writer: ApplyWriter;

@@ -25,11 +25,11 @@
 import postgres from 'postgres';
 import { openPostgres } from '../pg/connect.js';
 import { PgtideError, fromServerError } from '../core/errors.js';
-import { migrateStateSchema } from '../target/state-schema.js';
+import { migrateStateSchema } from '../state/state-schema.js';
 import {
   discoverSequences, readSequenceDefinitions, definitionFromRow, SequenceReader,
   type CatalogSequence, type SequenceDefinition, type SequenceDiscovery, type SequenceReadMode,
-} from '../source/sequence-catalog.js';
+} from './sequence-catalog.js';
 import { qualify, quoteIdent, type QualifiedName } from '../core/sql.js';
 
 export interface SequenceSyncOptions {

@@ -5,17 +5,17 @@
  * as `error [CODE]: message` (no stack trace, no password) with exit code 1.
  */
 import { Command } from 'commander';
-import { loadConfigFile, type PgtideConfig } from '../config.js';
-import { PgtideError, redact } from '../../core/errors.js';
-import { createLogger } from '../logger.js';
-import { Engine } from '../engine.js';
-import { createProgressReporter } from '../progress.js';
-import { collectStatus, formatStatus } from '../status.js';
-import { dropSubscription } from '../drop.js';
-import { resyncSubscription } from '../resync.js';
-import { Metrics } from '../metrics.js';
+import { loadConfigFile, type PgtideConfig } from '../control/config.js';
+import { PgtideError, redact } from '../core/errors.js';
+import { createLogger } from '../control/logger.js';
+import { Engine } from '../control/engine.js';
+import { createProgressReporter } from '../control/progress.js';
+import { collectStatus, formatStatus } from '../control/status.js';
+import { dropSubscription } from '../control/drop.js';
+import { resyncSubscription } from '../control/resync.js';
+import { Metrics } from '../control/metrics.js';
 import { registerSequencesCommands } from './sequences-command.js';
-import { runDemo } from '../../demo/demo.js';
+import { runDemo } from './demo.js';
 
 const program = new Command();
 program

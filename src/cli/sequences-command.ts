@@ -8,18 +8,18 @@
  */
 import { Command, InvalidArgumentError } from 'commander';
 import postgres from 'postgres';
-import { openPostgres } from '../../pg/connect.js';
-import { isConninfoParameter, parseConninfo } from '../../pg/conninfo.js';
-import type { PgtideConfig } from '../config.js';
-import { PgtideError, fromServerError, redact } from '../../core/errors.js';
-import type { SequenceSyncReport, SequenceSyncItem } from '../../apply/sequence-sync.js';
-import { createSequenceSync } from '../sequence-sync-job.js';
-import { discoverSequences, SequenceReader } from '../../source/sequence-catalog.js';
+import { openPostgres } from '../pg/connect.js';
+import { isConninfoParameter, parseConninfo } from '../pg/conninfo.js';
+import type { PgtideConfig } from '../control/config.js';
+import { PgtideError, fromServerError, redact } from '../core/errors.js';
+import type { SequenceSyncReport, SequenceSyncItem } from '../sequences/sequence-sync.js';
+import { createSequenceSync } from '../control/sequence-sync-job.js';
+import { discoverSequences, SequenceReader } from '../sequences/sequence-catalog.js';
 import {
   installSharedSequenceFunctions, partitionSequences, checkCollisions,
   LOCAL_BITS, NODE_BITS, MAX_NODE_ID, type CollisionNode,
-} from '../../target/shared-sequences.js';
-import type { QualifiedName } from '../../core/sql.js';
+} from '../sequences/shared-sequences.js';
+import type { QualifiedName } from '../core/sql.js';
 
 const DEFAULT_CONFIG = 'pgtide.yaml';
 
