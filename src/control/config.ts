@@ -11,6 +11,7 @@ import { z } from 'zod';
 import { ConfigError, PgtideError, redact } from '../core/errors.js';
 import { parseConninfo } from '../pg/conninfo.js';
 import { parseQualifiedName } from '../core/sql.js';
+import { DEFAULT_SPLIT_THRESHOLD } from '../copy/table-copy.js';
 import { tlsSetting } from '../pg/connect.js';
 
 const SIZE_UNITS: Record<string, number> = { b: 1, kb: 1024, k: 1024, mb: 1024 ** 2, m: 1024 ** 2, gb: 1024 ** 3, g: 1024 ** 3 };
@@ -66,7 +67,7 @@ export const configSchema = z.object({
   copy: z.object({
     enabled: z.boolean().default(true),
     parallelism: z.number().int().min(1).max(64).default(2),
-    splitThresholdBytes: byteSize.default(256 * 1024 * 1024),
+    splitThresholdBytes: byteSize.default(DEFAULT_SPLIT_THRESHOLD),
     /** Drop plain secondary indexes of a table copied whole and build them after its COPY, in the same transaction. */
     rebuildIndexes: z.boolean().default(true),
     /**
@@ -74,7 +75,7 @@ export const configSchema = z.object({
      * only on the target are kept, as CREATE SUBSCRIPTION keeps them.
      */
     truncateFirst: z.boolean().default(false),
-  }).strict().default({ enabled: true, parallelism: 2, splitThresholdBytes: 256 * 1024 * 1024, rebuildIndexes: true, truncateFirst: false }),
+  }).strict().default({ enabled: true, parallelism: 2, splitThresholdBytes: DEFAULT_SPLIT_THRESHOLD, rebuildIndexes: true, truncateFirst: false }),
   apply: z.object({
     /** Source transactions grouped into one target transaction at most. */
     batchMaxTransactions: z.number().int().min(1).default(1000),

@@ -30,6 +30,7 @@ import { LeaderLock } from './leader-lock.js';
 import { Heartbeat } from '../source/heartbeat.js';
 import { retireLegacyOrigin } from '../state/legacy-origin.js';
 import { qualify, textArrayLiteral } from '../core/sql.js';
+import { tableMissingOnTarget } from '../core/missing-table.js';
 
 export interface EngineHooks {
   readonly onCopyProgress?: (progress: readonly CopyProgress[]) => void;
@@ -276,7 +277,7 @@ export class Engine {
     const rows = await target.unsafe<{ name: string }[]>(`SELECT n AS name FROM unnest($1::text[]) AS n WHERE to_regclass(n) IS NULL`, [textArrayLiteral(names)])
       .catch((e: unknown) => { throw fromServerError(e, 'target'); });
     if (rows.length > 0) {
-      throw new PgtideError('TABLE_MISSING_ON_TARGET', `table(s) ${rows.map((r) => r.name).join(', ')} are published on the source but do not exist on the target. Create them on the target first (for example: pg_dump --schema-only --table=... source | psql target), then start pgtide again.`);
+      throw tableMissingOnTarget(rows.map((r) => r.name));
     }
   }
 

@@ -44,7 +44,8 @@ import { pipeline } from 'node:stream/promises';
 import { fromServerError, PgtideError } from '../core/errors.js';
 import { TEXT_FORMAT_SETTINGS } from '../protocol/text-format.js';
 import { copyIn, type Queryable } from '../pg/copy-in.js';
-import { qualify, quoteIdent } from '../core/sql.js';
+import { listNames, qualify, quoteIdent } from '../core/sql.js';
+import { tableMissingOnTarget } from '../core/missing-table.js';
 import { deferred, type Deferred } from '../core/async.js';
 
 export interface CopyTableSpec {
@@ -83,7 +84,7 @@ export interface CopyOptions {
   readonly tables: readonly CopyTableSpec[];
   /** Number of concurrent workers (each one source and one target connection); default 2. */
   readonly parallelism?: number;
-  /** A table whose heap (pg_relation_size) is larger than this is copied in ctid ranges; default 1 GiB. */
+  /** A table whose heap (pg_relation_size) is larger than this is copied in ctid ranges; default 256 MiB. */
   readonly splitThresholdBytes?: number;
   /**
    * COPY data format. 'auto' (default): binary for tables whose copied columns
@@ -131,7 +132,8 @@ export interface CopyResult {
 }
 
 const DEFAULT_PARALLELISM = 2;
-const DEFAULT_SPLIT_THRESHOLD = 1024 ** 3;
+/** Config default too (control/config.ts reads it from here). */
+export const DEFAULT_SPLIT_THRESHOLD = 256 * 1024 * 1024;
 /** More ranges than this only add per-statement overhead. */
 const MAX_RANGES_PER_TABLE = 256;
 const PROGRESS_INTERVAL_MS = 200;
@@ -404,20 +406,6 @@ function sqlStateOf(error: unknown): string | undefined {
   return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
 }
 
-function listNames(names: readonly string[]): string {
-  const shown = names.slice(0, 10).join(', ');
-  return names.length > 10 ? `${shown} and ${names.length - 10} more` : shown;
-}
-
-function missingOnTarget(tables: readonly string[], cause?: unknown): PgtideError {
-  const one = tables.length === 1;
-  return new PgtideError(
-    'TABLE_MISSING_ON_TARGET',
-    `${one ? 'table' : 'tables'} ${listNames(tables)} ${one ? 'does' : 'do'} not exist on the target. pgtide copies rows, not definitions: create ${one ? 'it' : 'them'} on the target first, e.g. pg_dump --schema-only ${tables.slice(0, 3).map((t) => `--table='${t.replace(/'/g, `'\\''`)}'`).join(' ')} <source> | psql <target>.`,
-    { sqlState: '42P01', cause },
-  );
-}
-
 /** The login name in a connection URL, as an SQL role name for a GRANT. */
 function roleOf(url: string | undefined): string {
   let name = '';
@@ -435,7 +423,7 @@ function copyError(error: unknown, side: Side, job?: TableJob, sourceUrl?: strin
     return new PgtideError('PERMISSION_DENIED', `the source user may not read ${job.qualified} for the initial copy (${base.message.replace(/^permission denied on the source server: /, '').replace(/\. Grant the privilege.*$/, '')}). Run on the source: GRANT SELECT ON ${job.qualified} TO ${roleOf(sourceUrl)}; then start pgtide again (see docs/privileges.md).`, { sqlState, cause: error });
   }
   if (job && sqlState === '42P01') {
-    if (side === 'target') return missingOnTarget([job.qualified], error);
+    if (side === 'target') return tableMissingOnTarget([job.qualified], error);
     return new PgtideError('TABLE_MISSING_ON_SOURCE', `table ${job.qualified} does not exist on the source (was it dropped during the copy?). Remove it from the publication or recreate it, then restart.`, { sqlState, cause: error });
   }
   if (job && sqlState === '23505') {
@@ -605,7 +593,7 @@ class TableCopy {
     if (missingSource.length > 0) {
       throw new PgtideError('TABLE_MISSING_ON_SOURCE', `${listNames(missingSource)} ${missingSource.length === 1 ? 'does' : 'do'} not exist on the source. Check the schema and table names (they are case-sensitive) or remove them from the publication.`);
     }
-    if (missingTarget.length > 0) throw missingOnTarget(missingTarget);
+    if (missingTarget.length > 0) throw tableMissingOnTarget(missingTarget);
     if (notTables.length > 0) {
       throw new PgtideError('UNSUPPORTED_OBJECT', `only tables can be copied, and these are not: ${listNames(notTables)}. Replace them with tables or leave them out.`);
     }

@@ -72,3 +72,9 @@ export function textArrayLiteral(values: readonly (string | null)[]): string {
   }
   return out + '}';
 }
+
+/** Names for a message: the first ten, then how many more. */
+export function listNames(names: readonly string[]): string {
+  const shown = names.slice(0, 10).join(', ');
+  return names.length > 10 ? `${shown} and ${names.length - 10} more` : shown;
+}

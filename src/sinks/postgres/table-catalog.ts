@@ -7,6 +7,7 @@
 import type { Relation } from '../../changes/relation-cache.js';
 import { PgtideError, fromServerError } from '../../core/errors.js';
 import { textArrayLiteral } from '../../core/sql.js';
+import { tableMissingOnTarget } from '../../core/missing-table.js';
 import { TABLE_FACTS, tableFacts, type TableFacts, type TableFactsRow } from './table-facts.js';
 
 export interface TargetColumn {
@@ -74,7 +75,7 @@ export class TableCatalog {
       throw fromServerError(error, 'target');
     }
     if (rows.length === 0) {
-      throw new PgtideError('TABLE_MISSING_ON_TARGET', `table ${relation.qualifiedName} does not exist on the target. Create it there first (for example from \`pg_dump --schema-only\` of the source), then restart pgtide.`);
+      throw tableMissingOnTarget([relation.qualifiedName]);
     }
     const byName = new Map(rows.flatMap((r) => (r.attname === null ? [] : [[r.attname, r] as const])));
     const columns = relation.columns.map((column): TargetColumn => {

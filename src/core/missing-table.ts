@@ -1,0 +1,17 @@
+/**
+ * "Table missing on the target", said once: the start-up check, the initial
+ * copy and the writer's table catalog all meet this fact and raise it with
+ * these words.
+ */
+import { PgtideError } from './errors.js';
+import { listNames } from './sql.js';
+
+/** `tables` are qualified and quoted for SQL (`"schema"."name"`). */
+export function tableMissingOnTarget(tables: readonly string[], cause?: unknown): PgtideError {
+  const one = tables.length === 1;
+  return new PgtideError(
+    'TABLE_MISSING_ON_TARGET',
+    `${one ? 'table' : 'tables'} ${listNames(tables)} ${one ? 'does' : 'do'} not exist on the target. pgtide copies rows, not definitions: create ${one ? 'it' : 'them'} on the target first, e.g. pg_dump --schema-only ${tables.slice(0, 3).map((t) => `--table='${t.replace(/'/g, `'\\''`)}'`).join(' ')} <source> | psql <target>, then start pgtide again.`,
+    { sqlState: '42P01', cause },
+  );
+}
