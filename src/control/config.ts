@@ -11,8 +11,8 @@ import { z } from 'zod';
 import { ConfigError, PgtideError, redact } from '../core/errors.js';
 import { parseConninfo } from '../pg/conninfo.js';
 import { parseQualifiedName } from '../core/sql.js';
-import { DEFAULT_SPLIT_THRESHOLD } from '../copy/table-copy.js';
 import { tlsSetting } from '../pg/connect.js';
+import { DEFAULT_SPLIT_THRESHOLD } from '../copy/plan.js';
 
 const SIZE_UNITS: Record<string, number> = { b: 1, kb: 1024, k: 1024, mb: 1024 ** 2, m: 1024 ** 2, gb: 1024 ** 3, g: 1024 ** 3 };
 

@@ -13,7 +13,7 @@ import { PgtideError, fromServerError } from '../core/errors.js';
 import { checkSource, createPublication, defaultPublicationTables, publicationExists, publishedTables, type PublishedTable } from '../source/source-catalog.js';
 import { ReplicationConnection, protocolVersionFor } from '../source/replication-connection.js';
 import { ReplicationSession } from '../source/replication-session.js';
-import { copyTables, type CopyProgress, type CopyTableSpec } from '../copy/table-copy.js';
+import { copyTables } from '../copy/table-copy.js';
 import { PgoutputDecoder } from '../protocol/pgoutput-decoder.js';
 import { TransactionAssembler } from '../changes/transaction-assembler.js';
 import { formatLsn, maxLsn, ZERO_LSN, type Lsn } from '../core/lsn.js';
@@ -31,6 +31,7 @@ import { Heartbeat } from '../source/heartbeat.js';
 import { retireLegacyOrigin } from '../state/legacy-origin.js';
 import { qualify, textArrayLiteral } from '../core/sql.js';
 import { tableMissingOnTarget } from '../core/missing-table.js';
+import { type CopyProgress, type CopyTableSpec } from '../copy/copy-options.js';
 
 export interface EngineHooks {
   readonly onCopyProgress?: (progress: readonly CopyProgress[]) => void;

@@ -1,3 +1,4 @@
+import type { CopyProgress } from '../copy/copy-options.js';
 /**
  * Shows the initial copy's progress. On a terminal it redraws one block in
  * place (a summary line and one line per table being copied) with ANSI cursor
@@ -5,7 +6,6 @@
  * table in progress every few seconds and one when a table is done, since
  * cursor moves would only garble a log.
  */
-import type { CopyProgress } from '../copy/table-copy.js';
 
 export interface ProgressStream {
   write(text: string): unknown;

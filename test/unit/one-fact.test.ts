@@ -4,7 +4,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseConfig } from '../../src/control/config.js';
-import { DEFAULT_SPLIT_THRESHOLD } from '../../src/copy/table-copy.js';
+import { DEFAULT_SPLIT_THRESHOLD } from '../../src/copy/plan.js';
 
 const SRC = fileURLToPath(new URL('../../../src', import.meta.url));
 
