@@ -5,7 +5,7 @@
 import postgres from 'postgres';
 import net from 'node:net';
 import { openPostgres, type SiteOptions } from './connect.js';
-import { TEXT_FORMAT_SETTINGS } from '../protocol/text-format.js';
+import { TEXT_FORMAT_SETTINGS } from './text-format.js';
 
 /** A copy can run for hours: server-side timeouts configured for interactive users must not end it. */
 export function sessionSettings(serverVersion: number, role: 'source' | 'target'): Record<string, string> {

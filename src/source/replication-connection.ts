@@ -11,7 +11,7 @@ import { openPostgres } from '../pg/connect.js';
 import type { Duplex } from 'node:stream';
 import { parseLsn, formatLsn, type Lsn } from '../core/lsn.js';
 import { fromServerError, PgtideError } from '../core/errors.js';
-import { TEXT_FORMAT_SETTINGS } from '../protocol/text-format.js';
+import { TEXT_FORMAT_SETTINGS } from '../pg/text-format.js';
 import { quoteIdent } from '../core/sql.js';
 
 export interface SystemIdentity {

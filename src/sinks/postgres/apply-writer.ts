@@ -44,7 +44,7 @@ import {
 import { NetEffectTable, type CountedStatement } from './net-effect.js';
 import { withUnchangedKeyFromOld } from './row-image.js';
 import { hasReplicaTriggers, noteReplicaTriggers } from './replica-triggers.js';
-import { TEXT_FORMAT_SETTINGS } from '../../protocol/text-format.js';
+import { TEXT_FORMAT_SETTINGS } from '../../pg/text-format.js';
 import { copyIn } from '../../pg/copy-in.js';
 import { applyError, extendSpan, FirstFailure, type BatchMark, type SourceSpan, type StatementContext } from './apply-failure.js';
 import { quoteIdent } from '../../core/sql.js';
