@@ -31,7 +31,7 @@ import { Heartbeat } from '../source/heartbeat.js';
 import { retireLegacyOrigin } from '../state/legacy-origin.js';
 import { qualify, textArrayLiteral } from '../core/sql.js';
 import { tableMissingOnTarget } from '../core/missing-table.js';
-import { type CopyProgress, type CopyTableSpec } from '../copy/copy-options.js';
+import type { CopyProgress, CopyTableSpec } from '../copy/copy-options.js';
 
 export interface EngineHooks {
   readonly onCopyProgress?: (progress: readonly CopyProgress[]) => void;

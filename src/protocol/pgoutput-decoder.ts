@@ -10,6 +10,9 @@
  * message must be consumed exactly; leftover bytes are an error, because they
  * mean the layout we assumed (protocol version, streaming mode) is not the one
  * the server used, and carrying on would misread every later field.
+ *
+ * Size: one switch over every pgoutput message of protocol versions 1–4; the
+ * messages share the reader and the version checks.
  */
 import { DecodeError } from '../core/errors.js';
 import { ByteReader } from './byte-reader.js';

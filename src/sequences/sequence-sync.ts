@@ -21,6 +21,10 @@
  * cannot be locked against nextval() without ALTER SEQUENCE), so the loop
  * assumes nothing calls nextval() on the target's sequences while it runs —
  * true while the target is a replica. Stop the loop before promoting.
+ *
+ * Size: the reading side and the plpgsql apply function are one protocol (the
+ * function takes the arrays the reader builds); split, each half would be read
+ * only with the other open.
  */
 import postgres from 'postgres';
 import { openPostgres } from '../pg/connect.js';

@@ -5,7 +5,7 @@ import { Cluster, defaultMajor, freePort } from '../../src/harness/cluster.js';
 import { copyTables } from '../../src/copy/table-copy.js';
 import { PgtideError } from '../../src/core/errors.js';
 import { createProgressReporter } from '../../src/control/progress.js';
-import { type CopyProgress, type CopyTableSpec } from '../../src/copy/copy-options.js';
+import type { CopyProgress, CopyTableSpec } from '../../src/copy/copy-options.js';
 
 const MIXED: CopyTableSpec = { schema: 'Mixed "Schema" ü', name: 'Tablé "x" y' };
 const t = (name: string): CopyTableSpec => ({ schema: 'public', name });

@@ -27,12 +27,16 @@
  * and TRUNCATE or a changed table definition is a barrier. ENABLE ALWAYS /
  * ENABLE REPLICA triggers do fire, so their tables are never reordered or
  * folded (replica-triggers.ts).
+ *
+ * Size: one class because batching, the origin and the pipelined commits share
+ * one connection's state (the fence, the COPY gate, the applied-position guard);
+ * the run planner and the origin are the next pieces to move out (issue 12).
  */
 import postgres from 'postgres';
 import { openPostgres } from '../../pg/connect.js';
 import type { Logger } from 'pino';
-import type { CommitInfo, RowChange, TransactionInfo, TransactionSink } from '../../changes/change.js';
-import { type Relation } from '../../changes/relation-cache.js';
+import type { CommitInfo, RowChange, TransactionInfo } from '../../changes/change.js';
+import type { Relation } from '../../changes/relation-cache.js';
 import { formatLsn, parseLsn, ZERO_LSN, type Lsn } from '../../core/lsn.js';
 import { pgTimestampToDate, type PgTimestamp, type Tuple } from '../../protocol/messages.js';
 import { TableCatalog, type TargetTable } from './table-catalog.js';
@@ -49,6 +53,7 @@ import { copyIn } from '../../pg/copy-in.js';
 import { applyError, extendSpan, FirstFailure, type BatchMark, type SourceSpan, type StatementContext } from './apply-failure.js';
 import { quoteIdent } from '../../core/sql.js';
 import { deferred } from '../../core/async.js';
+import type { Sink } from '../sink.js';
 
 export interface ApplyWriterOptions {
   readonly url: string;
@@ -124,7 +129,7 @@ const UNPREPARED = {} as const;
 /** A key is unique per table; \u0001 cannot appear in a text value sent by PostgreSQL. */
 const keyString = (key: readonly string[]): string => (key.length === 1 ? key[0]! : key.join('\u0001'));
 
-export class ApplyWriter implements TransactionSink {
+export class ApplyWriter implements Sink {
   readonly #sql: postgres.Sql;
   readonly #fence: Fence;
   readonly #options: ApplyWriterOptions;

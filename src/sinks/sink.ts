@@ -1,0 +1,25 @@
+/**
+ * The contract between the stream loop and whatever applies committed
+ * transactions. The loop acknowledges to the source only `durableLsn` (or a
+ * keepalive position while nothing is pending), so a sink must never report
+ * as durable what a crash could still lose.
+ *
+ * `sinks/postgres/apply-writer.ts` is the one implementation today; a second
+ * kind of sink lives beside it in `sinks/<kind>/`.
+ */
+import type { TransactionSink } from '../changes/change.js';
+import type { Lsn } from '../core/lsn.js';
+
+export interface Sink extends TransactionSink {
+  /** End LSN of the last source transaction durably applied: what may be acknowledged. */
+  readonly durableLsn: Lsn;
+  /** Received but not yet durable: a batch open, a commit in flight, or a failed batch not yet rolled back. */
+  readonly hasPendingWork: boolean;
+  /** True between source transactions: only then may pending work be committed. */
+  readonly atBoundary: boolean;
+  /** Makes pending work durable (call at a boundary); `durableLsn` follows once it is. */
+  commitPending(): Promise<void>;
+  /** Throws pending work away; `durableLsn` stays where it was. */
+  rollback(): Promise<void>;
+  close(): Promise<void>;
+}
