@@ -31,6 +31,8 @@ import { Heartbeat } from '../source/heartbeat.js';
 import { retireLegacyOrigin } from '../state/legacy-origin.js';
 import { qualify, textArrayLiteral } from '../core/sql.js';
 import { tableMissingOnTarget } from '../core/missing-table.js';
+import { AckPolicy } from '../pipeline/ack-policy.js';
+import { runStreamLoop } from '../pipeline/stream-loop.js';
 import type { CopyProgress, CopyTableSpec } from '../copy/copy-options.js';
 
 export interface EngineHooks {
@@ -338,21 +340,18 @@ export class Engine {
       const startLsn = maxLsn(writer.durableLsn, prepared.startLsn);
       this.#durable = writer.durableLsn;
       const gate = new ChangeGate(writer, gateMap, writer.durableLsn);
-      let processing = false;
       const direct = config.apply.streamedApply
         ? new DirectStreamedApply({ main: writer, gate, maxOpen: 2, startLsn, openWriter: () => ApplyWriter.open({ ...writerOptions, holdsOrigin: false, netEffect: false }) })
         : undefined;
       const asm = new TransactionAssembler(gate, { memoryCap: config.memoryCap, spillDir: config.spillDir }, direct);
       assembler = asm;
+      const ack = new AckPolicy(writer, asm);
       const decoder = new PgoutputDecoder({ protocolVersion: prepared.protocolVersion });
       const stream = await repl.startReplication({ slot: prepared.slot, startLsn, publications: prepared.publications, protocolVersion: prepared.protocolVersion, streaming: true });
       const live = new ReplicationSession(stream, {
         statusIntervalMs: config.statusIntervalMs,
         receiveTimeoutMs: config.receiveTimeoutMs,
-        // Quiescent also requires that no payload taken from the session is still unprocessed:
-        // a keepalive arriving while the loop awaits a flush between two of them must not be
-        // acknowledged past the ones not yet applied.
-        ackState: () => ({ durableLsn: writer.durableLsn, quiescent: !processing && !asm.inFlight && !writer.hasPendingWork }),
+        ackState: () => ack.state(),
         persistAck: (lsn) => prepared.store.recordAck(lsn).catch((error: unknown) => {
           const mapped = fromServerError(error, 'target');
           this.#logger.warn({ code: mapped.code, sqlState: mapped.sqlState }, `could not record the acknowledged position on the target: ${mapped.message}; not acknowledging it yet`);
@@ -361,39 +360,15 @@ export class Engine {
       }, startLsn);
       session = live;
       this.#logger.info({ startLsn: formatLsn(startLsn), protocolVersion: prepared.protocolVersion }, 'streaming started');
-      let lastDurable = writer.durableLsn;
-      const idleWaitMs = Math.max(5, config.apply.batchMaxAgeMs);
-      while (!signal.aborted) {
-        const payloads = await live.next(idleWaitMs);
-        if (payloads.length === 0) {
-          prepared.heartbeat.idle();
-          // Idle: commit what is complete so latency stays low under light load.
-          if (writer.hasPendingWork && writer.atBoundary) {
-            await writer.commitPending();
-          }
-        } else {
-          prepared.heartbeat.activity();
-          processing = true;
-          for (const payload of payloads) {
-            const waited = asm.push(decoder.decode(payload));
-            if (waited) await waited;
-          }
-          processing = false;
-        }
-        if (writer.durableLsn !== lastDurable) {
-          lastDurable = writer.durableLsn;
-          this.#durable = lastDurable;
+      await runStreamLoop({
+        session: live, decoder, assembler: asm, sink: writer, ack, activity: prepared.heartbeat,
+        idleWaitMs: Math.max(5, config.apply.batchMaxAgeMs), signal,
+        onDurable: (durableLsn) => {
+          this.#durable = durableLsn;
           onProgress();
-          this.#hooks.onApplied?.({ durableLsn: lastDurable, serverWalEnd: live.serverWalEnd, transactions: writer.stats.transactions, changes: writer.stats.changes });
-        }
-      }
-      // Shutdown: finish the batch if it ends on a transaction boundary, else roll it back;
-      // either way the recorded position matches what is committed.
-      if (writer.hasPendingWork && writer.atBoundary && !asm.inFlight) {
-        await writer.commitPending();
-      } else {
-        await writer.rollback();
-      }
+          this.#hooks.onApplied?.({ durableLsn, serverWalEnd: live.serverWalEnd, transactions: writer.stats.transactions, changes: writer.stats.changes });
+        },
+      });
       this.#durable = writer.durableLsn;
       live.sendStatus();
       this.#logger.info({ appliedLsn: formatLsn(writer.durableLsn), ...writer.stats }, 'streaming stopped');
