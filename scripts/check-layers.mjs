@@ -9,7 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** Folders whose code is on the data path; none may reach the lifecycle (control) or the commands (cli). */
-const FLOW = ['pg', 'protocol', 'source', 'changes', 'apply', 'sinks', 'state', 'copy', 'sequences'];
+const FLOW = ['pg', 'protocol', 'source', 'changes', 'apply', 'sinks', 'state', 'copy', 'sequences', 'pipeline'];
 
 /** What each floor may import besides itself. */
 const ALLOWED = {
