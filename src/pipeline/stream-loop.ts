@@ -39,24 +39,30 @@ export interface StreamLoopOptions {
   readonly activity: ActivityListener;
   readonly idleWaitMs: number;
   readonly signal: AbortSignal;
+  /**
+   * Wraps each wait on the sink (commits, rollbacks, a push that asked to wait),
+   * e.g. to bound it in time; the wait for the next payload is not wrapped.
+   */
+  readonly guard?: <T>(work: Promise<T>, what: string) => Promise<T>;
   /** Called each time the sink's durable position moves. */
   readonly onDurable: (durableLsn: Lsn) => void;
 }
 
 export async function runStreamLoop(options: StreamLoopOptions): Promise<void> {
   const { session, decoder, assembler, sink, ack, activity, idleWaitMs, signal, onDurable } = options;
+  const guard = options.guard ?? (<T>(work: Promise<T>): Promise<T> => work);
   let lastDurable = sink.durableLsn;
   while (!signal.aborted) {
     const payloads = await session.next(idleWaitMs);
     if (payloads.length === 0) {
       activity.idle();
-      if (sink.hasPendingWork && sink.atBoundary) await sink.commitPending();
+      if (sink.hasPendingWork && sink.atBoundary) await guard(sink.commitPending(), 'a commit on the target');
     } else {
       activity.activity();
       ack.processing(true);
       for (const payload of payloads) {
         const waited = assembler.push(decoder.decode(payload));
-        if (waited) await waited;
+        if (waited) await guard(waited, 'applying received changes to the target');
       }
       ack.processing(false);
     }
@@ -66,8 +72,8 @@ export async function runStreamLoop(options: StreamLoopOptions): Promise<void> {
     }
   }
   if (sink.hasPendingWork && sink.atBoundary && !assembler.inFlight) {
-    await sink.commitPending();
+    await guard(sink.commitPending(), 'the last commit on the target');
   } else {
-    await sink.rollback();
+    await guard(sink.rollback(), 'rolling back on the target');
   }
 }

@@ -138,3 +138,18 @@ test('while the loop awaits the pipeline in the middle of a batch, the session m
   assert.deepEqual(pushed, ['begin', 'commit', 'begin', 'commit']);
   assert.equal(ack.state().quiescent, true, 'quiescent again once the batch is through');
 });
+
+test('every wait on the sink goes through the guard, the wait for payloads does not', async () => {
+  const controller = new AbortController();
+  const session = new FakeSession([[relation, begin(1, 100n), insert('a'), commit(100n)], [], [begin(2, 200n), insert('b')]], controller);
+  const sink = new FakeSink();
+  const assembler = new TransactionAssembler(sink, { memoryCap: 1 << 20 });
+  const guarded: string[] = [];
+  await runStreamLoop({
+    session, decoder: session.decoder, assembler, sink, ack: new AckPolicy(sink, assembler), activity: { idle: () => {}, activity: () => {} },
+    guard: (work, what) => { guarded.push(what); return work; },
+    idleWaitMs: 1, signal: controller.signal, onDurable: () => {},
+  });
+  // The commit message is pushed as a promise (the assembler awaits the sink's commit), so it is guarded too.
+  assert.deepEqual(guarded, ['applying received changes to the target', 'a commit on the target', 'rolling back on the target']);
+});
