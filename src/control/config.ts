@@ -88,6 +88,11 @@ export const configSchema = z.object({
   statusIntervalMs: z.number().int().min(100).default(10_000),
   /** A connection that delivers nothing (not even a keepalive) for this long is treated as dead. */
   receiveTimeoutMs: z.number().int().min(1000).default(60_000),
+  /**
+   * Watchdog: nothing read from the stream and nothing applied for this long while work is
+   * pending is a stall (a wait on a dead connection), turned into a reconnect.
+   */
+  stallTimeoutMs: z.number().int().min(1000).default(120_000),
   sequences: z.object({
     enabled: z.boolean().default(true),
     intervalMs: z.number().int().min(100).default(5000),
