@@ -180,17 +180,26 @@ export class TcpProxy {
     };
     relay(client, server);
     relay(server, client);
-    const drop = (peer: net.Socket, how: 'end' | 'reset') => {
+    const drop = (peer: net.Socket, how: 'end' | 'reset' | 'destroy') => {
       // A blackholed link stays until cut: its other leg is still open.
       if (link.blackholed) return;
+      if (how === 'end') {
+        // Half-close: pass the FIN on, and keep reading the peer (it may have been paused for
+        // backpressure towards the side that is going away).
+        peer.end();
+        peer.resume();
+        return;
+      }
       this.#links.delete(link);
-      if (how === 'reset') peer.resetAndDestroy(); else peer.end();
+      if (how === 'reset') peer.resetAndDestroy(); else peer.destroy();
     };
     client.on('end', () => drop(server, 'end'));
     server.on('end', () => drop(client, 'end'));
     client.on('error', () => drop(server, 'reset'));
     server.on('error', () => drop(client, 'reset'));
-    client.on('close', () => { if (server.destroyed) this.#links.delete(link); });
-    server.on('close', () => { if (client.destroyed) this.#links.delete(link); });
+    // Once one leg is fully closed, so is the other, as a host that forgot the connection would
+    // answer with RST: a leg left open (and perhaps paused) would keep a walsender writing for ever.
+    client.on('close', () => drop(server, 'destroy'));
+    server.on('close', () => drop(client, 'destroy'));
   }
 }

@@ -15,6 +15,9 @@ const program = new Command('chaos')
   .option('--recovery-ms <n>', 'time limit for one recovery', '150000')
   .parse();
 
+// Ctrl-C or a kill: exit handlers stop the clusters and pgtide (Cluster's exit hook, the suite's).
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => process.exit(130));
+
 const opts = program.opts<{ faults: string; seed: string; major?: string; swaps: boolean; recoveryMs: string }>();
 const major = opts.major ? Number(opts.major) : undefined;
 if (major !== undefined && !SUPPORTED_MAJORS.includes(major as PgMajor)) {

@@ -96,6 +96,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosSummary> {
     scope.defer('stop workload', () => workload.stop());
 
     let cli: CliProcess | undefined;
+    const killOnExit = () => { try { cli?.kill('SIGKILL'); } catch { /* gone */ } };
+    process.on('exit', killOnExit);
+    scope.defer('exit hook', () => process.off('exit', killOnExit));
     const startPgtide = (): CliProcess => {
       cli = startCli(scope, ['start', '--config', configFile]);
       return cli;
