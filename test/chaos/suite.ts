@@ -91,7 +91,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosSummary> {
       stallTimeoutMs: 10_000,
       sequences: { enabled: true, intervalMs: 1000 },
     });
-    const steps: StepOptions = { pgbenchScale: scale, swaps: options.swaps !== false, bigRows: 3000 };
+    const steps: StepOptions = { pgbenchScale: scale, swaps: options.swaps !== false, bigRows: 2000 };
     const workload = new ChaosWorkload(src, steps, options.seed);
     scope.defer('stop workload', () => workload.stop());
 
@@ -284,7 +284,7 @@ class ChaosWorkload {
     if (!this.#stopped) return;
     this.#stopped = false;
     this.#round++;
-    for (let w = 0; w < 3; w++) this.#loops.push(this.#loop(prng(this.#seed * 7919 + this.#round * 31 + w)));
+    for (let w = 0; w < 2; w++) this.#loops.push(this.#loop(prng(this.#seed * 7919 + this.#round * 31 + w)));
   }
 
   async pause(): Promise<void> {
@@ -302,7 +302,7 @@ class ChaosWorkload {
       try {
         await this.#sql.begin((tx) => runStep(tx, kind, i, rnd, this.#steps));
         this.committed++;
-        await sleep(2);
+        await sleep(10);
       } catch (error) {
         this.failed++;
         if (!(error instanceof RolledBack)) await sleep(100);

@@ -68,13 +68,13 @@ export interface StepOptions {
 /** Which step a transaction runs: mostly small ones, now and then a large one. */
 export function pickStep(rnd: () => number, options: StepOptions): StepKind {
   const r = rnd();
-  if (r < 0.45) return 'tpcb';
-  if (r < 0.55) return 'toast';
-  if (r < 0.65) return 'full';
-  if (r < 0.73) return 'reinsert';
-  if (r < 0.79) return options.swaps ? 'swap' : 'reinsert';
-  if (r < 0.89) return 'ident';
-  if (r < 0.92) return 'truncate';
+  if (r < 0.50) return 'tpcb';
+  if (r < 0.60) return 'toast';
+  if (r < 0.70) return 'full';
+  if (r < 0.77) return 'reinsert';
+  if (r < 0.83) return options.swaps ? 'swap' : 'reinsert';
+  if (r < 0.93) return 'ident';
+  if (r < 0.985) return 'truncate';
   return 'big';
 }
 
