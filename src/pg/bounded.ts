@@ -103,7 +103,7 @@ export class BoundedConnector {
   async #connect(target: SocketTarget): Promise<net.Socket> {
     if (this.#failures > 0) {
       const delay = Math.min(this.#maxDelayMs, this.#baseDelayMs * 2 ** (this.#failures - 1)) * (0.5 + Math.random() / 2);
-      await new Promise((resolve) => setTimeout(resolve, delay).unref());
+      await new Promise((resolve) => setTimeout(resolve, delay));
     }
     const hosts = target.host.length > 0 ? target.host : ['localhost'];
     const index = this.#hostIndex++ % hosts.length;
