@@ -40,7 +40,7 @@ describe('network faults between pgtide and the target', { timeout: 900_000 }, (
     return { pair, proxy };
   }
 
-  it('recovers when every target connection is reset under load (case 6)', async () => {
+  it('recovers when every target connection is reset under load (case 6)', async (t) => {
     const { pair, proxy } = await setUp('reset_target');
     const { logger, lines } = capturingLogger();
     const engine = startEngine(scope, parseConfig(configInput({ sourceUrl: pair.sourceUrl, targetUrl: viaProxy(clusters.target, 'reset_target', proxy) }, {
@@ -63,7 +63,7 @@ describe('network faults between pgtide and the target', { timeout: 900_000 }, (
         await waitForCatchUp(pair, { engine, timeoutMs: 90_000 }).catch((error: unknown) => {
           throw new Error(`round ${round}: ${error instanceof Error ? error.message : String(error)}\nlog tail:\n${lines.slice(-15).join('')}`);
         });
-        if (process.env.PGTIDE_TEST_DEBUG) process.stderr.write(`round ${round}: caught up in ${Date.now() - started} ms\n${lines.slice(-4).join('')}`);
+        t.diagnostic(`round ${round}: ${cut} connections reset, caught up in ${Date.now() - started} ms`);
       }
     } finally {
       await load.stop();
@@ -105,7 +105,7 @@ describe('network faults between pgtide and the target', { timeout: 900_000 }, (
   });
 
   for (const mode of ['close', 'reset'] as const) {
-    it(`reconnects with backoff while the target behind the proxy is down (${mode}; case 12)`, async () => {
+    it(`reconnects with backoff while the target behind the proxy is down (${mode}; case 12)`, async (t) => {
       const database = `down_${mode}`;
       const { pair, proxy } = await setUp(database);
       const engine: RunningEngine = await startStreaming(scope, { sourceUrl: pair.sourceUrl, targetUrl: viaProxy(clusters.target, database, proxy) }, {
@@ -120,6 +120,7 @@ describe('network faults between pgtide and the target', { timeout: 900_000 }, (
       await sleep(window);
       const attempts = proxy.attemptsSince(from);
       const perSecond = attempts / (window / 1000);
+      t.diagnostic(`connection attempts while the target was down: ${attempts} in ${window / 1000} s (${perSecond.toFixed(1)}/s)`);
       // Engine backoff from 0.5 s, the sequence loop every 200 ms: a handful a second at most.
       // Before the fix: over 100 a second (postgres.js retried the startup at once, forever).
       assert.ok(perSecond <= 8, `connection attempts while the target was down: ${attempts} in ${window / 1000} s (${perSecond.toFixed(1)}/s)`);
