@@ -60,7 +60,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosSummary> {
   const scope = new TestScope();
   const faults: Record<string, number> = {};
   const recoveryTimes: number[] = [];
-  let transactions = 0;
+  let committed = (): number => 0;
   let comparison: Comparison | undefined;
   let failure: string | undefined;
   try {
@@ -93,6 +93,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosSummary> {
     });
     const steps: StepOptions = { pgbenchScale: scale, swaps: options.swaps !== false, bigRows: 2000 };
     const workload = new ChaosWorkload(src, steps, options.seed);
+    committed = () => workload.committed;
     scope.defer('stop workload', () => workload.stop());
 
     let cli: CliProcess | undefined;
@@ -186,7 +187,6 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosSummary> {
 
     log(`faults done; stopping the workload (${workload.committed} transactions committed, ${workload.failed} failed or rolled back)`);
     await workload.stop();
-    transactions = workload.committed;
     await recover('the end of the workload');
     requireRunning();
     comparison = await compareAll(src, dst, CHAOS_TABLES);
@@ -197,6 +197,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosSummary> {
   } finally {
     await scope.cleanup();
   }
+  const transactions = committed();
   const recoveries = recoveryTimes.length;
   return {
     ok: failure === undefined,
