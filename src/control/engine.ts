@@ -57,7 +57,7 @@ export class Engine {
   readonly #attemptApplyPids = new Set<number>();
   #targetPool: postgres.Sql | undefined;
   /** Sockets of the source and target pools, dropped when the watchdog fires. */
-  readonly #poolConnectors = [new BoundedConnector(), new BoundedConnector()] as const;
+  #poolConnectors: readonly BoundedConnector[] = [];
 
   constructor(config: PgtideConfig, logger: Logger, hooks: EngineHooks = {}) {
     this.#config = config;
@@ -72,7 +72,9 @@ export class Engine {
   /** Runs until `signal` aborts (then shuts down cleanly and resolves) or a non-retryable error. */
   async run(signal: AbortSignal): Promise<void> {
     const config = this.#config;
-    const [sourceConnector, targetConnector] = this.#poolConnectors;
+    const sourceConnector = new BoundedConnector();
+    const targetConnector = new BoundedConnector();
+    this.#poolConnectors = [sourceConnector, targetConnector];
     const source = postgres(config.source.url, { ...sourceConnector.options, max: 2, connect_timeout: 15, onnotice: () => {}, idle_timeout: 30 } as postgres.Options<Record<string, postgres.PostgresType>>);
     const target = postgres(config.target.url, { ...targetConnector.options, max: 2, connect_timeout: 15, onnotice: () => {}, idle_timeout: 30 } as postgres.Options<Record<string, postgres.PostgresType>>);
     this.#targetPool = target;
