@@ -47,6 +47,7 @@ import { hasReplicaTriggers, noteReplicaTriggers } from './replica-triggers.js';
 import { TEXT_FORMAT_SETTINGS } from '../protocol/text-format.js';
 import { copyIn, deferred } from '../target/copy-in.js';
 import { applyError, extendSpan, FirstFailure, type BatchMark, type SourceSpan, type StatementContext } from './apply-failure.js';
+import { BoundedConnector, CLEANUP_MS, settleWithin } from '../pg/bounded.js';
 
 export interface ApplyWriterOptions {
   readonly url: string;
@@ -125,6 +126,9 @@ const keyString = (key: readonly string[]): string => (key.length === 1 ? key[0]
 export class ApplyWriter implements TransactionSink {
   readonly #sql: postgres.Sql;
   readonly #fence: Fence;
+  readonly #connector: BoundedConnector;
+  /** The apply session's backend pid, so an abandoned session can be ended (target/stale-sessions.ts). */
+  #backendPid: number | undefined;
   readonly #options: ApplyWriterOptions;
   readonly #catalog: TableCatalog;
   readonly #queues = new Map<number, TableQueue>();
@@ -162,9 +166,10 @@ export class ApplyWriter implements TransactionSink {
   #committing: CommittingBatch | undefined;
   readonly stats: ApplyStats = { transactions: 0, changes: 0, batches: 0, statements: 0, copies: 0, missingRows: 0 };
 
-  private constructor(sql: postgres.Sql, options: ApplyWriterOptions, durable: Lsn, fence: Fence) {
+  private constructor(sql: postgres.Sql, options: ApplyWriterOptions, durable: Lsn, fence: Fence, connector: BoundedConnector) {
     this.#sql = sql;
     this.#fence = fence;
+    this.#connector = connector;
     this.#options = options;
     // Lookups run in the batch's transaction, behind its statements: their failures go through the
     // same bookkeeping, so a lookup's 25P02 never hides the statement that aborted the transaction.
@@ -178,7 +183,9 @@ export class ApplyWriter implements TransactionSink {
 
   static async open(options: ApplyWriterOptions): Promise<ApplyWriter> {
     const fence: Fence = { closed: false };
+    const connector = new BoundedConnector();
     const sql = openPostgres(options.url, 'apply', {
+      ...connector.options,
       max: 1,
       idle_timeout: 0,
       max_lifetime: null,
@@ -212,15 +219,23 @@ export class ApplyWriter implements TransactionSink {
       },
       // Once the connection closed, this writer sends nothing more; the engine starts a new one.
       onclose: () => { fence.closed = true; },
-    });
+    } as postgres.Options<Record<string, postgres.PostgresType>>);
     try {
-      if (options.holdsOrigin === false) return new ApplyWriter(sql, options, ZERO_LSN, fence);
+      if (options.holdsOrigin === false) {
+        const [session] = await sql.unsafe<{ pid: number }[]>(`SELECT pg_backend_pid() AS pid`);
+        const writer = new ApplyWriter(sql, options, ZERO_LSN, fence, connector);
+        writer.#backendPid = session?.pid;
+        return writer;
+      }
       await sql.unsafe(`SELECT pg_replication_origin_create($1) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_origin WHERE roname = $1)`, [options.originName]);
       const durable = await reconcileOrigin(sql, options);
-      await sql.unsafe(`SELECT pg_replication_origin_session_setup($1)`, [options.originName]);
-      return new ApplyWriter(sql, options, durable, fence);
+      const [session] = await sql.unsafe<{ pid: number }[]>(`SELECT pg_backend_pid() AS pid, pg_replication_origin_session_setup($1)`, [options.originName]);
+      const writer = new ApplyWriter(sql, options, durable, fence, connector);
+      writer.#backendPid = session?.pid;
+      return writer;
     } catch (error) {
-      await sql.end({ timeout: 1 }).catch(() => {});
+      await settleWithin(sql.end({ timeout: 1 }), CLEANUP_MS);
+      connector.destroyAll();
       const mapped = fromServerError(error, 'target');
       if (mapped.sqlState === '55006') {
         throw new PgtideError('SLOT_IN_USE', `another process is already applying subscription "${options.subscription}" to this target database (its replication origin ${options.originName} is in use). Stop that process; pgtide retries.`, { sqlState: mapped.sqlState, retryable: true, cause: error });
@@ -231,6 +246,8 @@ export class ApplyWriter implements TransactionSink {
       throw mapped;
     }
   }
+
+  get backendPid(): number | undefined { return this.#backendPid; }
 
   /** End LSN of the last source transaction whose target transaction has committed. */
   get durableLsn(): Lsn { return this.#durable; }
@@ -376,13 +393,25 @@ export class ApplyWriter implements TransactionSink {
     this.#committing = undefined;
     // A batch whose COMMIT was sent may still commit; the durable position is re-read from the
     // replication origin by the next writer, so it is not guessed here.
-    if (committing) await Promise.allSettled(committing.promises);
-    await Promise.allSettled(this.#inFlight);
+    // Bounded: statements queued on a connection that was reset may never settle (postgres.js
+    // 3.4.9, see src/pg/bounded.ts); after a time-out this writer is done for.
+    const pending = [...(committing?.promises ?? []), ...this.#inFlight];
     this.#inFlight = [];
+    const settled = await settleWithin(Promise.allSettled(pending), CLEANUP_MS);
     this.#copyGate = undefined;
     this.#lastCopyDone = undefined;
     this.#failures.clear();
-    if (wasOpen) await this.#sql.unsafe('ROLLBACK').catch(() => {});
+    if (settled === 'timeout') this.#abandon();
+    // No ROLLBACK on a closed connection: postgres.js would run it on a fresh session, or queue
+    // it on the dying one where it never settles. The server rolls back a lost session itself.
+    if (wasOpen && !this.#fence.closed && (await settleWithin(this.#sql.unsafe('ROLLBACK'), CLEANUP_MS)) === 'timeout') this.#abandon();
+  }
+
+  /** A clean-up step timed out: the connection is unusable; nothing more is sent through it. */
+  #abandon(): void {
+    this.#fence.closed = true;
+    this.#broken = true;
+    this.#connector.destroyAll();
   }
 
   /**
@@ -457,10 +486,20 @@ export class ApplyWriter implements TransactionSink {
     this.#issue({ text: `ROLLBACK TO SAVEPOINT ${quoteIdent(name)}`, params: [] });
   }
 
+  /**
+   * Rolls back, unbinds the origin and ends the connection, each step within
+   * a time limit, and then destroys the socket: a close must never hang the
+   * reconnect that follows it (issue 10, case 6).
+   */
   async close(): Promise<void> {
-    await this.rollback().catch(() => {});
-    await this.#sql.unsafe(`SELECT pg_replication_origin_session_reset()`).catch(() => {});
-    await this.#sql.end({ timeout: 2 }).catch(() => {});
+    await settleWithin(this.rollback(), CLEANUP_MS * 2);
+    // The origin is released by the server when its session ends; on a live one, release it now.
+    if (!this.#fence.closed) {
+      await settleWithin(this.#sql.unsafe(`SELECT pg_replication_origin_session_reset()`), CLEANUP_MS);
+    }
+    await settleWithin(this.#sql.end({ timeout: 1 }), CLEANUP_MS);
+    this.#fence.closed = true;
+    this.#connector.destroyAll();
   }
 
   #enqueue(queue: TableQueue, keyed: Exclude<RowChange, { kind: 'message' | 'truncate' }>): void {

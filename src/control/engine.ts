@@ -30,6 +30,9 @@ import { claimSlotForCreation, guardSlot, refuseOtherSource, refuseSourceIsTarge
 import { LeaderLock } from './leader-lock.js';
 import { Heartbeat } from '../source/heartbeat.js';
 import { retireLegacyOrigin } from '../target/legacy-origin.js';
+import { BoundedConnector, CLEANUP_MS, settleWithin } from '../pg/bounded.js';
+import { StallWatchdog } from './watchdog.js';
+import { terminateAbandonedApplySessions } from '../target/stale-sessions.js';
 
 export interface EngineHooks {
   readonly onCopyProgress?: (progress: readonly CopyProgress[]) => void;
@@ -58,6 +61,13 @@ export class Engine {
   #durable: Lsn | undefined;
   /** After a fold conflict: apply in exact order up to here. */
   #exactUntil: Lsn = ZERO_LSN;
+  /** Apply sessions abandoned by the watchdog, ended before the next attempt opens its own. */
+  #abandonedApplyPids: number[] = [];
+  /** Backend pids of the apply sessions (main and streamed) of the current attempt. */
+  readonly #attemptApplyPids = new Set<number>();
+  #targetPool: postgres.Sql | undefined;
+  /** Sockets of the source and target pools, dropped when the watchdog fires. */
+  #poolConnectors: readonly BoundedConnector[] = [];
 
   constructor(config: PgtideConfig, logger: Logger, hooks: EngineHooks = {}) {
     this.#config = config;
@@ -72,8 +82,12 @@ export class Engine {
   /** Runs until `signal` aborts (then shuts down cleanly and resolves) or a non-retryable error. */
   async run(signal: AbortSignal): Promise<void> {
     const config = this.#config;
-    const source = openPostgres(config.source.url, 'admin', { max: 2, connect_timeout: 15, onnotice: () => {}, idle_timeout: 30 });
-    const target = openPostgres(config.target.url, 'admin', { max: 2, connect_timeout: 15, onnotice: () => {}, idle_timeout: 30 });
+    const sourceConnector = new BoundedConnector();
+    const targetConnector = new BoundedConnector();
+    this.#poolConnectors = [sourceConnector, targetConnector];
+    const source = openPostgres(config.source.url, 'admin', { ...sourceConnector.options, max: 2, connect_timeout: 15, onnotice: () => {}, idle_timeout: 30 });
+    const target = openPostgres(config.target.url, 'admin', { ...targetConnector.options, max: 2, connect_timeout: 15, onnotice: () => {}, idle_timeout: 30 });
+    this.#targetPool = target;
     let sequences: { readonly loop: SequenceSyncLoop; readonly sync: SequenceSync } | undefined;
     const lastError = new LastErrorStore(target, config.name);
     let leader: LeaderLock | undefined;
@@ -140,12 +154,14 @@ export class Engine {
       }
     } finally {
       if (sequences) {
-        await sequences.loop.stop();
-        await sequences.sync.close();
+        await settleWithin(sequences.loop.stop(), CLEANUP_MS * 2);
+        await settleWithin(sequences.sync.close(), CLEANUP_MS * 2);
       }
       this.#phase = 'stopped';
-      await leader?.release();
-      await Promise.allSettled([source.end({ timeout: 2 }), target.end({ timeout: 2 })]);
+      await settleWithin(leader?.release() ?? Promise.resolve(), CLEANUP_MS);
+      await settleWithin(Promise.allSettled([source.end({ timeout: 2 }), target.end({ timeout: 2 })]), CLEANUP_MS);
+      sourceConnector.destroyAll();
+      targetConnector.destroyAll();
     }
   }
 
@@ -313,7 +329,29 @@ export class Engine {
 
   async #streamOnce(prepared: Prepared, signal: AbortSignal, onProgress: () => void): Promise<void> {
     const config = this.#config;
-    const gateMap = await prepared.store.gateMap();
+    const watchdog = new StallWatchdog(config.stallTimeoutMs);
+    this.#attemptApplyPids.clear();
+    try {
+      if (this.#abandonedApplyPids.length > 0 && this.#targetPool) {
+        const ended = await watchdog.guard(terminateAbandonedApplySessions(this.#targetPool, this.#abandonedApplyPids), 'ending abandoned apply sessions on the target');
+        this.#logger.info({ pids: this.#abandonedApplyPids, ended }, 'ended the apply session(s) abandoned by the watchdog, which may still hold the replication origin');
+        this.#abandonedApplyPids = [];
+      }
+      await this.#streamGuarded(prepared, signal, onProgress, watchdog);
+    } finally {
+      watchdog.stop();
+      if (watchdog.error) {
+        this.#abandonedApplyPids.push(...this.#attemptApplyPids);
+        // The pools may hold sockets as dead as the ones that stalled: drop them, so the next
+        // attempt's queries connect afresh instead of queueing behind a query that never ends.
+        for (const connector of this.#poolConnectors) connector.resetAll();
+      }
+    }
+  }
+
+  async #streamGuarded(prepared: Prepared, signal: AbortSignal, onProgress: () => void, watchdog: StallWatchdog): Promise<void> {
+    const config = this.#config;
+    const gateMap = await watchdog.guard(prepared.store.gateMap(), 'reading the table states on the target');
     const writerOptions = {
       url: config.target.url,
       subscription: config.name,
@@ -326,7 +364,14 @@ export class Engine {
       exactUntil: this.#exactUntil,
       logger: this.#logger,
     };
-    const writer = await ApplyWriter.open(writerOptions);
+    const opening = ApplyWriter.open(writerOptions);
+    // A writer that opens after the watchdog gave up on it would keep the origin bound.
+    opening.catch(() => {});
+    const writer = await watchdog.guard(opening, 'opening the apply session on the target').catch((error: unknown) => {
+      void opening.then((late) => late.close(), () => {});
+      throw error;
+    });
+    if (writer.backendPid !== undefined) this.#attemptApplyPids.add(writer.backendPid);
     const repl = ReplicationConnection.open(config.source.url);
     let session: ReplicationSession | undefined;
     let assembler: TransactionAssembler | undefined;
@@ -338,12 +383,16 @@ export class Engine {
       const gate = new ChangeGate(writer, gateMap, writer.durableLsn);
       let processing = false;
       const direct = config.apply.streamedApply
-        ? new DirectStreamedApply({ main: writer, gate, maxOpen: 2, startLsn, openWriter: () => ApplyWriter.open({ ...writerOptions, holdsOrigin: false, netEffect: false }) })
+        ? new DirectStreamedApply({ main: writer, gate, maxOpen: 2, startLsn, openWriter: async () => {
+          const streamed = await ApplyWriter.open({ ...writerOptions, holdsOrigin: false, netEffect: false });
+          if (streamed.backendPid !== undefined) this.#attemptApplyPids.add(streamed.backendPid);
+          return streamed;
+        } })
         : undefined;
       const asm = new TransactionAssembler(gate, { memoryCap: config.memoryCap, spillDir: config.spillDir }, direct);
       assembler = asm;
       const decoder = new PgoutputDecoder({ protocolVersion: prepared.protocolVersion });
-      const stream = await repl.startReplication({ slot: prepared.slot, startLsn, publications: prepared.publications, protocolVersion: prepared.protocolVersion, streaming: true });
+      const stream = await watchdog.guard(repl.startReplication({ slot: prepared.slot, startLsn, publications: prepared.publications, protocolVersion: prepared.protocolVersion, streaming: true }), 'START_REPLICATION on the source');
       const live = new ReplicationSession(stream, {
         statusIntervalMs: config.statusIntervalMs,
         receiveTimeoutMs: config.receiveTimeoutMs,
@@ -367,14 +416,15 @@ export class Engine {
           prepared.heartbeat.idle();
           // Idle: commit what is complete so latency stays low under light load.
           if (writer.hasPendingWork && writer.atBoundary) {
-            await writer.commitPending();
+            await watchdog.guard(writer.commitPending(), 'a commit on the target');
           }
         } else {
           prepared.heartbeat.activity();
           processing = true;
+          watchdog.activity();
           for (const payload of payloads) {
             const waited = asm.push(decoder.decode(payload));
-            if (waited) await waited;
+            if (waited) await watchdog.guard(waited, 'applying received changes to the target');
           }
           processing = false;
         }
@@ -388,17 +438,19 @@ export class Engine {
       // Shutdown: finish the batch if it ends on a transaction boundary, else roll it back;
       // either way the recorded position matches what is committed.
       if (writer.hasPendingWork && writer.atBoundary && !asm.inFlight) {
-        await writer.commitPending();
+        await watchdog.guard(writer.commitPending(), 'the last commit on the target');
       } else {
-        await writer.rollback();
+        await watchdog.guard(writer.rollback(), 'rolling back on the target');
       }
       this.#durable = writer.durableLsn;
       live.sendStatus();
       this.#logger.info({ appliedLsn: formatLsn(writer.durableLsn), ...writer.stats }, 'streaming stopped');
     } finally {
-      await assembler?.reset().catch(() => {});
-      await session?.close().catch(() => {});
-      await writer.close();
+      // Each step within a time limit: a clean-up that hangs on a dead connection would stop
+      // the reconnect for good (issue 10, case 6).
+      await settleWithin(assembler?.reset() ?? Promise.resolve(), CLEANUP_MS * 3);
+      await settleWithin(session?.close() ?? Promise.resolve(), CLEANUP_MS);
+      await settleWithin(writer.close(), CLEANUP_MS * 3);
       await repl.close();
     }
   }
