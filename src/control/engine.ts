@@ -141,6 +141,13 @@ export class Engine {
           }
           // Whether to retry was decided once, where the error was made (control/error-class.ts).
           const mapped = error instanceof PgtideError ? error : fromServerError(error, 'source');
+          // Stopping, and the attempt failed in a way the next start would retry (a fold conflict
+          // met while finishing the last batch, a connection lost meanwhile): what is committed is
+          // consistent with the recorded position, so this is a clean stop, not a failure.
+          if (signal.aborted && (mapped.retryable || error instanceof FoldConflictError)) {
+            this.#logger.info({ code: mapped.code, sqlState: mapped.sqlState }, `stopped; the last attempt ended with: ${mapped.message}. The next start resumes from the recorded position.`);
+            break;
+          }
           if (signal.aborted) throw mapped;
           await lastError.record(mapped, mapped.retryable);
           if (!mapped.retryable) throw mapped;
