@@ -4,7 +4,7 @@
  * table and sequence compared. Replay a failure with
  * `npm run chaos -- --faults 20 --seed <seed>`.
  */
-import { describe, it } from 'node:test';
+import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { runChaos, formatSummary } from '../chaos/suite.js';
 
@@ -12,6 +12,12 @@ const SEED = Number(process.env.PGTIDE_CHAOS_SEED ?? 20261206);
 const FAULTS = Number(process.env.PGTIDE_CHAOS_FAULTS ?? 20);
 
 describe('fault injection (short chaos run)', { timeout: 1_800_000 }, () => {
+  // Something the run leaves behind keeps this file's process alive, busy, after the test ended
+  // (seen on 2026-12-06, cause not found yet: not the TCP proxy, not pgtide, which are gone), and
+  // the test runner would wait for it for ever. Exit once the results are reported; the exit
+  // code is the runner's (process.exitCode is 1 after a failure).
+  after(() => { setTimeout(() => process.exit(), 5_000).unref(); });
+
   it(`${FAULTS} random faults under load converge with no loss and no duplicate (seed ${SEED})`, async () => {
     // The unique-swap step stays out until issue 10 case 4 (a crash loop on unique swaps with
     // netEffect) is fixed on main; `npm run chaos` includes it unless --no-swaps.
