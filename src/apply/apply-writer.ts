@@ -63,6 +63,12 @@ export interface ApplyWriterOptions {
   /** Transactions committed at or below this LSN are applied in exact order (replay after a fold conflict). */
   readonly exactUntil?: Lsn;
   /**
+   * Tables never folded by this writer (qualified names): a table that met a fold conflict once
+   * has unique constraints that tie its rows together (swaps), and each conflict costs a
+   * reconnect and a replay, which under a steady stream of swaps never catches up.
+   */
+  readonly noFoldTables?: ReadonlySet<string>;
+  /**
    * False for a writer that applies one streamed transaction beside the main
    * writer: it binds the replication origin only around its own commit.
    */
@@ -77,10 +83,13 @@ export interface ApplyWriterOptions {
  */
 export class FoldConflictError extends PgtideError {
   readonly untilLsn: Lsn;
-  constructor(untilLsn: Lsn, cause: unknown) {
-    super('APPLY_FAILED', `a net-effect batch hit a unique violation; replaying it in exact order up to ${formatLsn(untilLsn)}`, { retryable: true, cause, sqlState: fromServerError(cause, 'target').sqlState });
+  /** The target table whose statement failed, when known: the engine stops folding it. */
+  readonly table: string | undefined;
+  constructor(untilLsn: Lsn, cause: unknown, table?: string) {
+    super('APPLY_FAILED', `a net-effect batch hit a unique violation${table ? ` on ${table}` : ''}; replaying it in exact order up to ${formatLsn(untilLsn)}`, { retryable: true, cause, sqlState: fromServerError(cause, 'target').sqlState });
     this.name = 'FoldConflictError';
     this.untilLsn = untilLsn;
+    this.table = table;
   }
 }
 
@@ -297,7 +306,8 @@ export class ApplyWriter implements TransactionSink {
     if (old) this.#emitQueue(old);
     const table = await this.#resolve(change.relation);
     if (hasReplicaTriggers(table)) noteReplicaTriggers(this.#options.logger, this.#options.subscription, table);
-    const foldable = table.relation.replicaIdentity !== 'full' && table.relation.keyIndexes.length > 0 && !hasReplicaTriggers(table);
+    const foldable = table.relation.replicaIdentity !== 'full' && table.relation.keyIndexes.length > 0 && !hasReplicaTriggers(table)
+      && !(this.#options.noFoldTables?.has(table.relation.qualifiedName) ?? false);
     const queue: TableQueue = { table, runs: [], fold: foldable ? new NetEffectTable(table) : undefined };
     this.#queues.delete(change.relation.oid);
     this.#queues.set(change.relation.oid, queue);
@@ -763,7 +773,7 @@ export class ApplyWriter implements TransactionSink {
       if (this.#fence.closed) throw new PgtideError('CONNECTION_FAILED', 'the target connection of the apply session was lost; reconnecting', { retryable: true, cause: failure });
       if (failure instanceof PgtideError) throw failure;
       const sqlState = fromServerError(failure, 'target').sqlState;
-      if (record.mark.folded && (sqlState === '23505' || sqlState === '23P01')) throw new FoldConflictError(record.mark.maxCommitLsn, failure);
+      if (record.mark.folded && (sqlState === '23505' || sqlState === '23P01')) throw new FoldConflictError(record.mark.maxCommitLsn, failure, record.context.table);
       throw applyError(record, this.#options.url);
     }
   }

@@ -61,6 +61,8 @@ export class Engine {
   #durable: Lsn | undefined;
   /** After a fold conflict: apply in exact order up to here. */
   #exactUntil: Lsn = ZERO_LSN;
+  /** Tables that met a fold conflict: applied unfolded for the rest of this process's life. */
+  readonly #noFoldTables = new Set<string>();
   /** Apply sessions abandoned by the watchdog, ended before the next attempt opens its own. */
   #abandonedApplyPids: number[] = [];
   /** Backend pids of the apply sessions (main and streamed) of the current attempt. */
@@ -137,6 +139,10 @@ export class Engine {
           if (error instanceof FoldConflictError && !signal.aborted) {
             this.#exactUntil = maxLsn(this.#exactUntil, error.untilLsn);
             this.#logger.info({ untilLsn: formatLsn(error.untilLsn) }, error.message);
+            if (error.table !== undefined && !this.#noFoldTables.has(error.table)) {
+              this.#noFoldTables.add(error.table);
+              this.#logger.info({ table: error.table }, `net-effect folding is off for ${error.table} until pgtide restarts: its unique constraints tie rows together (for example a unique swap), so folding its changes can break them`);
+            }
             continue;
           }
           // Whether to retry was decided once, where the error was made (control/error-class.ts).
@@ -369,6 +375,7 @@ export class Engine {
       netEffect: config.apply.netEffect,
       copyMinRows: config.apply.copyMinRows,
       exactUntil: this.#exactUntil,
+      noFoldTables: this.#noFoldTables,
       logger: this.#logger,
     };
     const opening = ApplyWriter.open(writerOptions);
