@@ -108,6 +108,11 @@ export const configSchema = z.object({
   receiveTimeoutMs: z.number().int().min(1000).default(60_000),
   /** Idle this long: emit a heartbeat message on the source (0: never). Default: statusIntervalMs. */
   heartbeatIntervalMs: z.number().int().min(0).optional(),
+  /**
+   * Watchdog: nothing read from the stream and nothing applied for this long while work is
+   * pending is a stall (a wait on a dead connection), turned into a reconnect.
+   */
+  stallTimeoutMs: z.number().int().min(1000).default(120_000),
   sequences: z.object({
     enabled: z.boolean().default(true),
     intervalMs: z.number().int().min(100).default(5000),

@@ -34,6 +34,9 @@ import { tableMissingOnTarget } from '../core/missing-table.js';
 import { AckPolicy } from '../pipeline/ack-policy.js';
 import { runStreamLoop } from '../pipeline/stream-loop.js';
 import type { CopyProgress, CopyTableSpec } from '../copy/copy-options.js';
+import { BoundedConnector, CLEANUP_MS, settleWithin } from '../pg/bounded.js';
+import { StallWatchdog } from './watchdog.js';
+import { terminateAbandonedApplySessions } from '../state/stale-sessions.js';
 
 export interface EngineHooks {
   readonly onCopyProgress?: (progress: readonly CopyProgress[]) => void;
@@ -62,6 +65,15 @@ export class Engine {
   #durable: Lsn | undefined;
   /** After a fold conflict: apply in exact order up to here. */
   #exactUntil: Lsn = ZERO_LSN;
+  /** Tables that met a fold conflict: applied unfolded for the rest of this process's life. */
+  readonly #noFoldTables = new Set<string>();
+  /** Apply sessions abandoned by the watchdog, ended before the next attempt opens its own. */
+  #abandonedApplyPids: number[] = [];
+  /** Backend pids of the apply sessions (main and streamed) of the current attempt. */
+  readonly #attemptApplyPids = new Set<number>();
+  #targetPool: postgres.Sql | undefined;
+  /** Sockets of the source and target pools, dropped when the watchdog fires. */
+  #poolConnectors: readonly BoundedConnector[] = [];
 
   constructor(config: PgtideConfig, logger: Logger, hooks: EngineHooks = {}) {
     this.#config = config;
@@ -76,8 +88,12 @@ export class Engine {
   /** Runs until `signal` aborts (then shuts down cleanly and resolves) or a non-retryable error. */
   async run(signal: AbortSignal): Promise<void> {
     const config = this.#config;
-    const source = openPostgres(config.source.url, 'admin', { max: 2, connect_timeout: 15, onnotice: () => {}, idle_timeout: 30 });
-    const target = openPostgres(config.target.url, 'admin', { max: 2, connect_timeout: 15, onnotice: () => {}, idle_timeout: 30 });
+    const sourceConnector = new BoundedConnector();
+    const targetConnector = new BoundedConnector();
+    this.#poolConnectors = [sourceConnector, targetConnector];
+    const source = openPostgres(config.source.url, 'admin', { ...sourceConnector.options, max: 2, connect_timeout: 15, onnotice: () => {}, idle_timeout: 30 });
+    const target = openPostgres(config.target.url, 'admin', { ...targetConnector.options, max: 2, connect_timeout: 15, onnotice: () => {}, idle_timeout: 30 });
+    this.#targetPool = target;
     let sequences: { readonly loop: SequenceSyncLoop; readonly sync: SequenceSync } | undefined;
     const lastError = new LastErrorStore(target, config.name);
     let leader: LeaderLock | undefined;
@@ -127,10 +143,21 @@ export class Engine {
           if (error instanceof FoldConflictError && !signal.aborted) {
             this.#exactUntil = maxLsn(this.#exactUntil, error.untilLsn);
             this.#logger.info({ untilLsn: formatLsn(error.untilLsn) }, error.message);
+            if (error.table !== undefined && !this.#noFoldTables.has(error.table)) {
+              this.#noFoldTables.add(error.table);
+              this.#logger.info({ table: error.table }, `net-effect folding is off for ${error.table} until pgtide restarts: its unique constraints tie rows together (for example a unique swap), so folding its changes can break them`);
+            }
             continue;
           }
           // Whether to retry was decided once, where the error was made (core/error-class.ts).
           const mapped = error instanceof PgtideError ? error : fromServerError(error, 'source');
+          // Stopping, and the attempt failed in a way the next start would retry (a fold conflict
+          // met while finishing the last batch, a connection lost meanwhile): what is committed is
+          // consistent with the recorded position, so this is a clean stop, not a failure.
+          if (signal.aborted && (mapped.retryable || error instanceof FoldConflictError)) {
+            this.#logger.info({ code: mapped.code, sqlState: mapped.sqlState }, `stopped; the last attempt ended with: ${mapped.message}. The next start resumes from the recorded position.`);
+            break;
+          }
           if (signal.aborted) throw mapped;
           await lastError.record(mapped, mapped.retryable);
           if (!mapped.retryable) throw mapped;
@@ -144,12 +171,14 @@ export class Engine {
       }
     } finally {
       if (sequences) {
-        await sequences.loop.stop();
-        await sequences.sync.close();
+        await settleWithin(sequences.loop.stop(), CLEANUP_MS * 2);
+        await settleWithin(sequences.sync.close(), CLEANUP_MS * 2);
       }
       this.#phase = 'stopped';
-      await leader?.release();
-      await Promise.allSettled([source.end({ timeout: 2 }), target.end({ timeout: 2 })]);
+      await settleWithin(leader?.release() ?? Promise.resolve(), CLEANUP_MS);
+      await settleWithin(Promise.allSettled([source.end({ timeout: 2 }), target.end({ timeout: 2 })]), CLEANUP_MS);
+      sourceConnector.destroyAll();
+      targetConnector.destroyAll();
     }
   }
 
@@ -317,7 +346,29 @@ export class Engine {
 
   async #streamOnce(prepared: Prepared, signal: AbortSignal, onProgress: () => void): Promise<void> {
     const config = this.#config;
-    const gateMap = await prepared.store.gateMap();
+    const watchdog = new StallWatchdog(config.stallTimeoutMs);
+    this.#attemptApplyPids.clear();
+    try {
+      if (this.#abandonedApplyPids.length > 0 && this.#targetPool) {
+        const ended = await watchdog.guard(terminateAbandonedApplySessions(this.#targetPool, this.#abandonedApplyPids), 'ending abandoned apply sessions on the target');
+        this.#logger.info({ pids: this.#abandonedApplyPids, ended }, 'ended the apply session(s) abandoned by the watchdog, which may still hold the replication origin');
+        this.#abandonedApplyPids = [];
+      }
+      await this.#streamGuarded(prepared, signal, onProgress, watchdog);
+    } finally {
+      watchdog.stop();
+      if (watchdog.error) {
+        this.#abandonedApplyPids.push(...this.#attemptApplyPids);
+        // The pools may hold sockets as dead as the ones that stalled: drop them, so the next
+        // attempt's queries connect afresh instead of queueing behind a query that never ends.
+        for (const connector of this.#poolConnectors) connector.resetAll();
+      }
+    }
+  }
+
+  async #streamGuarded(prepared: Prepared, signal: AbortSignal, onProgress: () => void, watchdog: StallWatchdog): Promise<void> {
+    const config = this.#config;
+    const gateMap = await watchdog.guard(prepared.store.gateMap(), 'reading the table states on the target');
     const writerOptions = {
       url: config.target.url,
       subscription: config.name,
@@ -328,9 +379,17 @@ export class Engine {
       netEffect: config.apply.netEffect,
       copyMinRows: config.apply.copyMinRows,
       exactUntil: this.#exactUntil,
+      noFoldTables: this.#noFoldTables,
       logger: this.#logger,
     };
-    const writer = await ApplyWriter.open(writerOptions);
+    const opening = ApplyWriter.open(writerOptions);
+    // A writer that opens after the watchdog gave up on it would keep the origin bound.
+    opening.catch(() => {});
+    const writer = await watchdog.guard(opening, 'opening the apply session on the target').catch((error: unknown) => {
+      void opening.then((late) => late.close(), () => {});
+      throw error;
+    });
+    if (writer.backendPid !== undefined) this.#attemptApplyPids.add(writer.backendPid);
     const repl = ReplicationConnection.open(config.source.url);
     let session: ReplicationSession | undefined;
     let assembler: TransactionAssembler | undefined;
@@ -341,13 +400,17 @@ export class Engine {
       this.#durable = writer.durableLsn;
       const gate = new ChangeGate(writer, gateMap, writer.durableLsn);
       const direct = config.apply.streamedApply
-        ? new DirectStreamedApply({ main: writer, gate, maxOpen: 2, startLsn, openWriter: () => ApplyWriter.open({ ...writerOptions, holdsOrigin: false, netEffect: false }) })
+        ? new DirectStreamedApply({ main: writer, gate, maxOpen: 2, startLsn, openWriter: async () => {
+          const streamed = await ApplyWriter.open({ ...writerOptions, holdsOrigin: false, netEffect: false });
+          if (streamed.backendPid !== undefined) this.#attemptApplyPids.add(streamed.backendPid);
+          return streamed;
+        } })
         : undefined;
       const asm = new TransactionAssembler(gate, { memoryCap: config.memoryCap, spillDir: config.spillDir }, direct);
       assembler = asm;
       const ack = new AckPolicy(writer, asm);
       const decoder = new PgoutputDecoder({ protocolVersion: prepared.protocolVersion });
-      const stream = await repl.startReplication({ slot: prepared.slot, startLsn, publications: prepared.publications, protocolVersion: prepared.protocolVersion, streaming: true });
+      const stream = await watchdog.guard(repl.startReplication({ slot: prepared.slot, startLsn, publications: prepared.publications, protocolVersion: prepared.protocolVersion, streaming: true }), 'START_REPLICATION on the source');
       const live = new ReplicationSession(stream, {
         statusIntervalMs: config.statusIntervalMs,
         receiveTimeoutMs: config.receiveTimeoutMs,
@@ -361,7 +424,9 @@ export class Engine {
       session = live;
       this.#logger.info({ startLsn: formatLsn(startLsn), protocolVersion: prepared.protocolVersion }, 'streaming started');
       await runStreamLoop({
-        session: live, decoder, assembler: asm, sink: writer, ack, activity: prepared.heartbeat,
+        session: live, decoder, assembler: asm, sink: writer, ack,
+        activity: { idle: () => prepared.heartbeat.idle(), activity: () => { prepared.heartbeat.activity(); watchdog.activity(); } },
+        guard: (work, what) => watchdog.guard(work, what),
         idleWaitMs: Math.max(5, config.apply.batchMaxAgeMs), signal,
         onDurable: (durableLsn) => {
           this.#durable = durableLsn;
@@ -373,9 +438,11 @@ export class Engine {
       live.sendStatus();
       this.#logger.info({ appliedLsn: formatLsn(writer.durableLsn), ...writer.stats }, 'streaming stopped');
     } finally {
-      await assembler?.reset().catch(() => {});
-      await session?.close().catch(() => {});
-      await writer.close();
+      // Each step within a time limit: a clean-up that hangs on a dead connection would stop
+      // the reconnect for good (issue 10, case 6).
+      await settleWithin(assembler?.reset() ?? Promise.resolve(), CLEANUP_MS * 3);
+      await settleWithin(session?.close() ?? Promise.resolve(), CLEANUP_MS);
+      await settleWithin(writer.close(), CLEANUP_MS * 3);
       await repl.close();
     }
   }

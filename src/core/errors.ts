@@ -37,6 +37,8 @@ export type ErrorCode =
   | 'STATE_CORRUPT'
   | 'SHUTDOWN'
   | 'HARNESS_FAILED'
+  /** A streaming attempt made no progress with work pending (the stall watchdog). */
+  | 'STALLED'
   | 'INTERNAL';
 
 export interface PgtideErrorOptions {

@@ -354,6 +354,19 @@ export class Cluster {
     this.#process = undefined;
   }
 
+  /**
+   * Immediate shutdown (SIGQUIT, what `pg_ctl stop -m immediate` sends): no
+   * checkpoint, sessions are cut, the next start runs crash recovery.
+   */
+  async stopImmediate(): Promise<void> {
+    const child = this.#process;
+    if (!child || child.exitCode !== null) { this.#process = undefined; return; }
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    child.kill('SIGQUIT');
+    await exited;
+    this.#process = undefined;
+  }
+
   async restart(): Promise<void> {
     await this.stopServer();
     await this.startServer();

@@ -30,6 +30,7 @@ import { homedir } from 'node:os';
 import path from 'node:path';
 import { ConfigError } from '../core/errors.js';
 import { parseConninfo, type Conninfo } from './conninfo.js';
+import { BoundedConnector } from './bounded.js';
 
 /** What a connection is for; names it in pg_stat_activity when the site gives no name. */
 export type PgRole = 'replication' | 'apply' | 'copy' | 'catalog' | 'admin';
@@ -111,7 +112,12 @@ export function postgresOptions(conninfo: string | Conninfo, role: PgRole, site:
   // libpq's precedence: application_name (string, then PGAPPNAME) over the fallback name, which
   // is what a site's own name is.
   const applicationName = info.applicationName ?? site.connection?.application_name ?? info.fallbackApplicationName ?? `pgtide-${role}`;
+  // Every client gets bounded sockets (bounded.ts: no reconnect storm when a server behind a
+  // proxy closes before answering, backoff between failed attempts) unless its site brings its
+  // own connector, to destroy its sockets itself or to set TCP_NODELAY.
+  const sockets = (site as { readonly socket?: unknown }).socket === undefined ? new BoundedConnector().options : {};
   return {
+    ...sockets,
     ...site,
     host: info.host,
     port: info.port,

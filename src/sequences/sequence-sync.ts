@@ -30,6 +30,7 @@ import postgres from 'postgres';
 import { openPostgres } from '../pg/connect.js';
 import { PgtideError, fromServerError } from '../core/errors.js';
 import { migrateStateSchema } from '../state/state-schema.js';
+import { BoundedConnector, CLEANUP_MS, settleWithin } from '../pg/bounded.js';
 import {
   discoverSequences, readSequenceDefinitions, definitionFromRow, SequenceReader,
   type CatalogSequence, type SequenceDefinition, type SequenceDiscovery, type SequenceReadMode,
@@ -287,6 +288,7 @@ interface TargetApplyInput {
 export class SequenceSync {
   readonly #options: SequenceSyncOptions;
   readonly #source: postgres.Sql;
+  readonly #connectors = [new BoundedConnector(), new BoundedConnector()] as const;
   readonly #target: postgres.Sql;
   #discovery: SequenceDiscovery | undefined;
   #tracked: Tracked[] = [];
@@ -305,8 +307,9 @@ export class SequenceSync {
     }
     this.#options = options;
     const connection = { application_name: 'pgtide sequences' };
-    this.#source = openPostgres(options.sourceUrl, 'catalog', { max: 1, onnotice: () => {}, connection });
-    this.#target = openPostgres(options.targetUrl, 'catalog', { max: 1, onnotice: () => {}, connection });
+    // Bounded sockets: a server down behind a proxy made these pools reconnect ~700 times a second.
+    this.#source = openPostgres(options.sourceUrl, 'catalog', { ...this.#connectors[0].options, max: 1, onnotice: () => {}, connection });
+    this.#target = openPostgres(options.targetUrl, 'catalog', { ...this.#connectors[1].options, max: 1, onnotice: () => {}, connection });
   }
 
   /** The sequences found by the last discovery. */
@@ -496,8 +499,9 @@ export class SequenceSync {
 
   /** Waits for a round in progress, then closes both connections. */
   async close(): Promise<void> {
-    await this.#queue;
-    await Promise.all([this.#source.end({ timeout: 5 }), this.#target.end({ timeout: 5 })]);
+    await settleWithin(this.#queue, CLEANUP_MS);
+    await settleWithin(Promise.all([this.#source.end({ timeout: 2 }), this.#target.end({ timeout: 2 })]), CLEANUP_MS);
+    for (const connector of this.#connectors) connector.destroyAll();
   }
 }
 

@@ -13,6 +13,7 @@ import { parseLsn, formatLsn, type Lsn } from '../core/lsn.js';
 import { fromServerError, PgtideError } from '../core/errors.js';
 import { TEXT_FORMAT_SETTINGS } from '../pg/text-format.js';
 import { quoteIdent } from '../core/sql.js';
+import { BoundedConnector, CLEANUP_MS, settleWithin } from '../pg/bounded.js';
 
 export interface SystemIdentity {
   readonly systemId: string;
@@ -50,13 +51,17 @@ export function protocolVersionFor(serverVersionNum: number): 1 | 2 | 3 | 4 {
 
 export class ReplicationConnection {
   readonly #sql: postgres.Sql;
+  readonly #connector: BoundedConnector;
 
-  private constructor(sql: postgres.Sql) {
+  private constructor(sql: postgres.Sql, connector: BoundedConnector) {
     this.#sql = sql;
+    this.#connector = connector;
   }
 
   static open(url: string): ReplicationConnection {
+    const connector = new BoundedConnector();
     const sql = openPostgres(url, 'replication', {
+      ...connector.options,
       max: 1,
       // A walsender cannot run the type-lookup query postgres.js issues by default.
       fetch_types: false,
@@ -65,8 +70,8 @@ export class ReplicationConnection {
       connect_timeout: 15,
       onnotice: () => {},
       connection: { ...TEXT_FORMAT_SETTINGS, replication: 'database', application_name: 'pgtide', client_encoding: 'UTF8' },
-    });
-    return new ReplicationConnection(sql);
+    } as postgres.Options<Record<string, postgres.PostgresType>>);
+    return new ReplicationConnection(sql, connector);
   }
 
   async identifySystem(): Promise<SystemIdentity> {
@@ -128,8 +133,14 @@ export class ReplicationConnection {
     }
   }
 
+  /**
+   * Ends the connection within a time limit, then destroys its socket: ending
+   * only sends FIN, and a socket paused for backpressure would stay open with
+   * the walsender blocked writing to it, holding the slot (src/pg/bounded.ts).
+   */
   async close(): Promise<void> {
-    await this.#sql.end({ timeout: 2 }).catch(() => {});
+    await settleWithin(this.#sql.end({ timeout: 1 }), CLEANUP_MS);
+    this.#connector.destroyAll();
   }
 
   async #run<T extends object>(command: string): Promise<T[]> {

@@ -54,6 +54,7 @@ import { applyError, extendSpan, FirstFailure, type BatchMark, type SourceSpan, 
 import { quoteIdent } from '../../core/sql.js';
 import { deferred } from '../../core/async.js';
 import type { Sink } from '../sink.js';
+import { BoundedConnector, CLEANUP_MS, settleWithin } from '../../pg/bounded.js';
 
 export interface ApplyWriterOptions {
   readonly url: string;
@@ -69,6 +70,12 @@ export interface ApplyWriterOptions {
   /** Transactions committed at or below this LSN are applied in exact order (replay after a fold conflict). */
   readonly exactUntil?: Lsn;
   /**
+   * Tables never folded by this writer (qualified names): a table that met a fold conflict once
+   * has unique constraints that tie its rows together (swaps), and each conflict costs a
+   * reconnect and a replay, which under a steady stream of swaps never catches up.
+   */
+  readonly noFoldTables?: ReadonlySet<string>;
+  /**
    * False for a writer that applies one streamed transaction beside the main
    * writer: it binds the replication origin only around its own commit.
    */
@@ -83,10 +90,13 @@ export interface ApplyWriterOptions {
  */
 export class FoldConflictError extends PgtideError {
   readonly untilLsn: Lsn;
-  constructor(untilLsn: Lsn, cause: unknown) {
-    super('APPLY_FAILED', `a net-effect batch hit a unique violation; replaying it in exact order up to ${formatLsn(untilLsn)}`, { retryable: true, cause, sqlState: fromServerError(cause, 'target').sqlState });
+  /** The target table whose statement failed, when known: the engine stops folding it. */
+  readonly table: string | undefined;
+  constructor(untilLsn: Lsn, cause: unknown, table?: string) {
+    super('APPLY_FAILED', `a net-effect batch hit a unique violation${table ? ` on ${table}` : ''}; replaying it in exact order up to ${formatLsn(untilLsn)}`, { retryable: true, cause, sqlState: fromServerError(cause, 'target').sqlState });
     this.name = 'FoldConflictError';
     this.untilLsn = untilLsn;
+    this.table = table;
   }
 }
 
@@ -132,6 +142,9 @@ const keyString = (key: readonly string[]): string => (key.length === 1 ? key[0]
 export class ApplyWriter implements Sink {
   readonly #sql: postgres.Sql;
   readonly #fence: Fence;
+  readonly #connector: BoundedConnector;
+  /** The apply session's backend pid, so an abandoned session can be ended (target/stale-sessions.ts). */
+  #backendPid: number | undefined;
   readonly #options: ApplyWriterOptions;
   readonly #catalog: TableCatalog;
   readonly #queues = new Map<number, TableQueue>();
@@ -169,9 +182,10 @@ export class ApplyWriter implements Sink {
   #committing: CommittingBatch | undefined;
   readonly stats: ApplyStats = { transactions: 0, changes: 0, batches: 0, statements: 0, copies: 0, missingRows: 0 };
 
-  private constructor(sql: postgres.Sql, options: ApplyWriterOptions, durable: Lsn, fence: Fence) {
+  private constructor(sql: postgres.Sql, options: ApplyWriterOptions, durable: Lsn, fence: Fence, connector: BoundedConnector) {
     this.#sql = sql;
     this.#fence = fence;
+    this.#connector = connector;
     this.#options = options;
     // Lookups run in the batch's transaction, behind its statements: their failures go through the
     // same bookkeeping, so a lookup's 25P02 never hides the statement that aborted the transaction.
@@ -185,7 +199,9 @@ export class ApplyWriter implements Sink {
 
   static async open(options: ApplyWriterOptions): Promise<ApplyWriter> {
     const fence: Fence = { closed: false };
+    const connector = new BoundedConnector();
     const sql = openPostgres(options.url, 'apply', {
+      ...connector.options,
       max: 1,
       idle_timeout: 0,
       max_lifetime: null,
@@ -219,15 +235,23 @@ export class ApplyWriter implements Sink {
       },
       // Once the connection closed, this writer sends nothing more; the engine starts a new one.
       onclose: () => { fence.closed = true; },
-    });
+    } as postgres.Options<Record<string, postgres.PostgresType>>);
     try {
-      if (options.holdsOrigin === false) return new ApplyWriter(sql, options, ZERO_LSN, fence);
+      if (options.holdsOrigin === false) {
+        const [session] = await sql.unsafe<{ pid: number }[]>(`SELECT pg_backend_pid() AS pid`);
+        const writer = new ApplyWriter(sql, options, ZERO_LSN, fence, connector);
+        writer.#backendPid = session?.pid;
+        return writer;
+      }
       await sql.unsafe(`SELECT pg_replication_origin_create($1) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_origin WHERE roname = $1)`, [options.originName]);
       const durable = await reconcileOrigin(sql, options);
-      await sql.unsafe(`SELECT pg_replication_origin_session_setup($1)`, [options.originName]);
-      return new ApplyWriter(sql, options, durable, fence);
+      const [session] = await sql.unsafe<{ pid: number }[]>(`SELECT pg_backend_pid() AS pid, pg_replication_origin_session_setup($1)`, [options.originName]);
+      const writer = new ApplyWriter(sql, options, durable, fence, connector);
+      writer.#backendPid = session?.pid;
+      return writer;
     } catch (error) {
-      await sql.end({ timeout: 1 }).catch(() => {});
+      await settleWithin(sql.end({ timeout: 1 }), CLEANUP_MS);
+      connector.destroyAll();
       const mapped = fromServerError(error, 'target');
       if (mapped.sqlState === '55006') {
         throw new PgtideError('SLOT_IN_USE', `another process is already applying subscription "${options.subscription}" to this target database (its replication origin ${options.originName} is in use). Stop that process; pgtide retries.`, { sqlState: mapped.sqlState, retryable: true, cause: error });
@@ -238,6 +262,8 @@ export class ApplyWriter implements Sink {
       throw mapped;
     }
   }
+
+  get backendPid(): number | undefined { return this.#backendPid; }
 
   /** End LSN of the last source transaction whose target transaction has committed. */
   get durableLsn(): Lsn { return this.#durable; }
@@ -287,7 +313,8 @@ export class ApplyWriter implements Sink {
     if (old) this.#emitQueue(old);
     const table = await this.#resolve(change.relation);
     if (hasReplicaTriggers(table)) noteReplicaTriggers(this.#options.logger, this.#options.subscription, table);
-    const foldable = table.relation.replicaIdentity !== 'full' && table.relation.keyIndexes.length > 0 && !hasReplicaTriggers(table);
+    const foldable = table.relation.replicaIdentity !== 'full' && table.relation.keyIndexes.length > 0 && !hasReplicaTriggers(table)
+      && !(this.#options.noFoldTables?.has(table.relation.qualifiedName) ?? false);
     const queue: TableQueue = { table, runs: [], fold: foldable ? new NetEffectTable(table) : undefined };
     this.#queues.delete(change.relation.oid);
     this.#queues.set(change.relation.oid, queue);
@@ -383,13 +410,25 @@ export class ApplyWriter implements Sink {
     this.#committing = undefined;
     // A batch whose COMMIT was sent may still commit; the durable position is re-read from the
     // replication origin by the next writer, so it is not guessed here.
-    if (committing) await Promise.allSettled(committing.promises);
-    await Promise.allSettled(this.#inFlight);
+    // Bounded: statements queued on a connection that was reset may never settle (postgres.js
+    // 3.4.9, see src/pg/bounded.ts); after a time-out this writer is done for.
+    const pending = [...(committing?.promises ?? []), ...this.#inFlight];
     this.#inFlight = [];
+    const settled = await settleWithin(Promise.allSettled(pending), CLEANUP_MS);
     this.#copyGate = undefined;
     this.#lastCopyDone = undefined;
     this.#failures.clear();
-    if (wasOpen) await this.#sql.unsafe('ROLLBACK').catch(() => {});
+    if (settled === 'timeout') this.#abandon();
+    // No ROLLBACK on a closed connection: postgres.js would run it on a fresh session, or queue
+    // it on the dying one where it never settles. The server rolls back a lost session itself.
+    if (wasOpen && !this.#fence.closed && (await settleWithin(this.#sql.unsafe('ROLLBACK'), CLEANUP_MS)) === 'timeout') this.#abandon();
+  }
+
+  /** A clean-up step timed out: the connection is unusable; nothing more is sent through it. */
+  #abandon(): void {
+    this.#fence.closed = true;
+    this.#broken = true;
+    this.#connector.destroyAll();
   }
 
   /**
@@ -464,10 +503,20 @@ export class ApplyWriter implements Sink {
     this.#issue({ text: `ROLLBACK TO SAVEPOINT ${quoteIdent(name)}`, params: [] });
   }
 
+  /**
+   * Rolls back, unbinds the origin and ends the connection, each step within
+   * a time limit, and then destroys the socket: a close must never hang the
+   * reconnect that follows it (issue 10, case 6).
+   */
   async close(): Promise<void> {
-    await this.rollback().catch(() => {});
-    await this.#sql.unsafe(`SELECT pg_replication_origin_session_reset()`).catch(() => {});
-    await this.#sql.end({ timeout: 2 }).catch(() => {});
+    await settleWithin(this.rollback(), CLEANUP_MS * 2);
+    // The origin is released by the server when its session ends; on a live one, release it now.
+    if (!this.#fence.closed) {
+      await settleWithin(this.#sql.unsafe(`SELECT pg_replication_origin_session_reset()`), CLEANUP_MS);
+    }
+    await settleWithin(this.#sql.end({ timeout: 1 }), CLEANUP_MS);
+    this.#fence.closed = true;
+    this.#connector.destroyAll();
   }
 
   #enqueue(queue: TableQueue, keyed: Exclude<RowChange, { kind: 'message' | 'truncate' }>): void {
@@ -731,7 +780,7 @@ export class ApplyWriter implements Sink {
       if (this.#fence.closed) throw new PgtideError('CONNECTION_FAILED', 'the target connection of the apply session was lost; reconnecting', { retryable: true, cause: failure });
       if (failure instanceof PgtideError) throw failure;
       const sqlState = fromServerError(failure, 'target').sqlState;
-      if (record.mark.folded && (sqlState === '23505' || sqlState === '23P01')) throw new FoldConflictError(record.mark.maxCommitLsn, failure);
+      if (record.mark.folded && (sqlState === '23505' || sqlState === '23P01')) throw new FoldConflictError(record.mark.maxCommitLsn, failure, record.context.table);
       throw applyError(record, this.#options.url);
     }
   }
