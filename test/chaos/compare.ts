@@ -7,7 +7,7 @@
  * on the target are duplicates (or stale versions).
  */
 import type postgres from 'postgres';
-import { fingerprint } from '../support/replication.js';
+import { fingerprint, multisetDiff, rowTexts } from '../support/replication.js';
 
 export interface Comparison {
   readonly ok: boolean;
@@ -31,16 +31,7 @@ export async function compareAll(src: postgres.Sql, dst: postgres.Sql, tables: r
     rows += a.count;
     if (a.count === b.count && a.md5 === b.md5) continue;
     const [left, right] = await Promise.all([rowTexts(src, table.name), rowTexts(dst, table.name)]);
-    const counts = new Map<string, number>();
-    for (const r of left) counts.set(r, (counts.get(r) ?? 0) + 1);
-    const extra: string[] = [];
-    for (const r of right) {
-      const n = counts.get(r) ?? 0;
-      if (n > 0) counts.set(r, n - 1);
-      else extra.push(r);
-    }
-    const missing: string[] = [];
-    for (const [r, n] of counts) for (let i = 0; i < n; i++) missing.push(r);
+    const { missing, extra } = multisetDiff(left, right);
     losses += missing.length;
     duplicates += extra.length;
     problems.push(`${table.name}: source ${a.count} rows, target ${b.count}; ${missing.length} only on the source (e.g. ${missing.slice(0, 3).map(clip).join(' | ') || '-'}), ${extra.length} only on the target (e.g. ${extra.slice(0, 3).map(clip).join(' | ') || '-'})`);
@@ -56,11 +47,6 @@ export async function compareAll(src: postgres.Sql, dst: postgres.Sql, tables: r
     }
   }
   return { ok: problems.length === 0, tables: tables.length, rows, losses, duplicates, sequences: sequenceRows.length, sequencesBehind, problems };
-}
-
-async function rowTexts(sql: postgres.Sql, table: string): Promise<string[]> {
-  const rows = await sql.unsafe<{ r: string }[]>(`SELECT t::text AS r FROM ${table} AS t ORDER BY 1`);
-  return rows.map((x) => x.r);
 }
 
 function clip(text: string): string {

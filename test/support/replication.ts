@@ -348,10 +348,26 @@ export async function fingerprint(sql: postgres.Sql, table: string, options: Com
   return { count: r!.n, md5: r!.h };
 }
 
-async function rowTexts(sql: postgres.Sql, table: string, options: CompareOptions): Promise<string[]> {
+/** Rows as text in a fixed order (the comparison's form of each row). */
+export async function rowTexts(sql: postgres.Sql, table: string, options: CompareOptions = {}): Promise<string[]> {
   const row = options.columns ? `ROW(${options.columns})::text` : 't::text';
   const rows = await sql.unsafe<{ r: string }[]>(`SELECT ${row} AS r FROM ${table} AS t ORDER BY ${options.orderBy ?? row}`);
   return rows.map((x) => x.r);
+}
+
+/** Rows of `source` not on `target` (missing) and of `target` not on `source` (extra), as multisets. */
+export function multisetDiff(source: readonly string[], target: readonly string[]): { readonly missing: string[]; readonly extra: string[] } {
+  const counts = new Map<string, number>();
+  for (const r of source) counts.set(r, (counts.get(r) ?? 0) + 1);
+  const extra: string[] = [];
+  for (const r of target) {
+    const n = counts.get(r) ?? 0;
+    if (n > 0) counts.set(r, n - 1);
+    else extra.push(r);
+  }
+  const missing: string[] = [];
+  for (const [r, n] of counts) for (let i = 0; i < n; i++) missing.push(r);
+  return { missing, extra };
 }
 
 function clip(text: string, max = 300): string {
@@ -366,16 +382,7 @@ export async function assertTablesEqual(pair: Pick<Pair, 'src' | 'dst'>, table: 
   const [a, b] = await Promise.all([fingerprint(pair.src, table, options), fingerprint(pair.dst, table, options)]);
   if (a.count === b.count && a.md5 === b.md5) return a;
   const [left, right] = await Promise.all([rowTexts(pair.src, table, options), rowTexts(pair.dst, table, options)]);
-  const counts = new Map<string, number>();
-  for (const r of left) counts.set(r, (counts.get(r) ?? 0) + 1);
-  const extra: string[] = [];
-  for (const r of right) {
-    const n = counts.get(r) ?? 0;
-    if (n > 0) counts.set(r, n - 1);
-    else extra.push(r);
-  }
-  const missing: string[] = [];
-  for (const [r, n] of counts) for (let i = 0; i < n; i++) missing.push(r);
+  const { missing, extra } = multisetDiff(left, right);
   const lines = [`table ${table} differs: source ${a.count} rows (md5 ${a.md5}), target ${b.count} rows (md5 ${b.md5})`];
   if (missing.length === 0 && extra.length === 0) lines.push('  same rows, different order (is the ORDER BY unique?)');
   if (missing.length) lines.push(`  ${missing.length} row(s) only on the source, e.g.:`, ...missing.slice(0, 5).map((r) => `    - ${clip(r)}`));
