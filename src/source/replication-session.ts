@@ -132,6 +132,14 @@ export class ReplicationSession {
     await new Promise<void>((resolve) => {
       if (this.#stream.destroyed) return resolve();
       this.#stream.once('close', () => resolve());
+      // The server answers our CopyDone only after the CopyData it already sent. A stream paused
+      // for backpressure (the loop stopped consuming, usually because the attempt failed) never
+      // reads that far, so the close waited out the 2 s below on every retry. Nothing received
+      // from here on is used: the next attempt restarts from the durable position.
+      this.#stream.removeAllListeners('data');
+      this.#stream.on('data', () => {});
+      this.#paused = false;
+      this.#stream.resume();
       this.#stream.end();
       setTimeout(() => { this.#stream.destroy(); resolve(); }, 2000).unref();
     });

@@ -44,7 +44,11 @@ describe('network faults between pgtide and the target', { timeout: 900_000 }, (
     const { pair, proxy } = await setUp('reset_target');
     const { logger, lines } = capturingLogger();
     const engine = startEngine(scope, parseConfig(configInput({ sourceUrl: pair.sourceUrl, targetUrl: viaProxy(clusters.target, 'reset_target', proxy) }, {
-      name: 'reset_target', apply: { batchMaxAgeMs: 10, batchMaxChanges: 500 },
+      // The watchdog at 20 s instead of 120 s: twice in about 25 runs (once in CI) the stream
+      // stopped with nothing logged after a reset, a wait that only the watchdog ends; its cause
+      // is not found yet (ARCHITECTURE.md, "Fault injection"). The test holds pgtide to
+      // recovering by itself within its window, whichever of its mechanisms does it, and says so.
+      name: 'reset_target', apply: { batchMaxAgeMs: 10, batchMaxChanges: 500 }, stallTimeoutMs: 20_000,
     })), {}, logger);
     await engine.streaming;
     await waitForCatchUp(pair, { engine, timeoutMs: 60_000 });
@@ -75,6 +79,8 @@ describe('network faults between pgtide and the target', { timeout: 900_000 }, (
     await waitForCatchUp(pair, { engine, timeoutMs: 45_000 });
     await assertChurnEqual(pair);
     assert.ok(lines.some((l) => /retrying/.test(l)), 'the interruption was logged');
+    const stalls = lines.filter((l) => /watchdog/.test(l));
+    if (stalls.length > 0) t.diagnostic(`the watchdog ended ${stalls.length} stall(s): ${stalls.join('')}`);
     assert.equal(engine.finished, false, 'the engine is still running');
     await engine.stop();
   });

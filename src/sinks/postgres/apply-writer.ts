@@ -514,7 +514,9 @@ export class ApplyWriter implements Sink {
     if (!this.#fence.closed) {
       await settleWithin(this.#sql.unsafe(`SELECT pg_replication_origin_session_reset()`), CLEANUP_MS);
     }
-    await settleWithin(this.#sql.end({ timeout: 1 }), CLEANUP_MS);
+    // A lost connection has nothing to end gracefully; end() would wait out its time-out
+    // for statements that postgres.js will never settle.
+    if (!this.#fence.closed) await settleWithin(this.#sql.end({ timeout: 1 }), CLEANUP_MS);
     this.#fence.closed = true;
     this.#connector.destroyAll();
   }
