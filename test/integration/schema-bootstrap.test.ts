@@ -30,6 +30,10 @@ const SOURCE_DDL = `
   CREATE SCHEMA "Ünïcødé Schema";
   COMMENT ON SCHEMA ${SALES} IS 'not copied: schemas carry no comment in the model';
   CREATE COLLATION ${SALES}."Case ""C""" (locale = 'C');
+  -- ICU keeps its locale in collcollate on 14, colliculocale on 15-16, colllocale on 17+.
+  CREATE COLLATION ${SALES}."ci" (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+  CREATE DOMAIN ${SALES}."code" AS text COLLATE ${SALES}."Case ""C""" CHECK (VALUE <> '');
+  CREATE TYPE ${SALES}."name range" AS RANGE (subtype = text, collation = ${SALES}."Case ""C""");
   CREATE TYPE ${SALES}."Mood" AS ENUM ('sad', 'ok', 'it''s great');
   COMMENT ON TYPE ${SALES}."Mood" IS 'how it went';
   CREATE DOMAIN ${SALES}."positive amount" AS numeric(12,2) DEFAULT 1 NOT NULL CONSTRAINT "amount > 0" CHECK (VALUE > 0);
@@ -41,7 +45,7 @@ const SOURCE_DDL = `
     "Name" text COLLATE ${SALES}."Case ""C""" NOT NULL,
     mood ${SALES}."Mood" DEFAULT 'ok',
     addr ${SALES}."Address",
-    "Ünïcødé ""Column""" text,
+    "Ünïcødé ""Column""" text COLLATE ${SALES}."ci",
     CONSTRAINT "Name is unique" UNIQUE ("Name")
   );
   COMMENT ON TABLE ${CUSTOMER} IS 'customers, quoted ''names''';
@@ -61,7 +65,7 @@ const SOURCE_DDL = `
   CREATE INDEX "items expression" ON ${ITEMS} ((qty * 2)) WHERE qty > 1;
   COMMENT ON INDEX ${SALES}."Items by customer" IS 'for the customer page';
   COMMENT ON CONSTRAINT "qty > 0" ON ${ITEMS} IS 'no empty lines';
-  CREATE TABLE ${BOOKING} (id int PRIMARY KEY, room int NOT NULL, during tsrange NOT NULL,
+  CREATE TABLE ${BOOKING} (id int PRIMARY KEY, room int NOT NULL, during tsrange NOT NULL, code ${SALES}."code", names ${SALES}."name range",
     CONSTRAINT "no double booking" EXCLUDE USING gist (during WITH &&));
   CREATE TABLE ${NOTES} (body text, mood ${SALES}."Mood");
   ALTER TABLE ${NOTES} REPLICA IDENTITY FULL;
@@ -79,7 +83,8 @@ async function insertRows(src: Pair['src'], from: number): Promise<void> {
     INSERT INTO ${ITEMS} (customer, qty, price, span, moods)
       SELECT c.id, 1 + c.id % 4, c.id * 1.25, ${SALES}."float range"(c.id, c.id + 1), ARRAY['sad', 'ok']::${SALES}."Mood"[]
         FROM ${CUSTOMER} c WHERE c."Name" LIKE 'C%' AND c.id > (SELECT coalesce(max(customer), 0) FROM ${ITEMS});
-    INSERT INTO ${BOOKING} SELECT g, g % 3, tsrange('2025-01-01'::timestamp + g * interval '1 day', '2025-01-01'::timestamp + (g + 1) * interval '1 day')
+    INSERT INTO ${BOOKING} SELECT g, g % 3, tsrange('2025-01-01'::timestamp + g * interval '1 day', '2025-01-01'::timestamp + (g + 1) * interval '1 day'),
+           'c' || g, ${SALES}."name range"('a' || g, 'b' || g)
       FROM generate_series(${from}, ${from + 9}) g;
     INSERT INTO ${NOTES} SELECT 'note ' || g, 'sad' FROM generate_series(${from}, ${from + 4}) g;
     INSERT INTO ${EVENTS} SELECT g, CASE WHEN g % 2 = 0 THEN date '2025-03-01' ELSE date '2027-01-01' END, 'p' || g FROM generate_series(${from}, ${from + 9}) g;`);
@@ -97,6 +102,8 @@ describe('schema bootstrap (schema copy, schema diff, schema.bootstrap)', { time
   it('copies every object kind to an empty target; diff then exits 0; rows replicate into it', async () => {
     const p = await databasePair(scope, pair, 'full_copy');
     await p.src.unsafe(SOURCE_DDL);
+    // PostgreSQL 18's virtual generated columns (copied only into 18: this suite's target).
+    if (pair.major >= 18) await p.src.unsafe(`ALTER TABLE ${ITEMS} ADD COLUMN "double qty" int GENERATED ALWAYS AS (qty * 2) VIRTUAL`);
     await insertRows(p.src, 1);
     const file = writeConfigFile(scope, cliConfig(p, { tables: TABLES }));
 
@@ -111,7 +118,10 @@ describe('schema bootstrap (schema copy, schema diff, schema.bootstrap)', { time
 
     // Spot checks on the target, from its own catalogs.
     assert.deepEqual(await texts(p.dst, `SELECT enumlabel AS r FROM pg_enum WHERE enumtypid = '${SALES}."Mood"'::regtype ORDER BY enumsortorder`), ['sad', 'ok', "it's great"]);
-    assert.deepEqual(await texts(p.dst, `SELECT attname || ':' || attidentity::text || attgenerated::text AS r FROM pg_attribute WHERE attrelid = '${ITEMS}'::regclass AND attname IN ('id', 'total') ORDER BY 1`), ['id:a', 'total:s']);
+    assert.deepEqual(await texts(p.dst, `SELECT attname || ':' || attidentity::text || attgenerated::text AS r FROM pg_attribute WHERE attrelid = '${ITEMS}'::regclass AND attname IN ('id', 'total', 'double qty') ORDER BY 1`),
+      [...(pair.major >= 18 ? ['double qty:v'] : []), 'id:a', 'total:s']);
+    assert.deepEqual(await texts(p.dst, `SELECT collname || ':' || collprovider::text || ':' || collisdeterministic::text AS r FROM pg_collation WHERE collnamespace = '${SALES}'::regnamespace ORDER BY 1`),
+      ['Case "C":c:true', 'ci:i:false']);
     assert.deepEqual(await texts(p.dst, `SELECT conname || ':' || contype::text AS r FROM pg_constraint WHERE conrelid = '${BOOKING}'::regclass AND contype <> 'n' ORDER BY 1`), ['Booking_pkey:p', 'no double booking:x']);
     assert.deepEqual(await texts(p.dst, `SELECT c.relname || ':' || pg_get_expr(c.relpartbound, c.oid) AS r FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = '${EVENTS}'::regclass ORDER BY 1`),
       ["Events 2025:FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')", 'Events default:DEFAULT']);
@@ -122,7 +132,7 @@ describe('schema bootstrap (schema copy, schema diff, schema.bootstrap)', { time
     const diff = await runCli(scope, ['schema', 'diff', '--config', file]);
     assert.equal(diff.code, 0, `diff after the copy must find nothing:\n${diff.stdout}${diff.stderr}`);
     // The five tables, the two partitions and the suite's marker table; serial and default sequences.
-    assert.match(diff.stdout, /source and target match: 8 table\(s\), 4 type\(s\), 3 sequence\(s\), 1 collation\(s\)/);
+    assert.match(diff.stdout, /source and target match: 8 table\(s\), 6 type\(s\), 3 sequence\(s\), 2 collation\(s\)/);
 
     // A second copy creates nothing.
     const again = await runCli(scope, ['schema', 'copy', '--config', file]);
