@@ -6,11 +6,11 @@
  */
 import type postgres from 'postgres';
 import { fromServerError, PgtideError } from '../core/errors.js';
-import type { QualifiedName } from '../core/sql.js';
+import { listNames, qualify, type QualifiedName } from '../core/sql.js';
 import { readSchemaModel } from './catalog-reader.js';
 import { inPhaseOrder, type Statement } from './ddl.js';
 import { planSchema, type SchemaPlan } from './diff.js';
-import type { SchemaModel } from './model.js';
+import { objectKey, type SchemaModel } from './model.js';
 
 export interface SchemaComparison {
   readonly source: SchemaModel;
@@ -21,6 +21,12 @@ export interface SchemaComparison {
 /** Reads both sides for `tables` (source names) and plans. Changes nothing. */
 export async function compareSchemas(source: postgres.Sql, target: postgres.Sql, tables: readonly QualifiedName[]): Promise<SchemaComparison> {
   const sourceModel = await readSchemaModel(source, { tables }, 'source');
+  const found = new Set(sourceModel.tables.map(objectKey));
+  const absent = tables.filter((t) => !found.has(objectKey(t))).map((t) => qualify(t.schema, t.name));
+  if (absent.length > 0) {
+    const one = absent.length === 1;
+    throw new PgtideError('TABLE_MISSING_ON_SOURCE', `${listNames(absent)} ${one ? 'does' : 'do'} not exist on the source or ${one ? 'is not a table' : 'are not tables'}, so ${one ? 'its' : 'their'} schema cannot be copied. Check the names under \`tables:\` (quote mixed-case names, e.g. '"Sales"."Order"').`);
+  }
   const targetModel = await readSchemaModel(target, {
     tables: sourceModel.tables,
     types: sourceModel.types,

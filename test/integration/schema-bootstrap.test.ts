@@ -218,6 +218,10 @@ describe('schema bootstrap (schema copy, schema diff, schema.bootstrap)', { time
     assert.match(copied.stdout, /left out:\n {2}foreign key "to elsewhere" on "public"."Plain" \(references "public"."Elsewhere", which is not replicated\)/);
     assert.deepEqual(await texts(p.dst, `SELECT conname AS r FROM pg_constraint WHERE conrelid = 'public."Plain"'::regclass AND contype IN ('p', 'f') ORDER BY 1`), ['Plain_pkey']);
     assert.equal((await runCli(scope, ['schema', 'diff', '--config', file])).code, 0, 'the left-out foreign key is no difference');
+
+    const unknown = await runCli(scope, ['schema', 'copy', '--config', writeConfigFile(scope, cliConfig(p, { tables: ['public."Coded"', 'public.coded'] }))]);
+    assert.equal(unknown.code, 1);
+    assert.match(unknown.stderr, /error \[TABLE_MISSING_ON_SOURCE\]: "public"."coded" does not exist on the source or is not a table/);
   });
 
   it('schema.bootstrap: true creates the tables at start, before the initial copy', async () => {
