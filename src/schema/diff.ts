@@ -182,15 +182,17 @@ function compareTables(s: Table, t: Table, dangling: ReadonlySet<string>): Diffe
       if (!s.partitionOf) out.push({ object: col, message: `${describeColumn(c)} missing on the target`, fix: [addColumn(s, c), ...(c.comment !== null ? [columnComment(s, c)] : [])], refused: null });
       continue;
     }
+    // Reported, and the column's other attributes still compared: every difference at once.
     if (describeColumn(c) !== describeColumn(other)) {
       out.push({ object: col, message: `${describeColumn(c)} on the source, ${describeColumn(other)} on the target`, fix: [], refused: REWRITE });
-      continue;
     }
-    if (c.default !== other.default) {
+    // A default next to a changed identity or generation is part of that (refused) difference.
+    const sameKind = c.generated === other.generated && c.identity === other.identity;
+    if (sameKind && c.default !== other.default) {
       if (c.generated !== null) out.push({ object: col, message: `generated as ${show(c.default)} on the source, ${show(other.default)} on the target`, fix: [], refused: REWRITE });
       else out.push({ object: col, message: `default ${show(c.default)} on the source, ${show(other.default)} on the target`, fix: [setDefault(s, c)], refused: null });
     }
-    if (c.notNull !== other.notNull) {
+    if (sameKind && c.notNull !== other.notNull) {
       out.push(c.notNull
         ? { object: col, message: 'NOT NULL on the source, nullable on the target', fix: [], refused: 'SET NOT NULL scans the table and fails on target rows that hold NULL; run it by hand' }
         : { object: col, message: 'nullable on the source, NOT NULL on the target', fix: [{ phase: 'column', object: col, sql: `ALTER TABLE ${q(s)} ALTER COLUMN ${quoteIdent(c.name)} DROP NOT NULL` }], refused: null });

@@ -114,7 +114,7 @@ test('plan: identical objects are left alone; missing ones are created; differen
   const child = source.tables[1]!;
   const changedChild: Table = {
     ...child,
-    columns: [column('id', { notNull: true, type: 'bigint' }), column('extra')],
+    columns: [column('id', { type: 'bigint' }), column('extra')],
     constraints: [],
   };
   const target: SchemaModel = {
@@ -126,9 +126,13 @@ test('plan: identical objects are left alone; missing ones are created; differen
   const plan = planSchema(source, target);
   assert.deepEqual(plan.missing, ['table "public"."Events"', 'table "public"."Events 2024"']);
   const about = (object: string) => plan.differences.filter((d) => d.object === object);
-  const [idType] = about('column "id" of "Ünïcødé ""Schema"""."Order ""Items"""');
+  const [idType, idNull, ...more] = about('column "id" of "Ünïcødé ""Schema"""."Order ""Items"""');
   assert.match(idType!.message, /integer on the source, bigint on the target/);
   assert.ok(idType!.refused !== null && idType!.fix.length === 0, 'a type change is refused');
+  // Every difference of the column is named, not only the first.
+  assert.equal(idNull?.message, 'NOT NULL on the source, nullable on the target');
+  assert.match(idNull?.refused ?? '', /SET NOT NULL scans the table/);
+  assert.deepEqual(more, []);
   const [added] = about('column "Parent Id" of "Ünïcødé ""Schema"""."Order ""Items"""');
   assert.equal(added!.refused, null);
   assert.equal(added!.fix[0]!.sql, 'ALTER TABLE "Ünïcødé ""Schema"""."Order ""Items""" ADD COLUMN "Parent Id" integer');
