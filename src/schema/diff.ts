@@ -92,6 +92,12 @@ export function planSchema(source: SchemaModel, target: SchemaModel): SchemaPlan
     }
     differences.push(...compareTables(t, other, dangling.objects));
   }
+  // The target read the same names, their partitions and ancestors: a partition or parent only it has.
+  for (const t of target.tables) {
+    if (!tableKeys.has(objectKey(t))) {
+      differences.push({ object: `table ${q(t)}`, message: `exists only on the target${t.partitionOf ? ` (a partition of ${q(t.partitionOf.parent)} ${t.partitionOf.bound})` : ''}`, fix: [], refused: ONLY_TARGET });
+    }
+  }
   return { missing, create: inPhaseOrder(create), differences, skipped: [...source.skipped, ...dangling.skipped] };
 }
 

@@ -142,6 +142,8 @@ test('plan: identical objects are left alone; missing ones are created; differen
   const [fk] = about('constraint "fk to ""parent""" on "Ünïcødé ""Schema"""."Order ""Items"""');
   assert.match(fk!.fix[0]!.sql, /ADD CONSTRAINT "fk to ""parent""" FOREIGN KEY/);
   assert.equal(about('constraint "fk outside" on "Ünïcødé ""Schema"""."Order ""Items"""').length, 0, 'a dangling foreign key is no difference');
+  const targetOnly = planSchema(source, { ...source, tables: [...source.tables, { ...source.tables[0]!, name: 'Events 2099', partitionOf: { parent: { schema: 'public', name: 'Events' }, bound: 'DEFAULT' } }] });
+  assert.deepEqual(targetOnly.differences.map((d) => `${d.object}: ${d.message}`), ['table "public"."Events 2099": exists only on the target (a partition of "public"."Events" DEFAULT)']);
   const [label] = about('type "Ünïcødé ""Schema"""."Mood"');
   assert.equal(label!.fix[0]!.sql, `ALTER TYPE "Ünïcødé ""Schema"""."Mood" ADD VALUE 'it''s ok' AFTER 'sad'`);
 });
