@@ -9,7 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** Folders whose code is on the data path; none may reach the lifecycle (control) or the commands (cli). */
-const FLOW = ['pg', 'protocol', 'source', 'changes', 'apply', 'sinks', 'state', 'copy', 'sequences', 'pipeline'];
+const FLOW = ['pg', 'protocol', 'source', 'changes', 'apply', 'sinks', 'state', 'copy', 'sequences', 'pipeline', 'schema'];
 
 /** What each floor may import besides itself. */
 const ALLOWED = {
@@ -23,10 +23,11 @@ const ALLOWED = {
   sinks: ['core', 'pg', 'protocol', 'changes', 'apply', 'state'],
   copy: ['core', 'pg', 'protocol'],
   sequences: ['core', 'pg', 'state'],
+  schema: ['core'],
   pipeline: ['core', 'pg', 'protocol', 'changes', 'source', 'apply', 'sinks', 'state'],
   harness: ['core'],
-  control: ['core', 'pg', 'protocol', 'changes', 'source', 'apply', 'sinks', 'state', 'copy', 'sequences', 'pipeline', 'harness'],
-  cli: ['core', 'pg', 'protocol', 'changes', 'source', 'apply', 'sinks', 'state', 'copy', 'sequences', 'pipeline', 'harness', 'control'],
+  control: ['core', 'pg', 'protocol', 'changes', 'source', 'apply', 'sinks', 'state', 'copy', 'sequences', 'pipeline', 'harness', 'schema'],
+  cli: ['core', 'pg', 'protocol', 'changes', 'source', 'apply', 'sinks', 'state', 'copy', 'sequences', 'pipeline', 'harness', 'control', 'schema'],
 };
 
 const RULES = [

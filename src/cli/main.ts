@@ -15,6 +15,7 @@ import { dropSubscription } from '../control/drop.js';
 import { resyncSubscription } from '../control/resync.js';
 import { Metrics } from '../control/metrics.js';
 import { registerSequencesCommands } from './sequences-command.js';
+import { registerSchemaCommands } from './schema-command.js';
 import { runDemo } from './demo.js';
 
 const program = new Command();
@@ -100,6 +101,7 @@ program.command('demo')
   });
 
 registerSequencesCommands(program, load);
+registerSchemaCommands(program, load);
 
 function printError(error: unknown): void {
   if (error instanceof PgtideError) {

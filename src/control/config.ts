@@ -119,6 +119,10 @@ export const configSchema = z.object({
     ahead: z.number().int().min(0).default(0),
     include: z.array(tableName).default([]),
   }).strict().default({ enabled: true, intervalMs: 5000, ahead: 0, include: [] }),
+  schema: z.object({
+    /** Before the copy, create on the target what the replicated tables need and it lacks (as `pgtide schema copy`). */
+    bootstrap: z.boolean().default(false),
+  }).strict().default({ bootstrap: false }),
   metrics: z.object({ port: z.number().int().min(0).max(65535).optional() }).strict().default({}),
 }).strict();
 

@@ -37,6 +37,7 @@ import type { CopyProgress, CopyTableSpec } from '../copy/copy-options.js';
 import { BoundedConnector, CLEANUP_MS, settleWithin } from '../pg/bounded.js';
 import { StallWatchdog } from './watchdog.js';
 import { terminateAbandonedApplySessions } from '../state/stale-sessions.js';
+import { bootstrapSchema } from './schema-job.js';
 
 export interface EngineHooks {
   readonly onCopyProgress?: (progress: readonly CopyProgress[]) => void;
@@ -206,6 +207,7 @@ export class Engine {
     }
     const tables = await publishedTables(source, publications);
     if (tables.length === 0) this.#logger.warn({ publication }, 'the publication contains no tables; nothing will be replicated');
+    if (config.schema.bootstrap) await bootstrapSchema(source, target, tables, this.#logger);
     await this.#checkTargetTables(target, tables);
     for (const t of tables) {
       if (t.replicaIdentity === 'nothing' || (t.replicaIdentity === 'default' && !t.hasKey)) {

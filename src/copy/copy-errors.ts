@@ -34,7 +34,7 @@ export function copyError(error: unknown, side: Side, job?: TableJob, sourceUrl?
   }
   if (job && sqlState === '42703') {
     const base = fromServerError(error, side);
-    return new PgtideError('COLUMN_MISMATCH', `copying ${job.qualified}: ${base.message}. Make the ${side} table's columns match, or list the columns to copy for this table.`, { sqlState, cause: error });
+    return new PgtideError('COLUMN_MISMATCH', `copying ${job.qualified}: ${base.message}. Make the ${side} table's columns match ('pgtide schema diff --config <file>' lists the differences, 'pgtide schema copy --apply-diff' adds missing columns on the target), or list the columns to copy for this table.`, { sqlState, cause: error });
   }
   const base = fromServerError(error, side);
   if (!job) return base;

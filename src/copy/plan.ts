@@ -91,7 +91,7 @@ export async function planCopy(options: CopyOptions, parallelism: number, connec
     throw new PgtideError('UNSUPPORTED_OBJECT', `only tables can be copied, and these are not: ${listNames(notTables)}. Replace them with tables or leave them out.`);
   }
   if (problems.length > 0) {
-    throw new PgtideError('COLUMN_MISMATCH', `${problems.slice(0, 10).join('; ')}${problems.length > 10 ? `; and ${problems.length - 10} more` : ''}. Make the target tables match the source (add the columns on the target, or list the columns to copy).`);
+    throw new PgtideError('COLUMN_MISMATCH', `${problems.slice(0, 10).join('; ')}${problems.length > 10 ? `; and ${problems.length - 10} more` : ''}. Make the target tables match the source: 'pgtide schema diff --config <file>' lists every difference and 'pgtide schema copy --apply-diff --config <file>' adds missing columns (or list the columns to copy).`);
   }
 
   const threshold = options.splitThresholdBytes ?? DEFAULT_SPLIT_THRESHOLD;

@@ -26,6 +26,8 @@ export type ErrorCode =
   | 'TABLE_MISSING_ON_SOURCE'
   | 'COLUMN_MISMATCH'
   | 'COPY_CONFLICT'
+  /** A statement of `pgtide schema copy` failed on the target; nothing was changed. */
+  | 'SCHEMA_APPLY_FAILED'
   | 'UNSUPPORTED_OBJECT'
   | 'UNSUPPORTED_VERSION'
   | 'DECODE_ERROR'

@@ -11,7 +11,7 @@ export function tableMissingOnTarget(tables: readonly string[], cause?: unknown)
   const one = tables.length === 1;
   return new PgtideError(
     'TABLE_MISSING_ON_TARGET',
-    `${one ? 'table' : 'tables'} ${listNames(tables)} ${one ? 'does' : 'do'} not exist on the target. pgtide copies rows, not definitions: create ${one ? 'it' : 'them'} on the target first, e.g. pg_dump --schema-only ${tables.slice(0, 3).map((t) => `--table='${t.replace(/'/g, `'\\''`)}'`).join(' ')} <source> | psql <target>, then start pgtide again.`,
+    `${one ? 'table' : 'tables'} ${listNames(tables)} ${one ? 'does' : 'do'} not exist on the target. pgtide copies rows, not definitions: create ${one ? 'it' : 'them'} on the target first with \`pgtide schema copy --config <file>\` (from the source's catalogs, no pg_dump needed; or set schema.bootstrap: true in the config), then start pgtide again.`,
     { sqlState: '42P01', cause },
   );
 }

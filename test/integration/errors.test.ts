@@ -62,7 +62,7 @@ describe('CLI errors, status and drop', { timeout: 300_000 }, () => {
     const stderr = assertCliError(await start(cliConfig(pair, { name: 'tblmissing', tables: ['public.only_src'] })), 'TABLE_MISSING_ON_TARGET');
     assert.match(stderr, /"public"\."only_src"/);
     // The same words as the initial copy's and the writer's: one message per fact.
-    assert.match(stderr, /does not exist on the target\. pgtide copies rows, not definitions: create it on the target first, e\.g\. pg_dump --schema-only --table='"public"\."only_src"' <source> \| psql <target>/);
+    assert.match(stderr, /does not exist on the target\. pgtide copies rows, not definitions: create it on the target first with `pgtide schema copy --config <file>`/);
   });
 
   it('CONNECTION_FAILED when nothing listens on the source port', async () => {

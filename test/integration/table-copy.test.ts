@@ -255,7 +255,7 @@ describe('initial table copy', () => {
           assert.ok(error instanceof PgtideError);
           assert.equal(error.code, 'TABLE_MISSING_ON_TARGET');
           assert.match(error.message, /"public"\."only_on_source"/);
-          assert.match(error.message, /pg_dump --schema-only/);
+          assert.match(error.message, /pgtide schema copy/);
           assert.ok(!error.message.includes(source.password) && !error.message.includes(target.password));
           return true;
         },

@@ -108,7 +108,10 @@ export interface Pair {
 export type Endpoints = Pick<Pair, 'sourceUrl' | 'targetUrl'>;
 
 export interface PairOptions {
+  /** The source's major (and the target's unless `targetMajor`); default PGTIDE_PG_MAJOR or 18. */
   readonly major?: PgMajor;
+  /** A target of another major than the source (pgtide supports targets at or above the source's). */
+  readonly targetMajor?: PgMajor;
   readonly name?: string;
   readonly sourceSettings?: Readonly<Record<string, string | number>>;
   readonly targetSettings?: Readonly<Record<string, string | number>>;
@@ -121,7 +124,7 @@ export async function startPair(scope: TestScope, options: PairOptions = {}): Pr
   const name = options.name ?? 'pair';
   const [source, target] = await Promise.all([
     startCluster(scope, { major, name: `${name}-src`, walLevel: options.sourceWalLevel ?? 'logical', ...(options.sourceSettings ? { settings: options.sourceSettings } : {}) }),
-    startCluster(scope, { major, name: `${name}-dst`, ...(options.targetSettings ? { settings: options.targetSettings } : {}) }),
+    startCluster(scope, { major: options.targetMajor ?? major, name: `${name}-dst`, ...(options.targetSettings ? { settings: options.targetSettings } : {}) }),
   ]);
   const src = pinnedSql(scope, source);
   const dst = pinnedSql(scope, target);

@@ -81,7 +81,7 @@ export class TableCatalog {
     const columns = relation.columns.map((column): TargetColumn => {
       const found = byName.get(column.name);
       if (!found) {
-        throw new PgtideError('COLUMN_MISMATCH', `column "${column.name}" of ${relation.qualifiedName} exists on the source but not on the target. Add it on the target (ALTER TABLE ${relation.qualifiedName} ADD COLUMN ...), then restart pgtide.`);
+        throw new PgtideError('COLUMN_MISMATCH', `column "${column.name}" of ${relation.qualifiedName} exists on the source but not on the target. Add it on the target ('pgtide schema copy --apply-diff --config <file>' adds it as on the source, or ALTER TABLE ${relation.qualifiedName} ADD COLUMN ...), then restart pgtide.`);
       }
       if (found.generated) {
         throw new PgtideError('COLUMN_MISMATCH', `column "${column.name}" of ${relation.qualifiedName} is generated on the target but sent by the source. Make it a plain column on the target, or stop publishing generated columns on the source.`);
