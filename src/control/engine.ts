@@ -37,6 +37,9 @@ import type { CopyProgress, CopyTableSpec } from '../copy/copy-options.js';
 import { BoundedConnector, CLEANUP_MS, settleWithin } from '../pg/bounded.js';
 import { StallWatchdog } from './watchdog.js';
 import { terminateAbandonedApplySessions } from '../state/stale-sessions.js';
+import { topologyStages } from '../apply/topology-stages.js';
+import { OriginMatcher, originPolicy } from '../apply/origin-policy.js';
+import { refuseSharedSequenceSync } from './topology-config.js';
 
 export interface EngineHooks {
   readonly onCopyProgress?: (progress: readonly CopyProgress[]) => void;
@@ -184,6 +187,7 @@ export class Engine {
 
   async #prepare(source: postgres.Sql, target: postgres.Sql, signal: AbortSignal): Promise<Prepared> {
     const config = this.#config;
+    refuseSharedSequenceSync(config);
     await checkPrivileges(source, target, config);
     const info = await checkSource(source);
     const store = new StateStore(target, config.name);
@@ -322,7 +326,8 @@ export class Engine {
       return;
     }
     this.#phase = 'copying';
-    const specs = pending.map((t) => copySpec(t, published));
+    const tag = this.#config.sourceTag;
+    const specs = pending.map((t) => ({ ...copySpec(t, published), ...(tag ? { constants: [{ column: tag.column, value: tag.value }] } : {}) }));
     this.#logger.info({ tables: specs.length, parallelism: this.#config.copy.parallelism }, 'initial copy started');
     const result = await copyTables({
       sourceUrl: this.#config.source.url,
@@ -406,11 +411,13 @@ export class Engine {
           return streamed;
         } })
         : undefined;
-      const asm = new TransactionAssembler(gate, { memoryCap: config.memoryCap, spillDir: config.spillDir }, direct);
+      const origins = new OriginMatcher(originPolicy(config.origins));
+      const stages = topologyStages(gate, direct, { origins, sourceTag: config.sourceTag });
+      const asm = new TransactionAssembler(stages.sink, { memoryCap: config.memoryCap, spillDir: config.spillDir }, stages.direct);
       assembler = asm;
       const ack = new AckPolicy(writer, asm);
       const decoder = new PgoutputDecoder({ protocolVersion: prepared.protocolVersion });
-      const stream = await watchdog.guard(repl.startReplication({ slot: prepared.slot, startLsn, publications: prepared.publications, protocolVersion: prepared.protocolVersion, streaming: true }), 'START_REPLICATION on the source');
+      const stream = await watchdog.guard(repl.startReplication({ slot: prepared.slot, startLsn, publications: prepared.publications, protocolVersion: prepared.protocolVersion, streaming: true, originNone: origins.serverFilters(prepared.protocolVersion) }), 'START_REPLICATION on the source');
       const live = new ReplicationSession(stream, {
         statusIntervalMs: config.statusIntervalMs,
         receiveTimeoutMs: config.receiveTimeoutMs,
@@ -422,7 +429,7 @@ export class Engine {
         }),
       }, startLsn);
       session = live;
-      this.#logger.info({ startLsn: formatLsn(startLsn), protocolVersion: prepared.protocolVersion }, 'streaming started');
+      this.#logger.info({ startLsn: formatLsn(startLsn), protocolVersion: prepared.protocolVersion, origins: origins.policy.kind, originFilter: origins.passesAll ? 'off' : origins.serverFilters(prepared.protocolVersion) ? 'source' : 'pgtide' }, 'streaming started');
       await runStreamLoop({
         session: live, decoder, assembler: asm, sink: writer, ack,
         activity: { idle: () => prepared.heartbeat.idle(), activity: () => { prepared.heartbeat.activity(); watchdog.activity(); } },
@@ -436,7 +443,7 @@ export class Engine {
       });
       this.#durable = writer.durableLsn;
       live.sendStatus();
-      this.#logger.info({ appliedLsn: formatLsn(writer.durableLsn), ...writer.stats }, 'streaming stopped');
+      this.#logger.info({ appliedLsn: formatLsn(writer.durableLsn), ...writer.stats, ...(stages.originFilter ? { droppedByOrigin: stages.originFilter.droppedTransactions } : {}) }, 'streaming stopped');
     } finally {
       // Each step within a time limit: a clean-up that hangs on a dead connection would stop
       // the reconnect for good (issue 10, case 6).

@@ -50,7 +50,7 @@ export class DirectStreamedApply implements StreamedTransactionApplier {
 
   get openCount(): number { return this.#open.size; }
 
-  async start(xid: number): Promise<boolean> {
+  async start(xid: number, _origin: string | undefined): Promise<boolean> {
     const { main, gate } = this.#options;
     // A table still being re-copied needs the commit LSN to decide; buffer such transactions.
     const floor = main.durableLsn > this.#options.startLsn ? main.durableLsn : this.#options.startLsn;
