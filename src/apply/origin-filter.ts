@@ -2,6 +2,15 @@
  * Drops source transactions by replication origin (loop prevention for
  * two-way pairs, meshes, chains and hubs; see docs/topologies.md).
  *
+ * Both filters depend on every row pgtide writes carrying an origin in the
+ * target's WAL: the server's filter judges each WAL record by the origin its
+ * session had, and a streamed transaction's Origin message names the origin
+ * of its first records (seen on PostgreSQL 14: the first chunk of a
+ * transaction pgtide applied while it streamed named that connection's own
+ * origin). So a streamed transaction's connection writes under an origin of
+ * its own (`ApplyWriterOptions.markOrigin`), not only its commit; without it,
+ * the reverse edge of a two-way pair sent large transactions back.
+ *
  * On a PostgreSQL 16+ source with `origins: none` the publisher already drops
  * them (`origin 'none'`), and this stage never sees one; on 14 and 15, and for
  * allow/deny lists on any version, this stage is the filter.

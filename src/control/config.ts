@@ -200,6 +200,15 @@ export function publicationName(config: PgtideConfig): string {
 export function originName(config: PgtideConfig, targetDatabaseOid: number): string {
   return `pgtide_${config.name}_${targetDatabaseOid}`;
 }
+/** Streamed transactions applied at once on connections of their own (more are buffered). */
+export const STREAMED_APPLY_CONNECTIONS = 2;
+/**
+ * The origin a streamed transaction's own connection writes under until its commit takes
+ * over `originName` (one per connection, `slot` < the streamed-apply connections).
+ */
+export function streamedOriginName(config: PgtideConfig, targetDatabaseOid: number, slot: number): string {
+  return `${originName(config, targetDatabaseOid)}_s${slot}`;
+}
 /** The origin name of pgtide versions before it carried the database OID. */
 export function legacyOriginName(config: PgtideConfig): string {
   return `pgtide_${config.name}`;

@@ -8,7 +8,7 @@ import postgres from 'postgres';
 import { openPostgres } from '../pg/connect.js';
 import type { Logger } from 'pino';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { legacyOriginName, originName, publicationName, publicationNames, slotName, type PgtideConfig } from './config.js';
+import { legacyOriginName, originName, publicationName, publicationNames, slotName, STREAMED_APPLY_CONNECTIONS, streamedOriginName, type PgtideConfig } from './config.js';
 import { PgtideError, fromServerError } from '../core/errors.js';
 import { checkSource, createPublication, defaultPublicationTables, publicationExists, publishedTables, type PublishedTable } from '../source/source-catalog.js';
 import { ReplicationConnection, protocolVersionFor } from '../source/replication-connection.js';
@@ -265,7 +265,7 @@ export class Engine {
         }
       }
     }
-    return { store, startLsn, protocolVersion: protocolVersionFor(info.versionNum), publications, slot, tables, originName: originName(config, targetDb!.oid), guard, heartbeat: new Heartbeat(source, config.heartbeatIntervalMs ?? config.statusIntervalMs, this.#logger) };
+    return { store, startLsn, protocolVersion: protocolVersionFor(info.versionNum), publications, slot, tables, originName: originName(config, targetDb!.oid), targetDatabaseOid: targetDb!.oid, guard, heartbeat: new Heartbeat(source, config.heartbeatIntervalMs ?? config.statusIntervalMs, this.#logger) };
   }
 
   /** No `tables:` and no `publication:`: every user table, refusing any the source could no longer update or delete. */
@@ -405,8 +405,8 @@ export class Engine {
       this.#durable = writer.durableLsn;
       const gate = new ChangeGate(writer, gateMap, writer.durableLsn);
       const direct = config.apply.streamedApply
-        ? new DirectStreamedApply({ main: writer, gate, maxOpen: 2, startLsn, openWriter: async () => {
-          const streamed = await ApplyWriter.open({ ...writerOptions, holdsOrigin: false, netEffect: false });
+        ? new DirectStreamedApply({ main: writer, gate, maxOpen: STREAMED_APPLY_CONNECTIONS, startLsn, openWriter: async (slot) => {
+          const streamed = await ApplyWriter.open({ ...writerOptions, holdsOrigin: false, netEffect: false, markOrigin: streamedOriginName(config, prepared.targetDatabaseOid, slot) });
           if (streamed.backendPid !== undefined) this.#attemptApplyPids.add(streamed.backendPid);
           return streamed;
         } })
@@ -464,6 +464,7 @@ interface Prepared {
   readonly tables: readonly PublishedTable[];
   /** Replication origin on the target, unique per target cluster (carries the database OID). */
   readonly originName: string;
+  readonly targetDatabaseOid: number;
   readonly guard: (identity: GuardContext['identity']) => GuardContext;
   readonly heartbeat: Heartbeat;
 }
