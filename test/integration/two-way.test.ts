@@ -23,7 +23,8 @@ import {
   waitForCatchUp, assertTablesEqual, fingerprint, texts, capturingLogger, withTimeout, prng,
   type Pair, type RunningEngine,
 } from '../support/replication.js';
-import { parseConfig } from '../../src/control/config.js';
+import { parseConfig, type ConfigInput } from '../../src/control/config.js';
+import type { OriginSetting } from '../../src/apply/origin-policy.js';
 
 /** Small enough that a few hundred rows make a transaction stream (the minimum is 64kB). */
 const STREAM_SETTINGS = { logical_decoding_work_mem: '64kB' };
@@ -93,8 +94,13 @@ describe('two-way replication and consolidation', { timeout: 900_000 }, () => {
   });
   after(() => scope.cleanup());
 
-  it('A ⇄ B with origins none: concurrent writes converge and nothing comes back to its node; pgtide.* is never replicated', async () => {
-    const ab = await databasePair(scope, pair, 'twoway');
+  /**
+   * Sets up a pair in its own database, starts A → B (copy) and B → A (copy off) with these
+   * origin settings, runs the workload on both sides at once, and checks that the nodes
+   * converged and that every change was applied once, on the other node only.
+   */
+  async function twoWay(database: string, names: { readonly ab: string; readonly ba: string }, origins: { readonly ab: OriginSetting; readonly ba: OriginSetting }, filteredBy: string) {
+    const ab = await databasePair(scope, pair, database);
     const ba = { src: ab.dst, dst: ab.src, sourceUrl: ab.targetUrl, targetUrl: ab.sourceUrl };
     const [A, B] = [ab.src, ab.dst];
     await A.unsafe(TWO_WAY_DDL);
@@ -105,15 +111,13 @@ describe('two-way replication and consolidation', { timeout: 900_000 }, () => {
 
     // A → B copies; B → A starts with the copy off (B holds A's rows once the first edge copied them).
     const logAB = capturingLogger();
-    const configAB = parseConfig(configInput(ab, { name: 'tw_ab', publication: 'tw_all', origins: 'none' }));
-    let edgeAB: RunningEngine = startEngine(scope, configAB, {}, logAB.logger);
+    const configAB = parseConfig(configInput(ab, { name: names.ab, publication: 'tw_all', origins: origins.ab as ConfigInput['origins'] }));
+    const edgeAB: RunningEngine = startEngine(scope, configAB, {}, logAB.logger);
     await withTimeout(edgeAB.streaming, 120_000, 'A → B did not reach streaming');
-    const edgeBA = await startStreaming(scope, ba, { name: 'tw_ba', publication: 'tw_all', origins: 'none', copy: { enabled: false } });
+    const edgeBA = await startStreaming(scope, ba, { name: names.ba, publication: 'tw_all', origins: origins.ba as ConfigInput['origins'], copy: { enabled: false } });
     await waitForCatchUp(ab, { engine: edgeAB });
     await waitForCatchUp(ba, { engine: edgeBA });
-    // 16+: the publisher filters (origin 'none'); 14 and 15: pgtide does.
-    const expected = ab.major >= 16 ? 'source' : 'pgtide';
-    assert.ok(logAB.lines.some((l) => l.includes('"streaming started"') && l.includes(`"originFilter":"${expected}"`)), `origin filter by ${expected}; log:\n${logAB.lines.filter((l) => l.includes('streaming started')).join('\n')}`);
+    assert.ok(logAB.lines.some((l) => l.includes('"streaming started"') && l.includes(`"originFilter":"${filteredBy}"`)), `origin filter by ${filteredBy}; log:\n${logAB.lines.filter((l) => l.includes('streaming started')).join('\n')}`);
 
     const [changesA, changesB] = await Promise.all([workload(A, 'A', 1000, 11), workload(B, 'B', 2000, 22)]);
     await waitForCatchUp(ab, { engine: edgeAB });
@@ -129,6 +133,14 @@ describe('two-way replication and consolidation', { timeout: 900_000 }, () => {
     assert.deepEqual(await texts(B, `SELECT count(*)::text AS r FROM applied WHERE node = 'B'`), ['0'], 'no change written on B came back to B');
     assert.deepEqual(await texts(B, `SELECT count(*)::text AS r FROM applied WHERE node = 'A' AND item >= 1000`), [String(changesA)], 'every row change of A applied once on B');
     assert.deepEqual(await texts(A, `SELECT count(*)::text AS r FROM applied WHERE node = 'B'`), [String(changesB)], 'every row change of B applied once on A');
+    return { ab, ba, A, B, configAB, edgeAB, edgeBA };
+  }
+
+  it('A ⇄ B with origins none: concurrent writes converge and nothing comes back to its node; pgtide.* is never replicated', async () => {
+    // 16+: the publisher filters (origin 'none'); 14 and 15: pgtide does.
+    const run = await twoWay('twoway', { ab: 'tw_ab', ba: 'tw_ba' }, { ab: 'none', ba: 'none' }, pair.major >= 16 ? 'source' : 'pgtide');
+    const { ab, ba, A, B, configAB, edgeBA } = run;
+    let { edgeAB } = run;
 
     // pgtide's state stays per node although FOR ALL TABLES publishes it on both.
     const ownState = async () => {
@@ -173,6 +185,17 @@ describe('two-way replication and consolidation', { timeout: 900_000 }, () => {
     assert.equal(loop.code, 1, loop.stdout);
     assert.match(loop.stderr, /error \[TOPOLOGY_LOOP\]: the topology of these configs is not safe/);
     assert.match(loop.stderr, /a change written on \S+\/twoway comes back to \S+\/twoway/);
+  });
+
+  it('A ⇄ B with deny lists (filtered by pgtide on every major); continuous sequence sync is refused with origins none', async () => {
+    const run = await twoWay('twoway_deny', { ab: 'twd_ab', ba: 'twd_ba' }, { ab: { deny: ['pgtide_twd_ba_*'] }, ba: { deny: ['pgtide_twd_ab_*'] } }, 'pgtide');
+    await run.edgeAB.stop();
+    await run.edgeBA.stop();
+    // The config says the tables are written on two nodes: sequence sync would make them collide.
+    const refused = startEngine(scope, parseConfig(configInput(run.ab, { name: 'twd_ab', publication: 'tw_all', origins: 'none', sequences: { enabled: true } })));
+    await refused.done;
+    assert.equal((refused.error as { code?: string } | undefined)?.code, 'CONFIG_INVALID', String(refused.error));
+    assert.match(String((refused.error as Error).message), /origins: none .*`pgtide sequences install`/s);
   });
 
   it('three sources into one target: overlapping keys told apart by the source tag, copy and stream', async () => {
