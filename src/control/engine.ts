@@ -40,6 +40,7 @@ import { terminateAbandonedApplySessions } from '../state/stale-sessions.js';
 import { topologyStages } from '../apply/topology-stages.js';
 import { OriginMatcher, originPolicy } from '../apply/origin-policy.js';
 import { refuseSharedSequenceSync } from './topology-config.js';
+import { refuseLoopBack } from './loop-guard.js';
 
 export interface EngineHooks {
   readonly onCopyProgress?: (progress: readonly CopyProgress[]) => void;
@@ -190,6 +191,7 @@ export class Engine {
     refuseSharedSequenceSync(config);
     await checkPrivileges(source, target, config);
     const info = await checkSource(source);
+    await refuseLoopBack(source, target, new OriginMatcher(originPolicy(config.origins)), this.#logger);
     const store = new StateStore(target, config.name);
     await store.migrate();
     const publication = publicationName(config);

@@ -187,7 +187,7 @@ describe('two-way replication and consolidation', { timeout: 900_000 }, () => {
     assert.match(loop.stderr, /a change written on \S+\/twoway comes back to \S+\/twoway/);
   });
 
-  it('A ⇄ B with deny lists (filtered by pgtide on every major); continuous sequence sync is refused with origins none', async () => {
+  it('A ⇄ B with deny lists (filtered by pgtide on every major); sequence sync and a looping edge are refused at start', async () => {
     const run = await twoWay('twoway_deny', { ab: 'twd_ab', ba: 'twd_ba' }, { ab: { deny: ['pgtide_twd_ba_*'] }, ba: { deny: ['pgtide_twd_ab_*'] } }, 'pgtide');
     await run.edgeAB.stop();
     await run.edgeBA.stop();
@@ -196,6 +196,11 @@ describe('two-way replication and consolidation', { timeout: 900_000 }, () => {
     await refused.done;
     assert.equal((refused.error as { code?: string } | undefined)?.code, 'CONFIG_INVALID', String(refused.error));
     assert.match(String((refused.error as Error).message), /origins: none .*`pgtide sequences install`/s);
+    // An edge that would forward what the reverse edge applies is refused at start.
+    const looping = startEngine(scope, parseConfig(configInput(run.ab, { name: 'twd_ab', publication: 'tw_all', origins: 'any' })));
+    await looping.done;
+    assert.equal((looping.error as { code?: string } | undefined)?.code, 'TOPOLOGY_LOOP', String(looping.error));
+    assert.match(String((looping.error as Error).message), /subscription "twd_ba" already replicates this target database into this source database .* Set `origins: none`/s);
   });
 
   it('three sources into one target: overlapping keys told apart by the source tag, copy and stream', async () => {
