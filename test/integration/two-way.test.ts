@@ -251,5 +251,11 @@ describe('two-way replication and consolidation', { timeout: 900_000 }, () => {
     // c2's large transaction was applied while it streamed, on a connection with an origin of its own.
     assert.deepEqual(await texts(hub, `SELECT roname AS r FROM pg_replication_origin WHERE roname LIKE 'pgtide\\_c%\\_s_' ORDER BY 1`), [`pgtide_c2_${oid}_s0`]);
     for (const engine of engines) await engine.stop();
+    // pgtide drop removes the edge's origins, the streamed connections' own included.
+    const c2 = writeConfigFile(scope, cliConfig({ sourceUrl: pair.source.urlFor('c2'), targetUrl: pair.target.urlFor('hub') }, { name: 'c2', tables: ['public.orders'] }), 'c2.yaml');
+    const dropped = await runCli(scope, ['drop', '--config', c2]);
+    assert.equal(dropped.code, 0, dropped.stderr);
+    assert.deepEqual(await texts(hub, `SELECT roname AS r FROM pg_replication_origin WHERE roname LIKE 'pgtide\\_c2\\_%'`), []);
+    assert.deepEqual(await texts(hub, `SELECT name AS r FROM pgtide.subscription ORDER BY 1`), ['c1', 'c3']);
   });
 });
