@@ -63,8 +63,11 @@ export interface TransactionSink {
  * declines, the assembler buffers (and spills) as usual.
  */
 export interface StreamedTransactionApplier {
-  /** At the transaction's first chunk: true to take it (then every later call for xid comes here). */
-  start(xid: number): Promise<boolean>;
+  /**
+   * At the transaction's first chunk, once its Origin message (sent in the first chunk only)
+   * was read: true to take it (then every later call for xid comes here).
+   */
+  start(xid: number, origin: string | undefined): Promise<boolean>;
   change(xid: number, subxid: number, change: RowChange): void | Promise<void>;
   /** Start of a later chunk of a transaction it took (Stream Start, not the first segment). */
   chunkStart(xid: number): void | Promise<void>;

@@ -29,6 +29,12 @@ export class TransactionAssembler {
   readonly #direct: StreamedTransactionApplier | undefined;
   /** Streamed transactions the direct applier took; the rest are buffered. */
   readonly #directXids = new Set<number>();
+  /**
+   * A first chunk not yet offered to the direct applier: the offer waits for the chunk's
+   * first change (or its end), because the Origin message comes right after Stream Start
+   * and the applier decides by it (apply/origin-filter.ts).
+   */
+  #offerXid: number | undefined;
 
   constructor(sink: TransactionSink, options: StreamedTransactionsOptions, direct?: StreamedTransactionApplier) {
     this.#sink = sink;
@@ -49,6 +55,7 @@ export class TransactionAssembler {
     this.#pending = undefined;
     this.#inPlainTx = false;
     this.#streamXid = undefined;
+    this.#offerXid = undefined;
     this.#streamed.reset();
     this.#directXids.clear();
     await this.#direct?.reset();
@@ -89,13 +96,12 @@ export class TransactionAssembler {
         return this.#commitPlain(message.commitLsn, message.endLsn, message.commitTime);
       case 'stream_start':
         this.#streamXid = message.xid;
-        if (message.firstSegment && this.#direct) return this.#offerDirect(message.xid);
+        if (message.firstSegment && this.#direct) { this.#offerXid = message.xid; return; }
         if (this.#directXids.has(message.xid)) return this.#direct!.chunkStart(message.xid);
         return;
       case 'stream_stop':
-        if (this.#streamXid !== undefined && this.#directXids.has(this.#streamXid)) this.#direct!.chunkEnd(this.#streamXid);
-        this.#streamXid = undefined;
-        return;
+        if (this.#offerXid !== undefined) return this.#offerDirect().then(() => this.#stopChunk());
+        return this.#stopChunk();
       case 'stream_abort':
         if (this.#directXids.has(message.xid)) {
           if (message.subxid === message.xid) {
@@ -122,12 +128,20 @@ export class TransactionAssembler {
     return this.#nextOpId++ as OpId;
   }
 
-  async #offerDirect(xid: number): Promise<void> {
-    if (await this.#direct!.start(xid)) this.#directXids.add(xid);
+  async #offerDirect(): Promise<void> {
+    const xid = this.#offerXid!;
+    this.#offerXid = undefined;
+    if (await this.#direct!.start(xid, this.#streamed.originOf(xid))) this.#directXids.add(xid);
+  }
+
+  #stopChunk(): void {
+    if (this.#streamXid !== undefined && this.#directXids.has(this.#streamXid)) this.#direct!.chunkEnd(this.#streamXid);
+    this.#streamXid = undefined;
   }
 
   #change(xid: number | undefined, change: RowChange): void | Promise<void> {
     if (xid !== undefined && this.#streamXid !== undefined) {
+      if (this.#offerXid !== undefined) return this.#offerDirect().then(() => this.#change(xid, change));
       if (this.#directXids.has(this.#streamXid)) return this.#direct!.change(this.#streamXid, xid, change);
       this.#streamed.add(this.#streamXid, xid, change);
       return;

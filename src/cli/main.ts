@@ -17,6 +17,7 @@ import { Metrics } from '../control/metrics.js';
 import { registerSequencesCommands } from './sequences-command.js';
 import { registerSchemaCommands } from './schema-command.js';
 import { runDemo } from './demo.js';
+import { registerCheckCommand } from './check-command.js';
 
 const program = new Command();
 program
@@ -102,6 +103,7 @@ program.command('demo')
 
 registerSequencesCommands(program, load);
 registerSchemaCommands(program, load);
+registerCheckCommand(program, load);
 
 function printError(error: unknown): void {
   if (error instanceof PgtideError) {

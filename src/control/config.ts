@@ -13,6 +13,7 @@ import { parseConninfo } from '../pg/conninfo.js';
 import { parseQualifiedName } from '../core/sql.js';
 import { tlsSetting } from '../pg/connect.js';
 import { DEFAULT_SPLIT_THRESHOLD } from '../copy/plan.js';
+import { originsSetting, sourceTagSetting } from './topology-config.js';
 
 const SIZE_UNITS: Record<string, number> = { b: 1, kb: 1024, k: 1024, mb: 1024 ** 2, m: 1024 ** 2, gb: 1024 ** 3, g: 1024 ** 3 };
 
@@ -124,6 +125,10 @@ export const configSchema = z.object({
     bootstrap: z.boolean().default(false),
   }).strict().default({ bootstrap: false }),
   metrics: z.object({ port: z.number().int().min(0).max(65535).optional() }).strict().default({}),
+  /** Which replication origins this edge forwards (loop prevention; topology-config.ts). */
+  origins: originsSetting,
+  /** Consolidation: a target-only column filled with this source's tag (topology-config.ts). */
+  sourceTag: sourceTagSetting,
 }).strict();
 
 export type PgtideConfig = z.infer<typeof configSchema>;
@@ -198,6 +203,15 @@ export function publicationName(config: PgtideConfig): string {
  */
 export function originName(config: PgtideConfig, targetDatabaseOid: number): string {
   return `pgtide_${config.name}_${targetDatabaseOid}`;
+}
+/** Streamed transactions applied at once on connections of their own (more are buffered). */
+export const STREAMED_APPLY_CONNECTIONS = 2;
+/**
+ * The origin a streamed transaction's own connection writes under until its commit takes
+ * over `originName` (one per connection, `slot` < the streamed-apply connections).
+ */
+export function streamedOriginName(config: PgtideConfig, targetDatabaseOid: number, slot: number): string {
+  return `${originName(config, targetDatabaseOid)}_s${slot}`;
 }
 /** The origin name of pgtide versions before it carried the database OID. */
 export function legacyOriginName(config: PgtideConfig): string {

@@ -5,7 +5,7 @@
  * source from retaining WAL for us.
  */
 import { openPostgres } from '../pg/connect.js';
-import { legacyOriginName, originName, publicationName, slotName, type PgtideConfig } from './config.js';
+import { legacyOriginName, originName, publicationName, slotName, STREAMED_APPLY_CONNECTIONS, streamedOriginName, type PgtideConfig } from './config.js';
 import { fromServerError, PgtideError } from '../core/errors.js';
 import { quoteIdent } from '../core/sql.js';
 import { slotIsOurs } from './resync.js';
@@ -41,7 +41,8 @@ export async function dropSubscription(config: PgtideConfig): Promise<DropReport
     let droppedOrigin = false;
     // The legacy name too: the progress of record is apply_progress, so dropping an origin another
     // database's older pgtide still uses only makes it create the origin again at its next start.
-    for (const origin of [originName(config, oid!.oid), legacyOriginName(config)]) {
+    const streamed = Array.from({ length: STREAMED_APPLY_CONNECTIONS }, (_, slot) => streamedOriginName(config, oid!.oid, slot));
+    for (const origin of [originName(config, oid!.oid), legacyOriginName(config), ...streamed]) {
       const [found] = await target.unsafe(`SELECT 1 FROM pg_replication_origin WHERE roname = $1`, [origin]);
       if (!found) continue;
       const dropped = await target.unsafe(`SELECT pg_replication_origin_drop($1)`, [origin]).then(() => true, () => false);

@@ -8,7 +8,7 @@ import postgres from 'postgres';
 import { openPostgres } from '../pg/connect.js';
 import type { Logger } from 'pino';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { legacyOriginName, originName, publicationName, publicationNames, slotName, type PgtideConfig } from './config.js';
+import { legacyOriginName, originName, publicationName, publicationNames, slotName, STREAMED_APPLY_CONNECTIONS, streamedOriginName, type PgtideConfig } from './config.js';
 import { PgtideError, fromServerError } from '../core/errors.js';
 import { checkSource, createPublication, defaultPublicationTables, publicationExists, publishedTables, type PublishedTable } from '../source/source-catalog.js';
 import { ReplicationConnection, protocolVersionFor } from '../source/replication-connection.js';
@@ -38,6 +38,10 @@ import { BoundedConnector, CLEANUP_MS, settleWithin } from '../pg/bounded.js';
 import { StallWatchdog } from './watchdog.js';
 import { terminateAbandonedApplySessions } from '../state/stale-sessions.js';
 import { bootstrapSchema } from './schema-job.js';
+import { topologyStages } from '../apply/topology-stages.js';
+import { OriginMatcher, originPolicy } from '../apply/origin-policy.js';
+import { refuseSharedSequenceSync } from './topology-config.js';
+import { refuseLoopBack } from './loop-guard.js';
 
 export interface EngineHooks {
   readonly onCopyProgress?: (progress: readonly CopyProgress[]) => void;
@@ -185,8 +189,10 @@ export class Engine {
 
   async #prepare(source: postgres.Sql, target: postgres.Sql, signal: AbortSignal): Promise<Prepared> {
     const config = this.#config;
+    refuseSharedSequenceSync(config);
     await checkPrivileges(source, target, config);
     const info = await checkSource(source);
+    await refuseLoopBack(source, target, new OriginMatcher(originPolicy(config.origins)), this.#logger);
     const store = new StateStore(target, config.name);
     await store.migrate();
     const publication = publicationName(config);
@@ -263,7 +269,7 @@ export class Engine {
         }
       }
     }
-    return { store, startLsn, protocolVersion: protocolVersionFor(info.versionNum), publications, slot, tables, originName: originName(config, targetDb!.oid), guard, heartbeat: new Heartbeat(source, config.heartbeatIntervalMs ?? config.statusIntervalMs, this.#logger) };
+    return { store, startLsn, protocolVersion: protocolVersionFor(info.versionNum), publications, slot, tables, originName: originName(config, targetDb!.oid), targetDatabaseOid: targetDb!.oid, guard, heartbeat: new Heartbeat(source, config.heartbeatIntervalMs ?? config.statusIntervalMs, this.#logger) };
   }
 
   /** No `tables:` and no `publication:`: every user table, refusing any the source could no longer update or delete. */
@@ -324,7 +330,8 @@ export class Engine {
       return;
     }
     this.#phase = 'copying';
-    const specs = pending.map((t) => copySpec(t, published));
+    const tag = this.#config.sourceTag;
+    const specs = pending.map((t) => ({ ...copySpec(t, published), ...(tag ? { constants: [{ column: tag.column, value: tag.value }] } : {}) }));
     this.#logger.info({ tables: specs.length, parallelism: this.#config.copy.parallelism }, 'initial copy started');
     const result = await copyTables({
       sourceUrl: this.#config.source.url,
@@ -402,17 +409,19 @@ export class Engine {
       this.#durable = writer.durableLsn;
       const gate = new ChangeGate(writer, gateMap, writer.durableLsn);
       const direct = config.apply.streamedApply
-        ? new DirectStreamedApply({ main: writer, gate, maxOpen: 2, startLsn, openWriter: async () => {
-          const streamed = await ApplyWriter.open({ ...writerOptions, holdsOrigin: false, netEffect: false });
+        ? new DirectStreamedApply({ main: writer, gate, maxOpen: STREAMED_APPLY_CONNECTIONS, startLsn, openWriter: async (slot) => {
+          const streamed = await ApplyWriter.open({ ...writerOptions, holdsOrigin: false, netEffect: false, markOrigin: streamedOriginName(config, prepared.targetDatabaseOid, slot) });
           if (streamed.backendPid !== undefined) this.#attemptApplyPids.add(streamed.backendPid);
           return streamed;
         } })
         : undefined;
-      const asm = new TransactionAssembler(gate, { memoryCap: config.memoryCap, spillDir: config.spillDir }, direct);
+      const origins = new OriginMatcher(originPolicy(config.origins));
+      const stages = topologyStages(gate, direct, { origins, sourceTag: config.sourceTag });
+      const asm = new TransactionAssembler(stages.sink, { memoryCap: config.memoryCap, spillDir: config.spillDir }, stages.direct);
       assembler = asm;
       const ack = new AckPolicy(writer, asm);
       const decoder = new PgoutputDecoder({ protocolVersion: prepared.protocolVersion });
-      const stream = await watchdog.guard(repl.startReplication({ slot: prepared.slot, startLsn, publications: prepared.publications, protocolVersion: prepared.protocolVersion, streaming: true }), 'START_REPLICATION on the source');
+      const stream = await watchdog.guard(repl.startReplication({ slot: prepared.slot, startLsn, publications: prepared.publications, protocolVersion: prepared.protocolVersion, streaming: true, originNone: origins.serverFilters(prepared.protocolVersion) }), 'START_REPLICATION on the source');
       const live = new ReplicationSession(stream, {
         statusIntervalMs: config.statusIntervalMs,
         receiveTimeoutMs: config.receiveTimeoutMs,
@@ -424,7 +433,7 @@ export class Engine {
         }),
       }, startLsn);
       session = live;
-      this.#logger.info({ startLsn: formatLsn(startLsn), protocolVersion: prepared.protocolVersion }, 'streaming started');
+      this.#logger.info({ startLsn: formatLsn(startLsn), protocolVersion: prepared.protocolVersion, origins: origins.policy.kind, originFilter: origins.passesAll ? 'off' : origins.serverFilters(prepared.protocolVersion) ? 'source' : 'pgtide' }, 'streaming started');
       await runStreamLoop({
         session: live, decoder, assembler: asm, sink: writer, ack,
         activity: { idle: () => prepared.heartbeat.idle(), activity: () => { prepared.heartbeat.activity(); watchdog.activity(); } },
@@ -438,7 +447,7 @@ export class Engine {
       });
       this.#durable = writer.durableLsn;
       live.sendStatus();
-      this.#logger.info({ appliedLsn: formatLsn(writer.durableLsn), ...writer.stats }, 'streaming stopped');
+      this.#logger.info({ appliedLsn: formatLsn(writer.durableLsn), ...writer.stats, ...(stages.originFilter ? { droppedByOrigin: stages.originFilter.droppedTransactions } : {}) }, 'streaming stopped');
     } finally {
       // Each step within a time limit: a clean-up that hangs on a dead connection would stop
       // the reconnect for good (issue 10, case 6).
@@ -459,6 +468,7 @@ interface Prepared {
   readonly tables: readonly PublishedTable[];
   /** Replication origin on the target, unique per target cluster (carries the database OID). */
   readonly originName: string;
+  readonly targetDatabaseOid: number;
   readonly guard: (identity: GuardContext['identity']) => GuardContext;
   readonly heartbeat: Heartbeat;
 }

@@ -9,6 +9,8 @@ export interface CopyTableSpec {
   readonly rowFilter?: string;
   /** The target's rows of this table were written by an interrupted copy: empty it before copying. */
   readonly ownsRows?: boolean;
+  /** Target-only columns set to a fixed value in every copied row (a consolidating edge's source tag). */
+  readonly constants?: readonly { readonly column: string; readonly value: string }[];
 }
 
 export interface CopyProgress {

@@ -81,6 +81,10 @@ export async function planCopy(options: CopyOptions, parallelism: number, connec
         problems.push(`${qualified}: column ${quoteIdent(column)} is published as a generated column (publish_generated_columns = stored, or named in a column list) but is a generated column on the target too, which cannot be written; make it a plain column on the target or stop publishing it`);
       } else if (targetGenerated.has(column)) problems.push(`${qualified}: column ${quoteIdent(column)} is a generated column on the target and cannot be written`);
     }
+    for (const { column } of spec.constants ?? []) {
+      if (sourceColumns.has(column)) problems.push(`${qualified}: column ${quoteIdent(column)} (sourceTag.column) exists on the source too; the tag column must be one only the target has`);
+      else if (!targetColumns.has(column) || targetGenerated.has(column)) problems.push(`${qualified}: column ${quoteIdent(column)} (sourceTag.column) is missing on the target or generated there; add it on the target (ALTER TABLE ${qualified} ADD COLUMN ${quoteIdent(column)} text)`);
+    }
     jobs.push(new TableJob(spec, columns, s, t, formatFor(options.format ?? 'auto', versions, columns, s, t), options.truncateFirst === true));
   });
   if (missingSource.length > 0) {

@@ -45,6 +45,8 @@ export class TableJob {
   readonly estimatedBytes: number;
   readonly heapBytes: number;
   readonly format: CopyFormat;
+  /** Target-only columns with a fixed value, appended to every copied row (spec.constants). */
+  readonly constants: readonly { readonly column: string; readonly value: string }[];
   ranges: readonly BlockRange[] = [];
   rows = 0;
   bytes = 0;
@@ -69,7 +71,9 @@ export class TableJob {
     this.estimatedRows = Math.max(0, source.est_rows ?? 0);
     this.estimatedBytes = source.est_bytes ?? 0;
     this.heapBytes = source.main_bytes ?? 0;
-    this.format = format;
+    this.constants = spec.constants ?? [];
+    // A constant is a literal in the source query: text, which the target's COPY parses into the column's type.
+    this.format = this.constants.length > 0 ? 'text' : format;
   }
 
   get columnList(): string {
@@ -98,9 +102,10 @@ export class TableJob {
     if (this.rowFilter !== undefined) conditions.push(`(${this.rowFilter})`);
     // A partitioned table has no rows of its own: the query form reads its partitions
     // (and with publish_via_partition_root the root's filter applies to all of them).
-    if (conditions.length > 0 || this.readsGenerated || this.sourceKind === 'p') {
+    if (conditions.length > 0 || this.readsGenerated || this.sourceKind === 'p' || this.constants.length > 0) {
       const where = conditions.length > 0 ? ` WHERE ${conditions.join(' AND ')}` : '';
-      return `COPY (SELECT ${this.columnList} FROM ${this.sourceKind === 'p' ? '' : 'ONLY '}${this.qualified}${where}) TO STDOUT${withFormat}`;
+      const constants = this.constants.map((c) => `, ${sqlLiteral(c.value)}::text`).join('');
+      return `COPY (SELECT ${this.columnList}${constants} FROM ${this.sourceKind === 'p' ? '' : 'ONLY '}${this.qualified}${where}) TO STDOUT${withFormat}`;
     }
     // COPY table TO skips the executor and, unlike a query, never includes inheritance children.
     const list = this.columns.length > 0 ? ` (${this.columnList})` : '';
@@ -108,7 +113,8 @@ export class TableJob {
   }
 
   copyInSql(): string {
-    const list = this.columns.length > 0 ? ` (${this.columnList})` : '';
+    const names = [...this.columns, ...this.constants.map((c) => c.column)];
+    const list = names.length > 0 ? ` (${names.map(quoteIdent).join(', ')})` : '';
     return `COPY ${this.qualified}${list} FROM STDIN${this.format === 'binary' ? ' WITH (FORMAT binary)' : ''}`;
   }
 
@@ -118,6 +124,11 @@ export class TableJob {
       estimatedBytes: this.estimatedBytes, done: this.done, startedAt: this.startedAt,
     };
   }
+}
+
+/** A string constant in SQL (standard_conforming_strings, on since PostgreSQL 9.1). */
+function sqlLiteral(value: string): string {
+  return `'${value.replace(/'/g, "''")}'`;
 }
 
 export interface WorkItem { readonly job: TableJob; readonly range: BlockRange | undefined }

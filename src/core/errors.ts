@@ -41,6 +41,8 @@ export type ErrorCode =
   | 'HARNESS_FAILED'
   /** A streaming attempt made no progress with work pending (the stall watchdog). */
   | 'STALLED'
+  /** `pgtide check`: a change could come back to a node it passed, or reach one twice (docs/topologies.md). */
+  | 'TOPOLOGY_LOOP'
   | 'INTERNAL';
 
 export interface PgtideErrorOptions {

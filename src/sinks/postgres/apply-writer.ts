@@ -80,6 +80,13 @@ export interface ApplyWriterOptions {
    * writer: it binds the replication origin only around its own commit.
    */
   readonly holdsOrigin?: boolean;
+  /**
+   * With holdsOrigin false: an origin of its own, bound while it writes and swapped for the
+   * subscription's origin at its commit. PostgreSQL records the session's origin in every WAL
+   * record, and a publisher asked for `origin 'none'` filters record by record, so rows written
+   * without one would be sent on by the reverse edge of a two-way pair (topology-stages.ts).
+   */
+  readonly markOrigin?: string;
   readonly logger: Logger;
 }
 
@@ -238,6 +245,10 @@ export class ApplyWriter implements Sink {
     } as postgres.Options<Record<string, postgres.PostgresType>>);
     try {
       if (options.holdsOrigin === false) {
+        if (options.markOrigin !== undefined) {
+          await sql.unsafe(`SELECT pg_replication_origin_create($1) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_origin WHERE roname = $1)`, [options.markOrigin]);
+          await sql.unsafe(`SELECT pg_replication_origin_session_setup($1)`, [options.markOrigin]);
+        }
         const [session] = await sql.unsafe<{ pid: number }[]>(`SELECT pg_backend_pid() AS pid`);
         const writer = new ApplyWriter(sql, options, ZERO_LSN, fence, connector);
         writer.#backendPid = session?.pid;
@@ -443,6 +454,7 @@ export class ApplyWriter implements Sink {
   }
 
   async acquireOrigin(): Promise<void> {
+    if (this.#options.markOrigin !== undefined) await this.releaseOrigin();
     await this.#control(`SELECT pg_replication_origin_session_setup($1)`, [this.#options.originName]).catch((e: unknown) => { throw this.#originError(e); });
   }
 

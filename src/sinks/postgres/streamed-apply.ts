@@ -15,7 +15,9 @@
  *
  * At Stream Commit the main writer commits first, hands the replication origin
  * over for the streamed commit (so progress and origin marking stay exact),
- * and takes it back. A transaction whose commit LSN is below the applied
+ * and takes it back. Until then the streamed connection writes under an
+ * origin of its own (one per connection slot, `<origin>_s<slot>`), so that
+ * its rows, too, are marked as replicated for the next edge's origin filter. A transaction whose commit LSN is below the applied
  * position (resent after a restart) is rolled back instead.
  */
 import type { CommitInfo, RowChange, StreamedTransactionApplier } from '../../changes/change.js';
@@ -26,6 +28,7 @@ import type { Lsn } from '../../core/lsn.js';
 
 interface OpenStream {
   readonly writer: ApplyWriter;
+  readonly slot: number;
   /** Savepoints in the order they were set; rolling back to one drops those after it. */
   readonly savepoints: number[];
 }
@@ -33,7 +36,8 @@ interface OpenStream {
 export interface DirectStreamedApplyOptions {
   readonly main: ApplyWriter;
   readonly gate: ChangeGate;
-  readonly openWriter: () => Promise<ApplyWriter>;
+  /** `slot` (0 … maxOpen - 1) is free while this writer lives: it names the writer's own origin. */
+  readonly openWriter: (slot: number) => Promise<ApplyWriter>;
   /** Connections used at once; further streamed transactions are buffered instead. */
   readonly maxOpen: number;
   /** Where this streaming attempt started: every transaction it delivers commits after it. */
@@ -50,16 +54,19 @@ export class DirectStreamedApply implements StreamedTransactionApplier {
 
   get openCount(): number { return this.#open.size; }
 
-  async start(xid: number): Promise<boolean> {
+  async start(xid: number, _origin: string | undefined): Promise<boolean> {
     const { main, gate } = this.#options;
     // A table still being re-copied needs the commit LSN to decide; buffer such transactions.
     const floor = main.durableLsn > this.#options.startLsn ? main.durableLsn : this.#options.startLsn;
     if (this.#open.size >= this.#options.maxOpen || gate.maxSyncLsn > floor) return false;
     if (!main.atBoundary) return false;
     await main.commitPending();
-    const writer = await this.#options.openWriter();
+    const used = new Set([...this.#open.values()].map((s) => s.slot));
+    let slot = 0;
+    while (used.has(slot)) slot++;
+    const writer = await this.#options.openWriter(slot);
     writer.begin({ xid, commitLsn: main.durableLsn, commitTime: 0n as PgTimestamp, origin: undefined, streamed: true });
-    this.#open.set(xid, { writer, savepoints: [] });
+    this.#open.set(xid, { writer, slot, savepoints: [] });
     return true;
   }
 
