@@ -10,6 +10,7 @@ import { fromServerError, PgtideError } from '../core/errors.js';
 import { formatLsn, parseLsn, type Lsn } from '../core/lsn.js';
 import { StateStore, type TableStateRow } from '../state/state-store.js';
 import { readLastError, type LastErrorRow } from '../state/last-error.js';
+import { postgresTargetUrl } from './target-config.js';
 
 export interface StatusReport {
   readonly subscription: string;
@@ -27,7 +28,7 @@ export interface StatusReport {
 }
 
 export async function collectStatus(config: PgtideConfig): Promise<StatusReport> {
-  const target = openPostgres(config.target.url, 'admin', { max: 1, connect_timeout: 10, onnotice: () => {} });
+  const target = openPostgres(postgresTargetUrl(config, 'pgtide status'), 'admin', { max: 1, connect_timeout: 10, onnotice: () => {} });
   const source = openPostgres(config.source.url, 'admin', { max: 1, connect_timeout: 10, onnotice: () => {} });
   try {
     const store = new StateStore(target, config.name);

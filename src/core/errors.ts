@@ -39,6 +39,10 @@ export type ErrorCode =
   | 'HARNESS_FAILED'
   /** A streaming attempt made no progress with work pending (the stall watchdog). */
   | 'STALLED'
+  /** The NDJSON sink could not write its output or state file (sinks/ndjson/file-errors.ts). */
+  | 'SINK_WRITE_FAILED'
+  /** The config asks a target kind for something it cannot do (e.g. an initial copy into NDJSON). */
+  | 'UNSUPPORTED_FOR_TARGET'
   | 'INTERNAL';
 
 export interface PgtideErrorOptions {

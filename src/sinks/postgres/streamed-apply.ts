@@ -17,10 +17,14 @@
  * over for the streamed commit (so progress and origin marking stay exact),
  * and takes it back. A transaction whose commit LSN is below the applied
  * position (resent after a restart) is rolled back instead.
+ *
+ * Which streamed transactions and changes reach it is the gate's decision
+ * (apply/change-gate.ts, `streamed()`), as for every other transaction: this
+ * file only applies what passes. Logical messages pass the gate and are not
+ * applied to a PostgreSQL target, as in the main writer.
  */
 import type { CommitInfo, RowChange, StreamedTransactionApplier } from '../../changes/change.js';
 import type { ApplyWriter } from './apply-writer.js';
-import type { ChangeGate } from '../../apply/change-gate.js';
 import type { PgTimestamp } from '../../protocol/messages.js';
 import type { Lsn } from '../../core/lsn.js';
 
@@ -32,12 +36,9 @@ interface OpenStream {
 
 export interface DirectStreamedApplyOptions {
   readonly main: ApplyWriter;
-  readonly gate: ChangeGate;
   readonly openWriter: () => Promise<ApplyWriter>;
   /** Connections used at once; further streamed transactions are buffered instead. */
   readonly maxOpen: number;
-  /** Where this streaming attempt started: every transaction it delivers commits after it. */
-  readonly startLsn: Lsn;
 }
 
 export class DirectStreamedApply implements StreamedTransactionApplier {
@@ -51,10 +52,8 @@ export class DirectStreamedApply implements StreamedTransactionApplier {
   get openCount(): number { return this.#open.size; }
 
   async start(xid: number): Promise<boolean> {
-    const { main, gate } = this.#options;
-    // A table still being re-copied needs the commit LSN to decide; buffer such transactions.
-    const floor = main.durableLsn > this.#options.startLsn ? main.durableLsn : this.#options.startLsn;
-    if (this.#open.size >= this.#options.maxOpen || gate.maxSyncLsn > floor) return false;
+    const { main } = this.#options;
+    if (this.#open.size >= this.#options.maxOpen) return false;
     if (!main.atBoundary) return false;
     await main.commitPending();
     const writer = await this.#options.openWriter();
@@ -65,13 +64,12 @@ export class DirectStreamedApply implements StreamedTransactionApplier {
 
   change(xid: number, subxid: number, change: RowChange): void | Promise<void> {
     const stream = this.#open.get(xid)!;
-    if (!this.#wanted(change)) return;
+    if (change.kind === 'message') return;
     if (subxid !== xid && !stream.savepoints.includes(subxid)) {
       stream.savepoints.push(subxid);
       stream.writer.savepoint(`s${subxid}`);
     }
-    const filtered = change.kind === 'truncate' ? { ...change, relations: change.relations.filter((r) => this.#options.gate.isReady(r)) } : change;
-    return stream.writer.change(filtered);
+    return stream.writer.change(change);
   }
 
   /**
@@ -114,7 +112,7 @@ export class DirectStreamedApply implements StreamedTransactionApplier {
     this.#open.delete(xid);
     const { main } = this.#options;
     try {
-      if (info.commitLsn < this.#options.gate.appliedLsn || info.commitLsn < main.durableLsn) {
+      if (info.commitLsn < main.durableLsn) {
         await stream.writer.close(); // applied before a restart: roll back
         return;
       }
@@ -140,12 +138,6 @@ export class DirectStreamedApply implements StreamedTransactionApplier {
     const streams = [...this.#open.values()];
     this.#open.clear();
     await Promise.allSettled(streams.map((s) => s.writer.close()));
-  }
-
-  #wanted(change: RowChange): boolean {
-    if (change.kind === 'message') return false;
-    if (change.kind === 'truncate') return change.relations.some((r) => this.#options.gate.isReady(r));
-    return this.#options.gate.isReady(change.relation);
   }
 
   #absorbStats(writer: ApplyWriter): void {
