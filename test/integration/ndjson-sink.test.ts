@@ -52,6 +52,7 @@ const step: WorkloadStep = async (tx, i, rnd) => {
 describe('NDJSON sink: exactly once per transaction across kill -9', { timeout: 600_000 }, () => {
   const scope = new TestScope();
   let src: ReturnType<typeof pinnedSql>;
+  let sourceUrl: string;
   let configFile: string;
   let outFile: string;
   const children: CliProcess[] = [];
@@ -67,6 +68,7 @@ describe('NDJSON sink: exactly once per transaction across kill -9', { timeout: 
   before(async () => {
     const cluster = await startCluster(scope, { major: defaultMajor(), name: 'ndjson-src' });
     src = pinnedSql(scope, cluster);
+    sourceUrl = cluster.url;
     await src.unsafe(DDL);
     await src.unsafe(`INSERT INTO docs SELECT 1, 0, string_agg(md5(random()::text), '') FROM generate_series(1, 400)`);
     const dir = scope.tempDir('pgtide-ndjson-');
@@ -168,6 +170,38 @@ describe('NDJSON sink: exactly once per transaction across kill -9', { timeout: 
     assert.ok(readLines().length > 0, 'the output file stays');
     const slots = await src.unsafe(`SELECT 1 FROM pg_replication_slots WHERE slot_name = 'nd_slot'`);
     assert.equal(slots.length, 0);
+  });
+
+  it('writes to standard output with `path: -`: only JSON lines there, logs on stderr, messages included', async () => {
+    const dir = scope.tempDir('pgtide-ndjson-stdout-');
+    const file = writeConfigFile(scope, {
+      name: 'nd_out',
+      source: { url: sourceUrl },
+      target: { kind: 'ndjson', path: '-', statePath: path.join(dir, 'state.json') },
+      tables: ['public.items'],
+      apply: { batchMaxAgeMs: 10 },
+      statusIntervalMs: 500,
+    });
+    const child = startCli(scope, ['start', '--config', file]);
+    await child.waitForStderr(/streaming started/, 60_000);
+    for (let i = 1; i <= 3; i++) {
+      await src.begin(async (tx) => {
+        await tx.unsafe(`INSERT INTO items VALUES ($1::bigint, $1::int, 'stdout ' || $1::int)`, [900_000_000 + i]);
+        await tx.unsafe(`SELECT pg_logical_emit_message(true, 'app.event', 'hello ' || $1::int)`, [i]);
+      });
+    }
+    await waitFor('three lines on stdout', () => (child.stdout().split('\n').filter((l) => l.includes('"note":"stdout ')).length === 3 ? true : undefined),
+      { timeoutMs: 30_000, failFast: () => (child.exitCode !== undefined ? new Error(`pgtide exited:\n${child.stderrTail()}`) : undefined) });
+    child.kill('SIGTERM');
+    assert.equal((await child.exited).code, 0, child.stderrTail());
+    const out = child.stdout().split('\n').filter((l) => l !== '');
+    const parsed = out.map((l) => JSON.parse(l) as Line);
+    assert.equal(parsed.length, 3, `only the three transactions on stdout:\n${child.stdout()}`);
+    assert.deepEqual(parsed.map((l) => l.changes.map((c) => c.kind)), [['insert', 'message'], ['insert', 'message'], ['insert', 'message']]);
+    assert.match(out[0]!, /"content":\{"base64":"aGVsbG8gMQ=="\}/, 'the message content, base64 of "hello 1"');
+    const state = JSON.parse(readFileSync(path.join(dir, 'state.json'), 'utf8')) as { endLsn: string };
+    assert.equal(state.endLsn, parsed[2]!.end_lsn, 'the position is the last line written');
+    await startCliAndWait(['drop', '--config', file]);
   });
 
   async function startCliAndWait(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
