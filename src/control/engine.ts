@@ -23,7 +23,7 @@ import { LastErrorStore } from '../state/last-error.js';
 import { SequenceSync, type SequenceSyncReport } from '../sequences/sequence-sync.js';
 import { startSequenceSyncLoop, sequenceProblemLog, type SequenceSyncLoop } from './sequence-sync-job.js';
 import { checkPrivileges } from './privileges.js';
-import { claimSlotForCreation, guardSlot, refuseOtherSource, refuseSourceIsTarget, serverIdentity, type GuardContext } from './slot-guardian.js';
+import { createOwnSlot, guardSlot, refuseOtherSource, refuseSourceIsTarget, serverIdentity, type GuardContext } from './slot-guardian.js';
 import { LeaderLock } from './leader-lock.js';
 import { Heartbeat, HEARTBEAT_PREFIX } from '../source/heartbeat.js';
 import { retireLegacyOrigin } from '../state/legacy-origin.js';
@@ -218,16 +218,8 @@ export class Engine {
     if (!subscription?.startLsn) {
       const repl = ReplicationConnection.open(config.source.url);
       try {
-        const identity = await repl.identifySystem();
-        if (identity.systemId !== info.systemId) {
-          throw new PgtideError('STATE_CORRUPT', `the replication connection reached a different server (system id ${identity.systemId}) than the SQL connection (${info.systemId}); check that source.url points at one server, not a pooler or load balancer.`);
-        }
-        // Drops only a slot this subscription's state was creating; marks the creation before it happens.
-        await claimSlotForCreation(guard(identity));
-        const created = await repl.createSlot(slot, { temporary: false, exportSnapshot: config.copy.enabled });
+        const created = await createOwnSlot(guard(await repl.identifySystem()), repl, store, info.systemId, config.copy.enabled);
         startLsn = created.consistentPoint;
-        await store.markSlotCreated(startLsn, identity.timeline);
-        this.#logger.info({ slot, consistentPoint: formatLsn(startLsn) }, 'created replication slot');
         await this.#copy(store, tables, created.snapshotName, created.consistentPoint, signal);
       } finally {
         await repl.close();

@@ -8,7 +8,7 @@
  */
 import type postgres from 'postgres';
 import type { Logger } from 'pino';
-import { fromServerError, PgtideError } from '../core/errors.js';
+import { fromServerError } from '../core/errors.js';
 import { formatLsn, ZERO_LSN, type Lsn } from '../core/lsn.js';
 import { tableKey, type TableGateState } from '../core/table-sync.js';
 import { checkSource } from '../source/source-catalog.js';
@@ -16,7 +16,7 @@ import { ReplicationConnection, protocolVersionFor } from '../source/replication
 import { Heartbeat } from '../source/heartbeat.js';
 import { NdjsonStateFile } from '../sinks/ndjson/state-file.js';
 import { publicationName, publicationNames, slotName, type PgtideConfig } from './config.js';
-import { claimSlotForCreation, guardSlot, refuseOtherSource, type GuardContext } from './slot-guardian.js';
+import { createOwnSlot, guardSlot, refuseOtherSource, type GuardContext } from './slot-guardian.js';
 import { ensurePublications } from './publications.js';
 import { ndjsonStatePath } from './target-config.js';
 import type { Prepared } from './prepared.js';
@@ -40,14 +40,8 @@ export async function prepareNdjson(config: PgtideConfig, target: { readonly pat
   try {
     const identity = await repl.identifySystem();
     if (!subscription?.startLsn) {
-      if (identity.systemId !== info.systemId) {
-        throw new PgtideError('STATE_CORRUPT', `the replication connection reached a different server (system id ${identity.systemId}) than the SQL connection (${info.systemId}); check that source.url points at one server, not a pooler or load balancer.`);
-      }
-      await claimSlotForCreation(guard(identity));
-      const created = await repl.createSlot(slot, { temporary: false, exportSnapshot: false });
-      startLsn = created.consistentPoint;
-      await state.markSlotCreated(startLsn, identity.timeline);
-      logger.info({ slot, consistentPoint: formatLsn(startLsn), file: target.path }, 'created replication slot; the NDJSON file receives the transactions committed from here on (no initial copy)');
+      startLsn = (await createOwnSlot(guard(identity), repl, state, info.systemId, false)).consistentPoint;
+      logger.info({ file: target.path, from: formatLsn(startLsn) }, 'no initial copy for an NDJSON target: it receives the transactions committed from the slot\'s start on');
     } else {
       await guardSlot(guard(identity), state.position?.endLsn ?? ZERO_LSN);
       startLsn = subscription.startLsn;

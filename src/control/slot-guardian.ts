@@ -26,6 +26,7 @@ import { fromServerError, PgtideError } from '../core/errors.js';
 import { formatLsn, maxLsn, ZERO_LSN, type Lsn } from '../core/lsn.js';
 import type { StateStore, SubscriptionRow } from '../state/state-store.js';
 import { dropSlot, readSlot, type SlotRow } from '../source/slots.js';
+import type { CreatedSlot, ReplicationConnection } from '../source/replication-connection.js';
 
 export { readSlot, type SlotRow } from '../source/slots.js';
 
@@ -137,6 +138,23 @@ export async function claimSlotForCreation(ctx: GuardContext): Promise<void> {
     ctx.logger.info({ slot: ctx.slot }, 'dropped the slot left by an unfinished first start of this subscription');
   }
   await ctx.store.markSlotCreating();
+}
+
+/**
+ * First start: claims the slot name (see claimSlotForCreation), creates the
+ * slot on `repl` and records its start point and the timeline. The caller
+ * keeps `repl` open while it uses the exported snapshot.
+ */
+export async function createOwnSlot(ctx: GuardContext, repl: ReplicationConnection, store: Pick<StateStore, 'markSlotCreated'>, sourceSystemId: string, exportSnapshot: boolean): Promise<CreatedSlot> {
+  if (ctx.identity.systemId !== sourceSystemId) {
+    throw new PgtideError('STATE_CORRUPT', `the replication connection reached a different server (system id ${ctx.identity.systemId}) than the SQL connection (${sourceSystemId}); check that source.url points at one server, not a pooler or load balancer.`);
+  }
+  // Drops only a slot this subscription's state was creating; marks the creation before it happens.
+  await claimSlotForCreation(ctx);
+  const created = await repl.createSlot(ctx.slot, { temporary: false, exportSnapshot });
+  await store.markSlotCreated(created.consistentPoint, ctx.identity.timeline);
+  ctx.logger.info({ slot: ctx.slot, consistentPoint: formatLsn(created.consistentPoint) }, 'created replication slot');
+  return created;
 }
 
 /** Before streaming from an existing slot: refuses when the slot cannot deliver what the target lacks. */
