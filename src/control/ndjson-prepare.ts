@@ -18,10 +18,12 @@ import { NdjsonStateFile } from '../sinks/ndjson/state-file.js';
 import { publicationName, publicationNames, slotName, type PgtideConfig } from './config.js';
 import { createOwnSlot, guardSlot, refuseOtherSource, type GuardContext } from './slot-guardian.js';
 import { ensurePublications } from './publications.js';
+import { checkPrivileges } from './privileges.js';
 import { ndjsonStatePath } from './target-config.js';
 import type { Prepared } from './prepared.js';
 
 export async function prepareNdjson(config: PgtideConfig, target: { readonly path: string; readonly statePath?: string | undefined }, source: postgres.Sql, logger: Logger): Promise<Prepared> {
+  await checkPrivileges(source, undefined, config);
   const info = await checkSource(source);
   const slot = slotName(config);
   const [sourceDb] = await source.unsafe<{ name: string }[]>(`SELECT current_database() AS name`).catch((e: unknown) => { throw fromServerError(e, 'source'); });
