@@ -41,9 +41,10 @@ export class FileOutput implements LineOutput {
   }
 
   static async open(file: string): Promise<FileOutput> {
+    let handle: FileHandle | undefined;
     try {
       // O_APPEND: every write lands at the end, also after a truncate.
-      const handle = await open(file, 'a+');
+      handle = await open(file, 'a+');
       const { size } = await handle.stat();
       if (size === 0) {
         // A new file's name must survive a crash as much as the lines fsynced into it.
@@ -52,6 +53,7 @@ export class FileOutput implements LineOutput {
       }
       return new FileOutput(file, handle, size);
     } catch (error) {
+      await handle?.close().catch(() => {});
       throw fileError(error, 'opening the output file', file);
     }
   }
