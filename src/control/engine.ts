@@ -94,9 +94,10 @@ export class Engine {
     this.#poolConnectors = [sourceConnector, targetConnector];
     const source = openPostgres(config.source.url, 'admin', { ...sourceConnector.options, max: 2, connect_timeout: 15, onnotice: () => {}, idle_timeout: 30 });
     // An NDJSON target has no database: its state is a file, and its leader lock is taken on the source.
-    const target = config.target.kind === 'postgres'
-      ? openPostgres(config.target.url, 'admin', { ...targetConnector.options, max: 2, connect_timeout: 15, onnotice: () => {}, idle_timeout: 30 })
-      : undefined;
+    const side = config.target.kind === 'postgres'
+      ? { kind: 'postgres', url: config.target.url, pool: openPostgres(config.target.url, 'admin', { ...targetConnector.options, max: 2, connect_timeout: 15, onnotice: () => {}, idle_timeout: 30 }) } as const
+      : { kind: 'ndjson', target: config.target } as const;
+    const target = side.kind === 'postgres' ? side.pool : undefined;
     this.#targetPool = target;
     let sequences: { readonly loop: SequenceSyncLoop; readonly sync: SequenceSync } | undefined;
     const lastError: Pick<LastErrorStore, 'record' | 'clear'> = target ? new LastErrorStore(target, config.name) : { record: async () => {}, clear: async () => {} };
@@ -108,14 +109,14 @@ export class Engine {
           if (!leader) {
             if (target) refuseSourceIsTarget(await serverIdentity(source, 'source'), await serverIdentity(target, 'target'));
             // One leader per subscription: a second process waits here, before any copy, slot or file work.
-            leader = config.target.kind === 'postgres'
-              ? await LeaderLock.acquire(config.target.url, config.name, this.#logger, signal)
+            leader = side.kind === 'postgres'
+              ? await LeaderLock.acquire(side.url, config.name, this.#logger, signal)
               : await LeaderLock.acquire(config.source.url, config.name, this.#logger, signal, 'source');
             if (!leader) return;
           }
-          prepared = config.target.kind === 'ndjson'
-            ? await prepareNdjson(config, config.target, source, this.#logger)
-            : await this.#prepare(source, target!, signal);
+          prepared = side.kind === 'postgres'
+            ? await this.#prepare(source, side.pool, signal)
+            : await prepareNdjson(config, side.target, source, this.#logger);
           break;
         } catch (error) {
           // Stopped during the initial copy: not a failure. Finished tables stay ready;
