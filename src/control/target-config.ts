@@ -7,7 +7,7 @@
  * it has no tables to copy into and no sequences to set, so `copy.enabled`
  * and `sequences.enabled` default to false for it and an explicit `true` is
  * a config error; commands that work on a PostgreSQL target alone
- * (`status`, `resync`, `sequences ...`) say so (`postgresTargetUrl`).
+ * (`resync`, `sequences ...`) say so (`postgresTargetUrl`).
  */
 import { z } from 'zod';
 import { PgtideError } from '../core/errors.js';

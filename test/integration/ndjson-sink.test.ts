@@ -154,7 +154,7 @@ describe('NDJSON sink: exactly once per transaction across kill -9', { timeout: 
     assert.ok(parseLsn(slot!.confirmed) <= held, `slot confirmed ${slot!.confirmed} <= held ${state.endLsn}/${state.ackedLsn}`);
   });
 
-  it('refuses what an NDJSON target cannot do, and drop removes the slot and the state file but keeps the output', async () => {
+  it('refuses what an NDJSON target cannot do; status reads the state file; drop removes the slot and the state file but keeps the output', async () => {
     const seq = await startCliAndWait(['sequences', 'sync', '--config', configFile]);
     assert.equal(seq.code, 1);
     assert.match(seq.stderr, /error \[UNSUPPORTED_FOR_TARGET\]: sequence sync needs a PostgreSQL target/);
@@ -162,6 +162,13 @@ describe('NDJSON sink: exactly once per transaction across kill -9', { timeout: 
       const rows = await src.unsafe<{ active: boolean }[]>(`SELECT active FROM pg_replication_slots WHERE slot_name = 'nd_slot'`);
       return rows[0]?.active === false ? true : undefined;
     }, { timeoutMs: 10_000 });
+    const status = await startCliAndWait(['status', '--config', configFile, '--json']);
+    assert.equal(status.code, 0, status.stderr);
+    const report = JSON.parse(status.stdout) as { appliedLsn: string; lagBytes: number; slot: { name: string; active: boolean } };
+    const state = JSON.parse(readFileSync(`${outFile}.state.json`, 'utf8')) as { endLsn: string };
+    assert.equal(report.appliedLsn, parseLsn(state.endLsn).toString(), 'status shows the position the state file holds');
+    assert.deepEqual([report.slot.name, report.slot.active], ['nd_slot', false]);
+    assert.equal(typeof report.lagBytes, 'number');
     const drop = await startCliAndWait(['drop', '--config', configFile]);
     assert.equal(drop.code, 0, drop.stderr);
     assert.match(drop.stdout, /slot dropped: yes/);

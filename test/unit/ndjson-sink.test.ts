@@ -191,7 +191,7 @@ test('the state file is replaced atomically and keeps the guardian\'s facts', as
     assert.equal(row?.startLsn, parseLsn('0/5000'));
     assert.equal(row?.ackedLsn, parseLsn('0/6000'), 'an acknowledgement never moves back');
     assert.equal(again.position?.endLsn, parseLsn('0/5830'));
-    assert.equal(existsSync(`${file}.state.json.tmp`), false);
+    assert.equal(existsSync(`${file}.state.json.tmp`), false, 'the temporary file was renamed into place');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

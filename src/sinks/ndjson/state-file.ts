@@ -17,7 +17,7 @@
  * same way: a slot this state did not create is never dropped, and a slot
  * confirmed past what the file holds stops pgtide.
  */
-import { open, readFile, rename, rm } from 'node:fs/promises';
+import { open, readFile, rename } from 'node:fs/promises';
 import path from 'node:path';
 import { formatLsn, parseLsn, type Lsn } from '../../core/lsn.js';
 import { PgtideError } from '../../core/errors.js';
@@ -68,7 +68,6 @@ export class NdjsonStateFile {
     } catch (error) {
       if ((error as { code?: unknown }).code !== 'ENOENT') throw fileError(error, 'reading the state file', file);
     }
-    await rm(`${file}.tmp`, { force: true }).catch(() => {});
     if (text === undefined) return new NdjsonStateFile(file, subscription, undefined);
     let state: Stored;
     try {
@@ -95,6 +94,9 @@ export class NdjsonStateFile {
       ackedLsn: s.ackedLsn ? parseLsn(s.ackedLsn) : undefined, ackedAt: s.ackedAt ? new Date(s.ackedAt) : null,
     };
   }
+
+  /** Commit time of the last transaction written (ISO 8601, UTC), for status. */
+  get commitTime(): string | null { return this.#state?.commitTime ?? null; }
 
   get position(): WrittenPosition | undefined {
     const s = this.#state;
