@@ -7,8 +7,15 @@
  *   committed after T's sync LSN: the copy of T already contains everything
  *   committed up to its snapshot. This is how PostgreSQL's own table sync stays
  *   consistent, and it lets one table be re-copied while the rest stream on.
+ *
+ * Streamed transactions the sink applies while they stream pass through the
+ * same rules (`streamed()`): their commit LSN is not known until Stream
+ * Commit, so the gate lets the sink take one only when no table's sync LSN is
+ * above what the transaction will certainly commit after, filters its
+ * changes by table state, and turns the Stream Commit of a transaction
+ * applied before a restart into an abort.
  */
-import type { CommitInfo, RowChange, TransactionInfo, TransactionSink } from '../changes/change.js';
+import type { CommitInfo, RowChange, StreamedTransactionApplier, TransactionInfo, TransactionSink } from '../changes/change.js';
 import type { Lsn } from '../core/lsn.js';
 import type { Relation } from '../changes/relation-cache.js';
 import { tableKey, type TableGateState } from '../core/table-sync.js';
@@ -19,20 +26,30 @@ export class ChangeGate implements TransactionSink {
   #appliedLsn: Lsn;
   #skipping = false;
   #commitLsn: Lsn;
+  /** Every transaction the gate sees from now on commits after this (attempt start, or the last commit seen). */
+  #floor: Lsn;
   /** The gate's table map never changes after construction, so a relation's entry can be cached. */
   readonly #byRelation = new WeakMap<Relation, TableGateState | null>();
   skippedTransactions = 0;
   filteredChanges = 0;
 
-  constructor(next: TransactionSink, tables: ReadonlyMap<string, TableGateState>, appliedLsn: Lsn) {
+  /** `startLsn`: where the stream starts; every transaction it delivers commits after it. */
+  constructor(next: TransactionSink, tables: ReadonlyMap<string, TableGateState>, appliedLsn: Lsn, startLsn: Lsn = appliedLsn) {
     this.#next = next;
     this.#tables = tables;
     this.#appliedLsn = appliedLsn;
     this.#commitLsn = appliedLsn;
+    this.#floor = startLsn > appliedLsn ? startLsn : appliedLsn;
+  }
+
+  /** The streamed road through this gate to a sink that applies streamed transactions as they stream. */
+  streamed(next: StreamedTransactionApplier): StreamedTransactionApplier {
+    return new StreamedGate(this, next);
   }
 
   begin(tx: TransactionInfo): void | Promise<void> {
     this.#commitLsn = tx.commitLsn;
+    this.noteCommitOrder(tx.commitLsn);
     this.#skipping = tx.commitLsn < this.#appliedLsn;
     if (this.#skipping) {
       this.skippedTransactions++;
@@ -60,6 +77,25 @@ export class ChangeGate implements TransactionSink {
   commit(info: CommitInfo): void | Promise<void> {
     if (this.#skipping) { this.#skipping = false; return; }
     return this.#next.commit(info);
+  }
+
+  /** A transaction with this commit LSN reached the stream: every one that starts later commits after it. */
+  noteCommitOrder(commitLsn: Lsn): void {
+    if (commitLsn > this.#floor) this.#floor = commitLsn;
+  }
+
+  /**
+   * True when a transaction starting to stream now may be applied before its
+   * commit LSN is known: it will commit after the floor, so after every
+   * table's sync LSN.
+   */
+  get streamable(): boolean {
+    return this.maxSyncLsn <= this.#floor;
+  }
+
+  /** Applies to this table when the commit LSN is known only to be above the floor. */
+  appliesWhileStreaming(relation: Relation): boolean {
+    return this.isReady(relation);
   }
 
   /** The applied position this gate skips below. */
@@ -91,4 +127,58 @@ export class ChangeGate implements TransactionSink {
     }
     return state;
   }
+}
+
+/**
+ * The gate on the streamed road: the same table-sync rule and the same
+ * "applied before" rule as for ordinary transactions, for a sink that applies
+ * a streamed transaction before its commit LSN is known.
+ */
+class StreamedGate implements StreamedTransactionApplier {
+  readonly #gate: ChangeGate;
+  readonly #next: StreamedTransactionApplier;
+
+  constructor(gate: ChangeGate, next: StreamedTransactionApplier) {
+    this.#gate = gate;
+    this.#next = next;
+  }
+
+  get openCount(): number { return this.#next.openCount; }
+
+  /** A table still being re-copied needs the commit LSN to decide: such transactions are buffered instead. */
+  async start(xid: number, origin: string | undefined): Promise<boolean> {
+    if (!this.#gate.streamable) return false;
+    return this.#next.start(xid, origin);
+  }
+
+  change(xid: number, subxid: number, change: RowChange): void | Promise<void> {
+    switch (change.kind) {
+      case 'message':
+        return this.#next.change(xid, subxid, change);
+      case 'truncate': {
+        const relations = change.relations.filter((r) => this.#gate.appliesWhileStreaming(r));
+        if (relations.length === 0) { this.#gate.filteredChanges++; return; }
+        return this.#next.change(xid, subxid, relations.length === change.relations.length ? change : { ...change, relations });
+      }
+      default:
+        if (!this.#gate.appliesWhileStreaming(change.relation)) { this.#gate.filteredChanges++; return; }
+        return this.#next.change(xid, subxid, change);
+    }
+  }
+
+  chunkStart(xid: number): void | Promise<void> { return this.#next.chunkStart(xid); }
+  chunkEnd(xid: number): void { this.#next.chunkEnd(xid); }
+  abort(xid: number, subxid: number): Promise<void> { return this.#next.abort(xid, subxid); }
+
+  async commit(xid: number, info: CommitInfo, origin: string | undefined): Promise<void> {
+    this.#gate.noteCommitOrder(info.commitLsn);
+    // Applied before a restart (the server resent it): thrown away, as the ordinary road skips it.
+    if (info.commitLsn < this.#gate.appliedLsn) {
+      this.#gate.skippedTransactions++;
+      return this.#next.abort(xid, xid);
+    }
+    return this.#next.commit(xid, info, origin);
+  }
+
+  reset(): Promise<void> { return this.#next.reset(); }
 }

@@ -11,6 +11,7 @@ import type postgres from 'postgres';
 import { openPostgres } from '../pg/connect.js';
 import { parseConninfo } from '../pg/conninfo.js';
 import { originName, type PgtideConfig } from '../control/config.js';
+import { postgresTargetUrl } from '../control/target-config.js';
 import { serverIdentity } from '../control/slot-guardian.js';
 import { topologyError, topologyProblems, type TopologyEdge, type TopologyNode } from '../control/topology-check.js';
 import { OriginMatcher, originPolicy } from '../apply/origin-policy.js';
@@ -42,7 +43,7 @@ export async function checkTopology(configs: readonly { readonly file: string; r
   const cache = new Map<string, Promise<TopologyNode & { readonly oid: number }>>();
   const edges: TopologyEdge[] = [];
   for (const { file, config } of configs) {
-    const [source, target] = await Promise.all([node(config.source.url, 'source', cache), node(config.target.url, 'target', cache)]);
+    const [source, target] = await Promise.all([node(config.source.url, 'source', cache), node(postgresTargetUrl(config, 'pgtide check'), 'target', cache)]);
     edges.push({
       label: `${config.name} (${file})`, subscription: config.name, source, target,
       origins: new OriginMatcher(originPolicy(config.origins)), originName: originName(config, target.oid),

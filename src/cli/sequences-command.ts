@@ -20,6 +20,7 @@ import {
   LOCAL_BITS, NODE_BITS, MAX_NODE_ID, type CollisionNode,
 } from '../sequences/shared-sequences.js';
 import type { QualifiedName } from '../core/sql.js';
+import { postgresTargetUrl } from '../control/target-config.js';
 
 const DEFAULT_CONFIG = 'pgtide.yaml';
 
@@ -158,7 +159,7 @@ export function registerSequencesCommands(program: Command, load: (configPath: s
     .option('--node-id <n>', `this node's id, 1..${MAX_NODE_ID} (default: keep the current one, else derive from the system identifier)`, wholeNumber('--node-id', 1))
     .option('--force', 'change a node id that is already set')
     .action(async (options: { config?: string; databaseUrl?: string; nodeId?: number; force?: boolean }) => {
-      const url = options.databaseUrl ?? load(options.config ?? DEFAULT_CONFIG).target.url;
+      const url = options.databaseUrl ?? postgresTargetUrl(load(options.config ?? DEFAULT_CONFIG), 'pgtide sequences install');
       const result = await withDatabase(url, 'target', (sql) => installSharedSequenceFunctions(sql, { nodeId: options.nodeId, force: options.force }));
       const how = result.source === 'given' ? 'as given' : result.source === 'existing' ? 'already set' : 'derived from the system identifier — set it explicitly if this cluster was cloned from another node';
       out([
@@ -177,8 +178,8 @@ export function registerSequencesCommands(program: Command, load: (configPath: s
     .option('--database-url <url>', 'partition this database (all its sequences unless --config is given)')
     .action(async (options: { node: number; of: number; config?: string; databaseUrl?: string }) => {
       const config = options.config !== undefined || options.databaseUrl === undefined ? load(options.config ?? DEFAULT_CONFIG) : undefined;
-      const url = options.databaseUrl ?? config!.target.url;
-      const others = config ? [config.source.url, config.target.url].filter((u) => u !== url) : [];
+      const url = options.databaseUrl ?? postgresTargetUrl(config!, 'pgtide sequences partition');
+      const others = config ? [config.source.url, postgresTargetUrl(config, 'pgtide sequences partition')].filter((u) => u !== url) : [];
       const results = await withDatabase(url, 'target', async (sql) => {
         const discovery = await discoverSequences(sql, config
           ? { tables: config.tables ?? 'all', include: config.sequences.include }

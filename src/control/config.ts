@@ -14,6 +14,7 @@ import { parseQualifiedName } from '../core/sql.js';
 import { tlsSetting } from '../pg/connect.js';
 import { DEFAULT_SPLIT_THRESHOLD } from '../copy/plan.js';
 import { originsSetting, sourceTagSetting } from './topology-config.js';
+import { ndjsonRefusals, targetSchema, withTargetDefaults } from './target-config.js';
 
 const SIZE_UNITS: Record<string, number> = { b: 1, kb: 1024, k: 1024, mb: 1024 ** 2, m: 1024 ** 2, gb: 1024 ** 3, g: 1024 ** 3 };
 
@@ -57,7 +58,8 @@ export const configSchema = z.object({
   /** Names this replication: the replication origin and state rows on the target are keyed by it. */
   name: simpleName.default('pgtide'),
   source: z.object({ url: connectionUrl }).strict(),
-  target: z.object({ url: connectionUrl }).strict(),
+  /** A PostgreSQL database (`url`; the default kind) or an NDJSON file (`kind: ndjson`); see target-config.ts. */
+  target: targetSchema(connectionUrl),
   /**
    * Existing publication(s) to follow; a list works as CREATE SUBSCRIPTION … PUBLICATION a, b does.
    * When absent, pgtide creates `<name>_pub` for `tables` (or all tables).
@@ -129,7 +131,9 @@ export const configSchema = z.object({
   origins: originsSetting,
   /** Consolidation: a target-only column filled with this source's tag (topology-config.ts). */
   sourceTag: sourceTagSetting,
-}).strict();
+}).strict().superRefine((config, ctx) => {
+  for (const issue of ndjsonRefusals(config)) ctx.addIssue({ code: 'custom', path: issue.path, message: issue.message });
+});
 
 export type PgtideConfig = z.infer<typeof configSchema>;
 export type ConfigInput = z.input<typeof configSchema>;
@@ -151,7 +155,7 @@ function expandEnv(value: unknown, path: string): unknown {
 }
 
 export function parseConfig(input: unknown, origin = 'config'): PgtideConfig {
-  const expanded = expandEnv(input ?? {}, '');
+  const expanded = withTargetDefaults(expandEnv(input ?? {}, ''));
   const result = configSchema.safeParse(expanded);
   if (!result.success) {
     const lines = result.error.issues.map((issue) => {

@@ -10,38 +10,39 @@ import type { Logger } from 'pino';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { legacyOriginName, originName, publicationName, publicationNames, slotName, STREAMED_APPLY_CONNECTIONS, streamedOriginName, type PgtideConfig } from './config.js';
 import { PgtideError, fromServerError } from '../core/errors.js';
-import { checkSource, createPublication, defaultPublicationTables, publicationExists, publishedTables, type PublishedTable } from '../source/source-catalog.js';
+import { checkSource, type PublishedTable } from '../source/source-catalog.js';
 import { ReplicationConnection, protocolVersionFor } from '../source/replication-connection.js';
-import { ReplicationSession } from '../source/replication-session.js';
 import { copyTables } from '../copy/table-copy.js';
-import { PgoutputDecoder } from '../protocol/pgoutput-decoder.js';
-import { TransactionAssembler } from '../changes/transaction-assembler.js';
 import { formatLsn, maxLsn, ZERO_LSN, type Lsn } from '../core/lsn.js';
-import { ApplyWriter, FoldConflictError } from '../sinks/postgres/apply-writer.js';
-import { ChangeGate } from '../apply/change-gate.js';
-import { DirectStreamedApply } from '../sinks/postgres/streamed-apply.js';
+import { FoldConflictError } from '../sinks/postgres/apply-writer.js';
+import { openPostgresSink } from '../sinks/postgres/postgres-sink.js';
+import { NdjsonSink } from '../sinks/ndjson/ndjson-sink.js';
+import type { OpenedSink } from '../sinks/sink.js';
 import { StateStore, type TableStateRow } from '../state/state-store.js';
 import { LastErrorStore } from '../state/last-error.js';
 import { SequenceSync, type SequenceSyncReport } from '../sequences/sequence-sync.js';
 import { startSequenceSyncLoop, sequenceProblemLog, type SequenceSyncLoop } from './sequence-sync-job.js';
 import { checkPrivileges } from './privileges.js';
-import { claimSlotForCreation, guardSlot, refuseOtherSource, refuseSourceIsTarget, serverIdentity, type GuardContext } from './slot-guardian.js';
+import { createOwnSlot, guardSlot, refuseOtherSource, refuseSourceIsTarget, serverIdentity, type GuardContext } from './slot-guardian.js';
 import { LeaderLock } from './leader-lock.js';
-import { Heartbeat } from '../source/heartbeat.js';
+import { Heartbeat, HEARTBEAT_PREFIX } from '../source/heartbeat.js';
 import { retireLegacyOrigin } from '../state/legacy-origin.js';
 import { qualify, textArrayLiteral } from '../core/sql.js';
 import { tableMissingOnTarget } from '../core/missing-table.js';
-import { AckPolicy } from '../pipeline/ack-policy.js';
-import { runStreamLoop } from '../pipeline/stream-loop.js';
+import { runAttempt } from '../pipeline/attempt.js';
 import type { CopyProgress, CopyTableSpec } from '../copy/copy-options.js';
 import { BoundedConnector, CLEANUP_MS, settleWithin } from '../pg/bounded.js';
 import { StallWatchdog } from './watchdog.js';
 import { terminateAbandonedApplySessions } from '../state/stale-sessions.js';
+import { ensurePublications } from './publications.js';
 import { bootstrapSchema } from './schema-job.js';
 import { topologyStages } from '../apply/topology-stages.js';
 import { OriginMatcher, originPolicy } from '../apply/origin-policy.js';
 import { refuseSharedSequenceSync } from './topology-config.js';
 import { refuseLoopBack } from './loop-guard.js';
+import { prepareNdjson } from './ndjson-prepare.js';
+import type { Prepared } from './prepared.js';
+import { postgresTargetUrl } from './target-config.js';
 
 export interface EngineHooks {
   readonly onCopyProgress?: (progress: readonly CopyProgress[]) => void;
@@ -97,22 +98,30 @@ export class Engine {
     const targetConnector = new BoundedConnector();
     this.#poolConnectors = [sourceConnector, targetConnector];
     const source = openPostgres(config.source.url, 'admin', { ...sourceConnector.options, max: 2, connect_timeout: 15, onnotice: () => {}, idle_timeout: 30 });
-    const target = openPostgres(config.target.url, 'admin', { ...targetConnector.options, max: 2, connect_timeout: 15, onnotice: () => {}, idle_timeout: 30 });
+    // An NDJSON target has no database: its state is a file, and its leader lock is taken on the source.
+    const side = config.target.kind === 'postgres'
+      ? { kind: 'postgres', url: config.target.url, pool: openPostgres(config.target.url, 'admin', { ...targetConnector.options, max: 2, connect_timeout: 15, onnotice: () => {}, idle_timeout: 30 }) } as const
+      : { kind: 'ndjson', target: config.target } as const;
+    const target = side.kind === 'postgres' ? side.pool : undefined;
     this.#targetPool = target;
     let sequences: { readonly loop: SequenceSyncLoop; readonly sync: SequenceSync } | undefined;
-    const lastError = new LastErrorStore(target, config.name);
+    const lastError: Pick<LastErrorStore, 'record' | 'clear'> = target ? new LastErrorStore(target, config.name) : { record: async () => {}, clear: async () => {} };
     let leader: LeaderLock | undefined;
     try {
       let prepared: Prepared;
       for (let attempt = 0; ; attempt++) {
         try {
           if (!leader) {
-            refuseSourceIsTarget(await serverIdentity(source, 'source'), await serverIdentity(target, 'target'));
-            // One leader per subscription: a second process waits here, before any copy or slot work.
-            leader = await LeaderLock.acquire(config.target.url, config.name, this.#logger, signal);
+            if (target) refuseSourceIsTarget(await serverIdentity(source, 'source'), await serverIdentity(target, 'target'));
+            // One leader per subscription: a second process waits here, before any copy, slot or file work.
+            leader = side.kind === 'postgres'
+              ? await LeaderLock.acquire(side.url, config.name, this.#logger, signal)
+              : await LeaderLock.acquire(config.source.url, config.name, this.#logger, signal, 'source');
             if (!leader) return;
           }
-          prepared = await this.#prepare(source, target, signal);
+          prepared = side.kind === 'postgres'
+            ? await this.#prepare(source, side.pool, signal)
+            : await prepareNdjson(config, side.target, source, this.#logger);
           break;
         } catch (error) {
           // Stopped during the initial copy: not a failure. Finished tables stay ready;
@@ -181,7 +190,7 @@ export class Engine {
       }
       this.#phase = 'stopped';
       await settleWithin(leader?.release() ?? Promise.resolve(), CLEANUP_MS);
-      await settleWithin(Promise.allSettled([source.end({ timeout: 2 }), target.end({ timeout: 2 })]), CLEANUP_MS);
+      await settleWithin(Promise.allSettled([source.end({ timeout: 2 }), target?.end({ timeout: 2 })]), CLEANUP_MS);
       sourceConnector.destroyAll();
       targetConnector.destroyAll();
     }
@@ -201,25 +210,9 @@ export class Engine {
     const [targetDb] = await target.unsafe<{ oid: number }[]>(`SELECT oid::int AS oid FROM pg_database WHERE datname = current_database()`).catch((e: unknown) => { throw fromServerError(e, 'target'); });
     const [sourceDb] = await source.unsafe<{ name: string }[]>(`SELECT current_database() AS name`).catch((e: unknown) => { throw fromServerError(e, 'source'); });
     await retireLegacyOrigin(target, legacyOriginName(config), this.#logger);
-    const absent: string[] = [];
-    for (const name of publications) if (!(await publicationExists(source, name))) absent.push(name);
-    if (absent.length > 0) {
-      if (config.publication) {
-        const [first] = absent;
-        throw new PgtideError('PUBLICATION_MISSING', `publication${absent.length > 1 ? 's' : ''} ${absent.map((p) => `"${p}"`).join(', ')} ${absent.length > 1 ? 'do' : 'does'} not exist on the source. Create ${absent.length > 1 ? 'them' : 'it'} there (CREATE PUBLICATION ${first} FOR TABLE ...), or remove \`publication:\` from the config to let pgtide create one for \`tables:\`.`);
-      }
-      await createPublication(source, publication, config.tables ?? await this.#defaultTables(source));
-      this.#logger.info({ publication }, 'created publication on the source');
-    }
-    const tables = await publishedTables(source, publications);
-    if (tables.length === 0) this.#logger.warn({ publication }, 'the publication contains no tables; nothing will be replicated');
+    const tables = await ensurePublications(source, config, this.#logger);
     if (config.schema.bootstrap) await bootstrapSchema(source, target, tables, this.#logger);
     await this.#checkTargetTables(target, tables);
-    for (const t of tables) {
-      if (t.replicaIdentity === 'nothing' || (t.replicaIdentity === 'default' && !t.hasKey)) {
-        this.#logger.warn({ table: qualify(t.schema, t.name) }, 'table has no replica identity: the source will reject UPDATE and DELETE on it while it is published; give it a primary key or REPLICA IDENTITY FULL');
-      }
-    }
 
     let subscription = await store.getSubscription();
     refuseOtherSource(subscription, info.systemId);
@@ -234,16 +227,8 @@ export class Engine {
     if (!subscription?.startLsn) {
       const repl = ReplicationConnection.open(config.source.url);
       try {
-        const identity = await repl.identifySystem();
-        if (identity.systemId !== info.systemId) {
-          throw new PgtideError('STATE_CORRUPT', `the replication connection reached a different server (system id ${identity.systemId}) than the SQL connection (${info.systemId}); check that source.url points at one server, not a pooler or load balancer.`);
-        }
-        // Drops only a slot this subscription's state was creating; marks the creation before it happens.
-        await claimSlotForCreation(guard(identity));
-        const created = await repl.createSlot(slot, { temporary: false, exportSnapshot: config.copy.enabled });
+        const created = await createOwnSlot(guard(await repl.identifySystem()), repl, store, info.systemId, config.copy.enabled);
         startLsn = created.consistentPoint;
-        await store.markSlotCreated(startLsn, identity.timeline);
-        this.#logger.info({ slot, consistentPoint: formatLsn(startLsn) }, 'created replication slot');
         await this.#copy(store, tables, created.snapshotName, created.consistentPoint, signal);
       } finally {
         await repl.close();
@@ -269,17 +254,11 @@ export class Engine {
         }
       }
     }
-    return { store, startLsn, protocolVersion: protocolVersionFor(info.versionNum), publications, slot, tables, originName: originName(config, targetDb!.oid), targetDatabaseOid: targetDb!.oid, guard, heartbeat: new Heartbeat(source, config.heartbeatIntervalMs ?? config.statusIntervalMs, this.#logger) };
-  }
-
-  /** No `tables:` and no `publication:`: every user table, refusing any the source could no longer update or delete. */
-  async #defaultTables(source: postgres.Sql): Promise<readonly { readonly schema: string; readonly name: string }[]> {
-    const found = await defaultPublicationTables(source);
-    if (found.withoutIdentity.length > 0) {
-      const names = found.withoutIdentity.map((t) => qualify(t.schema, t.name)).join(', ');
-      throw new PgtideError('NO_REPLICA_IDENTITY', `table(s) ${names} have no replica identity (no primary key, and REPLICA IDENTITY is DEFAULT or NOTHING). Once published, the source would reject every UPDATE and DELETE on them, breaking the application. For each: add a primary key, or ALTER TABLE ... REPLICA IDENTITY FULL, or list only the tables to replicate under \`tables:\` in the config, leaving these out.`);
-    }
-    return found.tables;
+    return {
+      state: store, startLsn, protocolVersion: protocolVersionFor(info.versionNum), publications, slot, tables, guard,
+      heartbeat: new Heartbeat(source, config.heartbeatIntervalMs ?? config.statusIntervalMs, this.#logger),
+      sink: { kind: 'postgres', url: postgresTargetUrl(config, 'applying to PostgreSQL'), originName: originName(config, targetDb!.oid), targetDatabaseOid: targetDb!.oid },
+    };
   }
 
   /**
@@ -291,7 +270,7 @@ export class Engine {
     if (!config.sequences.enabled) return undefined;
     const sync = new SequenceSync({
       sourceUrl: config.source.url,
-      targetUrl: config.target.url,
+      targetUrl: postgresTargetUrl(config, 'sequence sync'),
       subscription: config.name,
       tables: tables.map((t) => ({ schema: t.schema, name: t.name })),
       include: config.sequences.include,
@@ -335,7 +314,7 @@ export class Engine {
     this.#logger.info({ tables: specs.length, parallelism: this.#config.copy.parallelism }, 'initial copy started');
     const result = await copyTables({
       sourceUrl: this.#config.source.url,
-      targetUrl: this.#config.target.url,
+      targetUrl: postgresTargetUrl(this.#config, 'the initial copy'),
       snapshotName,
       tables: specs,
       parallelism: this.#config.copy.parallelism,
@@ -377,101 +356,92 @@ export class Engine {
 
   async #streamGuarded(prepared: Prepared, signal: AbortSignal, onProgress: () => void, watchdog: StallWatchdog): Promise<void> {
     const config = this.#config;
-    const gateMap = await watchdog.guard(prepared.store.gateMap(), 'reading the table states on the target');
-    const writerOptions = {
-      url: config.target.url,
-      subscription: config.name,
-      originName: prepared.originName,
-      batchMaxTransactions: config.apply.batchMaxTransactions,
-      batchMaxChanges: config.apply.batchMaxChanges,
-      batchMaxAgeMs: config.apply.batchMaxAgeMs,
-      netEffect: config.apply.netEffect,
-      copyMinRows: config.apply.copyMinRows,
-      exactUntil: this.#exactUntil,
-      noFoldTables: this.#noFoldTables,
-      logger: this.#logger,
-    };
-    const opening = ApplyWriter.open(writerOptions);
-    // A writer that opens after the watchdog gave up on it would keep the origin bound.
+    const gateMap = await watchdog.guard(prepared.state.gateMap(), 'reading the table states on the target');
+    const opening = this.#openSink(prepared);
+    // A sink that opens after the watchdog gave up on it would keep the origin bound.
     opening.catch(() => {});
-    const writer = await watchdog.guard(opening, 'opening the apply session on the target').catch((error: unknown) => {
-      void opening.then((late) => late.close(), () => {});
+    const opened = await watchdog.guard(opening, 'opening the sink (the apply session on the target)').catch((error: unknown) => {
+      void opening.then((late) => late.sink.close(), () => {});
       throw error;
     });
-    if (writer.backendPid !== undefined) this.#attemptApplyPids.add(writer.backendPid);
+    const { sink } = opened;
     const repl = ReplicationConnection.open(config.source.url);
-    let session: ReplicationSession | undefined;
-    let assembler: TransactionAssembler | undefined;
     try {
       // Every attempt: the slot must not have moved past what the target holds.
-      await guardSlot(prepared.guard(await repl.identifySystem()), writer.durableLsn);
-      const startLsn = maxLsn(writer.durableLsn, prepared.startLsn);
-      this.#durable = writer.durableLsn;
-      const gate = new ChangeGate(writer, gateMap, writer.durableLsn);
-      const direct = config.apply.streamedApply
-        ? new DirectStreamedApply({ main: writer, gate, maxOpen: STREAMED_APPLY_CONNECTIONS, startLsn, openWriter: async (slot) => {
-          const streamed = await ApplyWriter.open({ ...writerOptions, holdsOrigin: false, netEffect: false, markOrigin: streamedOriginName(config, prepared.targetDatabaseOid, slot) });
-          if (streamed.backendPid !== undefined) this.#attemptApplyPids.add(streamed.backendPid);
-          return streamed;
-        } })
-        : undefined;
+      await guardSlot(prepared.guard(await repl.identifySystem()), sink.durableLsn);
+      const startLsn = maxLsn(sink.durableLsn, prepared.startLsn);
+      this.#durable = sink.durableLsn;
       const origins = new OriginMatcher(originPolicy(config.origins));
-      const stages = topologyStages(gate, direct, { origins, sourceTag: config.sourceTag });
-      const asm = new TransactionAssembler(stages.sink, { memoryCap: config.memoryCap, spillDir: config.spillDir }, stages.direct);
-      assembler = asm;
-      const ack = new AckPolicy(writer, asm);
-      const decoder = new PgoutputDecoder({ protocolVersion: prepared.protocolVersion });
-      const stream = await watchdog.guard(repl.startReplication({ slot: prepared.slot, startLsn, publications: prepared.publications, protocolVersion: prepared.protocolVersion, streaming: true, originNone: origins.serverFilters(prepared.protocolVersion) }), 'START_REPLICATION on the source');
-      const live = new ReplicationSession(stream, {
-        statusIntervalMs: config.statusIntervalMs,
-        receiveTimeoutMs: config.receiveTimeoutMs,
-        ackState: () => ack.state(),
-        persistAck: (lsn) => prepared.store.recordAck(lsn).catch((error: unknown) => {
+      let originFilter: ReturnType<typeof topologyStages>['originFilter'];
+      await runAttempt({
+        stages: (gate, direct) => {
+          const stages = topologyStages(gate, direct, { origins, sourceTag: config.sourceTag });
+          originFilter = stages.originFilter;
+          return stages;
+        },
+        originNone: origins.serverFilters(prepared.protocolVersion),
+        sink, streamed: opened.streamed, tables: gateMap, replication: repl,
+        slot: prepared.slot, publications: prepared.publications, protocolVersion: prepared.protocolVersion, startLsn,
+        buffering: { memoryCap: config.memoryCap, spillDir: config.spillDir },
+        statusIntervalMs: config.statusIntervalMs, receiveTimeoutMs: config.receiveTimeoutMs,
+        persistAck: (lsn) => prepared.state.recordAck(lsn).catch((error: unknown) => {
           const mapped = fromServerError(error, 'target');
           this.#logger.warn({ code: mapped.code, sqlState: mapped.sqlState }, `could not record the acknowledged position on the target: ${mapped.message}; not acknowledging it yet`);
           throw mapped;
         }),
-      }, startLsn);
-      session = live;
-      this.#logger.info({ startLsn: formatLsn(startLsn), protocolVersion: prepared.protocolVersion, origins: origins.policy.kind, originFilter: origins.passesAll ? 'off' : origins.serverFilters(prepared.protocolVersion) ? 'source' : 'pgtide' }, 'streaming started');
-      await runStreamLoop({
-        session: live, decoder, assembler: asm, sink: writer, ack,
         activity: { idle: () => prepared.heartbeat.idle(), activity: () => { prepared.heartbeat.activity(); watchdog.activity(); } },
         guard: (work, what) => watchdog.guard(work, what),
         idleWaitMs: Math.max(5, config.apply.batchMaxAgeMs), signal,
-        onDurable: (durableLsn) => {
+        onStarted: () => this.#logger.info({ startLsn: formatLsn(startLsn), protocolVersion: prepared.protocolVersion, target: config.target.kind, origins: origins.policy.kind, originFilter: origins.passesAll ? 'off' : origins.serverFilters(prepared.protocolVersion) ? 'source' : 'pgtide' }, 'streaming started'),
+        onDurable: (durableLsn, serverWalEnd) => {
           this.#durable = durableLsn;
           onProgress();
-          this.#hooks.onApplied?.({ durableLsn, serverWalEnd: live.serverWalEnd, transactions: writer.stats.transactions, changes: writer.stats.changes });
+          this.#hooks.onApplied?.({ durableLsn, serverWalEnd, transactions: opened.stats.transactions, changes: opened.stats.changes });
         },
       });
-      this.#durable = writer.durableLsn;
-      live.sendStatus();
-      this.#logger.info({ appliedLsn: formatLsn(writer.durableLsn), ...writer.stats, ...(stages.originFilter ? { droppedByOrigin: stages.originFilter.droppedTransactions } : {}) }, 'streaming stopped');
+      this.#durable = sink.durableLsn;
+      this.#logger.info({ appliedLsn: formatLsn(sink.durableLsn), ...opened.stats, ...(originFilter ? { droppedByOrigin: originFilter.droppedTransactions } : {}) }, 'streaming stopped');
     } finally {
-      // Each step within a time limit: a clean-up that hangs on a dead connection would stop
-      // the reconnect for good (issue 10, case 6).
-      await settleWithin(assembler?.reset() ?? Promise.resolve(), CLEANUP_MS * 3);
-      await settleWithin(session?.close() ?? Promise.resolve(), CLEANUP_MS);
-      await settleWithin(writer.close(), CLEANUP_MS * 3);
+      await settleWithin(sink.close(), CLEANUP_MS * 3);
       await repl.close();
     }
   }
+
+  /** The sink the config's target kind asks for, opened for one attempt; the pipeline does not know which. */
+  async #openSink(prepared: Prepared): Promise<OpenedSink> {
+    const config = this.#config;
+    if (prepared.sink.kind === 'ndjson') {
+      const sink = await NdjsonSink.open({
+        path: prepared.sink.path, state: prepared.sink.state,
+        batchMaxTransactions: config.apply.batchMaxTransactions, batchMaxAgeMs: config.apply.batchMaxAgeMs,
+        skipMessagePrefixes: [HEARTBEAT_PREFIX],
+        onRecovery: (what, detail) => this.#logger.warn(detail, `NDJSON output: ${what}`),
+      });
+      return { sink, streamed: undefined, stats: sink.stats };
+    }
+    const { targetDatabaseOid } = prepared.sink;
+    return openPostgresSink({
+      writer: {
+        url: prepared.sink.url,
+        subscription: config.name,
+        originName: prepared.sink.originName,
+        batchMaxTransactions: config.apply.batchMaxTransactions,
+        batchMaxChanges: config.apply.batchMaxChanges,
+        batchMaxAgeMs: config.apply.batchMaxAgeMs,
+        netEffect: config.apply.netEffect,
+        copyMinRows: config.apply.copyMinRows,
+        exactUntil: this.#exactUntil,
+        noFoldTables: this.#noFoldTables,
+        logger: this.#logger,
+      },
+      streamedApply: config.apply.streamedApply,
+      streamedConnections: STREAMED_APPLY_CONNECTIONS,
+      streamedOrigin: (slot) => streamedOriginName(config, targetDatabaseOid, slot),
+      onSession: (pid) => this.#attemptApplyPids.add(pid),
+    });
+  }
 }
 
-interface Prepared {
-  readonly store: StateStore;
-  readonly startLsn: Lsn;
-  readonly protocolVersion: 1 | 2 | 3 | 4;
-  readonly publications: readonly string[];
-  readonly slot: string;
-  readonly tables: readonly PublishedTable[];
-  /** Replication origin on the target, unique per target cluster (carries the database OID). */
-  readonly originName: string;
-  readonly targetDatabaseOid: number;
-  readonly guard: (identity: GuardContext['identity']) => GuardContext;
-  readonly heartbeat: Heartbeat;
-}
 
 /** What the copy of one table reads: the publications' row filter and column list, and whether a retry must empty it first. */
 function copySpec(t: TableStateRow, published: readonly PublishedTable[]): CopyTableSpec {

@@ -21,15 +21,22 @@ export class LeaderLock {
   readonly #sql: postgres.Sql;
   readonly #subscription: string;
   readonly #connection: { lost: boolean };
+  readonly #side: 'target' | 'source';
 
-  private constructor(sql: postgres.Sql, subscription: string, connection: { lost: boolean }) {
+  private constructor(sql: postgres.Sql, subscription: string, connection: { lost: boolean }, side: 'target' | 'source') {
     this.#sql = sql;
     this.#subscription = subscription;
     this.#connection = connection;
+    this.#side = side;
   }
 
-  /** Waits until this process leads the subscription; undefined when `signal` aborted first. */
-  static async acquire(url: string, subscription: string, logger: Logger, signal: AbortSignal): Promise<LeaderLock | undefined> {
+  /**
+   * Waits until this process leads the subscription; undefined when `signal` aborted first.
+   * `side`: where the lock is taken, the target database, or the source database for a
+   * target that is not a database (an NDJSON file: the slot on the source is what two
+   * processes would fight over, and the lock is taken before the file is touched).
+   */
+  static async acquire(url: string, subscription: string, logger: Logger, signal: AbortSignal, side: 'target' | 'source' = 'target'): Promise<LeaderLock | undefined> {
     const connection = { lost: false };
     const sql = openPostgres(url, 'admin', {
       max: 1, idle_timeout: 0, max_lifetime: null, connect_timeout: 15, fetch_types: false, onnotice: () => {},
@@ -42,17 +49,17 @@ export class LeaderLock {
       while (!signal.aborted) {
         if (await tryLock(sql, subscription)) {
           if (told) logger.info({ subscription }, `this process now leads subscription "${subscription}"`);
-          return new LeaderLock(sql, subscription, connection);
+          return new LeaderLock(sql, subscription, connection, side);
         }
         if (!told) {
-          logger.warn({ subscription, holder: await holder(sql, subscription) }, `another pgtide process leads subscription "${subscription}" on this target database; waiting until it stops`);
+          logger.warn({ subscription, holder: await holder(sql, subscription, side) }, `another pgtide process leads subscription "${subscription}" on this ${side} database; waiting until it stops`);
           told = true;
         }
         await sleep(RETRY_MS, undefined, { signal }).catch(() => {});
       }
     } catch (error) {
       await sql.end({ timeout: 1 }).catch(() => {});
-      throw fromServerError(error, 'target');
+      throw fromServerError(error, side);
     }
     await sql.end({ timeout: 1 }).catch(() => {});
     return undefined;
@@ -62,7 +69,7 @@ export class LeaderLock {
   async ensure(): Promise<void> {
     if (!this.#connection.lost) return;
     this.#connection.lost = false;
-    const ok = await tryLock(this.#sql, this.#subscription).catch((e: unknown) => { this.#connection.lost = true; throw fromServerError(e, 'target'); });
+    const ok = await tryLock(this.#sql, this.#subscription).catch((e: unknown) => { this.#connection.lost = true; throw fromServerError(e, this.#side); });
     if (!ok) {
       this.#connection.lost = true;
       throw new PgtideError('SLOT_IN_USE', `the connection holding the leader lock of subscription "${this.#subscription}" was lost, and another pgtide process leads it now. Stop one of them; this one retries.`, { retryable: true });
@@ -87,7 +94,7 @@ async function tryLock(sql: postgres.Sql, subscription: string): Promise<boolean
   return row?.ok === true;
 }
 
-async function holder(sql: postgres.Sql, subscription: string): Promise<string> {
+async function holder(sql: postgres.Sql, subscription: string, side: 'target' | 'source'): Promise<string> {
   // pg_locks shows an int4 key as an oid: reduce it modulo 2^32 to compare.
   const [row] = await sql.unsafe<{ pid: number; app: string | null; addr: string | null; since: string | null }[]>(
     `SELECT a.pid, a.application_name AS app, host(a.client_addr) AS addr, a.backend_start::text AS since
@@ -96,5 +103,5 @@ async function holder(sql: postgres.Sql, subscription: string): Promise<string> 
         AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
         AND l.classid::bigint = (hashtext('pgtide.leader')::bigint + 4294967296) % 4294967296
         AND l.objid::bigint = (hashtext($1)::bigint + 4294967296) % 4294967296`, [subscription]).catch(() => []);
-  return row ? `target backend pid ${row.pid}${row.addr ? ` from ${row.addr}` : ''}, connected since ${row.since ?? '?'}` : 'unknown';
+  return row ? `${side} backend pid ${row.pid}${row.addr ? ` from ${row.addr}` : ''}, connected since ${row.since ?? '?'}` : 'unknown';
 }

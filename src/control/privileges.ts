@@ -58,15 +58,16 @@ const NAMED_RELATIONS = `
  * Throws one PERMISSION_DENIED PgtideError listing every privilege missing on
  * either side, with the statement that grants each. Reads only; creates nothing.
  */
-export async function checkPrivileges(source: postgres.Sql, target: postgres.Sql, config: PgtideConfig): Promise<void> {
+/** `target` undefined: a target that is not a database (NDJSON), where only the source side applies. */
+export async function checkPrivileges(source: postgres.Sql, target: postgres.Sql | undefined, config: PgtideConfig): Promise<void> {
   const missing = await findMissingPrivileges(source, target, config);
   if (missing.length === 0) return;
   throw new PgtideError('PERMISSION_DENIED', describeMissing(missing), { retryable: false });
 }
 
-export async function findMissingPrivileges(source: postgres.Sql, target: postgres.Sql, config: PgtideConfig): Promise<MissingPrivilege[]> {
+export async function findMissingPrivileges(source: postgres.Sql, target: postgres.Sql | undefined, config: PgtideConfig): Promise<MissingPrivilege[]> {
   const onSource = await sourceSide(source, config).catch((e: unknown) => { throw fromServerError(e, 'source'); });
-  const onTarget = await targetSide(target, config, onSource.tables, onSource.sequences).catch((e: unknown) => { throw fromServerError(e, 'target'); });
+  const onTarget = !target ? [] : await targetSide(target, config, onSource.tables, onSource.sequences).catch((e: unknown) => { throw fromServerError(e, 'target'); });
   return [...onSource.missing, ...onTarget];
 }
 

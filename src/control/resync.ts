@@ -14,6 +14,8 @@ import { fromServerError, PgtideError } from '../core/errors.js';
 import { StateStore } from '../state/state-store.js';
 import { checkSource } from '../source/source-catalog.js';
 import { leaderIsFree } from './leader-lock.js';
+import { dropSlot, readSlot } from '../source/slots.js';
+import { postgresTargetUrl } from './target-config.js';
 
 export interface ResyncReport { readonly droppedSlot: boolean; readonly tables: number }
 
@@ -30,7 +32,7 @@ export async function slotIsOurs(target: postgres.Sql, subscription: string, slo
 
 export async function resyncSubscription(config: PgtideConfig): Promise<ResyncReport> {
   const source = openPostgres(config.source.url, 'admin', { max: 1, connect_timeout: 10, onnotice: () => {} });
-  const target = openPostgres(config.target.url, 'admin', { max: 1, connect_timeout: 10, onnotice: () => {} });
+  const target = openPostgres(postgresTargetUrl(config, 'pgtide resync'), 'admin', { max: 1, connect_timeout: 10, onnotice: () => {} });
   try {
     const slot = slotName(config);
     const store = new StateStore(target, config.name);
@@ -42,14 +44,14 @@ export async function resyncSubscription(config: PgtideConfig): Promise<ResyncRe
       throw new PgtideError('SLOT_IN_USE', `a pgtide process is running subscription "${config.name}" on this target; stop it (SIGTERM) before resync.`);
     }
     const info = await checkSource(source);
-    const [slotRow] = await source.unsafe<{ active: boolean }[]>(`SELECT active FROM pg_replication_slots WHERE slot_name = $1`, [slot]).catch((e: unknown) => { throw fromServerError(e, 'source'); });
+    const slotRow = await readSlot(source, slot);
     let droppedSlot = false;
     if (slotRow) {
       if (!(await slotIsOurs(target, config.name, slot))) {
         throw new PgtideError('SLOT_NOT_OURS', `replication slot "${slot}" exists on the source, but subscription "${config.name}" in this target database did not create it, so resync leaves it alone. Set another \`slot:\` for this config, or drop that slot by hand if nothing uses it (SELECT pg_drop_replication_slot('${slot}')).`);
       }
       if (slotRow.active) throw new PgtideError('SLOT_IN_USE', `replication slot "${slot}" is in use on the source; stop the process streaming from it before resync.`);
-      await source.unsafe(`SELECT pg_drop_replication_slot($1)`, [slot]).catch((e: unknown) => { throw fromServerError(e, 'source'); });
+      await dropSlot(source, slot);
       droppedSlot = true;
     }
     await store.resetForResync(info.systemId).catch((e: unknown) => { throw fromServerError(e, 'target'); });

@@ -11,6 +11,7 @@ import type { QualifiedName } from '../core/sql.js';
 import { defaultPublicationTables, publicationExists, publishedTables } from '../source/source-catalog.js';
 import { compareSchemas, copySchema, type SchemaComparison, type SchemaCopyResult } from '../schema/bootstrap.js';
 import { publicationNames, type PgtideConfig } from './config.js';
+import { postgresTargetUrl } from './target-config.js';
 
 /**
  * The tables whose schema is copied: those the followed publications publish; when
@@ -31,7 +32,7 @@ export async function schemaScope(source: postgres.Sql, config: PgtideConfig): P
 async function withPools<T>(config: PgtideConfig, work: (source: postgres.Sql, target: postgres.Sql) => Promise<T>): Promise<T> {
   const site = { max: 1, connect_timeout: 15, onnotice: () => {}, idle_timeout: 30 } as const;
   const source = openPostgres(config.source.url, 'catalog', site);
-  const target = openPostgres(config.target.url, 'admin', site);
+  const target = openPostgres(postgresTargetUrl(config, 'the schema copy'), 'admin', site);
   try {
     return await work(source, target);
   } finally {

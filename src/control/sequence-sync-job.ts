@@ -10,12 +10,13 @@
 import { PgtideError } from '../core/errors.js';
 import type { PgtideConfig } from './config.js';
 import { SequenceSync, sequenceProblems, summarizeSequenceReport, type SequenceSyncReport } from '../sequences/sequence-sync.js';
+import { postgresTargetUrl } from './target-config.js';
 
 /** A SequenceSync for a config: its tables (all when unset), sequences.include and sequences.ahead. */
 export function createSequenceSync(config: PgtideConfig, overrides: { readonly fixDefinitions?: boolean; readonly ahead?: number | undefined } = {}): SequenceSync {
   return new SequenceSync({
     sourceUrl: config.source.url,
-    targetUrl: config.target.url,
+    targetUrl: postgresTargetUrl(config, 'sequence sync'),
     subscription: config.name,
     tables: config.tables,
     include: config.sequences.include,

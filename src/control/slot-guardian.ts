@@ -23,8 +23,19 @@
 import type postgres from 'postgres';
 import type { Logger } from 'pino';
 import { fromServerError, PgtideError } from '../core/errors.js';
-import { formatLsn, maxLsn, parseLsn, ZERO_LSN, type Lsn } from '../core/lsn.js';
+import { formatLsn, maxLsn, ZERO_LSN, type Lsn } from '../core/lsn.js';
 import type { StateStore, SubscriptionRow } from '../state/state-store.js';
+import { dropSlot, readSlot, type SlotRow } from '../source/slots.js';
+import type { CreatedSlot, ReplicationConnection } from '../source/replication-connection.js';
+
+export { readSlot, type SlotRow } from '../source/slots.js';
+
+/**
+ * What the guardian reads and writes of the subscription's state: the
+ * `pgtide` schema of a PostgreSQL target (StateStore), or the state file of an
+ * NDJSON target (sinks/ndjson/state-file.ts).
+ */
+export type GuardState = Pick<StateStore, 'getSubscription' | 'setSourceTimeline' | 'markSlotCreating'>;
 
 export interface ServerIdentity {
   /** null when the role may not read pg_control_system(). */
@@ -59,31 +70,11 @@ export function refuseSourceIsTarget(source: ServerIdentity, target: ServerIdent
   }
 }
 
-export interface SlotRow {
-  readonly plugin: string | null;
-  readonly database: string | null;
-  readonly active: boolean;
-  readonly activePid: number | null;
-  readonly confirmedFlush: Lsn | undefined;
-  readonly walStatus: string | null;
-  readonly conflicting: boolean;
-}
-
-export async function readSlot(sql: postgres.Sql, slot: string): Promise<SlotRow | undefined> {
-  // `conflicting` (logical slot invalidated by recovery conflicts on a standby) exists from 16 on.
-  const [version] = await sql.unsafe<{ v: string }[]>(`SELECT current_setting('server_version_num') AS v`).catch((e: unknown) => { throw fromServerError(e, 'source'); });
-  const conflicting = Number(version?.v ?? 0) >= 160000 ? 'coalesce(conflicting, false)' : 'false';
-  const [row] = await sql.unsafe<{ plugin: string | null; database: string | null; active: boolean; active_pid: number | null; confirmed: string | null; wal_status: string | null; conflicting: boolean }[]>(
-    `SELECT plugin, database::text AS database, active, active_pid, confirmed_flush_lsn::text AS confirmed, wal_status, ${conflicting} AS conflicting
-       FROM pg_replication_slots WHERE slot_name = $1`, [slot]).catch((e: unknown) => { throw fromServerError(e, 'source'); });
-  if (!row) return undefined;
-  return { plugin: row.plugin, database: row.database, active: row.active, activePid: row.active_pid, confirmedFlush: row.confirmed ? parseLsn(row.confirmed) : undefined, walStatus: row.wal_status, conflicting: row.conflicting };
-}
-
 export interface GuardContext {
   readonly source: postgres.Sql;
-  readonly target: postgres.Sql;
-  readonly store: StateStore;
+  /** The target database, to name other subscriptions by their origins; none for a file target. */
+  readonly target: postgres.Sql | undefined;
+  readonly store: GuardState;
   readonly subscription: string;
   readonly slot: string;
   readonly sourceDatabase: string;
@@ -114,7 +105,7 @@ async function checkSourceHistory(ctx: GuardContext, state: SubscriptionRow): Pr
 /** Names other subscriptions of the same name on this target cluster, from their replication origins. */
 async function otherOwners(ctx: GuardContext, slotRow: SlotRow | undefined): Promise<string> {
   const owners: string[] = [];
-  const rows = await ctx.target.unsafe<{ datname: string | null; roname: string }[]>(
+  const rows = !ctx.target ? [] : await ctx.target.unsafe<{ datname: string | null; roname: string }[]>(
     `SELECT d.datname, o.roname FROM pg_replication_origin o
        LEFT JOIN pg_database d ON o.roname = 'pgtide_' || $1 || '_' || d.oid::text
       WHERE (o.roname LIKE 'pgtide\\_' || $1 || '\\_%' OR o.roname = 'pgtide_' || $1)
@@ -143,10 +134,27 @@ export async function claimSlotForCreation(ctx: GuardContext): Promise<void> {
     }
     if (slotRow.active) throw new PgtideError('SLOT_IN_USE', `replication slot "${ctx.slot}" is active on the source; another process uses it. Stop it, then start again.`);
     // Left by a first start of this subscription that died before recording its start point.
-    await ctx.source.unsafe(`SELECT pg_drop_replication_slot($1)`, [ctx.slot]).catch((e: unknown) => { throw fromServerError(e, 'source'); });
+    await dropSlot(ctx.source, ctx.slot);
     ctx.logger.info({ slot: ctx.slot }, 'dropped the slot left by an unfinished first start of this subscription');
   }
   await ctx.store.markSlotCreating();
+}
+
+/**
+ * First start: claims the slot name (see claimSlotForCreation), creates the
+ * slot on `repl` and records its start point and the timeline. The caller
+ * keeps `repl` open while it uses the exported snapshot.
+ */
+export async function createOwnSlot(ctx: GuardContext, repl: ReplicationConnection, store: Pick<StateStore, 'markSlotCreated'>, sourceSystemId: string, exportSnapshot: boolean): Promise<CreatedSlot> {
+  if (ctx.identity.systemId !== sourceSystemId) {
+    throw new PgtideError('STATE_CORRUPT', `the replication connection reached a different server (system id ${ctx.identity.systemId}) than the SQL connection (${sourceSystemId}); check that source.url points at one server, not a pooler or load balancer.`);
+  }
+  // Drops only a slot this subscription's state was creating; marks the creation before it happens.
+  await claimSlotForCreation(ctx);
+  const created = await repl.createSlot(ctx.slot, { temporary: false, exportSnapshot });
+  await store.markSlotCreated(created.consistentPoint, ctx.identity.timeline);
+  ctx.logger.info({ slot: ctx.slot, consistentPoint: formatLsn(created.consistentPoint) }, 'created replication slot');
+  return created;
 }
 
 /** Before streaming from an existing slot: refuses when the slot cannot deliver what the target lacks. */

@@ -10,6 +10,9 @@ import { fromServerError, PgtideError } from '../core/errors.js';
 import { formatLsn, parseLsn, type Lsn } from '../core/lsn.js';
 import { StateStore, type TableStateRow } from '../state/state-store.js';
 import { readLastError, type LastErrorRow } from '../state/last-error.js';
+import { ndjsonStatePath, postgresTargetUrl } from './target-config.js';
+import { NdjsonStateFile } from '../sinks/ndjson/state-file.js';
+import type postgres from 'postgres';
 
 export interface StatusReport {
   readonly subscription: string;
@@ -27,7 +30,8 @@ export interface StatusReport {
 }
 
 export async function collectStatus(config: PgtideConfig): Promise<StatusReport> {
-  const target = openPostgres(config.target.url, 'admin', { max: 1, connect_timeout: 10, onnotice: () => {} });
+  if (config.target.kind === 'ndjson') return ndjsonStatus(config, config.target);
+  const target = openPostgres(postgresTargetUrl(config, 'pgtide status'), 'admin', { max: 1, connect_timeout: 10, onnotice: () => {} });
   const source = openPostgres(config.source.url, 'admin', { max: 1, connect_timeout: 10, onnotice: () => {} });
   try {
     const store = new StateStore(target, config.name);
@@ -44,31 +48,54 @@ export async function collectStatus(config: PgtideConfig): Promise<StatusReport>
     const sequences = await target.unsafe<{ name: string; source_value: string | null; target_value: string | null; synced_at: Date | null }[]>(
       `SELECT format('%I.%I', schema_name, sequence_name) AS name, source_value::text, target_value::text, synced_at FROM pgtide.sequence_state WHERE subscription = $1 ORDER BY 1`, [config.name]).catch(() => []);
     const lastError = await readLastError(target, config.name);
-    let sourceLsn: Lsn | undefined;
-    let slot: StatusReport['slot'];
-    let sourceError: string | undefined;
-    try {
-      const [row] = await source.unsafe<{ lsn: string; active: boolean | null; retained: string | null; confirmed: string | null }[]>(
-        `SELECT pg_current_wal_lsn()::text AS lsn, s.active, pg_wal_lsn_diff(pg_current_wal_lsn(), s.restart_lsn)::bigint::text AS retained, s.confirmed_flush_lsn::text AS confirmed
-           FROM (SELECT 1) one LEFT JOIN pg_replication_slots s ON s.slot_name = $1`, [slotName(config)]);
-      if (row) {
-        sourceLsn = parseLsn(row.lsn);
-        if (row.active !== null) slot = { name: slotName(config), active: row.active, retainedBytes: Number(row.retained ?? 0), confirmedLsn: row.confirmed ? parseLsn(row.confirmed) : undefined };
-      }
-    } catch (error) {
-      sourceError = fromServerError(error, 'source').message;
-    }
-    // Caught up to the applied position, or to the last position acknowledged to the source:
-    // pgtide acknowledges WAL that holds nothing for it (other databases, checkpoints) only once
-    // everything before it is applied, and records that before sending it.
-    const caughtUpTo = lagSource(appliedLsn, subscription?.ackedLsn);
-    const lagBytes = sourceLsn !== undefined && caughtUpTo !== undefined ? Math.max(0, Number(sourceLsn - caughtUpTo)) : undefined;
-    const lastSeen = Math.max(progress?.commitTime?.getTime() ?? 0, subscription?.ackedAt?.getTime() ?? 0);
-    const lagSeconds = lagBytes === undefined ? undefined : lagBytes > 0 && lastSeen > 0 ? Math.max(0, (Date.now() - lastSeen) / 1000) : 0;
-    return { subscription: config.name, tables, appliedLsn, sourceLsn, lagBytes, lagSeconds, lastCommitTime: progress?.commitTime ?? null, slot, sourceError, sequences: sequences.map((s) => ({ name: s.name, sourceValue: s.source_value, targetValue: s.target_value, syncedAt: s.synced_at })), lastError };
+    const onSource = await slotAndLag(source, config, appliedLsn, subscription?.ackedLsn, Math.max(progress?.commitTime?.getTime() ?? 0, subscription?.ackedAt?.getTime() ?? 0));
+    return { subscription: config.name, tables, appliedLsn, ...onSource, lastCommitTime: progress?.commitTime ?? null, sequences: sequences.map((s) => ({ name: s.name, sourceValue: s.source_value, targetValue: s.target_value, syncedAt: s.synced_at })), lastError };
   } finally {
     await Promise.allSettled([target.end({ timeout: 1 }), source.end({ timeout: 1 })]);
   }
+}
+
+/** An NDJSON target: the position and acknowledgement from its state file; no tables, sequences or recorded errors. */
+async function ndjsonStatus(config: PgtideConfig, target: { readonly path: string; readonly statePath?: string | undefined }): Promise<StatusReport> {
+  const state = await NdjsonStateFile.load(ndjsonStatePath(target), config.name);
+  const subscription = await state.getSubscription();
+  if (!subscription) {
+    throw new PgtideError('STATE_CORRUPT', `subscription "${config.name}" has never run into ${target.path} (no state file at ${state.path}). Start it with \`pgtide start --config <file>\`.`);
+  }
+  const source = openPostgres(config.source.url, 'admin', { max: 1, connect_timeout: 10, onnotice: () => {} });
+  try {
+    const appliedLsn = state.position?.endLsn;
+    const commitTime = state.commitTime ? new Date(state.commitTime) : null;
+    const onSource = await slotAndLag(source, config, appliedLsn, subscription.ackedLsn, Math.max(commitTime?.getTime() ?? 0, subscription.ackedAt?.getTime() ?? 0));
+    return { subscription: config.name, tables: [], appliedLsn, ...onSource, lastCommitTime: commitTime, sequences: [], lastError: undefined };
+  } finally {
+    await source.end({ timeout: 1 }).catch(() => {});
+  }
+}
+
+/** The source side of the report: its WAL position, the slot, and the lag behind what the target holds. */
+async function slotAndLag(source: postgres.Sql, config: PgtideConfig, appliedLsn: Lsn | undefined, ackedLsn: Lsn | undefined, lastSeen: number): Promise<Pick<StatusReport, 'sourceLsn' | 'slot' | 'sourceError' | 'lagBytes' | 'lagSeconds'>> {
+  let sourceLsn: Lsn | undefined;
+  let slot: StatusReport['slot'];
+  let sourceError: string | undefined;
+  try {
+    const [row] = await source.unsafe<{ lsn: string; active: boolean | null; retained: string | null; confirmed: string | null }[]>(
+      `SELECT pg_current_wal_lsn()::text AS lsn, s.active, pg_wal_lsn_diff(pg_current_wal_lsn(), s.restart_lsn)::bigint::text AS retained, s.confirmed_flush_lsn::text AS confirmed
+         FROM (SELECT 1) one LEFT JOIN pg_replication_slots s ON s.slot_name = $1`, [slotName(config)]);
+    if (row) {
+      sourceLsn = parseLsn(row.lsn);
+      if (row.active !== null) slot = { name: slotName(config), active: row.active, retainedBytes: Number(row.retained ?? 0), confirmedLsn: row.confirmed ? parseLsn(row.confirmed) : undefined };
+    }
+  } catch (error) {
+    sourceError = fromServerError(error, 'source').message;
+  }
+  // Caught up to the applied position, or to the last position acknowledged to the source:
+  // pgtide acknowledges WAL that holds nothing for it (other databases, checkpoints) only once
+  // everything before it is applied, and records that before sending it.
+  const caughtUpTo = lagSource(appliedLsn, ackedLsn);
+  const lagBytes = sourceLsn !== undefined && caughtUpTo !== undefined ? Math.max(0, Number(sourceLsn - caughtUpTo)) : undefined;
+  const lagSeconds = lagBytes === undefined ? undefined : lagBytes > 0 && lastSeen > 0 ? Math.max(0, (Date.now() - lastSeen) / 1000) : 0;
+  return { sourceLsn, slot, sourceError, lagBytes, lagSeconds };
 }
 
 function lagSource(applied: Lsn | undefined, acked: Lsn | undefined): Lsn | undefined {

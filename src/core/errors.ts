@@ -43,6 +43,10 @@ export type ErrorCode =
   | 'STALLED'
   /** `pgtide check`: a change could come back to a node it passed, or reach one twice (docs/topologies.md). */
   | 'TOPOLOGY_LOOP'
+  /** The NDJSON sink could not write its output or state file (sinks/ndjson/file-errors.ts). */
+  | 'SINK_WRITE_FAILED'
+  /** The config asks a target kind for something it cannot do (e.g. an initial copy into NDJSON). */
+  | 'UNSUPPORTED_FOR_TARGET'
   | 'INTERNAL';
 
 export interface PgtideErrorOptions {

@@ -4,10 +4,10 @@
  * keepalive position while nothing is pending), so a sink must never report
  * as durable what a crash could still lose.
  *
- * `sinks/postgres/apply-writer.ts` is the one implementation today; a second
- * kind of sink lives beside it in `sinks/<kind>/`.
+ * Implementations: `sinks/postgres/` (apply-writer.ts, opened with its
+ * streamed road by postgres-sink.ts) and `sinks/ndjson/` (ndjson-sink.ts).
  */
-import type { TransactionSink } from '../changes/change.js';
+import type { StreamedTransactionApplier, TransactionSink } from '../changes/change.js';
 import type { Lsn } from '../core/lsn.js';
 
 export interface Sink extends TransactionSink {
@@ -22,4 +22,16 @@ export interface Sink extends TransactionSink {
   /** Throws pending work away; `durableLsn` stays where it was. */
   rollback(): Promise<void>;
   close(): Promise<void>;
+}
+
+/**
+ * A sink opened for one streaming attempt, as the engine hands it to the
+ * pipeline (pipeline/attempt.ts).
+ */
+export interface OpenedSink {
+  readonly sink: Sink;
+  /** Set when the sink applies large streamed transactions while they stream. */
+  readonly streamed: StreamedTransactionApplier | undefined;
+  /** Source transactions and changes made durable so far, for metrics. */
+  readonly stats: { readonly transactions: number; readonly changes: number };
 }

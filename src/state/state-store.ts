@@ -166,8 +166,18 @@ export class StateStore {
     return row ? { endLsn: parseLsn(row.end_lsn), commitTime: row.commit_time, appliedAt: row.applied_at, transactions: Number(row.transactions) } : undefined;
   }
 
-  async deleteSubscription(): Promise<void> {
-    await this.#sql.unsafe(`DELETE FROM pgtide.subscription WHERE name = $1`, [this.subscription]);
+  /**
+   * `pgtide drop`: forgets the subscription (its table states and progress cascade), its
+   * sequences and its last error. False when there was nothing to forget; a target without
+   * the state schema (never started) has none.
+   */
+  async deleteSubscription(): Promise<boolean> {
+    const [schema] = await this.#sql.unsafe<{ ok: boolean }[]>(`SELECT to_regclass('pgtide.subscription') IS NOT NULL AS ok`);
+    if (!schema?.ok) return false;
+    const deleted = await this.#sql.unsafe(`DELETE FROM pgtide.subscription WHERE name = $1`, [this.subscription]);
+    // Tables of later migrations: an older state schema may not have them yet.
     await this.#sql.unsafe(`DELETE FROM pgtide.sequence_state WHERE subscription = $1`, [this.subscription]).catch(() => {});
+    await this.#sql.unsafe(`DELETE FROM pgtide.last_error WHERE subscription = $1`, [this.subscription]).catch(() => {});
+    return deleted.count > 0;
   }
 }

@@ -24,3 +24,11 @@ test('"table missing on the target" is raised in one place', () => {
   const raisers = sources(SRC).filter((file) => /new PgtideError\(\s*'TABLE_MISSING_ON_TARGET'/.test(readFileSync(file, 'utf8')));
   assert.equal(raisers.length, 1, `raised in ${raisers.map((f) => path.relative(SRC, f)).join(', ')}`);
 });
+
+test('slots are dropped, and a subscription\'s state deleted, in one place each', () => {
+  const files = sources(SRC);
+  const dropping = files.filter((file) => /unsafe\(`SELECT pg_drop_replication_slot\(\$1\)`/.test(readFileSync(file, 'utf8')));
+  assert.deepEqual(dropping.map((f) => path.relative(SRC, f)), [path.join('source', 'slots.ts')]);
+  const deleting = files.filter((file) => /DELETE FROM pgtide\.subscription/.test(readFileSync(file, 'utf8')));
+  assert.deepEqual(deleting.map((f) => path.relative(SRC, f)), [path.join('state', 'state-store.ts')]);
+});

@@ -19,10 +19,14 @@
  * origin of its own (one per connection slot, `<origin>_s<slot>`), so that
  * its rows, too, are marked as replicated for the next edge's origin filter. A transaction whose commit LSN is below the applied
  * position (resent after a restart) is rolled back instead.
+ *
+ * Which streamed transactions and changes reach it is the gate's decision
+ * (apply/change-gate.ts, `streamed()`), as for every other transaction: this
+ * file only applies what passes. Logical messages pass the gate and are not
+ * applied to a PostgreSQL target, as in the main writer.
  */
 import type { CommitInfo, RowChange, StreamedTransactionApplier } from '../../changes/change.js';
 import type { ApplyWriter } from './apply-writer.js';
-import type { ChangeGate } from '../../apply/change-gate.js';
 import type { PgTimestamp } from '../../protocol/messages.js';
 import type { Lsn } from '../../core/lsn.js';
 
@@ -35,13 +39,10 @@ interface OpenStream {
 
 export interface DirectStreamedApplyOptions {
   readonly main: ApplyWriter;
-  readonly gate: ChangeGate;
   /** `slot` (0 … maxOpen - 1) is free while this writer lives: it names the writer's own origin. */
   readonly openWriter: (slot: number) => Promise<ApplyWriter>;
   /** Connections used at once; further streamed transactions are buffered instead. */
   readonly maxOpen: number;
-  /** Where this streaming attempt started: every transaction it delivers commits after it. */
-  readonly startLsn: Lsn;
 }
 
 export class DirectStreamedApply implements StreamedTransactionApplier {
@@ -55,10 +56,8 @@ export class DirectStreamedApply implements StreamedTransactionApplier {
   get openCount(): number { return this.#open.size; }
 
   async start(xid: number, _origin: string | undefined): Promise<boolean> {
-    const { main, gate } = this.#options;
-    // A table still being re-copied needs the commit LSN to decide; buffer such transactions.
-    const floor = main.durableLsn > this.#options.startLsn ? main.durableLsn : this.#options.startLsn;
-    if (this.#open.size >= this.#options.maxOpen || gate.maxSyncLsn > floor) return false;
+    const { main } = this.#options;
+    if (this.#open.size >= this.#options.maxOpen) return false;
     if (!main.atBoundary) return false;
     await main.commitPending();
     const used = new Set([...this.#open.values()].map((s) => s.slot));
@@ -72,13 +71,12 @@ export class DirectStreamedApply implements StreamedTransactionApplier {
 
   change(xid: number, subxid: number, change: RowChange): void | Promise<void> {
     const stream = this.#open.get(xid)!;
-    if (!this.#wanted(change)) return;
+    if (change.kind === 'message') return;
     if (subxid !== xid && !stream.savepoints.includes(subxid)) {
       stream.savepoints.push(subxid);
       stream.writer.savepoint(`s${subxid}`);
     }
-    const filtered = change.kind === 'truncate' ? { ...change, relations: change.relations.filter((r) => this.#options.gate.isReady(r)) } : change;
-    return stream.writer.change(filtered);
+    return stream.writer.change(change);
   }
 
   /**
@@ -121,7 +119,7 @@ export class DirectStreamedApply implements StreamedTransactionApplier {
     this.#open.delete(xid);
     const { main } = this.#options;
     try {
-      if (info.commitLsn < this.#options.gate.appliedLsn || info.commitLsn < main.durableLsn) {
+      if (info.commitLsn < main.durableLsn) {
         await stream.writer.close(); // applied before a restart: roll back
         return;
       }
@@ -147,12 +145,6 @@ export class DirectStreamedApply implements StreamedTransactionApplier {
     const streams = [...this.#open.values()];
     this.#open.clear();
     await Promise.allSettled(streams.map((s) => s.writer.close()));
-  }
-
-  #wanted(change: RowChange): boolean {
-    if (change.kind === 'message') return false;
-    if (change.kind === 'truncate') return change.relations.some((r) => this.#options.gate.isReady(r));
-    return this.#options.gate.isReady(change.relation);
   }
 
   #absorbStats(writer: ApplyWriter): void {
