@@ -16,6 +16,7 @@ import { resyncSubscription } from '../control/resync.js';
 import { Metrics } from '../control/metrics.js';
 import { registerSequencesCommands } from './sequences-command.js';
 import { runDemo } from './demo.js';
+import { registerDdlCommands } from './ddl-command.js';
 
 const program = new Command();
 program
@@ -100,6 +101,7 @@ program.command('demo')
   });
 
 registerSequencesCommands(program, load);
+registerDdlCommands(program, load);
 
 function printError(error: unknown): void {
   if (error instanceof PgtideError) {

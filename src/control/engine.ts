@@ -37,6 +37,7 @@ import type { CopyProgress, CopyTableSpec } from '../copy/copy-options.js';
 import { BoundedConnector, CLEANUP_MS, settleWithin } from '../pg/bounded.js';
 import { StallWatchdog } from './watchdog.js';
 import { terminateAbandonedApplySessions } from '../state/stale-sessions.js';
+import { ddlStage, installCapture } from './ddl-setup.js';
 
 export interface EngineHooks {
   readonly onCopyProgress?: (progress: readonly CopyProgress[]) => void;
@@ -72,6 +73,7 @@ export class Engine {
   /** Backend pids of the apply sessions (main and streamed) of the current attempt. */
   readonly #attemptApplyPids = new Set<number>();
   #targetPool: postgres.Sql | undefined;
+  #sourcePool: postgres.Sql | undefined;
   /** Sockets of the source and target pools, dropped when the watchdog fires. */
   #poolConnectors: readonly BoundedConnector[] = [];
 
@@ -94,6 +96,7 @@ export class Engine {
     const source = openPostgres(config.source.url, 'admin', { ...sourceConnector.options, max: 2, connect_timeout: 15, onnotice: () => {}, idle_timeout: 30 });
     const target = openPostgres(config.target.url, 'admin', { ...targetConnector.options, max: 2, connect_timeout: 15, onnotice: () => {}, idle_timeout: 30 });
     this.#targetPool = target;
+    this.#sourcePool = source;
     let sequences: { readonly loop: SequenceSyncLoop; readonly sync: SequenceSync } | undefined;
     const lastError = new LastErrorStore(target, config.name);
     let leader: LeaderLock | undefined;
@@ -205,6 +208,10 @@ export class Engine {
       this.#logger.info({ publication }, 'created publication on the source');
     }
     const tables = await publishedTables(source, publications);
+    if (config.ddl.capture) {
+      const installed = await installCapture(source, config, tables.map((t) => t.schema));
+      this.#logger.info({ tables: installed.tables }, 'DDL capture installed on the source');
+    }
     if (tables.length === 0) this.#logger.warn({ publication }, 'the publication contains no tables; nothing will be replicated');
     await this.#checkTargetTables(target, tables);
     for (const t of tables) {
@@ -380,6 +387,7 @@ export class Engine {
       copyMinRows: config.apply.copyMinRows,
       exactUntil: this.#exactUntil,
       noFoldTables: this.#noFoldTables,
+      addMissingColumns: config.ddl.addMissingColumns,
       logger: this.#logger,
     };
     const opening = ApplyWriter.open(writerOptions);
@@ -398,7 +406,8 @@ export class Engine {
       await guardSlot(prepared.guard(await repl.identifySystem()), writer.durableLsn);
       const startLsn = maxLsn(writer.durableLsn, prepared.startLsn);
       this.#durable = writer.durableLsn;
-      const gate = new ChangeGate(writer, gateMap, writer.durableLsn);
+      const stage = await watchdog.guard(ddlStage({ writer, tables: gateMap, config, source: this.#sourcePool!, target: this.#targetPool!, logger: this.#logger }), 'reading the DDL state on the target');
+      const gate = new ChangeGate(stage, gateMap, writer.durableLsn);
       const direct = config.apply.streamedApply
         ? new DirectStreamedApply({ main: writer, gate, maxOpen: 2, startLsn, openWriter: async () => {
           const streamed = await ApplyWriter.open({ ...writerOptions, holdsOrigin: false, netEffect: false });

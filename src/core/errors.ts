@@ -39,6 +39,12 @@ export type ErrorCode =
   | 'HARNESS_FAILED'
   /** A streaming attempt made no progress with work pending (the stall watchdog). */
   | 'STALLED'
+  /** A replicated DDL change failed on the target (ddl.onError: stop); `pgtide ddl skip` moves past it. */
+  | 'DDL_FAILED'
+  /** A destructive DDL change waits for the user (ddl.destructive: pause). */
+  | 'DDL_PAUSED'
+  /** A pgtide.ddl message without a valid signature (logged and recorded; never applied). */
+  | 'DDL_FORGED'
   | 'INTERNAL';
 
 export interface PgtideErrorOptions {

@@ -1,0 +1,277 @@
+/**
+ * DDL replication end to end: capture by the source's event triggers (signed
+ * logical messages), apply on the target as a barrier between the rows before
+ * and after the change. One cluster pair, one database (and engine) per case.
+ * Each case compares the tables row for row and the target's columns, types,
+ * defaults, NOT NULL and indexes with the source's.
+ */
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import postgres from 'postgres';
+import {
+  TestScope, startPair, databasePair, ddlBoth, startStreaming, startEngine, waitForCatchUp, assertTablesEqual, texts,
+  capturingLogger, withTimeout, writeConfigFile, runCli, cliConfig, waitFor,
+  type Pair, type RunningEngine,
+} from '../support/replication.js';
+import { parseConfig } from '../../src/control/config.js';
+import { configInput } from '../support/replication.js';
+import { installDdlCapture } from '../../src/source/ddl-capture.js';
+import { PgtideError } from '../../src/core/errors.js';
+
+/** Columns in attnum order: name, type, NOT NULL, default. */
+const COLUMNS = `
+  SELECT a.attname || ' ' || format_type(a.atttypid, a.atttypmod) || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
+         || coalesce(' default ' || pg_get_expr(d.adbin, d.adrelid), '') AS r
+    FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+   WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`;
+const INDEXES = `SELECT indexdef AS r FROM pg_indexes WHERE schemaname || '.' || tablename = $1 ORDER BY indexname`;
+
+async function assertSameSchema(pair: Pair, table: string): Promise<void> {
+  const [sc, tc, si, ti] = await Promise.all([texts(pair.src, COLUMNS, [table]), texts(pair.dst, COLUMNS, [table]), texts(pair.src, INDEXES, [table]), texts(pair.dst, INDEXES, [table])]);
+  assert.ok(sc.length > 0, `${table} has columns on the source`);
+  assert.deepEqual(tc, sc, `columns of ${table}`);
+  assert.deepEqual(ti, si, `indexes of ${table}`);
+}
+
+describe('DDL replication', { timeout: 900_000 }, () => {
+  const scope = new TestScope();
+  let base: Pair;
+
+  before(async () => {
+    base = await startPair(scope, { name: 'ddl' });
+  });
+  after(() => scope.cleanup());
+
+  async function streaming(pair: Pair, tables: string[], ddl: Record<string, unknown> = {}): Promise<RunningEngine> {
+    return startStreaming(scope, pair, { tables, ddl: { capture: true, ...ddl } });
+  }
+
+  it('applies column changes, indexes and a table rename in stream order, in one transaction with rows and in separate ones', async () => {
+    const pair = await databasePair(scope, base, 'ddl_alter');
+    await ddlBoth(pair, `CREATE TABLE items (id int PRIMARY KEY, a text, b int, c varchar(10));`);
+    await pair.src.unsafe(`INSERT INTO items SELECT g, 'a' || g, g, 'c' || g FROM generate_series(1, 20) g`);
+    const engine = await streaming(pair, ['public.items']);
+    const catchUp = () => waitForCatchUp(pair, { engine });
+
+    // Add a column with a default, rows before and after it in the same transaction.
+    await pair.src.begin(async (tx) => {
+      await tx.unsafe(`INSERT INTO items VALUES (21, 'a21', 21, 'c21')`);
+      await tx.unsafe(`ALTER TABLE items ADD COLUMN d int DEFAULT 7`);
+      await tx.unsafe(`INSERT INTO items VALUES (22, 'a22', 22, 'c22', 70)`);
+      await tx.unsafe(`UPDATE items SET d = 71 WHERE id = 1`);
+    });
+    // Rename in its own transaction, rows in the next.
+    await pair.src.unsafe(`ALTER TABLE items RENAME COLUMN a TO a2`);
+    await pair.src.unsafe(`INSERT INTO items (id, a2, b, c) VALUES (23, 'a23', 23, 'c23')`);
+    await catchUp();
+    await assertTablesEqual(pair, 'public.items');
+    await assertSameSchema(pair, 'public.items');
+
+    // Type changes (widening and to text), with rows that only fit the new types.
+    await pair.src.begin(async (tx) => {
+      await tx.unsafe(`UPDATE items SET b = b + 1 WHERE id <= 3`);
+      await tx.unsafe(`ALTER TABLE items ALTER COLUMN b TYPE bigint`);
+      await tx.unsafe(`INSERT INTO items (id, a2, b, c) VALUES (24, 'a24', 9000000000, 'c24')`);
+      await tx.unsafe(`ALTER TABLE items ALTER COLUMN c TYPE text`);
+      await tx.unsafe(`INSERT INTO items (id, a2, b, c) VALUES (25, 'a25', 25, repeat('long', 10))`);
+    });
+    // Defaults and NOT NULL, set and dropped, in one transaction and in separate ones.
+    await pair.src.unsafe(`ALTER TABLE items ALTER COLUMN d SET DEFAULT 9`);
+    await pair.src.unsafe(`INSERT INTO items (id, a2, b) VALUES (26, 'a26', 26)`);
+    await pair.src.unsafe(`ALTER TABLE items ALTER COLUMN b SET NOT NULL`);
+    await pair.src.begin(async (tx) => {
+      await tx.unsafe(`ALTER TABLE items ALTER COLUMN a2 SET NOT NULL`);
+      await tx.unsafe(`INSERT INTO items (id, a2, b) VALUES (27, 'a27', 27)`);
+      await tx.unsafe(`ALTER TABLE items ALTER COLUMN a2 DROP NOT NULL`);
+      await tx.unsafe(`INSERT INTO items (id, a2, b) VALUES (28, NULL, 28)`);
+      await tx.unsafe(`ALTER TABLE items ALTER COLUMN c SET DEFAULT 'dflt'`);
+    });
+    await pair.src.unsafe(`ALTER TABLE items ALTER COLUMN c DROP DEFAULT`);
+    // Indexes: one created and kept, one created and dropped.
+    await pair.src.unsafe(`CREATE INDEX items_b ON items (b)`);
+    await pair.src.unsafe(`CREATE UNIQUE INDEX items_a2 ON items (a2)`);
+    await pair.src.unsafe(`DROP INDEX items_a2`);
+    await catchUp();
+    await assertTablesEqual(pair, 'public.items');
+    await assertSameSchema(pair, 'public.items');
+
+    // Drop a column between rows, then rename the table and keep writing to it.
+    await pair.src.begin(async (tx) => {
+      await tx.unsafe(`UPDATE items SET c = 'last' WHERE id = 2`);
+      await tx.unsafe(`ALTER TABLE items DROP COLUMN c`);
+      await tx.unsafe(`INSERT INTO items (id, a2, b) VALUES (29, 'a29', 29)`);
+    });
+    await pair.src.begin(async (tx) => {
+      await tx.unsafe(`ALTER TABLE items RENAME TO things`);
+      await tx.unsafe(`INSERT INTO things (id, a2, b) VALUES (30, 'a30', 30)`);
+    });
+    await pair.src.unsafe(`UPDATE things SET d = 5 WHERE id = 4`);
+    await pair.src.unsafe(`DELETE FROM things WHERE id = 5`);
+    await catchUp();
+    assert.equal((await texts(pair.dst, `SELECT to_regclass('public.items')::text AS r`))[0], 'null', 'the old name is gone on the target');
+    await assertTablesEqual(pair, 'public.things');
+    await assertSameSchema(pair, 'public.things');
+    const states = await texts(pair.dst, `SELECT table_name || ':' || state AS r FROM pgtide.table_state WHERE table_name IN ('items', 'things')`);
+    assert.deepEqual(states, ['things:ready']);
+    assert.deepEqual(await texts(pair.dst, `SELECT reason AS r FROM pgtide.ddl_unhandled`), []);
+    await engine.stop();
+  });
+
+  it('creates a new table on the target and replicates it from its creating transaction on; drops a table', async () => {
+    const pair = await databasePair(scope, base, 'ddl_create');
+    await ddlBoth(pair, `CREATE TABLE keep (id int PRIMARY KEY, v text); CREATE TABLE doomed (id int PRIMARY KEY, v text);`);
+    const engine = await streaming(pair, ['public.keep', 'public.doomed']);
+    await pair.src.begin(async (tx) => {
+      await tx.unsafe(`CREATE TABLE fresh (id int PRIMARY KEY, v text NOT NULL DEFAULT 'x', n numeric(10,2))`);
+      await tx.unsafe(`INSERT INTO fresh (id, n) SELECT g, g / 3.0 FROM generate_series(1, 10) g`);
+      await tx.unsafe(`INSERT INTO keep VALUES (1, 'k1')`);
+    });
+    await pair.src.unsafe(`INSERT INTO fresh (id, v) VALUES (11, 'eleven')`);
+    await pair.src.unsafe(`UPDATE fresh SET v = 'upd' WHERE id <= 3`);
+    await pair.src.unsafe(`DELETE FROM fresh WHERE id = 4`);
+    await pair.src.begin(async (tx) => {
+      await tx.unsafe(`INSERT INTO doomed VALUES (1, 'gone')`);
+      await tx.unsafe(`DROP TABLE doomed`);
+      await tx.unsafe(`INSERT INTO keep VALUES (2, 'k2')`);
+    });
+    await waitForCatchUp(pair, { engine });
+    await assertTablesEqual(pair, 'public.fresh');
+    await assertTablesEqual(pair, 'public.keep');
+    await assertSameSchema(pair, 'public.fresh');
+    assert.equal((await texts(pair.dst, `SELECT to_regclass('public.doomed')::text AS r`))[0], 'null', 'doomed is dropped on the target');
+    assert.deepEqual(await texts(pair.src, `SELECT pubname || ':' || tablename AS r FROM pg_publication_tables WHERE tablename = 'fresh'`), ['pgtide_pub:fresh'], 'fresh joined the publication');
+    assert.deepEqual(await texts(pair.dst, `SELECT table_name || ':' || state AS r FROM pgtide.table_state WHERE table_name IN ('fresh', 'doomed')`), ['fresh:ready']);
+    await engine.stop();
+  });
+
+  it('applies each change of a multi-statement query string and of a DO block exactly once', async () => {
+    const pair = await databasePair(scope, base, 'ddl_multi');
+    await ddlBoth(pair, `CREATE TABLE m (id int PRIMARY KEY, v text);`);
+    const engine = await streaming(pair, ['public.m']);
+    await pair.src.unsafe(`INSERT INTO m VALUES (1, 'one'); ALTER TABLE m ADD COLUMN x int; INSERT INTO m VALUES (2, 'two', 2); ALTER TABLE m RENAME COLUMN x TO y; INSERT INTO m VALUES (3, 'three', 3); UPDATE m SET y = 10 WHERE id = 1;`);
+    await pair.src.unsafe(`DO $$ BEGIN
+      ALTER TABLE m ADD COLUMN z text DEFAULT 'q';
+      INSERT INTO m VALUES (4, 'four', 4, 'zz');
+      ALTER TABLE m ALTER COLUMN z SET NOT NULL;
+      EXECUTE 'ALTER TABLE m RENAME COLUMN v TO w';
+      INSERT INTO m VALUES (5, 'five', 5, 'z5');
+    END $$`);
+    await waitForCatchUp(pair, { engine });
+    await assertTablesEqual(pair, 'public.m');
+    await assertSameSchema(pair, 'public.m');
+    const [count] = await texts(pair.dst, `SELECT count(*)::text AS r FROM m`);
+    assert.equal(count, '5');
+    assert.deepEqual(await texts(pair.dst, `SELECT reason AS r FROM pgtide.ddl_unhandled`), []);
+    await engine.stop();
+  });
+
+  it('refuses a forged pgtide.ddl message, logs it and goes on; DDL applied on the target is not captured there again', async () => {
+    const pair = await databasePair(scope, base, 'ddl_forged');
+    await ddlBoth(pair, `CREATE TABLE f (id int PRIMARY KEY, v text, keep int);`);
+    await pair.src.unsafe(`CREATE ROLE mallory LOGIN PASSWORD 'mallory-pw'; GRANT ALL ON f TO mallory;`);
+    const malloryUrl = (() => { const u = new URL(pair.sourceUrl); u.username = 'mallory'; u.password = 'mallory-pw'; return u.toString(); })();
+    const mallory = postgres(malloryUrl, { max: 1, onnotice: () => {} });
+    scope.defer('end mallory', () => mallory.end({ timeout: 2 }));
+
+    // Without a superuser, install names the alternative.
+    await assert.rejects(installDdlCapture(mallory, { publications: ['pgtide_pub'], newTableSchemas: [] }),
+      (error: unknown) => error instanceof PgtideError && error.code === 'PERMISSION_DENIED' && /superuser/.test(error.message) && /additive only/.test(error.message));
+
+    // The target captures too (as in two-way replication), for its own publication of f.
+    await pair.dst.unsafe(`CREATE PUBLICATION target_pub FOR TABLE f`);
+    await installDdlCapture(pair.dst, { publications: ['target_pub'], newTableSchemas: [] });
+    const targetSnapshot = () => texts(pair.dst, `SELECT snapshot::text AS r FROM pgtide.ddl_source_snapshot WHERE table_oid = 'public.f'::regclass`);
+    const snapshotBefore = await targetSnapshot();
+    assert.equal(snapshotBefore.length, 1);
+
+    const { lines, logger } = capturingLogger();
+    const engine = startEngine(scope, parseConfig(configInput(pair, { tables: ['public.f'], ddl: { capture: true } })), {}, logger);
+    await withTimeout(engine.streaming, 120_000, 'engine did not reach streaming');
+
+    // A payload that would drop column "keep", under a signature made with a wrong key.
+    const [body] = await pair.src.unsafe<{ body: string }[]>(`SELECT jsonb_build_object('v', 1, 'event', 'ddl_command_end', 'tag', 'ALTER TABLE', 'statement', 'ALTER TABLE f DROP COLUMN keep', 'search_path', 'public', 'objects', '[]'::jsonb,
+      'tables', jsonb_build_array(jsonb_build_object('oid', 'f'::regclass::oid::bigint, 'created', false, 'before', pgtide.ddl_table_snapshot('f'::regclass),
+        'after', jsonb_set(pgtide.ddl_table_snapshot('f'::regclass), '{columns}', (pgtide.ddl_table_snapshot('f'::regclass)->'columns') - 2))))::text AS body`);
+    await mallory.begin(async (tx) => {
+      await tx.unsafe(`INSERT INTO f VALUES (1, 'by mallory', 1)`);
+      await tx.unsafe(`SELECT pg_logical_emit_message(true, 'pgtide.ddl', encode(sha256('wrong'::bytea), 'hex') || ' ' || $1)`, [body!.body]);
+      await tx.unsafe(`SELECT pg_logical_emit_message(true, 'pgtide.ddl', 'no signature at all')`);
+      await tx.unsafe(`INSERT INTO f VALUES (2, 'after', 2)`);
+    });
+    // A real change, applied on the target by pgtide (replica role: the target's trigger must not fire).
+    await pair.src.begin(async (tx) => {
+      await tx.unsafe(`ALTER TABLE f ADD COLUMN w int`);
+      await tx.unsafe(`INSERT INTO f VALUES (3, 'three', 3, 33)`);
+    });
+    await waitForCatchUp(pair, { engine });
+    await assertTablesEqual(pair, 'public.f');
+    await assertSameSchema(pair, 'public.f');
+    assert.deepEqual(await texts(pair.dst, `SELECT status || ':' || reason AS r FROM pgtide.ddl_unhandled ORDER BY ordinal`), ['forged:bad signature', 'forged:unsigned']);
+    const alerts = lines.map((l) => JSON.parse(l) as { level: number; code?: string }).filter((l) => l.code === 'DDL_FORGED');
+    assert.equal(alerts.length, 2);
+    assert.ok(alerts.every((a) => a.level === 50), 'forged messages are logged at ERROR level');
+
+    assert.deepEqual(await targetSnapshot(), snapshotBefore, 'the DDL pgtide applied on the target did not fire the target\'s capture');
+    // Control: a DDL run on the target by a normal session does fire it.
+    await pair.dst.unsafe(`ALTER TABLE f ADD COLUMN local_only int`);
+    assert.notDeepEqual(await targetSnapshot(), snapshotBefore, 'a local DDL on the target is captured (the check above can fail)');
+    await engine.stop();
+  });
+
+  it('without capture: adds a column of a built-in type the source sends; stops with COLUMN_MISMATCH for an enum column', async () => {
+    const pair = await databasePair(scope, base, 'ddl_nocapture');
+    await ddlBoth(pair, `CREATE TABLE n (id int PRIMARY KEY, v text); CREATE TYPE mood AS ENUM ('ok', 'sad');`);
+    const engine = startEngine(scope, parseConfig(configInput(pair, { tables: ['public.n'] })));
+    await withTimeout(engine.streaming, 120_000, 'engine did not reach streaming');
+    await pair.src.begin(async (tx) => {
+      await tx.unsafe(`INSERT INTO n VALUES (1, 'one')`);
+      await tx.unsafe(`ALTER TABLE n ADD COLUMN amount numeric(8,2), ADD COLUMN tags text[]`);
+      await tx.unsafe(`INSERT INTO n VALUES (2, 'two', 12.5, '{a,b}')`);
+    });
+    await pair.src.unsafe(`UPDATE n SET amount = 1.25 WHERE id = 1`);
+    await waitForCatchUp(pair, { engine });
+    await assertTablesEqual(pair, 'public.n');
+    assert.deepEqual(await texts(pair.dst, COLUMNS, ['public.n']), ['id integer not null', 'v text', 'amount numeric(8,2)', 'tags text[]']);
+    await pair.src.unsafe(`ALTER TABLE n ADD COLUMN m mood; INSERT INTO n VALUES (3, 'three', NULL, NULL, 'ok');`);
+    await withTimeout(engine.done, 60_000, 'engine did not stop on the enum column');
+    assert.ok(engine.error instanceof PgtideError && engine.error.code === 'COLUMN_MISMATCH', `stopped with COLUMN_MISMATCH, got ${String(engine.error)}`);
+    assert.match(engine.error.message, /column "m" of "public"\."n"/);
+  });
+
+  it('policies: a destructive change paused until `pgtide ddl skip`, a failing one stops naming statement, table and LSN', async () => {
+    const pair = await databasePair(scope, base, 'ddl_policy');
+    await ddlBoth(pair, `CREATE TABLE p (id int PRIMARY KEY, v text, old int);`);
+    // Present only on the target: the source's CREATE INDEX of the same name fails there.
+    await pair.dst.unsafe(`CREATE INDEX p_v ON p (id)`);
+    const file = writeConfigFile(scope, cliConfig(pair, { tables: ['public.p'], ddl: { capture: true, destructive: 'pause' } }));
+    let engine = startEngine(scope, parseConfig(configInput(pair, { tables: ['public.p'], ddl: { capture: true, destructive: 'pause' } })));
+    await withTimeout(engine.streaming, 120_000, 'engine did not reach streaming');
+    await pair.src.unsafe(`INSERT INTO p VALUES (1, 'one', 1)`);
+    await pair.src.unsafe(`ALTER TABLE p DROP COLUMN old`);
+    await pair.src.unsafe(`INSERT INTO p VALUES (2, 'two')`);
+    await withTimeout(engine.done, 60_000, 'engine did not stop on the paused DDL');
+    assert.ok(engine.error instanceof PgtideError && engine.error.code === 'DDL_PAUSED', `stopped with DDL_PAUSED, got ${String(engine.error)}`);
+    assert.match(engine.error.message, /drop column old on "public"\."p".*ALTER TABLE p DROP COLUMN old.*LSN [0-9A-F]+\/[0-9A-F]+/);
+    const skipped = await runCli(scope, ['ddl', 'skip', '--config', file]);
+    assert.equal(skipped.code, 0, skipped.stderr);
+    assert.match(skipped.stdout, /will skip DDL #1/);
+
+    await pair.src.unsafe(`CREATE INDEX p_v ON p (v)`);
+    await pair.src.unsafe(`INSERT INTO p VALUES (3, 'three')`);
+    engine = startEngine(scope, parseConfig(configInput(pair, { tables: ['public.p'], ddl: { capture: true, destructive: 'pause' } })));
+    await withTimeout(engine.done, 120_000, 'engine did not stop on the failing DDL');
+    assert.ok(engine.error instanceof PgtideError && engine.error.code === 'DDL_FAILED', `stopped with DDL_FAILED, got ${String(engine.error)}`);
+    assert.match(engine.error.message, /CREATE INDEX p_v ON p \(v\).*"public"\."p".*LSN [0-9A-F]+\/[0-9A-F]+/);
+    // The skipped drop: the column stays on the target, rows before and after it are there.
+    assert.deepEqual(await texts(pair.dst, `SELECT id || ':' || v AS r FROM p ORDER BY id`), ['1:one', '2:two']);
+    assert.equal((await runCli(scope, ['ddl', 'skip', '--config', file])).code, 0);
+    await pair.dst.unsafe(`DROP INDEX p_v`);
+    engine = startEngine(scope, parseConfig(configInput(pair, { tables: ['public.p'], ddl: { capture: true, destructive: 'pause' } })));
+    await withTimeout(engine.streaming, 120_000, 'engine did not reach streaming');
+    await waitForCatchUp(pair, { engine });
+    await waitFor('row 3', async () => ((await texts(pair.dst, `SELECT v AS r FROM p WHERE id = 3`))[0] === 'three' ? true : undefined));
+    assert.deepEqual(await texts(pair.dst, `SELECT status AS r FROM pgtide.ddl_unhandled ORDER BY commit_lsn`), ['skipped', 'skipped']);
+    assert.deepEqual(await texts(pair.dst, `SELECT indexname AS r FROM pg_indexes WHERE tablename = 'p' AND indexname = 'p_v'`), [], 'the skipped index is not created');
+    await engine.stop();
+  });
+});
