@@ -122,6 +122,31 @@ BEGIN
 END
 $fn$;
 
+-- One message for the tables in rels whose snapshot changed (before: the stored one).
+CREATE OR REPLACE FUNCTION pgtide.ddl_emit_tables(tag text, path text, query text, rels oid[], created oid[], objs jsonb) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+  rel oid;
+  tabs jsonb := '[]';
+  before_snap jsonb;
+  after_snap jsonb;
+BEGIN
+  FOREACH rel IN ARRAY rels LOOP
+    SELECT snapshot INTO before_snap FROM pgtide.ddl_source_snapshot WHERE table_oid = rel;
+    after_snap := pgtide.ddl_table_snapshot(rel);
+    -- A no-op (or a change outside what the snapshot holds, such as a comment) emits nothing;
+    -- so does the second report of one change (DROP COLUMN: sql_drop, then ddl_command_end).
+    IF after_snap IS NULL OR before_snap IS NOT DISTINCT FROM after_snap THEN CONTINUE; END IF;
+    INSERT INTO pgtide.ddl_source_snapshot AS t VALUES (rel, after_snap)
+      ON CONFLICT (table_oid) DO UPDATE SET snapshot = EXCLUDED.snapshot;
+    tabs := tabs || jsonb_build_object('oid', rel::bigint, 'created', rel = ANY (created), 'before', before_snap, 'after', after_snap);
+  END LOOP;
+  IF jsonb_array_length(tabs) = 0 THEN RETURN; END IF;
+  PERFORM pgtide.ddl_emit(jsonb_build_object('v', 1, 'event', 'ddl_command_end', 'tag', tag, 'statement', query,
+    'search_path', path, 'objects', objs, 'tables', tabs));
+END
+$fn$;
+
 CREATE OR REPLACE FUNCTION pgtide.ddl_capture(tag text, path text, query text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
@@ -131,9 +156,6 @@ DECLARE
   rels oid[] := '{}';
   created oid[] := '{}';
   objs jsonb := '[]';
-  tabs jsonb := '[]';
-  before_snap jsonb;
-  after_snap jsonb;
 BEGIN
   FOR r IN SELECT * FROM pg_event_trigger_ddl_commands() LOOP
     rel := CASE
@@ -156,18 +178,7 @@ BEGIN
     IF NOT rel = ANY (rels) THEN rels := rels || rel; END IF;
     objs := objs || jsonb_build_object('tag', r.command_tag, 'type', r.object_type, 'identity', r.object_identity);
   END LOOP;
-  FOREACH rel IN ARRAY rels LOOP
-    SELECT snapshot INTO before_snap FROM pgtide.ddl_source_snapshot WHERE table_oid = rel;
-    after_snap := pgtide.ddl_table_snapshot(rel);
-    -- A no-op (or a change outside what the snapshot holds, such as a comment) emits nothing.
-    IF after_snap IS NULL OR before_snap IS NOT DISTINCT FROM after_snap THEN CONTINUE; END IF;
-    INSERT INTO pgtide.ddl_source_snapshot AS t VALUES (rel, after_snap)
-      ON CONFLICT (table_oid) DO UPDATE SET snapshot = EXCLUDED.snapshot;
-    tabs := tabs || jsonb_build_object('oid', rel::bigint, 'created', rel = ANY (created), 'before', before_snap, 'after', after_snap);
-  END LOOP;
-  IF jsonb_array_length(tabs) = 0 THEN RETURN; END IF;
-  PERFORM pgtide.ddl_emit(jsonb_build_object('v', 1, 'event', 'ddl_command_end', 'tag', tag, 'statement', query,
-    'search_path', path, 'objects', objs, 'tables', tabs));
+  IF cardinality(rels) > 0 THEN PERFORM pgtide.ddl_emit_tables(tag, path, query, rels, created, objs); END IF;
 END
 $fn$;
 
@@ -175,9 +186,28 @@ CREATE OR REPLACE FUNCTION pgtide.ddl_capture_drop(tag text, path text, query te
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
   r record;
+  rel oid;
   before_snap jsonb;
   dropped jsonb := '[]';
+  gone oid[] := '{}';
+  altered oid[] := '{}';
+  objs jsonb := '[]';
 BEGIN
+  -- Tables that lost an index or a column (DROP INDEX, DROP … CASCADE) without being dropped
+  -- themselves: no ddl_command_end reports them. An index's table is found in its last snapshot.
+  FOR r IN SELECT * FROM pg_event_trigger_dropped_objects() LOOP
+    IF r.object_type = 'table' THEN gone := gone || r.objid; CONTINUE; END IF;
+    rel := CASE
+      WHEN r.object_type = 'table column' THEN r.objid
+      WHEN r.object_type = 'index' THEN (SELECT table_oid FROM pgtide.ddl_source_snapshot
+                                          WHERE snapshot->'indexes' @> jsonb_build_array(jsonb_build_object('oid', r.objid::bigint)) LIMIT 1)
+    END;
+    IF rel IS NULL OR NOT EXISTS (SELECT 1 FROM pgtide.ddl_source_snapshot WHERE table_oid = rel) THEN CONTINUE; END IF;
+    IF NOT rel = ANY (altered) THEN altered := altered || rel; END IF;
+    objs := objs || jsonb_build_object('tag', tag, 'type', r.object_type, 'identity', r.object_identity);
+  END LOOP;
+  SELECT coalesce(array_agg(a), '{}') INTO altered FROM unnest(altered) a WHERE NOT a = ANY (gone);
+  IF cardinality(altered) > 0 THEN PERFORM pgtide.ddl_emit_tables(tag, path, query, altered, '{}', objs); END IF;
   FOR r IN SELECT * FROM pg_event_trigger_dropped_objects() WHERE object_type = 'table' LOOP
     DELETE FROM pgtide.ddl_source_snapshot WHERE table_oid = r.objid RETURNING snapshot INTO before_snap;
     IF NOT FOUND THEN CONTINUE; END IF;
@@ -206,6 +236,7 @@ END
 $fn$;
 
 REVOKE ALL ON FUNCTION pgtide.ddl_emit(jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION pgtide.ddl_emit_tables(text, text, text, oid[], oid[], jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION pgtide.ddl_capture(text, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION pgtide.ddl_capture_drop(text, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION pgtide.ddl_table_snapshot(oid) FROM PUBLIC;
@@ -223,6 +254,7 @@ DROP FUNCTION IF EXISTS pgtide.ddl_on_command_end();
 DROP FUNCTION IF EXISTS pgtide.ddl_on_sql_drop();
 DROP FUNCTION IF EXISTS pgtide.ddl_capture(text, text, text);
 DROP FUNCTION IF EXISTS pgtide.ddl_capture_drop(text, text, text);
+DROP FUNCTION IF EXISTS pgtide.ddl_emit_tables(text, text, text, oid[], oid[], jsonb);
 DROP FUNCTION IF EXISTS pgtide.ddl_emit(jsonb);
 DROP FUNCTION IF EXISTS pgtide.ddl_in_scope(oid);
 DROP FUNCTION IF EXISTS pgtide.ddl_table_snapshot(oid);
