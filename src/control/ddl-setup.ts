@@ -6,7 +6,7 @@
 import type postgres from 'postgres';
 import type { Logger } from 'pino';
 import { publicationNames, type PgtideConfig } from './config.js';
-import { installDdlCapture, readDdlKey, uninstallDdlCapture, type DdlInstallReport } from '../source/ddl-capture.js';
+import { execWithDdl, installDdlCapture, readDdlKey, uninstallDdlCapture, type DdlInstallReport } from '../source/ddl-capture.js';
 import { publicationExists, publishedTables } from '../source/source-catalog.js';
 import { openPostgres } from '../pg/connect.js';
 import { PgtideError } from '../core/errors.js';
@@ -18,10 +18,11 @@ import type { ApplyWriter } from '../sinks/postgres/apply-writer.js';
 import { ddlSkips, recordStoppedDdl, skipStoppedDdl, type StoppedDdl } from '../state/ddl-state.js';
 
 /** Installs (or refreshes) the capture triggers for this subscription's publications. */
-export function installCapture(source: postgres.Sql, config: PgtideConfig, tableSchemas: readonly string[]): Promise<DdlInstallReport> {
+export function installCapture(source: postgres.Sql, config: PgtideConfig, tableSchemas: readonly string[], execOnly = false): Promise<DdlInstallReport> {
   return installDdlCapture(source, {
     publications: publicationNames(config),
     newTableSchemas: config.ddl.newTableSchemas ?? [...new Set(tableSchemas)],
+    execOnly,
   });
 }
 
@@ -60,7 +61,7 @@ async function withServer<T>(url: string, work: (sql: postgres.Sql) => Promise<T
 }
 
 /** `pgtide ddl install`: for the publication(s) of the config, which must exist (pgtide start creates its own). */
-export function installCaptureCommand(config: PgtideConfig): Promise<DdlInstallReport> {
+export function installCaptureCommand(config: PgtideConfig, execOnly = false): Promise<DdlInstallReport> {
   return withServer(config.source.url, async (source) => {
     const names = publicationNames(config);
     for (const name of names) {
@@ -69,8 +70,13 @@ export function installCaptureCommand(config: PgtideConfig): Promise<DdlInstallR
       }
     }
     const tables = await publishedTables(source, names);
-    return installCapture(source, config, tables.map((t) => t.schema));
+    return installCapture(source, config, tables.map((t) => t.schema), execOnly);
   });
+}
+
+/** `pgtide ddl exec`: schema changes run on the source with their signed messages (no event triggers needed). */
+export function execCommand(config: PgtideConfig, statements: string): Promise<void> {
+  return withServer(config.source.url, (source) => execWithDdl(source, statements));
 }
 
 export function uninstallCaptureCommand(config: PgtideConfig): Promise<void> {

@@ -147,6 +147,10 @@ BEGIN
 END
 $fn$;
 
+REVOKE ALL ON FUNCTION pgtide.ddl_emit(jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION pgtide.ddl_emit_tables(text, text, text, oid[], oid[], jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION pgtide.ddl_table_snapshot(oid) FROM PUBLIC;
+
 CREATE OR REPLACE FUNCTION pgtide.ddl_capture(tag text, path text, query text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
@@ -218,7 +222,34 @@ BEGIN
     'search_path', path, 'dropped', dropped));
 END
 $fn$;
+REVOKE ALL ON FUNCTION pgtide.ddl_capture(text, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION pgtide.ddl_capture_drop(text, text, text) FROM PUBLIC;
 
+-- pgtide ddl exec: after the user's statements, in their transaction, one message for every table
+-- in scope whose snapshot changed, and one for the tables that are gone.
+CREATE OR REPLACE FUNCTION pgtide.ddl_exec_emit(path text, query text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+  r record;
+  rels oid[];
+  dropped jsonb := '[]';
+BEGIN
+  SELECT array_agg(c.oid) INTO rels FROM pg_class c WHERE c.relkind IN ('r', 'p') AND pgtide.ddl_in_scope(c.oid);
+  IF rels IS NOT NULL THEN PERFORM pgtide.ddl_emit_tables('EXEC', path, query, rels, '{}', '[]'); END IF;
+  FOR r IN SELECT s.table_oid, s.snapshot FROM pgtide.ddl_source_snapshot s WHERE NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = s.table_oid) LOOP
+    DELETE FROM pgtide.ddl_source_snapshot WHERE table_oid = r.table_oid;
+    dropped := dropped || jsonb_build_object('oid', r.table_oid::bigint, 'schema', r.snapshot->>'schema', 'name', r.snapshot->>'name', 'before', r.snapshot);
+  END LOOP;
+  IF jsonb_array_length(dropped) = 0 THEN RETURN; END IF;
+  PERFORM pgtide.ddl_emit(jsonb_build_object('v', 1, 'event', 'sql_drop', 'tag', 'EXEC', 'statement', query,
+    'search_path', path, 'dropped', dropped));
+END
+$fn$;
+REVOKE ALL ON FUNCTION pgtide.ddl_exec_emit(text, text) FROM PUBLIC;
+`;
+
+/** The event triggers themselves: the part that needs a superuser. */
+const TRIGGERS_SQL = `
 -- The trigger functions only hand the session's search_path and statement to the inner
 -- functions (which pin their own search_path); they run as the owner to call them.
 CREATE OR REPLACE FUNCTION pgtide.ddl_on_command_end() RETURNS event_trigger
@@ -235,11 +266,6 @@ BEGIN
 END
 $fn$;
 
-REVOKE ALL ON FUNCTION pgtide.ddl_emit(jsonb) FROM PUBLIC;
-REVOKE ALL ON FUNCTION pgtide.ddl_emit_tables(text, text, text, oid[], oid[], jsonb) FROM PUBLIC;
-REVOKE ALL ON FUNCTION pgtide.ddl_capture(text, text, text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION pgtide.ddl_capture_drop(text, text, text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION pgtide.ddl_table_snapshot(oid) FROM PUBLIC;
 
 DROP EVENT TRIGGER IF EXISTS pgtide_ddl_command_end;
 DROP EVENT TRIGGER IF EXISTS pgtide_ddl_sql_drop;
@@ -254,6 +280,7 @@ DROP FUNCTION IF EXISTS pgtide.ddl_on_command_end();
 DROP FUNCTION IF EXISTS pgtide.ddl_on_sql_drop();
 DROP FUNCTION IF EXISTS pgtide.ddl_capture(text, text, text);
 DROP FUNCTION IF EXISTS pgtide.ddl_capture_drop(text, text, text);
+DROP FUNCTION IF EXISTS pgtide.ddl_exec_emit(text, text);
 DROP FUNCTION IF EXISTS pgtide.ddl_emit_tables(text, text, text, oid[], oid[], jsonb);
 DROP FUNCTION IF EXISTS pgtide.ddl_emit(jsonb);
 DROP FUNCTION IF EXISTS pgtide.ddl_in_scope(oid);
@@ -269,6 +296,8 @@ export interface DdlInstallOptions {
   readonly publications: readonly string[];
   /** Schemas where a newly created table (with a primary key) joins the publications; empty: none. */
   readonly newTableSchemas: readonly string[];
+  /** Without the event triggers (no superuser needed): schema changes then go through `pgtide ddl exec`. */
+  readonly execOnly?: boolean;
 }
 
 export interface DdlInstallReport {
@@ -284,13 +313,14 @@ export interface DdlInstallReport {
 export async function installDdlCapture(sql: postgres.Sql, options: DdlInstallOptions): Promise<DdlInstallReport> {
   const [role] = await sql.unsafe<{ superuser: boolean; user: string }[]>(`SELECT rolsuper AS superuser, current_user AS user FROM pg_roles WHERE rolname = current_user`)
     .catch((e: unknown) => { throw fromServerError(e, 'source'); });
-  if (!role?.superuser) {
-    throw new PgtideError('PERMISSION_DENIED', `installing DDL capture needs a superuser on the source (event triggers can only be created by one), and "${role?.user ?? 'the source user'}" is not. Run \`pgtide ddl install\` with a superuser's connection string in source.url. Without capture, pgtide still adds columns it sees the source send that the target lacks (additive only), and stops with COLUMN_MISMATCH for any other change (see docs/ddl.md).`);
+  if (!role?.superuser && !options.execOnly) {
+    throw new PgtideError('PERMISSION_DENIED', `installing DDL capture needs a superuser on the source (event triggers can only be created by one), and "${role?.user ?? 'the source user'}" is not. Run \`pgtide ddl install\` with a superuser's connection string in source.url; or run \`pgtide ddl install --exec-only\` and make schema changes with \`pgtide ddl exec --config <file> "<sql>"\`, which runs them on the source together with their signed message. Without either, pgtide still adds columns it sees the source send that the target lacks (additive only), and stops with COLUMN_MISMATCH for any other change (see docs/ddl.md).`);
   }
   try {
     return await sql.begin(async (tx) => {
       await tx.unsafe(`SELECT pg_advisory_xact_lock(hashtext('pgtide.ddl_install'))`);
       await tx.unsafe(INSTALL_SQL);
+      await tx.unsafe(options.execOnly ? `DROP EVENT TRIGGER IF EXISTS pgtide_ddl_command_end; DROP EVENT TRIGGER IF EXISTS pgtide_ddl_sql_drop;` : TRIGGERS_SQL);
       const inserted = await tx.unsafe(`INSERT INTO pgtide.ddl_key VALUES (1, decode($1, 'hex')) ON CONFLICT (id) DO NOTHING RETURNING id`, [randomBytes(32).toString('hex')]);
       for (const publication of options.publications) {
         await tx.unsafe(`INSERT INTO pgtide.ddl_scope VALUES ($1, $2::text::boolean, $3::text[]) ON CONFLICT (publication) DO UPDATE SET add_new_tables = EXCLUDED.add_new_tables, schemas = EXCLUDED.schemas`,
@@ -334,6 +364,24 @@ export async function readDdlKey(sql: postgres.Sql): Promise<Uint8Array | undefi
     if (!readable?.ok) return undefined;
     const [row] = await sql.unsafe<{ key: string | null }[]>(`SELECT encode(key, 'hex') AS key FROM pgtide.ddl_key WHERE id = 1`);
     return row?.key ? Uint8Array.from(Buffer.from(row.key, 'hex')) : undefined;
+  } catch (error) {
+    throw fromServerError(error, 'source');
+  }
+}
+
+/**
+ * `pgtide ddl exec`: runs schema-changing statements on the source and, in
+ * the same transaction, emits the signed messages for the tables they
+ * changed, for sources where the event triggers cannot be installed. The
+ * messages follow all the statements, so the string should hold DDL only:
+ * rows it writes after a change would reach the target before that change.
+ */
+export async function execWithDdl(sql: postgres.Sql, statements: string): Promise<void> {
+  try {
+    await sql.begin(async (tx) => {
+      await tx.unsafe(statements);
+      await tx.unsafe(`SELECT pgtide.ddl_exec_emit(current_setting('search_path'), $1)`, [statements]);
+    });
   } catch (error) {
     throw fromServerError(error, 'source');
   }

@@ -43,7 +43,7 @@ describe('DDL replication', { timeout: 900_000 }, () => {
   after(() => scope.cleanup());
 
   async function streaming(pair: Pair, tables: string[], ddl: Record<string, unknown> = {}): Promise<RunningEngine> {
-    return startStreaming(scope, pair, { tables, ddl: { capture: true, ...ddl } });
+    return startStreaming(scope, pair, { name: pair.database, tables, ddl: { capture: true, ...ddl } });
   }
 
   it('applies column changes, indexes and a table rename in stream order, in one transaction with rows and in separate ones', async () => {
@@ -139,7 +139,7 @@ describe('DDL replication', { timeout: 900_000 }, () => {
     await assertTablesEqual(pair, 'public.keep');
     await assertSameSchema(pair, 'public.fresh');
     assert.equal((await texts(pair.dst, `SELECT to_regclass('public.doomed')::text AS r`))[0], 'null', 'doomed is dropped on the target');
-    assert.deepEqual(await texts(pair.src, `SELECT pubname || ':' || tablename AS r FROM pg_publication_tables WHERE tablename = 'fresh'`), ['pgtide_pub:fresh'], 'fresh joined the publication');
+    assert.deepEqual(await texts(pair.src, `SELECT pubname || ':' || tablename AS r FROM pg_publication_tables WHERE tablename = 'fresh'`), ['ddl_create_pub:fresh'], 'fresh joined the publication');
     assert.deepEqual(await texts(pair.dst, `SELECT table_name || ':' || state AS r FROM pgtide.table_state WHERE table_name IN ('fresh', 'doomed')`), ['fresh:ready']);
     await engine.stop();
   });
@@ -174,7 +174,7 @@ describe('DDL replication', { timeout: 900_000 }, () => {
     scope.defer('end mallory', () => mallory.end({ timeout: 2 }));
 
     // Without a superuser, install names the alternative.
-    await assert.rejects(installDdlCapture(mallory, { publications: ['pgtide_pub'], newTableSchemas: [] }),
+    await assert.rejects(installDdlCapture(mallory, { publications: ['ddl_forged_pub'], newTableSchemas: [] }),
       (error: unknown) => error instanceof PgtideError && error.code === 'PERMISSION_DENIED' && /superuser/.test(error.message) && /additive only/.test(error.message));
 
     // The target captures too (as in two-way replication), for its own publication of f.
@@ -185,7 +185,7 @@ describe('DDL replication', { timeout: 900_000 }, () => {
     assert.equal(snapshotBefore.length, 1);
 
     const { lines, logger } = capturingLogger();
-    const engine = startEngine(scope, parseConfig(configInput(pair, { tables: ['public.f'], ddl: { capture: true } })), {}, logger);
+    const engine = startEngine(scope, parseConfig(configInput(pair, { name: pair.database, tables: ['public.f'], ddl: { capture: true } })), {}, logger);
     await withTimeout(engine.streaming, 120_000, 'engine did not reach streaming');
 
     // A payload that would drop column "keep", under a signature made with a wrong key.
@@ -221,7 +221,7 @@ describe('DDL replication', { timeout: 900_000 }, () => {
   it('without capture: adds a column of a built-in type the source sends; stops with COLUMN_MISMATCH for an enum column', async () => {
     const pair = await databasePair(scope, base, 'ddl_nocapture');
     await ddlBoth(pair, `CREATE TABLE n (id int PRIMARY KEY, v text); CREATE TYPE mood AS ENUM ('ok', 'sad');`);
-    const engine = startEngine(scope, parseConfig(configInput(pair, { tables: ['public.n'] })));
+    const engine = startEngine(scope, parseConfig(configInput(pair, { name: pair.database, tables: ['public.n'] })));
     await withTimeout(engine.streaming, 120_000, 'engine did not reach streaming');
     await pair.src.begin(async (tx) => {
       await tx.unsafe(`INSERT INTO n VALUES (1, 'one')`);
@@ -238,13 +238,32 @@ describe('DDL replication', { timeout: 900_000 }, () => {
     assert.match(engine.error.message, /column "m" of "public"\."n"/);
   });
 
+  it('pgtide ddl exec (no event triggers) applies a rename and an added column once, in order with the rows', async () => {
+    const pair = await databasePair(scope, base, 'ddl_exec');
+    await ddlBoth(pair, `CREATE TABLE e (id int PRIMARY KEY, v text);`);
+    const engine = startEngine(scope, parseConfig(configInput(pair, { name: pair.database, tables: ['public.e'] })));
+    await withTimeout(engine.streaming, 120_000, 'engine did not reach streaming');
+    const file = writeConfigFile(scope, cliConfig(pair, { name: pair.database, tables: ['public.e'] }));
+    const installed = await runCli(scope, ['ddl', 'install', '--exec-only', '--config', file]);
+    assert.equal(installed.code, 0, installed.stderr);
+    assert.deepEqual(await texts(pair.src, `SELECT evtname AS r FROM pg_event_trigger`), [], 'no event trigger was installed');
+    await pair.src.unsafe(`INSERT INTO e VALUES (1, 'one')`);
+    const ran = await runCli(scope, ['ddl', 'exec', '--config', file, 'ALTER TABLE e RENAME COLUMN v TO w; ALTER TABLE e ADD COLUMN n int DEFAULT 3']);
+    assert.equal(ran.code, 0, ran.stderr);
+    await pair.src.unsafe(`INSERT INTO e VALUES (2, 'two', 4); UPDATE e SET w = 'uno' WHERE id = 1;`);
+    await waitForCatchUp(pair, { engine });
+    await assertTablesEqual(pair, 'public.e');
+    await assertSameSchema(pair, 'public.e');
+    await engine.stop();
+  });
+
   it('policies: a destructive change paused until `pgtide ddl skip`, a failing one stops naming statement, table and LSN', async () => {
     const pair = await databasePair(scope, base, 'ddl_policy');
     await ddlBoth(pair, `CREATE TABLE p (id int PRIMARY KEY, v text, old int);`);
     // Present only on the target: the source's CREATE INDEX of the same name fails there.
     await pair.dst.unsafe(`CREATE INDEX p_v ON p (id)`);
-    const file = writeConfigFile(scope, cliConfig(pair, { tables: ['public.p'], ddl: { capture: true, destructive: 'pause' } }));
-    let engine = startEngine(scope, parseConfig(configInput(pair, { tables: ['public.p'], ddl: { capture: true, destructive: 'pause' } })));
+    const file = writeConfigFile(scope, cliConfig(pair, { name: pair.database, tables: ['public.p'], ddl: { capture: true, destructive: 'pause' } }));
+    let engine = startEngine(scope, parseConfig(configInput(pair, { name: pair.database, tables: ['public.p'], ddl: { capture: true, destructive: 'pause' } })));
     await withTimeout(engine.streaming, 120_000, 'engine did not reach streaming');
     await pair.src.unsafe(`INSERT INTO p VALUES (1, 'one', 1)`);
     await pair.src.unsafe(`ALTER TABLE p DROP COLUMN old`);
@@ -258,7 +277,7 @@ describe('DDL replication', { timeout: 900_000 }, () => {
 
     await pair.src.unsafe(`CREATE INDEX p_v ON p (v)`);
     await pair.src.unsafe(`INSERT INTO p VALUES (3, 'three')`);
-    engine = startEngine(scope, parseConfig(configInput(pair, { tables: ['public.p'], ddl: { capture: true, destructive: 'pause' } })));
+    engine = startEngine(scope, parseConfig(configInput(pair, { name: pair.database, tables: ['public.p'], ddl: { capture: true, destructive: 'pause' } })));
     await withTimeout(engine.done, 120_000, 'engine did not stop on the failing DDL');
     assert.ok(engine.error instanceof PgtideError && engine.error.code === 'DDL_FAILED', `stopped with DDL_FAILED, got ${String(engine.error)}`);
     assert.match(engine.error.message, /CREATE INDEX p_v ON p \(v\).*"public"\."p".*LSN [0-9A-F]+\/[0-9A-F]+/);
@@ -266,7 +285,7 @@ describe('DDL replication', { timeout: 900_000 }, () => {
     assert.deepEqual(await texts(pair.dst, `SELECT id::text AS r FROM p WHERE id = 3`), []);
     assert.equal((await runCli(scope, ['ddl', 'skip', '--config', file])).code, 0);
     await pair.dst.unsafe(`DROP INDEX p_v`);
-    engine = startEngine(scope, parseConfig(configInput(pair, { tables: ['public.p'], ddl: { capture: true, destructive: 'pause' } })));
+    engine = startEngine(scope, parseConfig(configInput(pair, { name: pair.database, tables: ['public.p'], ddl: { capture: true, destructive: 'pause' } })));
     await withTimeout(engine.streaming, 120_000, 'engine did not reach streaming');
     await waitForCatchUp(pair, { engine });
     await waitFor('row 3', async () => ((await texts(pair.dst, `SELECT v AS r FROM p WHERE id = 3`))[0] === 'three' ? true : undefined));
