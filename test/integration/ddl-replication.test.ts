@@ -25,12 +25,15 @@ const COLUMNS = `
     FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
    WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`;
 const INDEXES = `SELECT indexdef AS r FROM pg_indexes WHERE schemaname || '.' || tablename = $1 ORDER BY indexname`;
+/** NOT NULL constraints (PostgreSQL 18) are compared through the columns. */
+const CONSTRAINTS = `SELECT conname || ' ' || pg_get_constraintdef(oid) AS r FROM pg_constraint WHERE conrelid = to_regclass($1) AND contype <> 'n' ORDER BY conname`;
 
 async function assertSameSchema(pair: Pair, table: string): Promise<void> {
-  const [sc, tc, si, ti] = await Promise.all([texts(pair.src, COLUMNS, [table]), texts(pair.dst, COLUMNS, [table]), texts(pair.src, INDEXES, [table]), texts(pair.dst, INDEXES, [table])]);
-  assert.ok(sc.length > 0, `${table} has columns on the source`);
+  const [sc, tc, si, ti, sk, tk] = await Promise.all([COLUMNS, INDEXES, CONSTRAINTS].flatMap((q) => [texts(pair.src, q, [table]), texts(pair.dst, q, [table])]));
+  assert.ok(sc!.length > 0, `${table} has columns on the source`);
   assert.deepEqual(tc, sc, `columns of ${table}`);
   assert.deepEqual(ti, si, `indexes of ${table}`);
+  assert.deepEqual(tk, sk, `constraints of ${table}`);
 }
 
 describe('DDL replication', { timeout: 900_000 }, () => {
@@ -91,6 +94,16 @@ describe('DDL replication', { timeout: 900_000 }, () => {
     await pair.src.unsafe(`CREATE INDEX items_b ON items (b)`);
     await pair.src.unsafe(`CREATE UNIQUE INDEX items_a2 ON items (a2)`);
     await pair.src.unsafe(`DROP INDEX items_a2`);
+    // Constraints: added in a transaction with rows, in their own, dropped; a no-op change emits nothing.
+    await pair.src.unsafe(`ALTER TABLE items ADD CONSTRAINT items_b_pos CHECK (b > 0)`);
+    await pair.src.begin(async (tx) => {
+      await tx.unsafe(`INSERT INTO items (id, a2, b) VALUES (31, 'a31', 31)`);
+      await tx.unsafe(`ALTER TABLE items ADD CONSTRAINT items_a2_key UNIQUE (a2)`);
+      await tx.unsafe(`UPDATE items SET a2 = 'a31b' WHERE id = 31`);
+    });
+    await pair.src.unsafe(`ALTER TABLE items ADD CONSTRAINT items_d_small CHECK (d < 1000)`);
+    await pair.src.unsafe(`ALTER TABLE items DROP CONSTRAINT items_d_small`);
+    await pair.src.unsafe(`ALTER TABLE items ALTER COLUMN b SET NOT NULL`);
     await catchUp();
     await assertTablesEqual(pair, 'public.items');
     await assertSameSchema(pair, 'public.items');
@@ -147,6 +160,8 @@ describe('DDL replication', { timeout: 900_000 }, () => {
   it('applies each change of a multi-statement query string and of a DO block exactly once', async () => {
     const pair = await databasePair(scope, base, 'ddl_multi');
     await ddlBoth(pair, `CREATE TABLE m (id int PRIMARY KEY, v text);`);
+    // Pre-created on the target: the source's ADD COLUMN must not fail on it.
+    await pair.dst.unsafe(`ALTER TABLE m ADD COLUMN x int`);
     const engine = await streaming(pair, ['public.m']);
     await pair.src.unsafe(`INSERT INTO m VALUES (1, 'one'); ALTER TABLE m ADD COLUMN x int; INSERT INTO m VALUES (2, 'two', 2); ALTER TABLE m RENAME COLUMN x TO y; INSERT INTO m VALUES (3, 'three', 3); UPDATE m SET y = 10 WHERE id = 1;`);
     await pair.src.unsafe(`DO $$ BEGIN
