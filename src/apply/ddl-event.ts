@@ -51,6 +51,11 @@ const body = z.discriminatedUnion('event', [
   }),
   z.object({
     ...common,
+    event: z.literal('enum'),
+    type: z.object({ schema: z.string(), name: z.string(), labels: z.array(z.string()) }),
+  }),
+  z.object({
+    ...common,
     event: z.literal('sql_drop'),
     dropped: z.array(z.object({ oid: z.number().int(), schema: z.string(), name: z.string(), before: tableSnapshot.nullable() })),
   }),

@@ -162,6 +162,16 @@ DECLARE
   objs jsonb := '[]';
 BEGIN
   FOR r IN SELECT * FROM pg_event_trigger_ddl_commands() LOOP
+    -- An enum value added to a type that a table in scope uses: the type's labels, in order.
+    IF r.classid = 'pg_type'::regclass AND r.command_tag = 'ALTER TYPE'
+       AND EXISTS (SELECT 1 FROM pg_type t WHERE t.oid = r.objid AND t.typtype = 'e')
+       AND EXISTS (SELECT 1 FROM pg_attribute a JOIN pgtide.ddl_source_snapshot ss ON ss.table_oid = a.attrelid WHERE a.atttypid = r.objid AND NOT a.attisdropped) THEN
+      PERFORM pgtide.ddl_emit(jsonb_build_object('v', 1, 'event', 'enum', 'tag', tag, 'statement', query, 'search_path', path,
+        'type', (SELECT jsonb_build_object('schema', n.nspname, 'name', t.typname,
+                          'labels', (SELECT jsonb_agg(e.enumlabel ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = t.oid))
+                   FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE t.oid = r.objid)));
+      CONTINUE;
+    END IF;
     rel := CASE
       WHEN r.classid = 'pg_class'::regclass AND r.object_type IN ('table', 'table column') THEN r.objid
       WHEN r.classid = 'pg_class'::regclass AND r.object_type = 'index' THEN (SELECT indrelid FROM pg_index WHERE indexrelid = r.objid)

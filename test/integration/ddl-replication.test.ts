@@ -157,12 +157,12 @@ describe('DDL replication', { timeout: 900_000 }, () => {
     await engine.stop();
   });
 
-  it('applies each change of a multi-statement query string and of a DO block exactly once', async () => {
+  it('applies each change of a multi-statement query string and of a DO block exactly once; enum values', async () => {
     const pair = await databasePair(scope, base, 'ddl_multi');
-    await ddlBoth(pair, `CREATE TABLE m (id int PRIMARY KEY, v text);`);
+    await ddlBoth(pair, `CREATE TABLE m (id int PRIMARY KEY, v text); CREATE TYPE mood AS ENUM ('ok', 'sad'); CREATE TABLE moods (id int PRIMARY KEY, feel mood);`);
     // Pre-created on the target: the source's ADD COLUMN must not fail on it.
     await pair.dst.unsafe(`ALTER TABLE m ADD COLUMN x int`);
-    const engine = await streaming(pair, ['public.m']);
+    const engine = await streaming(pair, ['public.m', 'public.moods']);
     await pair.src.unsafe(`INSERT INTO m VALUES (1, 'one'); ALTER TABLE m ADD COLUMN x int; INSERT INTO m VALUES (2, 'two', 2); ALTER TABLE m RENAME COLUMN x TO y; INSERT INTO m VALUES (3, 'three', 3); UPDATE m SET y = 10 WHERE id = 1;`);
     await pair.src.unsafe(`DO $$ BEGIN
       ALTER TABLE m ADD COLUMN z text DEFAULT 'q';
@@ -176,6 +176,18 @@ describe('DDL replication', { timeout: 900_000 }, () => {
     await assertSameSchema(pair, 'public.m');
     const [count] = await texts(pair.dst, `SELECT count(*)::text AS r FROM m`);
     assert.equal(count, '5');
+
+    // Enum values: added between and after existing ones, and used by the next transactions.
+    await pair.src.unsafe(`INSERT INTO moods VALUES (1, 'ok')`);
+    await pair.src.unsafe(`ALTER TYPE mood ADD VALUE 'meh' BEFORE 'sad'`);
+    await pair.src.unsafe(`INSERT INTO moods VALUES (2, 'meh')`);
+    await pair.src.unsafe(`ALTER TYPE mood ADD VALUE 'glad'; ALTER TYPE mood ADD VALUE 'wry' AFTER 'ok'`);
+    await pair.src.unsafe(`INSERT INTO moods VALUES (3, 'glad'), (4, 'wry'), (5, 'sad')`);
+    await waitForCatchUp(pair, { engine });
+    await assertTablesEqual(pair, 'public.moods');
+    const labels = `SELECT string_agg(enumlabel, ',' ORDER BY enumsortorder) AS r FROM pg_enum WHERE enumtypid = 'mood'::regtype`;
+    assert.deepEqual(await texts(pair.dst, labels), await texts(pair.src, labels));
+    assert.deepEqual(await texts(pair.dst, `SELECT string_agg(feel::text, ',' ORDER BY feel) AS r FROM moods`), ['ok,wry,meh,sad,glad']);
     assert.deepEqual(await texts(pair.dst, `SELECT reason AS r FROM pgtide.ddl_unhandled`), []);
     await engine.stop();
   });

@@ -19,7 +19,7 @@ import { qualify } from '../../core/sql.js';
 import { tableKey, type TableGateState } from '../../core/table-sync.js';
 import type { StoppedDdl } from '../../state/ddl-state.js';
 import type { ApplyWriter, DdlQuery } from './apply-writer.js';
-import { planAlter, planCreate, planDrop, type DdlStep } from './ddl-plan.js';
+import { planAlter, planCreate, planDrop, planEnum, type DdlStep } from './ddl-plan.js';
 
 export type DestructivePolicy = 'apply' | 'skip' | 'pause';
 export type DdlErrorPolicy = 'stop' | 'skip';
@@ -57,6 +57,14 @@ export class PostgresDdlTarget implements DdlTarget {
 
   apply(event: DdlEvent, at: DdlPosition): Promise<void> {
     return this.#writer.ddlBarrier(async (query) => {
+      if (event.event === 'enum') {
+        // Committed right after this source transaction (the barrier's batch ends there), so the
+        // next transaction may use the value; the source forbids using it in this one.
+        const rows = await query(`SELECT e.enumlabel AS label FROM pg_enum e WHERE e.enumtypid = to_regtype($1) ORDER BY e.enumsortorder`, [qualify(event.type.schema, event.type.name)]);
+        const steps = planEnum(event.type, rows.map((r) => String(r['label'])));
+        if (steps.length > 0) await this.#run(query, event, at, qualify(event.type.schema, event.type.name), steps);
+        return;
+      }
       for (const change of await this.#changes(query, event)) await this.#applyTable(query, event, at, change, false);
     });
   }
@@ -75,6 +83,7 @@ export class PostgresDdlTarget implements DdlTarget {
 
   async #changes(query: DdlQuery, event: DdlEvent): Promise<TableChange[]> {
     const changes: TableChange[] = [];
+    if (event.event === 'enum') return changes;
     if (event.event === 'sql_drop') {
       for (const d of event.dropped) {
         const stored = await this.#stored(query, d.oid);

@@ -29,6 +29,29 @@ export function planCreate(table: TableSnapshot): DdlStep[] {
   return steps;
 }
 
+/**
+ * The enum values the source has and the target lacks, each placed before the
+ * next source label the target has (or after the previous one), so the sort
+ * order matches. Values are only added: renamed or reordered ones are not
+ * replicated.
+ */
+export function planEnum(type: { readonly schema: string; readonly name: string; readonly labels: readonly string[] }, targetLabels: readonly string[]): DdlStep[] {
+  const name = qualify(type.schema, type.name);
+  const present = new Set(targetLabels);
+  const steps: DdlStep[] = [];
+  type.labels.forEach((label, i) => {
+    if (present.has(label)) return;
+    const next = type.labels.slice(i + 1).find((l) => present.has(l));
+    const previous = type.labels.slice(0, i).reverse().find((l) => present.has(l));
+    const place = next !== undefined ? ` BEFORE ${quoteLiteral(next)}` : previous !== undefined ? ` AFTER ${quoteLiteral(previous)}` : '';
+    steps.push({ sql: `ALTER TYPE ${name} ADD VALUE IF NOT EXISTS ${quoteLiteral(label)}${place}`, destructive: false, what: `add value ${label} to ${name}` });
+    present.add(label);
+  });
+  return steps;
+}
+
+const quoteLiteral = (text: string): string => `'${text.replace(/'/g, "''")}'`;
+
 export function planDrop(table: { readonly schema: string; readonly name: string }): DdlStep[] {
   const name = qualify(table.schema, table.name);
   return [{ sql: `DROP TABLE IF EXISTS ${name}`, destructive: true, what: `drop table ${name}` }];
