@@ -130,6 +130,63 @@ describe('DDL replication', { timeout: 900_000 }, () => {
     await engine.stop();
   });
 
+  it('each change of the core set, with rows before and after it in its own transaction and in separate transactions', async () => {
+    const pair = await databasePair(scope, base, 'ddl_matrix');
+    await ddlBoth(pair, `CREATE TABLE same_tx (id int PRIMARY KEY, a text, b int, c varchar(10)); CREATE TABLE sep_tx (id int PRIMARY KEY, a text, b int, c varchar(10));`);
+    await pair.src.unsafe(`INSERT INTO same_tx (id, a, b, c) SELECT g, 'a', g, 'c' FROM generate_series(1, 5) g; INSERT INTO sep_tx SELECT * FROM same_tx`);
+    const engine = await streaming(pair, ['public.same_tx', 'public.sep_tx']);
+    // {t}: the table; {n}: a key unused so far. Rows touch only id and b, which every step keeps.
+    const steps = [
+      `ALTER TABLE {t} ADD COLUMN d int DEFAULT 7`,
+      `ALTER TABLE {t} RENAME COLUMN a TO a2`,
+      `ALTER TABLE {t} ALTER COLUMN b TYPE bigint`,
+      `ALTER TABLE {t} ALTER COLUMN d SET DEFAULT 9`,
+      `ALTER TABLE {t} ALTER COLUMN d DROP DEFAULT`,
+      `ALTER TABLE {t} ALTER COLUMN b SET NOT NULL`,
+      `ALTER TABLE {t} ALTER COLUMN b DROP NOT NULL`,
+      `CREATE INDEX {t}_b ON {t} (b)`,
+      `DROP INDEX {t}_b`,
+      `ALTER TABLE {t} DROP COLUMN c`,
+      `CREATE TABLE {t}_new (id int PRIMARY KEY, v text)`,
+      `DROP TABLE {t}_new`,
+      `ALTER TABLE {t} RENAME TO {t}_r`,
+    ];
+    for (const table of ['same_tx', 'sep_tx']) {
+      let name = table;
+      let n = 100;
+      for (const step of steps) {
+        n += 10;
+        const ddl = step.replace(/\{t\}/g, name);
+        const renamed = /RENAME TO/.test(step) ? `${name}_r` : name;
+        const extra = /CREATE TABLE/.test(step) ? [`INSERT INTO ${name}_new VALUES (${n}, 'x')`] : [];
+        const statements = [
+          `INSERT INTO ${name} (id, b) VALUES (${n}, ${n})`,
+          `UPDATE ${name} SET b = b + 1 WHERE id = ${n - 10}`,
+          ...(/DROP TABLE/.test(step) ? [`INSERT INTO ${name}_new VALUES (${n}, 'before drop')`] : []),
+          ddl,
+          ...extra,
+          `INSERT INTO ${renamed} (id, b) VALUES (${n + 1}, ${n + 1})`,
+          `UPDATE ${renamed} SET b = b * 2 WHERE id = ${n}`,
+          `DELETE FROM ${renamed} WHERE id = ${n - 9}`,
+        ];
+        if (table === 'same_tx') await pair.src.begin(async (tx) => { for (const sql of statements) await tx.unsafe(sql); });
+        else for (const sql of statements) await pair.src.unsafe(sql);
+        name = renamed;
+        if (/CREATE TABLE/.test(step)) {
+          await waitForCatchUp(pair, { engine });
+          await assertTablesEqual(pair, `public.${name}_new`);
+          await assertSameSchema(pair, `public.${name}_new`);
+        }
+      }
+      await waitForCatchUp(pair, { engine });
+      await assertTablesEqual(pair, `public.${name}`);
+      await assertSameSchema(pair, `public.${name}`);
+      assert.equal((await texts(pair.dst, `SELECT to_regclass('public.${table}_new')::text AS r`))[0], 'null');
+    }
+    assert.deepEqual(await texts(pair.dst, `SELECT reason AS r FROM pgtide.ddl_unhandled`), []);
+    await engine.stop();
+  });
+
   it('creates a new table on the target and replicates it from its creating transaction on; drops a table', async () => {
     const pair = await databasePair(scope, base, 'ddl_create');
     await ddlBoth(pair, `CREATE TABLE keep (id int PRIMARY KEY, v text); CREATE TABLE doomed (id int PRIMARY KEY, v text);`);
