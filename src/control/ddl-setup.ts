@@ -26,17 +26,20 @@ export function installCapture(source: postgres.Sql, config: PgtideConfig, table
   });
 }
 
-/** The DDL stage in front of `writer`; `tables` is the gate's map, which renames, creates and drops keep current. */
-export async function ddlStage(options: {
-  readonly writer: ApplyWriter;
+/**
+ * Puts the DDL stage in front of a writer (the main one, or one applying a streamed
+ * transaction); `tables` is the gate's map, which renames, creates and drops keep current.
+ */
+export async function ddlStages(options: {
   readonly tables: Map<string, TableGateState>;
   readonly config: PgtideConfig;
   readonly source: postgres.Sql;
   readonly target: postgres.Sql;
   readonly logger: Logger;
-}): Promise<TransactionSink> {
-  const { writer, tables, config, source, target, logger } = options;
-  return new DdlStage(writer, {
+}): Promise<(writer: ApplyWriter) => TransactionSink> {
+  const { tables, config, source, target, logger } = options;
+  const skip = await ddlSkips(target, config.name);
+  return (writer) => new DdlStage(writer, {
     target: new PostgresDdlTarget(writer, {
       subscription: config.name,
       destructive: config.ddl.destructive,
@@ -46,7 +49,7 @@ export async function ddlStage(options: {
       logger,
     }),
     loadKey: () => readDdlKey(source),
-    skip: await ddlSkips(target, config.name),
+    skip,
     logger,
   });
 }

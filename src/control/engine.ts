@@ -37,7 +37,7 @@ import type { CopyProgress, CopyTableSpec } from '../copy/copy-options.js';
 import { BoundedConnector, CLEANUP_MS, settleWithin } from '../pg/bounded.js';
 import { StallWatchdog } from './watchdog.js';
 import { terminateAbandonedApplySessions } from '../state/stale-sessions.js';
-import { ddlStage, installCapture } from './ddl-setup.js';
+import { ddlStages, installCapture } from './ddl-setup.js';
 
 export interface EngineHooks {
   readonly onCopyProgress?: (progress: readonly CopyProgress[]) => void;
@@ -406,10 +406,10 @@ export class Engine {
       await guardSlot(prepared.guard(await repl.identifySystem()), writer.durableLsn);
       const startLsn = maxLsn(writer.durableLsn, prepared.startLsn);
       this.#durable = writer.durableLsn;
-      const stage = await watchdog.guard(ddlStage({ writer, tables: gateMap, config, source: this.#sourcePool!, target: this.#targetPool!, logger: this.#logger }), 'reading the DDL state on the target');
-      const gate = new ChangeGate(stage, gateMap, writer.durableLsn);
+      const ddlStage = await watchdog.guard(ddlStages({ tables: gateMap, config, source: this.#sourcePool!, target: this.#targetPool!, logger: this.#logger }), 'reading the DDL state on the target');
+      const gate = new ChangeGate(ddlStage(writer), gateMap, writer.durableLsn);
       const direct = config.apply.streamedApply
-        ? new DirectStreamedApply({ main: writer, gate, maxOpen: 2, startLsn, openWriter: async () => {
+        ? new DirectStreamedApply({ main: writer, gate, maxOpen: 2, startLsn, ddlStage, openWriter: async () => {
           const streamed = await ApplyWriter.open({ ...writerOptions, holdsOrigin: false, netEffect: false });
           if (streamed.backendPid !== undefined) this.#attemptApplyPids.add(streamed.backendPid);
           return streamed;

@@ -187,6 +187,36 @@ describe('DDL replication', { timeout: 900_000 }, () => {
     await engine.stop();
   });
 
+  it('a change inside a large transaction applied while it streams, and inside one buffered until commit', async () => {
+    const pair = await databasePair(scope, base, 'ddl_streamed');
+    await ddlBoth(pair, `CREATE TABLE big (id int PRIMARY KEY, pad text);`);
+    const engine = await streaming(pair, ['public.big']);
+    // Well past logical_decoding_work_mem (64kB in the test clusters): the source streams it.
+    await pair.src.begin(async (tx) => {
+      await tx.unsafe(`INSERT INTO big SELECT g, repeat('x', 100) FROM generate_series(1, 3000) g`);
+      await tx.unsafe(`ALTER TABLE big ADD COLUMN n int, ALTER COLUMN pad SET DEFAULT 'p'`);
+      await tx.unsafe(`ALTER TABLE big RENAME COLUMN pad TO filler`);
+      await tx.unsafe(`INSERT INTO big (id, n) SELECT g, g FROM generate_series(3001, 6000) g`);
+      await tx.unsafe(`UPDATE big SET n = -id WHERE id <= 10`);
+    });
+    await waitForCatchUp(pair, { engine });
+    await assertTablesEqual(pair, 'public.big');
+    await assertSameSchema(pair, 'public.big');
+    await engine.stop();
+    // The same through the buffered path (streamedApply off: the transaction is replayed at commit).
+    const buffered = startEngine(scope, parseConfig(configInput(pair, { name: pair.database, tables: ['public.big'], ddl: { capture: true }, apply: { streamedApply: false } })));
+    await withTimeout(buffered.streaming, 120_000, 'engine did not reach streaming');
+    await pair.src.begin(async (tx) => {
+      await tx.unsafe(`INSERT INTO big (id, n) SELECT g, g FROM generate_series(6001, 9000) g`);
+      await tx.unsafe(`ALTER TABLE big ALTER COLUMN n TYPE bigint, ADD COLUMN m text DEFAULT 'm'`);
+      await tx.unsafe(`INSERT INTO big (id, n, m) SELECT g, g * 10000000000, 'mm' FROM generate_series(9001, 12000) g`);
+    });
+    await waitForCatchUp(pair, { engine: buffered });
+    await assertTablesEqual(pair, 'public.big');
+    await assertSameSchema(pair, 'public.big');
+    await buffered.stop();
+  });
+
   it('creates a new table on the target and replicates it from its creating transaction on; drops a table', async () => {
     const pair = await databasePair(scope, base, 'ddl_create');
     await ddlBoth(pair, `CREATE TABLE keep (id int PRIMARY KEY, v text); CREATE TABLE doomed (id int PRIMARY KEY, v text);`);

@@ -18,7 +18,8 @@
  * and takes it back. A transaction whose commit LSN is below the applied
  * position (resent after a restart) is rolled back instead.
  */
-import type { CommitInfo, RowChange, StreamedTransactionApplier } from '../../changes/change.js';
+import type { CommitInfo, RowChange, StreamedTransactionApplier, TransactionSink } from '../../changes/change.js';
+import { DDL_PREFIX } from '../../apply/ddl-stage.js';
 import type { ApplyWriter } from './apply-writer.js';
 import type { ChangeGate } from '../../apply/change-gate.js';
 import type { PgTimestamp } from '../../protocol/messages.js';
@@ -26,6 +27,8 @@ import type { Lsn } from '../../core/lsn.js';
 
 interface OpenStream {
   readonly writer: ApplyWriter;
+  /** The writer, behind the DDL stage when there is one. */
+  readonly sink: TransactionSink;
   /** Savepoints in the order they were set; rolling back to one drops those after it. */
   readonly savepoints: number[];
 }
@@ -38,6 +41,12 @@ export interface DirectStreamedApplyOptions {
   readonly maxOpen: number;
   /** Where this streaming attempt started: every transaction it delivers commits after it. */
   readonly startLsn: Lsn;
+  /**
+   * Puts the DDL stage in front of a streamed transaction's writer, so a schema change inside
+   * it applies in place (its position carries the applied position at its start as commit LSN,
+   * which is not known yet).
+   */
+  readonly ddlStage?: (writer: ApplyWriter) => TransactionSink;
 }
 
 export class DirectStreamedApply implements StreamedTransactionApplier {
@@ -58,8 +67,9 @@ export class DirectStreamedApply implements StreamedTransactionApplier {
     if (!main.atBoundary) return false;
     await main.commitPending();
     const writer = await this.#options.openWriter();
-    writer.begin({ xid, commitLsn: main.durableLsn, commitTime: 0n as PgTimestamp, origin: undefined, streamed: true });
-    this.#open.set(xid, { writer, savepoints: [] });
+    const sink = this.#options.ddlStage?.(writer) ?? writer;
+    await sink.begin({ xid, commitLsn: main.durableLsn, commitTime: 0n as PgTimestamp, origin: undefined, streamed: true });
+    this.#open.set(xid, { writer, sink, savepoints: [] });
     return true;
   }
 
@@ -71,7 +81,7 @@ export class DirectStreamedApply implements StreamedTransactionApplier {
       stream.writer.savepoint(`s${subxid}`);
     }
     const filtered = change.kind === 'truncate' ? { ...change, relations: change.relations.filter((r) => this.#options.gate.isReady(r)) } : change;
-    return stream.writer.change(filtered);
+    return stream.sink.change(filtered);
   }
 
   /**
@@ -143,7 +153,7 @@ export class DirectStreamedApply implements StreamedTransactionApplier {
   }
 
   #wanted(change: RowChange): boolean {
-    if (change.kind === 'message') return false;
+    if (change.kind === 'message') return this.#options.ddlStage !== undefined && change.prefix === DDL_PREFIX;
     if (change.kind === 'truncate') return change.relations.some((r) => this.#options.gate.isReady(r));
     return this.#options.gate.isReady(change.relation);
   }
