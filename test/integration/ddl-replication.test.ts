@@ -147,6 +147,7 @@ describe('DDL replication', { timeout: 900_000 }, () => {
       `CREATE INDEX {t}_b ON {t} (b)`,
       `DROP INDEX {t}_b`,
       `ALTER TABLE {t} DROP COLUMN c`,
+      `ALTER TABLE {t} ADD COLUMN g bigint GENERATED ALWAYS AS (b * 2) STORED`,
       `CREATE TABLE {t}_new (id int PRIMARY KEY, v text)`,
       `DROP TABLE {t}_new`,
       `ALTER TABLE {t} RENAME TO {t}_r`,
@@ -246,7 +247,8 @@ describe('DDL replication', { timeout: 900_000 }, () => {
 
   it('applies each change of a multi-statement query string and of a DO block exactly once; enum values', async () => {
     const pair = await databasePair(scope, base, 'ddl_multi');
-    await ddlBoth(pair, `CREATE TABLE m (id int PRIMARY KEY, v text); CREATE TYPE mood AS ENUM ('ok', 'sad'); CREATE TABLE moods (id int PRIMARY KEY, feel mood);`);
+    await ddlBoth(pair, `CREATE TABLE m (id int PRIMARY KEY, v text); CREATE TYPE mood AS ENUM ('ok', 'sad'); CREATE TABLE moods (id int PRIMARY KEY, feel mood);
+      CREATE SCHEMA app; CREATE TYPE app.level AS ENUM ('lo', 'hi');`);
     // Pre-created on the target: the source's ADD COLUMN must not fail on it.
     await pair.dst.unsafe(`ALTER TABLE m ADD COLUMN x int`);
     const engine = await streaming(pair, ['public.m', 'public.moods']);
@@ -263,6 +265,18 @@ describe('DDL replication', { timeout: 900_000 }, () => {
     await assertSameSchema(pair, 'public.m');
     const [count] = await texts(pair.dst, `SELECT count(*)::text AS r FROM m`);
     assert.equal(count, '5');
+
+    // Unqualified names under a changed search_path, then the table moves to another schema.
+    await pair.src.unsafe(`SET search_path = app, public; ALTER TABLE m ADD COLUMN lvl level DEFAULT 'hi'; INSERT INTO m (id, w, z) VALUES (6, 'six', 'z6'); RESET search_path;`);
+    await pair.src.begin(async (tx) => {
+      await tx.unsafe(`ALTER TABLE m SET SCHEMA app`);
+      await tx.unsafe(`INSERT INTO app.m (id, w, z, lvl) VALUES (7, 'seven', 'z7', 'lo')`);
+    });
+    await pair.src.unsafe(`UPDATE app.m SET lvl = 'lo' WHERE id = 1`);
+    await waitForCatchUp(pair, { engine });
+    await assertTablesEqual(pair, 'app.m');
+    await assertSameSchema(pair, 'app.m');
+    assert.deepEqual(await texts(pair.dst, `SELECT schema_name || '.' || table_name AS r FROM pgtide.table_state WHERE table_name = 'm'`), ['app.m']);
 
     // Enum values: added between and after existing ones, and used by the next transactions.
     await pair.src.unsafe(`INSERT INTO moods VALUES (1, 'ok')`);
