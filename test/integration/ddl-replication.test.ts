@@ -422,5 +422,22 @@ describe('DDL replication', { timeout: 900_000 }, () => {
     assert.deepEqual(await texts(pair.dst, `SELECT id || ':' || v || ':' || coalesce(old::text, '-') AS r FROM p ORDER BY id`), ['1:one:1', '2:two:-', '3:three:-']);
     assert.deepEqual(await texts(pair.dst, `SELECT indexname AS r FROM pg_indexes WHERE tablename = 'p' AND indexname = 'p_v'`), [], 'the skipped index is not created');
     await engine.stop();
+
+    // destructive: skip applies the rest of a change without the narrowing part; onError: skip
+    // rolls a failing change back to its savepoint and goes on. Both are recorded.
+    await pair.dst.unsafe(`CREATE INDEX p_w ON p (id)`);
+    engine = startEngine(scope, parseConfig(configInput(pair, { name: pair.database, tables: ['public.p'], ddl: { capture: true, destructive: 'skip', onError: 'skip' } })));
+    await withTimeout(engine.streaming, 120_000, 'engine did not reach streaming');
+    await pair.src.unsafe(`ALTER TABLE p ALTER COLUMN v TYPE varchar(5), ADD COLUMN k int DEFAULT 1`);
+    await pair.src.unsafe(`CREATE INDEX p_w ON p (v)`);
+    await pair.src.unsafe(`INSERT INTO p VALUES (4, 'four', 4)`);
+    await waitForCatchUp(pair, { engine });
+    assert.deepEqual(await texts(pair.dst, `SELECT id || ':' || v || ':' || k AS r FROM p WHERE id = 4`), ['4:four:4']);
+    assert.deepEqual(await texts(pair.dst, `SELECT format_type(atttypid, atttypmod) AS r FROM pg_attribute WHERE attrelid = 'p'::regclass AND attname = 'v'`), ['text'], 'the narrowing type change was skipped');
+    const policy = await texts(pair.dst, `SELECT reason AS r FROM pgtide.ddl_unhandled WHERE status = 'policy' ORDER BY commit_lsn`);
+    assert.equal(policy.length, 2);
+    assert.match(policy[0]!, /ddl\.destructive = skip: not applied: change type of v from text to character varying\(5\)/);
+    assert.match(policy[1]!, /ddl\.onError = skip: create index p_w failed on the target: .*already exists/);
+    await engine.stop();
   });
 });
