@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import postgres from 'postgres';
 import {
   TestScope, startPair, databasePair, ddlBoth, startStreaming, startEngine, waitForCatchUp, assertTablesEqual, texts,
-  capturingLogger, withTimeout, writeConfigFile, runCli, cliConfig, waitFor,
+  capturingLogger, withTimeout, writeConfigFile, runCli, startCli, cliConfig, waitFor,
   type Pair, type RunningEngine,
 } from '../support/replication.js';
 import { parseConfig } from '../../src/control/config.js';
@@ -216,6 +216,46 @@ describe('DDL replication', { timeout: 900_000 }, () => {
     await assertTablesEqual(pair, 'public.big');
     await assertSameSchema(pair, 'public.big');
     await buffered.stop();
+  });
+
+  it('kill -9 while a change is applied on the target but not committed: after a restart it applies once, with its rows', async () => {
+    const pair = await databasePair(scope, base, 'ddl_kill');
+    await ddlBoth(pair, `CREATE TABLE k (id int PRIMARY KEY, v text)`);
+    const file = writeConfigFile(scope, cliConfig(pair, { name: pair.database, tables: ['public.k'], ddl: { capture: true } }));
+    let cli = startCli(scope, ['start', '--config', file]);
+    await cli.waitForStderr(/streaming started/, 120_000);
+    await pair.src.unsafe(`INSERT INTO k VALUES (1, 'one')`);
+    await waitForCatchUp(pair, { cli });
+    // A target session holds a lock the change needs: the batch stops inside the ALTER, after the row before it.
+    const holder = pair.target.sql(pair.database, { max: 1 });
+    scope.defer('end lock holder', () => holder.end({ timeout: 2 }));
+    const lock = await holder.reserve();
+    await lock.unsafe(`BEGIN`);
+    await lock.unsafe(`LOCK TABLE k IN ACCESS SHARE MODE`);
+    await pair.src.begin(async (tx) => {
+      await tx.unsafe(`INSERT INTO k VALUES (2, 'two')`);
+      await tx.unsafe(`ALTER TABLE k ADD COLUMN n int DEFAULT 5`);
+      await tx.unsafe(`INSERT INTO k VALUES (3, 'three', 3)`);
+    });
+    const applySessions = `SELECT count(*)::text AS r FROM pg_stat_activity WHERE application_name = 'pgtide-apply' AND datname = current_database()`;
+    await waitFor('the apply session waiting for the lock', async () => ((await texts(pair.dst, `${applySessions} AND wait_event_type = 'Lock'`))[0] === '1' ? true : undefined), { timeoutMs: 30_000 });
+    cli.kill('SIGKILL');
+    await cli.exited;
+    await lock.unsafe(`ROLLBACK`);
+    lock.release();
+    await waitFor('the killed apply session gone', async () => ((await texts(pair.dst, applySessions))[0] === '0' ? true : undefined), { timeoutMs: 30_000 });
+    assert.deepEqual(await texts(pair.dst, `SELECT attname AS r FROM pg_attribute WHERE attrelid = 'k'::regclass AND attname = 'n'`), [], 'the change rolled back with its batch');
+    assert.deepEqual(await texts(pair.dst, `SELECT id::text AS r FROM k ORDER BY id`), ['1'], 'so did the row before it');
+
+    cli = startCli(scope, ['start', '--config', file]);
+    await cli.waitForStderr(/streaming started/, 120_000);
+    await pair.src.unsafe(`INSERT INTO k VALUES (4, 'four', 4)`);
+    await waitForCatchUp(pair, { cli, timeoutMs: 60_000 });
+    await assertTablesEqual(pair, 'public.k');
+    await assertSameSchema(pair, 'public.k');
+    assert.deepEqual(await texts(pair.dst, `SELECT count(*)::text AS r FROM pgtide.ddl_snapshot WHERE table_name = 'k'`), ['1']);
+    cli.kill('SIGTERM');
+    await cli.exited;
   });
 
   it('creates a new table on the target and replicates it from its creating transaction on; drops a table', async () => {
