@@ -15,6 +15,7 @@ import type { TransactionSink } from '../changes/change.js';
 import type { TableGateState } from '../core/table-sync.js';
 import { PostgresDdlTarget } from '../sinks/postgres/ddl-apply.js';
 import type { ApplyWriter } from '../sinks/postgres/apply-writer.js';
+import type { DeferredIndexBuilder } from '../sinks/postgres/deferred-indexes.js';
 import { ddlSkips, recordStoppedDdl, skipStoppedDdl, type StoppedDdl } from '../state/ddl-state.js';
 
 /** Installs (or refreshes) the capture triggers for this subscription's publications. */
@@ -35,9 +36,10 @@ export async function ddlStages(options: {
   readonly config: PgtideConfig;
   readonly source: postgres.Sql;
   readonly target: postgres.Sql;
+  readonly deferredIndexes: DeferredIndexBuilder;
   readonly logger: Logger;
 }): Promise<(writer: ApplyWriter) => TransactionSink> {
-  const { tables, config, source, target, logger } = options;
+  const { tables, config, source, target, deferredIndexes, logger } = options;
   const skip = await ddlSkips(target, config.name);
   return (writer) => new DdlStage(writer, {
     target: new PostgresDdlTarget(writer, {
@@ -46,6 +48,7 @@ export async function ddlStages(options: {
       onError: config.ddl.onError,
       tables,
       recordStop: (stop) => recordStoppedDdl(target, config.name, stop),
+      deferredIndexes,
       logger,
     }),
     loadKey: () => readDdlKey(source),

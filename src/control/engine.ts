@@ -38,6 +38,7 @@ import { BoundedConnector, CLEANUP_MS, settleWithin } from '../pg/bounded.js';
 import { StallWatchdog } from './watchdog.js';
 import { terminateAbandonedApplySessions } from '../state/stale-sessions.js';
 import { ddlStages, installCapture } from './ddl-setup.js';
+import { DeferredIndexBuilder } from '../sinks/postgres/deferred-indexes.js';
 
 export interface EngineHooks {
   readonly onCopyProgress?: (progress: readonly CopyProgress[]) => void;
@@ -401,12 +402,15 @@ export class Engine {
     const repl = ReplicationConnection.open(config.source.url);
     let session: ReplicationSession | undefined;
     let assembler: TransactionAssembler | undefined;
+    const deferredIndexes = new DeferredIndexBuilder({ url: config.target.url, subscription: config.name, durableLsn: () => writer.durableLsn, logger: this.#logger });
     try {
       // Every attempt: the slot must not have moved past what the target holds.
       await guardSlot(prepared.guard(await repl.identifySystem()), writer.durableLsn);
       const startLsn = maxLsn(writer.durableLsn, prepared.startLsn);
       this.#durable = writer.durableLsn;
-      const ddlStage = await watchdog.guard(ddlStages({ tables: gateMap, config, source: this.#sourcePool!, target: this.#targetPool!, logger: this.#logger }), 'reading the DDL state on the target');
+      const ddlStage = await watchdog.guard(ddlStages({ tables: gateMap, config, source: this.#sourcePool!, target: this.#targetPool!, deferredIndexes, logger: this.#logger }), 'reading the DDL state on the target');
+      // Builds left over from a crash (only ever recorded with capture on).
+      if (config.ddl.capture) deferredIndexes.kick();
       const gate = new ChangeGate(ddlStage(writer), gateMap, writer.durableLsn);
       const direct = config.apply.streamedApply
         ? new DirectStreamedApply({ main: writer, gate, maxOpen: 2, startLsn, ddlStage, openWriter: async () => {
@@ -452,6 +456,7 @@ export class Engine {
       await settleWithin(assembler?.reset() ?? Promise.resolve(), CLEANUP_MS * 3);
       await settleWithin(session?.close() ?? Promise.resolve(), CLEANUP_MS);
       await settleWithin(writer.close(), CLEANUP_MS * 3);
+      await deferredIndexes.close();
       await repl.close();
     }
   }

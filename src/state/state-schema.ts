@@ -108,6 +108,18 @@ export const MIGRATIONS: readonly string[] = [
     recorded_at    timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (subscription, commit_lsn, ordinal)
   );
+  -- Indexes the source built CONCURRENTLY: built the same way on a side connection once the
+  -- batch that recorded them committed (sinks/postgres/deferred-indexes.ts).
+  CREATE TABLE pgtide.ddl_deferred (
+    subscription   text NOT NULL,
+    seq            bigserial,
+    table_oid      bigint NOT NULL,
+    index_name     text NOT NULL,
+    qualified_name text NOT NULL,
+    statement      text NOT NULL,
+    commit_lsn     pg_lsn NOT NULL,
+    PRIMARY KEY (subscription, seq)
+  );
   `,
 ];
 

@@ -127,6 +127,25 @@ describe('DDL replication', { timeout: 900_000 }, () => {
     const states = await texts(pair.dst, `SELECT table_name || ':' || state AS r FROM pgtide.table_state WHERE table_name IN ('items', 'things')`);
     assert.deepEqual(states, ['things:ready']);
     assert.deepEqual(await texts(pair.dst, `SELECT reason AS r FROM pgtide.ddl_unhandled`), []);
+
+    // CREATE INDEX CONCURRENTLY is built so on the target, beside the stream: a target transaction
+    // that wrote to the table makes the build wait (a plain CREATE INDEX would hold the stream too).
+    const blocker = pair.target.sql(pair.database, { max: 1 });
+    scope.defer('end blocker', () => blocker.end({ timeout: 2 }));
+    const held = await blocker.reserve();
+    await held.unsafe(`BEGIN`);
+    await held.unsafe(`UPDATE things SET b = b WHERE id = 1`);
+    await pair.src.unsafe(`CREATE INDEX CONCURRENTLY things_conc ON things (a2)`);
+    await pair.src.unsafe(`INSERT INTO things (id, a2, b) VALUES (40, 'a40', 40)`);
+    await catchUp();
+    const valid = `SELECT i.indisvalid::text AS r FROM pg_index i WHERE i.indexrelid = to_regclass('public.things_conc')`;
+    assert.notDeepEqual(await texts(pair.dst, valid), ['true'], 'the build waits for the open target transaction, the stream does not');
+    await held.unsafe(`ROLLBACK`);
+    held.release();
+    await waitFor('things_conc built and valid on the target', async () => ((await texts(pair.dst, valid))[0] === 'true' ? true : undefined), { timeoutMs: 30_000 });
+    await assertTablesEqual(pair, 'public.things');
+    await assertSameSchema(pair, 'public.things');
+    assert.deepEqual(await texts(pair.dst, `SELECT count(*)::text AS r FROM pgtide.ddl_deferred`), ['0']);
     await engine.stop();
   });
 

@@ -20,6 +20,7 @@ import { tableKey, type TableGateState } from '../../core/table-sync.js';
 import type { StoppedDdl } from '../../state/ddl-state.js';
 import type { ApplyWriter, DdlQuery } from './apply-writer.js';
 import { planAlter, planCreate, planDrop, planEnum, type DdlStep } from './ddl-plan.js';
+import type { DeferredIndexBuilder } from './deferred-indexes.js';
 
 export type DestructivePolicy = 'apply' | 'skip' | 'pause';
 export type DdlErrorPolicy = 'stop' | 'skip';
@@ -32,6 +33,8 @@ export interface DdlApplyOptions {
   readonly tables: Map<string, TableGateState>;
   /** Records the DDL a stop waits on, outside the batch (which rolls back). */
   readonly recordStop: (stop: StoppedDdl) => Promise<void>;
+  /** Builds indexes the source built CONCURRENTLY, after the batch commits. */
+  readonly deferredIndexes?: DeferredIndexBuilder;
   readonly logger: Logger;
 }
 
@@ -104,7 +107,8 @@ export class PostgresDdlTarget implements DdlTarget {
     const table = qualify(where.schema, where.name);
     let steps: DdlStep[];
     if (!after) steps = planDrop(before ?? change.droppedName!);
-    else if (before) steps = planAlter(before, after);
+    // CREATE INDEX CONCURRENTLY cannot run in a transaction block, so the statement is that alone.
+    else if (before) steps = planAlter(before, after, { concurrently: event.tag === 'CREATE INDEX' && /\bCONCURRENTLY\b/i.test(event.statement ?? '') && this.#options.deferredIndexes !== undefined });
     else if (change.created) steps = planCreate(after);
     else {
       // In scope but never seen (installed after the table's last change reached the slot, or
@@ -113,7 +117,16 @@ export class PostgresDdlTarget implements DdlTarget {
       steps = [];
     }
     if (!skipping) steps = await this.#policy(query, event, at, table, steps);
+    const deferred = steps.filter((s) => s.concurrentIndex !== undefined);
+    steps = steps.filter((s) => s.concurrentIndex === undefined);
     if (!skipping && steps.length > 0) await this.#run(query, event, at, table, steps);
+    if (!skipping) {
+      for (const step of deferred) {
+        await query(`INSERT INTO pgtide.ddl_deferred (subscription, table_oid, index_name, qualified_name, statement, commit_lsn) VALUES ($1, $2::text::bigint, $3, $4, $5, $6::text::pg_lsn)`,
+          [this.#options.subscription, String(change.oid), step.concurrentIndex!.name, step.concurrentIndex!.qualifiedName, step.sql, formatLsn(at.commitLsn)]);
+      }
+      if (deferred.length > 0) this.#options.deferredIndexes?.kick(at.commitLsn);
+    }
     await this.#remember(query, at, change);
   }
 

@@ -15,6 +15,8 @@ export interface DdlStep {
   readonly destructive: boolean;
   /** For messages: what the step does. */
   readonly what: string;
+  /** An index the source built CONCURRENTLY: built so on a side connection after the batch commits. */
+  readonly concurrentIndex?: { readonly name: string; readonly qualifiedName: string };
 }
 
 /** CREATE TABLE for a table new to the target: columns, defaults, identity, generated; then its constraints and indexes. */
@@ -58,7 +60,7 @@ export function planDrop(table: { readonly schema: string; readonly name: string
 }
 
 /** The statements that turn the target's `before` table into `after`. */
-export function planAlter(before: TableSnapshot, after: TableSnapshot): DdlStep[] {
+export function planAlter(before: TableSnapshot, after: TableSnapshot, options: { readonly concurrently?: boolean } = {}): DdlStep[] {
   const steps: DdlStep[] = [];
   let name = qualify(before.schema, before.name);
   if (before.schema !== after.schema) {
@@ -82,7 +84,7 @@ export function planAlter(before: TableSnapshot, after: TableSnapshot): DdlStep[
     const next = newCons.get(conName);
     if (!next || next.def !== c.def) alter(`DROP CONSTRAINT IF EXISTS ${quoteIdent(conName)}`, `drop constraint ${conName}`);
   }
-  const indexPlan = planIndexes(oldIndexes, newIndexes, after.schema);
+  const indexPlan = planIndexes(oldIndexes, newIndexes, after.schema, options.concurrently ?? false);
   steps.push(...indexPlan.drops);
 
   for (const [attnum, c] of oldCols) {
@@ -157,7 +159,7 @@ function columnDefinition(c: ColumnSnapshot): string {
 }
 
 /** Indexes by OID (a rename keeps it), then by name with the same definition (a type change rebuilds indexes under new OIDs). */
-function planIndexes(before: readonly IndexSnapshot[], after: readonly IndexSnapshot[], schema: string): { drops: DdlStep[]; renames: DdlStep[]; creates: DdlStep[] } {
+function planIndexes(before: readonly IndexSnapshot[], after: readonly IndexSnapshot[], schema: string, concurrently: boolean): { drops: DdlStep[]; renames: DdlStep[]; creates: DdlStep[] } {
   const drops: DdlStep[] = [];
   const renames: DdlStep[] = [];
   const creates: DdlStep[] = [];
@@ -171,7 +173,9 @@ function planIndexes(before: readonly IndexSnapshot[], after: readonly IndexSnap
       if (old.name !== next.name) renames.push({ sql: `ALTER INDEX ${qualify(schema, old.name)} RENAME TO ${quoteIdent(next.name)}`, destructive: false, what: `rename index ${old.name} to ${next.name}` });
       continue;
     }
-    creates.push({ sql: next.def, destructive: false, what: `create index ${next.name}` });
+    creates.push(concurrently
+      ? { sql: next.def.replace(/^CREATE (UNIQUE )?INDEX /, 'CREATE $1INDEX CONCURRENTLY IF NOT EXISTS '), destructive: false, what: `create index ${next.name} concurrently`, concurrentIndex: { name: next.name, qualifiedName: qualify(schema, next.name) } }
+      : { sql: next.def, destructive: false, what: `create index ${next.name}` });
   }
   for (const old of before) {
     if (!matched.has(old)) drops.push({ sql: `DROP INDEX IF EXISTS ${qualify(schema, old.name)}`, destructive: false, what: `drop index ${old.name}` });
