@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { planAlter, isWidening } from '../../src/sinks/postgres/ddl-plan.js';
+import { planAlter, planEnum, isWidening } from '../../src/sinks/postgres/ddl-plan.js';
 import type { ColumnSnapshot, TableSnapshot } from '../../src/apply/ddl-event.js';
 
 const col = (attnum: number, name: string, type = 'integer', extra: Partial<ColumnSnapshot> = {}): ColumnSnapshot =>
@@ -55,4 +55,20 @@ test('an index renamed keeps its OID: renamed, not rebuilt; one rebuilt by a typ
   assert.deepEqual(renamed.map((s) => s.sql), ['ALTER INDEX "public"."i1" RENAME TO "i2"']);
   const rebuilt = planAlter(snap([col(1, 'a')], { indexes: [index] }), snap([col(1, 'a', 'bigint')], { indexes: [{ ...index, oid: 11 }] }));
   assert.deepEqual(rebuilt.map((s) => s.sql), ['ALTER TABLE "public"."t" ALTER COLUMN "a" TYPE bigint USING "a"::bigint']);
+});
+
+test('enum values missing on the target are added in the source order, each placed by a neighbour the target has', () => {
+  const steps = planEnum({ schema: 'public', name: 'mood', labels: ['ok', 'wry', 'meh', 'sad', "o'k"] }, ['ok', 'sad']).map((s) => s.sql);
+  assert.deepEqual(steps, [
+    `ALTER TYPE "public"."mood" ADD VALUE IF NOT EXISTS 'wry' BEFORE 'sad'`,
+    `ALTER TYPE "public"."mood" ADD VALUE IF NOT EXISTS 'meh' BEFORE 'sad'`,
+    `ALTER TYPE "public"."mood" ADD VALUE IF NOT EXISTS 'o''k' AFTER 'sad'`,
+  ]);
+});
+
+test('CREATE INDEX CONCURRENTLY: the new index is marked for the side connection, built CONCURRENTLY IF NOT EXISTS', () => {
+  const index = { oid: 10, name: 'i1', def: 'CREATE UNIQUE INDEX i1 ON public.t USING btree (a)', primary: false, replident: false, constraint: null };
+  const [step] = planAlter(snap([col(1, 'a')]), snap([col(1, 'a')], { indexes: [index] }), { concurrently: true });
+  assert.equal(step!.sql, 'CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS i1 ON public.t USING btree (a)');
+  assert.deepEqual(step!.concurrentIndex, { name: 'i1', qualifiedName: '"public"."i1"' });
 });
