@@ -442,6 +442,9 @@ describe('DDL replication', { timeout: 900_000 }, () => {
     await assertTablesEqual(pair, 'public.e');
     await assertSameSchema(pair, 'public.e');
     await engine.stop();
+    const removed = await runCli(scope, ['ddl', 'uninstall', '--config', file]);
+    assert.equal(removed.code, 0, removed.stderr);
+    assert.deepEqual(await texts(pair.src, `SELECT (to_regproc('pgtide.ddl_emit') IS NULL AND to_regclass('pgtide.ddl_key') IS NULL)::text AS r`), ['true']);
   });
 
   it('policies: a destructive change paused until `pgtide ddl skip`, a failing one stops naming statement, table and LSN', async () => {
