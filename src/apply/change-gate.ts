@@ -28,7 +28,11 @@ export class ChangeGate implements TransactionSink {
   #commitLsn: Lsn;
   /** Every transaction the gate sees from now on commits after this (attempt start, or the last commit seen). */
   #floor: Lsn;
-  /** The gate's table map never changes after construction, so a relation's entry can be cached. */
+  /**
+   * A relation's entry is cached. The map changes only through DDL (ddl-apply.ts: a table
+   * renamed, created or dropped), and each such change brings a new Relation message, so a
+   * new Relation object, before the table's next row.
+   */
   readonly #byRelation = new WeakMap<Relation, TableGateState | null>();
   skippedTransactions = 0;
   filteredChanges = 0;

@@ -131,6 +131,19 @@ export const configSchema = z.object({
   origins: originsSetting,
   /** Consolidation: a target-only column filled with this source's tag (topology-config.ts). */
   sourceTag: sourceTagSetting,
+  /** DDL replication (docs/ddl.md). */
+  ddl: z.object({
+    /** Install the capture triggers on the source at start (needs a superuser there); `pgtide ddl install` does it by hand. */
+    capture: z.boolean().default(false),
+    /** Schemas where a table created on the source (with a primary key) joins the publication; default: those of the replicated tables. */
+    newTableSchemas: z.array(z.string().min(1)).optional(),
+    /** Drops and narrowing type changes: apply them, skip them (recorded in pgtide.ddl_unhandled), or stop until `pgtide ddl skip`. */
+    destructive: z.enum(['apply', 'skip', 'pause']).default('apply'),
+    /** A change that fails on the target: stop (naming it; `pgtide ddl skip` moves past it), or skip it and go on. */
+    onError: z.enum(['stop', 'skip']).default('stop'),
+    /** Without capture: add a column the source sends and the target lacks (built-in types only), instead of stopping with COLUMN_MISMATCH. */
+    addMissingColumns: z.boolean().default(true),
+  }).strict().default({ capture: false, destructive: 'apply', onError: 'stop', addMissingColumns: true }),
 }).strict().superRefine((config, ctx) => {
   for (const issue of ndjsonRefusals(config)) ctx.addIssue({ code: 'custom', path: issue.path, message: issue.message });
 });

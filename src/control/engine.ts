@@ -43,6 +43,10 @@ import { refuseLoopBack } from './loop-guard.js';
 import { prepareNdjson } from './ndjson-prepare.js';
 import type { Prepared } from './prepared.js';
 import { postgresTargetUrl } from './target-config.js';
+import { ddlStages, installCapture } from './ddl-setup.js';
+import { DeferredIndexBuilder } from '../sinks/postgres/deferred-indexes.js';
+import type { TransactionSink } from '../changes/change.js';
+import type { ApplyWriter } from '../sinks/postgres/apply-writer.js';
 
 export interface EngineHooks {
   readonly onCopyProgress?: (progress: readonly CopyProgress[]) => void;
@@ -78,6 +82,7 @@ export class Engine {
   /** Backend pids of the apply sessions (main and streamed) of the current attempt. */
   readonly #attemptApplyPids = new Set<number>();
   #targetPool: postgres.Sql | undefined;
+  #sourcePool: postgres.Sql | undefined;
   /** Sockets of the source and target pools, dropped when the watchdog fires. */
   #poolConnectors: readonly BoundedConnector[] = [];
 
@@ -104,6 +109,7 @@ export class Engine {
       : { kind: 'ndjson', target: config.target } as const;
     const target = side.kind === 'postgres' ? side.pool : undefined;
     this.#targetPool = target;
+    this.#sourcePool = source;
     let sequences: { readonly loop: SequenceSyncLoop; readonly sync: SequenceSync } | undefined;
     const lastError: Pick<LastErrorStore, 'record' | 'clear'> = target ? new LastErrorStore(target, config.name) : { record: async () => {}, clear: async () => {} };
     let leader: LeaderLock | undefined;
@@ -212,6 +218,10 @@ export class Engine {
     await retireLegacyOrigin(target, legacyOriginName(config), this.#logger);
     const tables = await ensurePublications(source, config, this.#logger);
     if (config.schema.bootstrap) await bootstrapSchema(source, target, tables, this.#logger);
+    if (config.ddl.capture) {
+      const installed = await installCapture(source, config, tables.map((t) => t.schema));
+      this.#logger.info({ tables: installed.tables }, 'DDL capture installed on the source');
+    }
     await this.#checkTargetTables(target, tables);
 
     let subscription = await store.getSubscription();
@@ -357,7 +367,16 @@ export class Engine {
   async #streamGuarded(prepared: Prepared, signal: AbortSignal, onProgress: () => void, watchdog: StallWatchdog): Promise<void> {
     const config = this.#config;
     const gateMap = await watchdog.guard(prepared.state.gateMap(), 'reading the table states on the target');
-    const opening = this.#openSink(prepared);
+    // DDL messages (docs/ddl.md) are applied by the PostgreSQL sink: a stage between the gate and
+    // each writer, the main one and those of streamed transactions.
+    let durable = (): Lsn => ZERO_LSN;
+    const deferredIndexes = prepared.sink.kind === 'postgres'
+      ? new DeferredIndexBuilder({ url: prepared.sink.url, subscription: config.name, durableLsn: () => durable(), logger: this.#logger })
+      : undefined;
+    const ddlStage = deferredIndexes
+      ? await watchdog.guard(ddlStages({ tables: gateMap, config, source: this.#sourcePool!, target: this.#targetPool!, deferredIndexes, logger: this.#logger }), 'reading the DDL state on the target')
+      : undefined;
+    const opening = this.#openSink(prepared, ddlStage);
     // A sink that opens after the watchdog gave up on it would keep the origin bound.
     opening.catch(() => {});
     const opened = await watchdog.guard(opening, 'opening the sink (the apply session on the target)').catch((error: unknown) => {
@@ -365,8 +384,11 @@ export class Engine {
       throw error;
     });
     const { sink } = opened;
+    durable = () => sink.durableLsn;
     const repl = ReplicationConnection.open(config.source.url);
     try {
+      // Builds left over from a crash (only ever recorded with capture on).
+      if (config.ddl.capture) deferredIndexes?.kick();
       // Every attempt: the slot must not have moved past what the target holds.
       await guardSlot(prepared.guard(await repl.identifySystem()), sink.durableLsn);
       const startLsn = maxLsn(sink.durableLsn, prepared.startLsn);
@@ -380,7 +402,7 @@ export class Engine {
           return stages;
         },
         originNone: origins.serverFilters(prepared.protocolVersion),
-        sink, streamed: opened.streamed, tables: gateMap, replication: repl,
+        sink, entry: opened.entry, streamed: opened.streamed, tables: gateMap, replication: repl,
         slot: prepared.slot, publications: prepared.publications, protocolVersion: prepared.protocolVersion, startLsn,
         buffering: { memoryCap: config.memoryCap, spillDir: config.spillDir },
         statusIntervalMs: config.statusIntervalMs, receiveTimeoutMs: config.receiveTimeoutMs,
@@ -403,12 +425,13 @@ export class Engine {
       this.#logger.info({ appliedLsn: formatLsn(sink.durableLsn), ...opened.stats, ...(originFilter ? { droppedByOrigin: originFilter.droppedTransactions } : {}) }, 'streaming stopped');
     } finally {
       await settleWithin(sink.close(), CLEANUP_MS * 3);
+      await deferredIndexes?.close();
       await repl.close();
     }
   }
 
   /** The sink the config's target kind asks for, opened for one attempt; the pipeline does not know which. */
-  async #openSink(prepared: Prepared): Promise<OpenedSink> {
+  async #openSink(prepared: Prepared, ddlStage?: (writer: ApplyWriter) => TransactionSink): Promise<OpenedSink> {
     const config = this.#config;
     if (prepared.sink.kind === 'ndjson') {
       const sink = await NdjsonSink.open({
@@ -432,8 +455,10 @@ export class Engine {
         copyMinRows: config.apply.copyMinRows,
         exactUntil: this.#exactUntil,
         noFoldTables: this.#noFoldTables,
+        addMissingColumns: config.ddl.addMissingColumns,
         logger: this.#logger,
       },
+      ...(ddlStage ? { ddlStage } : {}),
       streamedApply: config.apply.streamedApply,
       streamedConnections: STREAMED_APPLY_CONNECTIONS,
       streamedOrigin: (slot) => streamedOriginName(config, targetDatabaseOid, slot),

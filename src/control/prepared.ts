@@ -12,7 +12,8 @@ import type { GuardContext } from './slot-guardian.js';
 
 /** The target-side state an attempt reads and writes besides the sink. */
 export interface AttemptState {
-  gateMap(): Promise<ReadonlyMap<string, TableGateState>>;
+  /** A fresh map per attempt: DDL apply keeps it current (renamed, created and dropped tables). */
+  gateMap(): Promise<Map<string, TableGateState>>;
   /** Records a keepalive position before it is acknowledged. */
   recordAck(lsn: Lsn): Promise<void>;
 }

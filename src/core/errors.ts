@@ -47,6 +47,12 @@ export type ErrorCode =
   | 'SINK_WRITE_FAILED'
   /** The config asks a target kind for something it cannot do (e.g. an initial copy into NDJSON). */
   | 'UNSUPPORTED_FOR_TARGET'
+  /** A replicated DDL change failed on the target (ddl.onError: stop); `pgtide ddl skip` moves past it. */
+  | 'DDL_FAILED'
+  /** A destructive DDL change waits for the user (ddl.destructive: pause). */
+  | 'DDL_PAUSED'
+  /** A pgtide.ddl message without a valid signature (logged and recorded; never applied). */
+  | 'DDL_FORGED'
   | 'INTERNAL';
 
 export interface PgtideErrorOptions {

@@ -28,6 +28,8 @@ import { runStreamLoop, type ActivityListener } from './stream-loop.js';
 
 export interface AttemptOptions {
   readonly sink: Sink;
+  /** What the gate hands ordinary transactions to; default the sink (OpenedSink.entry). */
+  readonly entry?: TransactionSink | undefined;
   /** The sink's own road for streamed transactions, taken while they stream; none: buffered until commit. */
   readonly streamed?: StreamedTransactionApplier | undefined;
   /** Each published table's sync state, for the gate. */
@@ -66,7 +68,7 @@ export async function runAttempt(options: AttemptOptions): Promise<void> {
   let session: ReplicationSession | undefined;
   let assembler: TransactionAssembler | undefined;
   try {
-    const gate = new ChangeGate(sink, options.tables, sink.durableLsn, options.startLsn);
+    const gate = new ChangeGate(options.entry ?? sink, options.tables, sink.durableLsn, options.startLsn);
     const gated = options.streamed ? gate.streamed(options.streamed) : undefined;
     const front = options.stages ? options.stages(gate, gated) : { sink: gate, direct: gated };
     const asm = new TransactionAssembler(front.sink, options.buffering, front.direct);

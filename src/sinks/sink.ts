@@ -32,6 +32,11 @@ export interface OpenedSink {
   readonly sink: Sink;
   /** Set when the sink applies large streamed transactions while they stream. */
   readonly streamed: StreamedTransactionApplier | undefined;
+  /**
+   * Where the gate hands ordinary transactions, when not to the sink itself: a sink's own
+   * stage in front of it (the PostgreSQL sink's DDL stage, which needs its writer).
+   */
+  readonly entry?: TransactionSink | undefined;
   /** Source transactions and changes made durable so far, for metrics. */
   readonly stats: { readonly transactions: number; readonly changes: number };
 }

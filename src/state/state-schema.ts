@@ -83,6 +83,44 @@ export const MIGRATIONS: readonly string[] = [
   -- A subscription that already recorded its start point created its slot.
   UPDATE pgtide.subscription SET slot_state = 'created' WHERE start_lsn IS NOT NULL;
   `,
+  // 6: DDL replication (sinks/postgres/ddl-apply.ts, state/ddl-state.ts)
+  `
+  -- The source table's last applied catalog snapshot, written in the batch that applied it.
+  CREATE TABLE pgtide.ddl_snapshot (
+    subscription   text NOT NULL,
+    table_oid      bigint NOT NULL,
+    schema_name    text NOT NULL,
+    table_name     text NOT NULL,
+    snapshot       jsonb NOT NULL,
+    commit_lsn     pg_lsn NOT NULL,
+    updated_at     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (subscription, table_oid)
+  );
+  -- DDL messages not applied: forged ones, ones a policy skipped, the one a stop is waiting on.
+  CREATE TABLE pgtide.ddl_unhandled (
+    subscription   text NOT NULL,
+    commit_lsn     pg_lsn NOT NULL,
+    ordinal        int NOT NULL,
+    status         text NOT NULL CHECK (status IN ('stopped', 'skip', 'skipped', 'forged', 'policy')),
+    table_name     text,
+    statement      text,
+    reason         text NOT NULL,
+    recorded_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (subscription, commit_lsn, ordinal)
+  );
+  -- Indexes the source built CONCURRENTLY: built the same way on a side connection once the
+  -- batch that recorded them committed (sinks/postgres/deferred-indexes.ts).
+  CREATE TABLE pgtide.ddl_deferred (
+    subscription   text NOT NULL,
+    seq            bigserial,
+    table_oid      bigint NOT NULL,
+    index_name     text NOT NULL,
+    qualified_name text NOT NULL,
+    statement      text NOT NULL,
+    commit_lsn     pg_lsn NOT NULL,
+    PRIMARY KEY (subscription, seq)
+  );
+  `,
 ];
 
 /**

@@ -87,6 +87,8 @@ export interface ApplyWriterOptions {
    * without one would be sent on by the reverse edge of a two-way pair (topology-stages.ts).
    */
   readonly markOrigin?: string;
+  /** Add columns the source sends and the target lacks (built-in types only; missing-columns.ts). */
+  readonly addMissingColumns?: boolean;
   readonly logger: Logger;
 }
 
@@ -140,6 +142,9 @@ interface TableQueue { readonly table: TargetTable; readonly runs: Run[]; readon
 
 type Rows = postgres.RowList<postgres.Row[]>;
 
+/** A statement run inside a DDL barrier; its failure is the caller's to handle. */
+export type DdlQuery = (text: string, params?: readonly (string | null)[]) => Promise<readonly postgres.Row[]>;
+
 const PREPARED = { prepare: true } as const;
 const UNPREPARED = {} as const;
 
@@ -167,6 +172,8 @@ export class ApplyWriter implements Sink {
   #batchOpen = false;
   /** Between a source transaction's begin and commit: the batch may not be committed now. */
   #inSourceTx = false;
+  /** A DDL change was applied in this source transaction: the batch commits right after it (ddlBarrier). */
+  #commitAfterTx = false;
   #batchStartedAt = 0;
   #batchTransactions = 0;
   #queuedChanges = 0;
@@ -200,7 +207,9 @@ export class ApplyWriter implements Sink {
       const promise = this.#control(text, params);
       this.#track(promise, { echo: false });
       return promise;
-    });
+    }, options.addMissingColumns ? (table, added) => {
+      options.logger.warn({ table, columns: added.map((c) => c.name) }, `added column(s) ${added.map((c) => c.name).join(', ')} to ${table} on the target: the source sends them (schema change without DDL capture; additive only, see docs/ddl.md)`);
+    } : undefined);
     this.#durable = durable;
   }
 
@@ -338,7 +347,7 @@ export class ApplyWriter implements Sink {
     this.#inSourceTx = false;
     this.#batchTransactions++;
     this.stats.transactions++;
-    if (this.#batchTransactions >= this.#options.batchMaxTransactions
+    if (this.#commitAfterTx || this.#batchTransactions >= this.#options.batchMaxTransactions
       || this.#queuedChanges >= this.#options.batchMaxChanges
       || Date.now() - this.#batchStartedAt >= this.#options.batchMaxAgeMs) {
       return this.flush();
@@ -369,6 +378,7 @@ export class ApplyWriter implements Sink {
     this.#inFlight = [];
     this.stats.batches++;
     this.#batchOpen = false;
+    this.#commitAfterTx = false;
     this.#batchTransactions = 0;
     this.#queuedChanges = 0;
     this.#mark = { folded: false, maxCommitLsn: ZERO_LSN };
@@ -417,6 +427,7 @@ export class ApplyWriter implements Sink {
     const wasOpen = this.#batchOpen;
     this.#batchOpen = false;
     this.#inSourceTx = false;
+    this.#commitAfterTx = false;
     const committing = this.#committing;
     this.#committing = undefined;
     // A batch whose COMMIT was sent may still commit; the durable position is re-read from the
@@ -463,7 +474,7 @@ export class ApplyWriter implements Sink {
    * sent after everything issued before it: behind a COPY still sending its
    * data, like #issue, since the server takes nothing else until CopyDone.
    */
-  #control(text: string, params: string[] = []): Promise<Rows> {
+  #control(text: string, params: readonly (string | null)[] = []): Promise<Rows> {
     // After the connection closed, postgres.js would run this on a new session: binding the
     // origin there would let a commit that never happened look done.
     if (this.#fence.closed) return this.#connectionLost();
@@ -494,6 +505,30 @@ export class ApplyWriter implements Sink {
     if (endLsn > this.#durable) {
       this.#durable = endLsn;
       this.#durableCommitTime = commitTime;
+    }
+  }
+
+  /**
+   * A DDL barrier (ddl-apply.ts). Sends what is queued and waits until it ran,
+   * so a failure before the DDL is reported as itself and not as the DDL's;
+   * then `work` runs its statements in the open batch's transaction, each
+   * awaited by the caller. Afterwards every table definition is looked up
+   * again, and the batch commits right after this source transaction (a new
+   * enum value, for one, is usable only once committed).
+   */
+  async ddlBarrier<T>(work: (query: DdlQuery) => Promise<T>): Promise<T> {
+    if (!this.#batchOpen) throw new PgtideError('INTERNAL', 'a DDL change arrived outside a source transaction');
+    this.emitAll();
+    const sent = this.#inFlight;
+    this.#inFlight = [];
+    await this.#settleSome([...(this.#committing?.promises ?? []), ...sent]);
+    this.#commitAfterTx = true;
+    try {
+      return await work((text, params = []) => this.#control(text, params));
+    } finally {
+      this.#catalog.clear();
+      this.#queues.clear();
+      this.#lastQueue = undefined;
     }
   }
 

@@ -6,6 +6,7 @@
 import { ApplyWriter, type ApplyWriterOptions } from './apply-writer.js';
 import { DirectStreamedApply } from './streamed-apply.js';
 import type { OpenedSink } from '../sink.js';
+import type { TransactionSink } from '../../changes/change.js';
 
 export interface PostgresSinkOptions {
   readonly writer: ApplyWriterOptions;
@@ -19,6 +20,8 @@ export interface PostgresSinkOptions {
   readonly streamedOrigin: (slot: number) => string;
   /** Told the backend pid of every apply session opened (main and streamed), so stalled ones can be ended. */
   readonly onSession?: (backendPid: number) => void;
+  /** The DDL stage in front of a writer (docs/ddl.md): the main one and each streamed one. */
+  readonly ddlStage?: (writer: ApplyWriter) => TransactionSink;
 }
 
 export interface OpenedPostgresSink extends OpenedSink {
@@ -31,6 +34,7 @@ export async function openPostgresSink(options: PostgresSinkOptions): Promise<Op
   const streamed = options.streamedApply
     ? new DirectStreamedApply({
       main: writer, maxOpen: options.streamedConnections,
+      ...(options.ddlStage ? { ddlStage: options.ddlStage } : {}),
       openWriter: async (slot) => {
         const one = await ApplyWriter.open({ ...options.writer, holdsOrigin: false, netEffect: false, markOrigin: options.streamedOrigin(slot) });
         if (one.backendPid !== undefined) options.onSession?.(one.backendPid);
@@ -38,5 +42,5 @@ export async function openPostgresSink(options: PostgresSinkOptions): Promise<Op
       },
     })
     : undefined;
-  return { sink: writer, streamed, stats: writer.stats };
+  return { sink: writer, streamed, stats: writer.stats, entry: options.ddlStage?.(writer) };
 }

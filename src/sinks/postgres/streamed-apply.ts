@@ -25,7 +25,7 @@
  * file only applies what passes. Logical messages pass the gate and are not
  * applied to a PostgreSQL target, as in the main writer.
  */
-import type { CommitInfo, RowChange, StreamedTransactionApplier } from '../../changes/change.js';
+import type { CommitInfo, RowChange, StreamedTransactionApplier, TransactionSink } from '../../changes/change.js';
 import type { ApplyWriter } from './apply-writer.js';
 import type { PgTimestamp } from '../../protocol/messages.js';
 import type { Lsn } from '../../core/lsn.js';
@@ -33,6 +33,8 @@ import type { Lsn } from '../../core/lsn.js';
 interface OpenStream {
   readonly writer: ApplyWriter;
   readonly slot: number;
+  /** The writer, behind the DDL stage when there is one. */
+  readonly sink: TransactionSink;
   /** Savepoints in the order they were set; rolling back to one drops those after it. */
   readonly savepoints: number[];
 }
@@ -43,6 +45,12 @@ export interface DirectStreamedApplyOptions {
   readonly openWriter: (slot: number) => Promise<ApplyWriter>;
   /** Connections used at once; further streamed transactions are buffered instead. */
   readonly maxOpen: number;
+  /**
+   * Puts the DDL stage in front of a streamed transaction's writer, so a schema change inside
+   * it applies in place (its position carries the applied position at its start as commit LSN,
+   * which is not known yet).
+   */
+  readonly ddlStage?: (writer: ApplyWriter) => TransactionSink;
 }
 
 export class DirectStreamedApply implements StreamedTransactionApplier {
@@ -64,19 +72,22 @@ export class DirectStreamedApply implements StreamedTransactionApplier {
     let slot = 0;
     while (used.has(slot)) slot++;
     const writer = await this.#options.openWriter(slot);
-    writer.begin({ xid, commitLsn: main.durableLsn, commitTime: 0n as PgTimestamp, origin: undefined, streamed: true });
-    this.#open.set(xid, { writer, slot, savepoints: [] });
+    const sink = this.#options.ddlStage?.(writer) ?? writer;
+    await sink.begin({ xid, commitLsn: main.durableLsn, commitTime: 0n as PgTimestamp, origin: undefined, streamed: true });
+    this.#open.set(xid, { writer, slot, sink, savepoints: [] });
     return true;
   }
 
   change(xid: number, subxid: number, change: RowChange): void | Promise<void> {
     const stream = this.#open.get(xid)!;
-    if (change.kind === 'message') return;
+    // A schema change inside the transaction goes to the DDL stage, which applies it in place;
+    // other messages are not applied to a PostgreSQL target.
+    if (change.kind === 'message' && this.#options.ddlStage === undefined) return;
     if (subxid !== xid && !stream.savepoints.includes(subxid)) {
       stream.savepoints.push(subxid);
       stream.writer.savepoint(`s${subxid}`);
     }
-    return stream.writer.change(change);
+    return stream.sink.change(change);
   }
 
   /**

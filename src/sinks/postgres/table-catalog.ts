@@ -9,6 +9,7 @@ import { PgtideError, fromServerError } from '../../core/errors.js';
 import { textArrayLiteral } from '../../core/sql.js';
 import { tableMissingOnTarget } from '../../core/missing-table.js';
 import { TABLE_FACTS, tableFacts, type TableFacts, type TableFactsRow } from './table-facts.js';
+import { addMissingColumns, type MissingColumnsHook } from './missing-columns.js';
 
 export interface TargetColumn {
   readonly name: string;
@@ -39,12 +40,20 @@ interface ColumnRow extends TableFactsRow { attname: string | null; type: string
 export class TableCatalog {
   readonly #query: CatalogQuery;
   readonly #byVersion = new Map<number, TargetTable>();
+  /** Set: columns the source sends and the target lacks are added (missing-columns.ts), then reported here. */
+  readonly #onAdded: MissingColumnsHook | undefined;
 
-  constructor(query: CatalogQuery) {
+  constructor(query: CatalogQuery, onAdded?: MissingColumnsHook) {
     this.#query = query;
+    this.#onAdded = onAdded;
   }
 
-  async resolve(relation: Relation): Promise<TargetTable> {
+  /** After DDL on the target: a cached definition may name a renamed table or a changed type. */
+  clear(): void {
+    this.#byVersion.clear();
+  }
+
+  async resolve(relation: Relation, addedColumns = false): Promise<TargetTable> {
     const cached = this.#byVersion.get(relation.version);
     if (cached) return cached;
     let rows: readonly ColumnRow[];
@@ -78,6 +87,11 @@ export class TableCatalog {
       throw tableMissingOnTarget([relation.qualifiedName]);
     }
     const byName = new Map(rows.flatMap((r) => (r.attname === null ? [] : [[r.attname, r] as const])));
+    const missing = relation.columns.filter((c) => !byName.has(c.name));
+    if (missing.length > 0 && this.#onAdded && !addedColumns && await addMissingColumns(this.#query, relation.qualifiedName, missing)) {
+      this.#onAdded(relation.qualifiedName, missing);
+      return this.resolve(relation, true);
+    }
     const columns = relation.columns.map((column): TargetColumn => {
       const found = byName.get(column.name);
       if (!found) {

@@ -1,0 +1,101 @@
+/**
+ * A `pgtide.ddl` logical message, as the source's event triggers write it
+ * (src/source/ddl-capture.ts): 64 hex digits of HMAC-SHA256 over the body, a
+ * space, and the body, UTF-8 JSON. The body is parsed only after the
+ * signature matched, so a forged message is never interpreted.
+ */
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import { z } from 'zod';
+
+const column = z.object({
+  attnum: z.number().int(),
+  name: z.string(),
+  type: z.string(),
+  typmod: z.number().int(),
+  notnull: z.boolean(),
+  default: z.string().nullable(),
+  identity: z.string(),
+  generated: z.string().nullable(),
+});
+
+const index = z.object({
+  oid: z.number().int(),
+  name: z.string(),
+  def: z.string(),
+  primary: z.boolean(),
+  replident: z.boolean(),
+  constraint: z.string().nullable(),
+});
+
+const constraint = z.object({ name: z.string(), type: z.string(), def: z.string() });
+
+const tableSnapshot = z.object({
+  oid: z.number().int(),
+  schema: z.string(),
+  name: z.string(),
+  relkind: z.string(),
+  replident: z.string(),
+  columns: z.array(column),
+  indexes: z.array(index),
+  constraints: z.array(constraint),
+});
+
+const common = { v: z.literal(1), tag: z.string(), statement: z.string().nullable(), search_path: z.string().nullable() };
+
+const body = z.discriminatedUnion('event', [
+  z.object({
+    ...common,
+    event: z.literal('ddl_command_end'),
+    objects: z.array(z.object({ tag: z.string(), type: z.string(), identity: z.string().nullable() })),
+    tables: z.array(z.object({ oid: z.number().int(), created: z.boolean(), before: tableSnapshot.nullable(), after: tableSnapshot })),
+  }),
+  z.object({
+    ...common,
+    event: z.literal('enum'),
+    type: z.object({ schema: z.string(), name: z.string(), labels: z.array(z.string()) }),
+  }),
+  z.object({
+    ...common,
+    event: z.literal('sql_drop'),
+    dropped: z.array(z.object({ oid: z.number().int(), schema: z.string(), name: z.string(), before: tableSnapshot.nullable() })),
+  }),
+]);
+
+export type ColumnSnapshot = z.infer<typeof column>;
+export type IndexSnapshot = z.infer<typeof index>;
+export type ConstraintSnapshot = z.infer<typeof constraint>;
+export type TableSnapshot = z.infer<typeof tableSnapshot>;
+export type DdlEvent = z.infer<typeof body>;
+
+export const parseTableSnapshot = (value: unknown): TableSnapshot => tableSnapshot.parse(value);
+
+export type VerifiedDdl =
+  | { readonly ok: true; readonly event: DdlEvent }
+  | { readonly ok: false; readonly reason: 'unsigned' | 'bad signature' | 'no key' | 'malformed' };
+
+const SIGNATURE_HEX = 64;
+
+/** Checks the signature with `key`, then parses the body. */
+export function verifyDdlMessage(content: Uint8Array, key: Uint8Array | undefined): VerifiedDdl {
+  const bytes = Buffer.from(content.buffer, content.byteOffset, content.byteLength);
+  if (bytes.length <= SIGNATURE_HEX || bytes[SIGNATURE_HEX] !== 0x20) return { ok: false, reason: 'unsigned' };
+  const signature = bytes.subarray(0, SIGNATURE_HEX).toString('latin1');
+  if (!/^[0-9a-f]{64}$/.test(signature)) return { ok: false, reason: 'unsigned' };
+  if (!key) return { ok: false, reason: 'no key' };
+  const payload = bytes.subarray(SIGNATURE_HEX + 1);
+  const expected = createHmac('sha256', key).update(payload).digest();
+  if (!timingSafeEqual(expected, Buffer.from(signature, 'hex'))) return { ok: false, reason: 'bad signature' };
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(payload.toString('utf8'));
+  } catch {
+    return { ok: false, reason: 'malformed' };
+  }
+  const result = body.safeParse(parsed);
+  return result.success ? { ok: true, event: result.data } : { ok: false, reason: 'malformed' };
+}
+
+/** The message as text, for the record of a refused one (never interpreted). */
+export function messageText(content: Uint8Array): string {
+  return Buffer.from(content.buffer, content.byteOffset, content.byteLength).toString('utf8');
+}
