@@ -248,8 +248,9 @@ describe('two-way replication and consolidation', { timeout: 900_000 }, () => {
     assert.deepEqual(await texts(hub, `SELECT subscription AS r FROM pgtide.apply_progress ORDER BY 1`), names);
     const [oid] = await texts(hub, `SELECT oid::text AS r FROM pg_database WHERE datname = current_database()`);
     assert.deepEqual(await texts(hub, `SELECT roname AS r FROM pg_replication_origin WHERE roname ~ '^pgtide_c[0-9]_[0-9]+$' ORDER BY 1`), names.map((n) => `pgtide_${n}_${oid}`));
-    // c2's large transaction was applied while it streamed, on a connection with an origin of its own.
-    assert.deepEqual(await texts(hub, `SELECT roname AS r FROM pg_replication_origin WHERE roname LIKE 'pgtide\\_c%\\_s_' ORDER BY 1`), [`pgtide_c2_${oid}_s0`]);
+    // c2's large transaction was applied while it streamed, on a connection with an origin of its
+    // own, which that connection dropped when it closed: every origin holds a replication state slot.
+    assert.deepEqual(await texts(hub, `SELECT roname AS r FROM pg_replication_origin WHERE roname LIKE 'pgtide\\_c%\\_s_' ORDER BY 1`), []);
     for (const engine of engines) await engine.stop();
     // pgtide drop removes the edge's origins, the streamed connections' own included.
     const c2 = writeConfigFile(scope, cliConfig({ sourceUrl: pair.source.urlFor('c2'), targetUrl: pair.target.urlFor('hub') }, { name: 'c2', tables: ['public.orders'] }), 'c2.yaml');

@@ -560,6 +560,13 @@ export class ApplyWriter implements Sink {
     // The origin is released by the server when its session ends; on a live one, release it now.
     if (!this.#fence.closed) {
       await settleWithin(this.#sql.unsafe(`SELECT pg_replication_origin_session_reset()`), CLEANUP_MS);
+      // A streamed connection's own origin is dropped with it: every origin holds one of the
+      // target's replication state slots (max_replication_slots; max_active_replication_origins
+      // on 18, default 10) for as long as it exists, so an edge keeps one between large
+      // transactions. One left by a crash is reused by the next open.
+      if (this.#options.markOrigin !== undefined) {
+        await settleWithin(this.#sql.unsafe(`SELECT pg_replication_origin_drop($1)`, [this.#options.markOrigin]), CLEANUP_MS);
+      }
     }
     // A lost connection has nothing to end gracefully; end() would wait out its time-out
     // for statements that postgres.js will never settle.
