@@ -16,6 +16,7 @@ import { resyncSubscription } from '../control/resync.js';
 import { Metrics } from '../control/metrics.js';
 import { registerSequencesCommands } from './sequences-command.js';
 import { runDemo } from './demo.js';
+import { registerConflictsCommand } from './conflicts-command.js';
 
 const program = new Command();
 program
@@ -51,7 +52,7 @@ program.command('start')
     const engine = new Engine(config, logger, {
       onCopyProgress: (p) => { progress.update(p); metrics?.copyProgress(p); },
       onCopyDone: () => progress.finish(),
-      ...(metrics ? { onApplied: (info) => metrics.applied(info), onSequenceReport: (r) => metrics.sequences(r) } : {}),
+      ...(metrics ? { onApplied: (info) => metrics.applied(info), onSequenceReport: (r) => metrics.sequences(r), onConflicts: (events) => metrics.conflicts(events) } : {}),
     });
     try {
       await engine.run(controller.signal);
@@ -100,6 +101,7 @@ program.command('demo')
   });
 
 registerSequencesCommands(program, load);
+registerConflictsCommand(program, load);
 
 function printError(error: unknown): void {
   if (error instanceof PgtideError) {

@@ -13,6 +13,7 @@ import { parseConninfo } from '../pg/conninfo.js';
 import { parseQualifiedName } from '../core/sql.js';
 import { tlsSetting } from '../pg/connect.js';
 import { DEFAULT_SPLIT_THRESHOLD } from '../copy/plan.js';
+import { conflictsSchema } from './conflict-config.js';
 
 const SIZE_UNITS: Record<string, number> = { b: 1, kb: 1024, k: 1024, mb: 1024 ** 2, m: 1024 ** 2, gb: 1024 ** 3, g: 1024 ** 3 };
 
@@ -120,6 +121,8 @@ export const configSchema = z.object({
     include: z.array(tableName).default([]),
   }).strict().default({ enabled: true, intervalMs: 5000, ahead: 0, include: [] }),
   metrics: z.object({ port: z.number().int().min(0).max(65535).optional() }).strict().default({}),
+  /** How conflicts on the target are resolved and logged (conflict-config.ts, docs/conflicts.md). */
+  conflicts: conflictsSchema,
 }).strict();
 
 export type PgtideConfig = z.infer<typeof configSchema>;

@@ -53,6 +53,7 @@ export async function dropSubscription(config: PgtideConfig): Promise<DropReport
       const deleted = await target.unsafe(`DELETE FROM pgtide.subscription WHERE name = $1`, [config.name]);
       await target.unsafe(`DELETE FROM pgtide.sequence_state WHERE subscription = $1`, [config.name]).catch(() => {});
       await target.unsafe(`DELETE FROM pgtide.last_error WHERE subscription = $1`, [config.name]).catch(() => {});
+      await target.unsafe(`DELETE FROM pgtide.conflict_log WHERE subscription = $1`, [config.name]).catch(() => {});
       droppedState = deleted.count > 0;
     }
     return { droppedSlot, slotNotOurs, droppedPublication, droppedOrigin, droppedState };

@@ -37,6 +37,8 @@ import type { CopyProgress, CopyTableSpec } from '../copy/copy-options.js';
 import { BoundedConnector, CLEANUP_MS, settleWithin } from '../pg/bounded.js';
 import { StallWatchdog } from './watchdog.js';
 import { terminateAbandonedApplySessions } from '../state/stale-sessions.js';
+import { conflictSettings } from './conflict-config.js';
+import type { ConflictEvent } from '../apply/conflict-policy.js';
 
 export interface EngineHooks {
   readonly onCopyProgress?: (progress: readonly CopyProgress[]) => void;
@@ -45,6 +47,8 @@ export interface EngineHooks {
   readonly onApplied?: (info: { readonly durableLsn: Lsn; readonly serverWalEnd: Lsn; readonly transactions: number; readonly changes: number }) => void;
   readonly onStreaming?: () => void;
   readonly onSequenceReport?: (report: SequenceSyncReport) => void;
+  /** After a batch that resolved conflicts by policy committed (one event per conflict_log row). */
+  readonly onConflicts?: (events: readonly ConflictEvent[]) => void;
 }
 
 export interface EngineState {
@@ -380,6 +384,8 @@ export class Engine {
       copyMinRows: config.apply.copyMinRows,
       exactUntil: this.#exactUntil,
       noFoldTables: this.#noFoldTables,
+      conflicts: conflictSettings(config.conflicts),
+      onConflicts: this.#hooks.onConflicts,
       logger: this.#logger,
     };
     const opening = ApplyWriter.open(writerOptions);

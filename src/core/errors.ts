@@ -32,6 +32,8 @@ export type ErrorCode =
   | 'PROTOCOL_VIOLATION'
   | 'REPLICATION_STREAM_LOST'
   | 'APPLY_FAILED'
+  /** A conflict on the target under the `error` policy (docs/conflicts.md): apply stops. */
+  | 'APPLY_CONFLICT'
   | 'SEQUENCE_MISMATCH'
   | 'SEQUENCE_OVERFLOW'
   | 'STATE_CORRUPT'
