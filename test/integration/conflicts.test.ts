@@ -48,26 +48,32 @@ async function stoppedWith(running: RunningEngine, timeoutMs = 60_000): Promise<
 
 const TABLES = `CREATE TABLE ins (id int PRIMARY KEY, v text);
   CREATE TABLE upd (id int PRIMARY KEY, v text, n int);
-  CREATE TABLE del (id int PRIMARY KEY, v text);`;
+  CREATE TABLE del (id int PRIMARY KEY, v text);
+  CREATE TABLE fu (a int, b text); ALTER TABLE fu REPLICA IDENTITY FULL;`;
 
 /** Rows on both sides, copied, then streaming: the divergence is made on the target afterwards. */
 async function streamingPair(scope: TestScope, pair: Pair, database: string, conflicts: ConfigInput['conflicts']): Promise<{ p: Pair; running: RunningEngine; config: ReturnType<typeof parseConfig> }> {
   const p = await databasePair(scope, pair, database);
   await ddlBoth(p, TABLES);
-  await p.src.unsafe(`INSERT INTO upd SELECT g, 'v' || g, g FROM generate_series(1, 5) g; INSERT INTO del SELECT g, 'v' || g FROM generate_series(1, 5) g;`);
-  const config = parseConfig(configInput(p, { name: database, tables: ['ins', 'upd', 'del'], ...(conflicts ? { conflicts } : {}) }));
+  await p.src.unsafe(`INSERT INTO upd SELECT g, 'v' || g, g FROM generate_series(1, 5) g; INSERT INTO del SELECT g, 'v' || g FROM generate_series(1, 5) g;
+    INSERT INTO fu VALUES (1, 'x'), (2, 'y'), (3, 'z');`);
+  const config = parseConfig(configInput(p, { name: database, tables: ['ins', 'upd', 'del', 'fu'], ...(conflicts ? { conflicts } : {}) }));
   const running = startEngine(scope, config);
   await withTimeout(running.streaming, 90_000, 'streaming');
   await waitForCatchUp(p, { engine: running });
   return { p, running, config };
 }
 
-/** On the target: a local row for key 5 of ins, and rows 2 of upd and del gone. Then the source's changes, with clean ones around them. */
+/**
+ * On the target: a local row for key 5 of ins, rows 2 of upd and del gone, rows 2 and 3 of the
+ * REPLICA IDENTITY FULL table fu gone. Then the source's changes, with clean ones around them.
+ */
 async function diverge(p: Pair): Promise<void> {
-  await p.dst.unsafe(`INSERT INTO ins VALUES (5, 'local'); DELETE FROM upd WHERE id = 2; DELETE FROM del WHERE id = 2;`);
+  await p.dst.unsafe(`INSERT INTO ins VALUES (5, 'local'); DELETE FROM upd WHERE id = 2; DELETE FROM del WHERE id = 2; DELETE FROM fu WHERE a IN (2, 3);`);
   await p.src.unsafe(`INSERT INTO ins VALUES (4, 'remote'), (5, 'remote'), (6, 'remote')`);
   await p.src.unsafe(`UPDATE upd SET v = 'new', n = n + 100 WHERE id IN (1, 2, 3)`);
   await p.src.unsafe(`DELETE FROM del WHERE id IN (1, 2)`);
+  await p.src.unsafe(`UPDATE fu SET b = 'y2' WHERE a = 2; DELETE FROM fu WHERE a = 3; UPDATE fu SET b = 'x2' WHERE a = 1`);
 }
 
 describe('conflicts: detection, policies and the conflict log', { timeout: 900_000 }, () => {
@@ -121,11 +127,20 @@ describe('conflicts: detection, policies and the conflict log', { timeout: 900_0
     assert.match(del.message, /key \{"id": "2"\}/);
     assert.equal((await conflictLog(p, 'c_error')).length, 0, 'nothing is logged under error: the batch rolled back');
 
-    await p.dst.unsafe(`INSERT INTO del VALUES (2, 'v2')`);
+    // REPLICA IDENTITY FULL: the old row is the key.
+    await p.dst.unsafe(`INSERT INTO del VALUES (2, 'v2'); DELETE FROM fu WHERE a = 2`);
+    await p.src.unsafe(`UPDATE fu SET b = 'y2' WHERE a = 2`);
+    const full = await stoppedWith(startEngine(scope, config));
+    assert.equal(full.code, 'APPLY_CONFLICT');
+    assert.match(full.message, /conflict update_missing on "public"\."fu"/);
+    assert.match(full.message, /key \{"a": "2", "b": "y"\}/);
+
+    await p.dst.unsafe(`INSERT INTO fu VALUES (2, 'y')`);
     const fourth = startEngine(scope, config);
     await withTimeout(fourth.streaming, 60_000, 'streaming');
     await waitForCatchUp(p, { engine: fourth });
     for (const t of ['ins', 'upd', 'del']) await assertTablesEqual(p, t, { orderBy: 'id' });
+    await assertTablesEqual(p, 'fu', { orderBy: 'a' });
     assert.equal((await collectStatus(config)).lastError, undefined, 'cleared once apply moved on');
     await fourth.stop();
   });
@@ -137,13 +152,17 @@ describe('conflicts: detection, policies and the conflict log', { timeout: 900_0
     assert.deepEqual(await texts(p.dst, `SELECT id || ':' || v AS r FROM ins ORDER BY id`), ['4:remote', '5:local', '6:remote']);
     assert.deepEqual(await texts(p.dst, `SELECT id || ':' || v || ':' || n AS r FROM upd ORDER BY id`), ['1:new:101', '3:new:103', '4:v4:4', '5:v5:5'], 'row 2 stays missing');
     assert.deepEqual(await texts(p.dst, `SELECT id::text AS r FROM del ORDER BY id`), ['3', '4', '5']);
+    assert.deepEqual(await texts(p.dst, `SELECT a || ':' || b AS r FROM fu ORDER BY a`), ['1:x2']);
     const log = await conflictLog(p, 'c_skip');
     assert.deepEqual(log.map((r) => `${r.table_name} ${r.kind} ${r.resolution} ${JSON.stringify(r.key)}`), [
       '"public"."del" delete_missing skip {"id":"2"}',
+      '"public"."fu" delete_missing skip {"a":"3","b":"z"}',
+      '"public"."fu" update_missing skip {"a":"2","b":"y"}',
       '"public"."ins" insert_exists skip {"id":"5"}',
       '"public"."upd" update_missing skip {"id":"2"}',
     ]);
-    const [del, ins, upd] = log as [LogRow, LogRow, LogRow];
+    const [del, , fullUpdate, ins, upd] = log as [LogRow, LogRow, LogRow, LogRow, LogRow];
+    assert.deepEqual(fullUpdate.remote_new, { a: '2', b: 'y2' });
     assert.deepEqual(ins.remote_new, { id: '5', v: 'remote' });
     assert.deepEqual(ins.local_row, { id: 5, v: 'local' });
     assert.ok(ins.local_commit_time instanceof Date, 'the local row\'s commit time is logged (track_commit_timestamp is on)');
@@ -161,26 +180,30 @@ describe('conflicts: detection, policies and the conflict log', { timeout: 900_0
 
   it('apply_remote, with a per-table skip override: the remote rows win and the log says so; `pgtide conflicts` summarises', async () => {
     const { p, running } = await streamingPair(scope, pair, 'c_remote', { policy: 'apply_remote', tables: { 'public.del': 'skip' } });
+    // fu follows the pipeline policy: its missing row 2 is inserted from the complete new row.
     await diverge(p);
     await waitForCatchUp(p, { engine: running });
     await assertTablesEqual(p, 'ins', { orderBy: 'id' });
     await assertTablesEqual(p, 'upd', { orderBy: 'id' });
     await assertTablesEqual(p, 'del', { orderBy: 'id' });
+    await assertTablesEqual(p, 'fu', { orderBy: 'a' });
     assert.deepEqual(await texts(p.dst, `SELECT id || ':' || v AS r FROM ins WHERE id = 5`), ['5:remote'], 'insert_exists became an update');
     assert.deepEqual(await texts(p.dst, `SELECT id || ':' || v || ':' || n AS r FROM upd WHERE id = 2`), ['2:new:102'], 'update_missing inserted the complete new row');
     const log = await conflictLog(p, 'c_remote');
     assert.deepEqual(log.map((r) => `${r.table_name} ${r.kind} ${r.resolution} ${JSON.stringify(r.key)}`), [
       '"public"."del" delete_missing skip {"id":"2"}',
+      '"public"."fu" delete_missing apply_remote {"a":"3","b":"z"}',
+      '"public"."fu" update_missing apply_remote {"a":"2","b":"y"}',
       '"public"."ins" insert_exists apply_remote {"id":"5"}',
       '"public"."upd" update_missing apply_remote {"id":"2"}',
     ]);
-    assert.deepEqual(log[1]!.local_row, { id: 5, v: 'local' }, 'the overwritten local row is in the log');
+    assert.deepEqual(log[3]!.local_row, { id: 5, v: 'local' }, 'the overwritten local row is in the log');
     await running.stop();
 
-    const file = writeConfigFile(scope, cliConfig(p, { name: 'c_remote', tables: ['ins', 'upd', 'del'] }));
+    const file = writeConfigFile(scope, cliConfig(p, { name: 'c_remote', tables: ['ins', 'upd', 'del', 'fu'] }));
     const result = await runCli(scope, ['conflicts', '--config', file]);
     assert.equal(result.code, 0, result.stderr);
-    assert.match(result.stdout, /3 conflict\(s\) logged/);
+    assert.match(result.stdout, /5 conflict\(s\) logged/);
     assert.match(result.stdout, /1\s+insert_exists\s+apply_remote\s+"public"\."ins"/);
     assert.match(result.stdout, /1\s+delete_missing\s+skip\s+"public"\."del"/);
     // jsonb orders keys by length first.

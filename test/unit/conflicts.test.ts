@@ -16,6 +16,7 @@ import type { TransactionInfo } from '../../src/changes/change.js';
 import type { PgTimestamp } from '../../src/protocol/messages.js';
 import { lsn } from '../../src/core/lsn.js';
 import { Metrics } from '../../src/control/metrics.js';
+import { deleteFullStatement } from '../../src/sinks/postgres/statements.js';
 
 const base = { source: { url: 'postgres://u:s3cret@127.0.0.1:5432/a' }, target: { url: 'postgres://u:s3cret@127.0.0.1:5433/b' } };
 
@@ -86,6 +87,29 @@ test('skip and apply_remote: unfolded runs whose statements log each conflict wi
   const partial = apply.update(t, [], [{ key: ['1'], newTuple: [{ kind: 'text', value: '1' }, { kind: 'unchanged' }] }], [tx]);
   assert.ok(partial?.logs);
   assert.match(partial.statement.text, /'update_missing', 'skip'/);
+});
+
+test('REPLICA IDENTITY FULL: the one-row statement is checked (error) or logged (skip), keyed by the old row; a row move is left alone', () => {
+  const relation = new RelationCache().update({
+    tag: 'relation', xid: undefined, relationOid: 8, schema: 'public', name: 'f', replicaIdentity: 'full',
+    columns: [{ name: 'a', isKey: false, typeOid: 23, typeMod: -1 }, { name: 'b', isKey: false, typeOid: 25, typeMod: -1 }],
+  });
+  const full: TargetTable = { relation, columns: [
+    { name: 'a', sqlType: 'integer', compareAsText: false, identityAlways: false },
+    { name: 'b', sqlType: 'text', compareAsText: false, identityAlways: false },
+  ], facts: { replicaTriggers: false, keyUnique: false, keyIndexExact: false } };
+  const counted = { statement: deleteFullStatement(full, row('2', 'y')), expectedRows: 1, operation: 'DELETE' as const };
+  const change = { oldTuple: row('2', 'y'), newTuple: undefined, source: tx };
+  const stop = new ConflictApply(undefined, 'sub', 'none').full(full, counted, change);
+  assert.ok(stop && !stop.logs);
+  assert.match(stop.counted.statement.text, /^WITH u AS \(DELETE .* RETURNING 1\)/s);
+  assert.match(stop.counted.statement.text, /conflict_stop\('delete_missing'/);
+  assert.equal(stop.counted.statement.params.at(-1), '{"a":"2","b":"y"}');
+  const logged = new ConflictApply({ policy: 'skip', tables: new Map() }, 'sub', 'none').full(full, counted, change);
+  assert.ok(logged?.logs);
+  assert.match(logged.statement.text, /'delete_missing', 'skip'/);
+  const move = { statement: { text: 'WITH old AS (DELETE FROM x RETURNING *) INSERT INTO x SELECT * FROM old', params: [] }, expectedRows: 1, operation: 'UPDATE' as const };
+  assert.equal(new ConflictApply(undefined, 'sub', 'none').full(full, move, { ...change, newTuple: row('2', 'z') }), undefined);
 });
 
 test('metrics: conflicts are counted by kind, resolution and table', async () => {

@@ -57,6 +57,7 @@ import type { Sink } from '../sink.js';
 import { BoundedConnector, CLEANUP_MS, settleWithin } from '../../pg/bounded.js';
 import { ConflictApply, conflictEvents, logCommittedConflicts, readLocalCommitInfo } from './conflict-apply.js';
 import type { ConflictEvent, ConflictSettings } from '../../apply/conflict-policy.js';
+import type { FullChange } from './conflict-statements.js';
 
 export interface ApplyWriterOptions {
   readonly url: string;
@@ -123,7 +124,7 @@ type Run =
   | { readonly kind: 'insert'; readonly table: TargetTable; readonly rows: Tuple[]; readonly sources: TransactionInfo[] }
   | { readonly kind: 'update'; readonly table: TargetTable; readonly setColumns: readonly number[]; readonly maskKey: string; readonly rows: KeyedUpdate[]; readonly keys: Set<string>; readonly sources: TransactionInfo[] }
   | { readonly kind: 'delete'; readonly table: TargetTable; readonly keys: (readonly string[])[]; readonly sources: TransactionInfo[] }
-  | { readonly kind: 'counted'; readonly table: TargetTable; readonly counted: CountedStatement };
+  | { readonly kind: 'counted'; readonly table: TargetTable; readonly counted: CountedStatement; readonly full?: FullChange };
 
 /** Set when the apply connection closed: nothing more may be sent through this writer. */
 interface Fence { closed: boolean }
@@ -572,7 +573,8 @@ export class ApplyWriter implements Sink {
       case 'update': {
         if (relation.replicaIdentity === 'full' || relation.keyIndexes.length === 0) {
           this.#requireIdentity(relation, 'UPDATE', change.oldTuple);
-          queue.runs.push({ kind: 'counted', table, counted: { statement: updateFullStatement(table, change.oldTuple ?? change.newTuple, change.newTuple), expectedRows: 1, operation: 'UPDATE' } });
+          queue.runs.push({ kind: 'counted', table, counted: { statement: updateFullStatement(table, change.oldTuple ?? change.newTuple, change.newTuple), expectedRows: 1, operation: 'UPDATE' },
+            full: { oldTuple: change.oldTuple ?? change.newTuple, newTuple: change.newTuple, source: this.#tx! } });
           return;
         }
         const key = relation.keyIndexes.map((i) => textOf((change.oldTuple ?? change.newTuple)[i], table, i) ?? '');
@@ -602,7 +604,8 @@ export class ApplyWriter implements Sink {
       case 'delete': {
         if (relation.replicaIdentity === 'full' || relation.keyIndexes.length === 0) {
           this.#requireIdentity(relation, 'DELETE', change.oldTuple);
-          queue.runs.push({ kind: 'counted', table, counted: { statement: deleteFullStatement(table, change.oldTuple), expectedRows: 1, operation: 'DELETE' } });
+          queue.runs.push({ kind: 'counted', table, counted: { statement: deleteFullStatement(table, change.oldTuple), expectedRows: 1, operation: 'DELETE' },
+            full: { oldTuple: change.oldTuple, newTuple: undefined, source: this.#tx! } });
           return;
         }
         const key = relation.keyIndexes.map((i) => textOf(change.oldTuple[i], table, i) ?? '');
@@ -695,7 +698,15 @@ export class ApplyWriter implements Sink {
           else this.#issueCounted(deleteByKeyStatement(run.table, run.keys), run.keys.length, run.table, 'DELETE', context);
           break;
         }
-        case 'counted': this.#issueCounted(run.counted.statement, run.counted.expectedRows, run.table, run.counted.operation, context); break;
+        case 'counted': {
+          const step = run.full ? this.#conflicts.full(run.table, run.counted, run.full) : undefined;
+          if (step?.logs) this.#issueLogged(step.statement, context);
+          else {
+            const counted = step?.counted ?? run.counted;
+            this.#issueCounted(counted.statement, counted.expectedRows, run.table, counted.operation, context);
+          }
+          break;
+        }
       }
     }
     queue.runs.length = 0;

@@ -5,8 +5,7 @@
  * conflict-statements.ts.
  *
  * Where a run cannot be checked per key (no unique index on the key on the
- * target, REPLICA IDENTITY FULL, a row move of a GENERATED ALWAYS identity
- * key), the hooks decline and the writer uses its plain statement: a missing
+ * target, a row move of a GENERATED ALWAYS identity key), the hooks decline and the writer uses its plain statement: a missing
  * row is then counted, logged to the process log and skipped, as before.
  */
 import type postgres from 'postgres';
@@ -16,7 +15,7 @@ import type { Tuple } from '../../protocol/messages.js';
 import type { TargetTable } from './table-catalog.js';
 import type { KeyedUpdate, Statement } from './statements.js';
 import { PLAIN_FOLD_STATEMENTS, type CountedStatement, type FoldStatements } from './net-effect.js';
-import { deleteLogged, deleteOrStop, insertLogged, updateLogged, updateOrStop, type LocalCommitInfo, type LoggedRunOptions } from './conflict-statements.js';
+import { deleteLogged, deleteOrStop, fullLogged, fullOrStop, insertLogged, updateLogged, updateOrStop, type FullChange, type LocalCommitInfo, type LoggedRunOptions } from './conflict-statements.js';
 import { DEFAULT_CONFLICT_SETTINGS, policyFor, type ConflictEvent, type ConflictKind, type ConflictPolicy, type ConflictResolution, type ConflictSettings } from '../../apply/conflict-policy.js';
 
 /** A run's statement: one that stops on a conflict (checked like any counted statement), or one that logs. */
@@ -97,6 +96,17 @@ export class ConflictApply {
       return counted ? { logs: false, counted } : undefined;
     }
     const statement = sources.length === keys.length ? deleteLogged(table, keys, sources, logged) : undefined;
+    return statement ? { logs: true, statement } : undefined;
+  }
+
+  /** One UPDATE or DELETE of a REPLICA IDENTITY FULL table (its plain statement is `counted`). */
+  full(table: TargetTable, counted: CountedStatement, change: FullChange): ConflictStep | undefined {
+    const logged = this.#logged(table);
+    if (!logged) {
+      const checked = fullOrStop(table, counted, change);
+      return checked ? { logs: false, counted: checked } : undefined;
+    }
+    const statement = fullLogged(table, counted, change, logged);
     return statement ? { logs: true, statement } : undefined;
   }
 }

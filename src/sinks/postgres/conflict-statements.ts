@@ -284,3 +284,86 @@ export function insertLogged(table: TargetTable, rows: readonly Tuple[], sources
     logs: true,
   };
 }
+
+// ---------------------------------------------------------------------------------------------
+// REPLICA IDENTITY FULL: one change per statement, the old row is the identity
+// ---------------------------------------------------------------------------------------------
+
+/** One UPDATE (newTuple set) or DELETE of a REPLICA IDENTITY FULL table, with its source transaction. */
+export interface FullChange {
+  readonly oldTuple: Tuple;
+  readonly newTuple: Tuple | undefined;
+  readonly source: TransactionInfo;
+}
+
+/** The row as a JSON object of text values; unchanged-TOAST columns are left out. */
+function tupleJson(table: TargetTable, tuple: Tuple): string {
+  const row: Record<string, string | null> = {};
+  table.columns.forEach((column, i) => {
+    const value = tuple[i];
+    if (value && value.kind !== 'unchanged') row[column.name] = textOf(value, table, i);
+  });
+  return JSON.stringify(row);
+}
+
+/**
+ * The FULL statement as a CTE that yields a row when it found its row. A row
+ * move (WITH … DELETE … INSERT, for a GENERATED ALWAYS identity column) has a
+ * WITH of its own, which PostgreSQL does not allow inside a CTE: undefined.
+ */
+function fullBody(statement: Statement): string | undefined {
+  if (statement.text.startsWith('UPDATE ') || statement.text.startsWith('DELETE ')) return `${statement.text} RETURNING 1`;
+  if (statement.text.startsWith('SELECT ')) return statement.text;
+  return undefined;
+}
+
+export function fullOrStop(table: TargetTable, counted: CountedStatement, change: FullChange): CountedStatement | undefined {
+  const body = fullBody(counted.statement);
+  if (!body) return undefined;
+  const params = [...counted.statement.params, tupleJson(table, change.oldTuple)];
+  const kind: ConflictKind = counted.operation === 'UPDATE' ? 'update_missing' : 'delete_missing';
+  return {
+    statement: {
+      text: `WITH u AS (${body})
+        SELECT pgtide.conflict_stop(${literal(kind)}, ${literal(table.relation.qualifiedName)}, pgtide.conflict_value($${params.length}::text::jsonb))
+         WHERE NOT EXISTS (SELECT 1 FROM u)`,
+      params,
+    },
+    expectedRows: 0,
+    operation: counted.operation,
+  };
+}
+
+export function fullLogged(table: TargetTable, counted: CountedStatement, change: FullChange, options: LoggedRunOptions): ConflictStatement | undefined {
+  const body = fullBody(counted.statement);
+  if (!body) return undefined;
+  const params: (string | null)[] = [...counted.statement.params];
+  const add = (value: string | null): string => {
+    params.push(value);
+    return `$${params.length}::text`;
+  };
+  const old = add(tupleJson(table, change.oldTuple));
+  const next = change.newTuple;
+  const kind: ConflictKind = next ? 'update_missing' : 'delete_missing';
+  const complete = next !== undefined && table.columns.every((_, i) => next[i] !== undefined && next[i]!.kind !== 'unchanged');
+  const resolution: ConflictResolution = kind === 'update_missing' && options.resolution === 'apply_remote' && !complete ? 'skip' : options.resolution;
+  const name = table.relation.qualifiedName;
+  const insert = kind === 'update_missing' && resolution === 'apply_remote' && next
+    ? `, i AS (INSERT INTO ${name} (${table.columns.map((_, i) => nameOf(table, i)).join(', ')}) OVERRIDING SYSTEM VALUE
+              SELECT ${table.columns.map((_, i) => `${add(textOf(next[i], table, i))}::${typeOf(table, i)}`).join(', ')} WHERE NOT EXISTS (SELECT 1 FROM u))`
+    : '';
+  const remoteNew = next ? `pgtide.conflict_value(${add(tupleJson(table, next))}::jsonb)` : 'NULL';
+  const s = change.source;
+  return {
+    text: `WITH u AS (${body})${insert}
+      INSERT INTO pgtide.conflict_log (${LOG_COLUMNS})
+      SELECT ${add(options.subscription)}, ${literal(kind)}, ${literal(resolution)}, ${literal(name)},
+             pgtide.conflict_value(${old}::jsonb), pgtide.conflict_value(${old}::jsonb), ${remoteNew}, NULL, NULL, NULL,
+             ${add(String(s.xid))}::bigint, ${add(s.streamed ? null : formatLsn(s.commitLsn))}::pg_lsn,
+             '2000-01-01 00:00:00+00'::timestamptz + ${add(s.streamed ? null : String(s.commitTime))}::bigint * interval '1 microsecond', ${add(s.origin ?? null)}
+       WHERE NOT EXISTS (SELECT 1 FROM u)
+      RETURNING kind, resolution`,
+    params,
+    logs: true,
+  };
+}
