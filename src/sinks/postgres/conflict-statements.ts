@@ -121,18 +121,21 @@ function keyedCheckable(table: TargetTable): boolean {
 
 /**
  * The happy path of `error` is the default for every table, so it stays lean:
- * the input arrays are unnested straight into the UPDATE/DELETE (no
- * materialised CTE), the statement returns only the ordinals it matched, and
- * only when their count falls short is the first missing key looked up, by
- * unnesting the key arrays again (a one-time filter gates it).
+ * the input arrays are unnested straight into the UPDATE/DELETE as before, it
+ * returns a constant per matched row, and a one-time filter compares their
+ * count with the number of keys. Only when it falls short is the first
+ * missing key looked up: a key with no row in the statement's snapshot (the
+ * rows the UPDATE/DELETE could match) — an index probe per key, on the stop
+ * path only.
  */
 function stopOnMissing(kind: 'update_missing' | 'delete_missing', table: TargetTable, changed: string): string {
   const keyIndexes = table.relation.keyIndexes;
   const k = keyIndexes.length;
   const key = jsonRow(keyIndexes.map((i) => table.columns[i]!.name), keyIndexes.map((_, i) => `m.c${i}`));
+  const absent = keyIndexes.map((col, i) => `t.${nameOf(table, col)} = m.c${i}::${typeOf(table, col)}`).join(' AND ');
   return `WITH u AS (${changed})
     SELECT pgtide.conflict_stop(${literal(kind)}, ${literal(table.relation.qualifiedName)},
-             (SELECT ${key} FROM ${unnestAs(k, [], true, 'm')} WHERE m.ord NOT IN (SELECT u.ord FROM u) LIMIT 1))
+             (SELECT ${key} FROM ${unnestAs(k, [], false, 'm')} WHERE NOT EXISTS (SELECT 1 FROM ${table.relation.qualifiedName} AS t WHERE ${absent}) LIMIT 1))
      WHERE (SELECT count(*) FROM u) < cardinality($1::text[])`;
 }
 
@@ -144,7 +147,7 @@ export function deleteOrStop(table: TargetTable, keys: readonly (readonly string
   const where = keyIndexes.map((col, i) => `t.${nameOf(table, col)} = v.c${i}::${typeOf(table, col)}`).join(' AND ');
   return {
     statement: {
-      text: stopOnMissing('delete_missing', table, `DELETE FROM ${table.relation.qualifiedName} AS t USING ${unnestAs(arrays.length, [], true)} WHERE ${where} RETURNING v.ord`),
+      text: stopOnMissing('delete_missing', table, `DELETE FROM ${table.relation.qualifiedName} AS t USING ${unnestAs(arrays.length, [], false)} WHERE ${where} RETURNING 1`),
       params: arrays,
     },
     expectedRows: 0,
@@ -158,7 +161,7 @@ export function updateOrStop(table: TargetTable, setColumns: readonly number[], 
   const { set, where, arrays } = updateByKeyParts(table, setColumns, rows);
   return {
     statement: {
-      text: stopOnMissing('update_missing', table, `UPDATE ${table.relation.qualifiedName} AS t SET ${set} FROM ${unnestAs(arrays.length, [], true)} WHERE ${where} RETURNING v.ord`),
+      text: stopOnMissing('update_missing', table, `UPDATE ${table.relation.qualifiedName} AS t SET ${set} FROM ${unnestAs(arrays.length, [], false)} WHERE ${where} RETURNING 1`),
       params: arrays.map(textArrayLiteral),
     },
     expectedRows: 0,
