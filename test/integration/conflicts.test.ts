@@ -81,7 +81,8 @@ describe('conflicts: detection, policies and the conflict log', { timeout: 900_0
   let pair: Pair;
 
   before(async () => {
-    pair = await startPair(scope, { name: 'conflicts', targetSettings: { track_commit_timestamp: 'on' } });
+    // A small decoding memory on the source: the large transaction of one case is streamed.
+    pair = await startPair(scope, { name: 'conflicts', targetSettings: { track_commit_timestamp: 'on' }, sourceSettings: { logical_decoding_work_mem: '64kB' } });
   });
   after(() => scope.cleanup());
 
@@ -208,6 +209,34 @@ describe('conflicts: detection, policies and the conflict log', { timeout: 900_0
     assert.match(result.stdout, /1\s+delete_missing\s+skip\s+"public"\."del"/);
     // jsonb orders keys by length first.
     assert.match(result.stdout, /remote new: \{"v":"remote","id":"5"\}/);
+  });
+
+  it('a large transaction applied while it streams logs its conflicts with its xid (its commit is not known yet)', async () => {
+    const p = await databasePair(scope, pair, 'c_stream');
+    await ddlBoth(p, `CREATE TABLE s (id int PRIMARY KEY, v text)`);
+    const config = parseConfig(configInput(p, { name: 'c_stream', tables: ['s'], conflicts: { policy: 'skip' } }));
+    const running = startEngine(scope, config);
+    await withTimeout(running.streaming, 90_000, 'streaming');
+    await waitForCatchUp(p, { engine: running });
+    await p.dst.unsafe(`INSERT INTO s VALUES (7, 'local')`);
+    const [tx] = await p.src.begin(async (sql) => {
+      await sql.unsafe(`INSERT INTO s SELECT g, repeat('r', 100) FROM generate_series(1, 5000) g`);
+      return sql.unsafe<{ xid: string }[]>(`SELECT (txid_current() % 4294967296)::text AS xid`);
+    });
+    await waitForCatchUp(p, { engine: running });
+    // Slot statistics reach the view with a delay.
+    await waitFor('the source to report a streamed transaction', async () => {
+      const [slot] = await p.src.unsafe<{ n: string }[]>(`SELECT stream_txns::text AS n FROM pg_stat_replication_slots WHERE slot_name = 'c_stream_slot'`);
+      return Number(slot?.n) > 0 ? true : undefined;
+    }, { timeoutMs: 15_000 });
+    assert.deepEqual(await texts(p.dst, `SELECT v AS r FROM s WHERE id = 7`), ['local']);
+    assert.equal(Number((await texts(p.dst, `SELECT count(*)::text AS r FROM s`))[0]), 5000);
+    const log = await conflictLog(p, 'c_stream');
+    assert.equal(log.length, 1);
+    assert.equal(log[0]!.kind, 'insert_exists');
+    assert.equal(log[0]!.source_xid, tx!.xid);
+    assert.equal(log[0]!.source_commit_lsn, null, 'a streamed transaction\'s commit LSN is not known while it applies');
+    await running.stop();
   });
 
   it('kill -9 while batches with resolved conflicts commit: each conflict is logged exactly once', async () => {

@@ -6,11 +6,13 @@
  * transaction, so a conflict is logged exactly when its resolution commits.
  *
  * How each kind is found, without a per-row query:
- * - update_missing / delete_missing: the UPDATE/DELETE returns the ordinal of
- *   every input row it matched; the rows whose ordinal is absent are missing.
- *   The anti-join runs only when the count of matches falls short (a one-time
- *   filter on an init plan), and `NOT IN (subquery)` is a hashed subplan, which
- *   the apply session's `enable_hashjoin = off` does not touch.
+ * - update_missing / delete_missing: the UPDATE/DELETE returns a row per input
+ *   row it matched, and a one-time filter (an init plan) compares their count
+ *   with the input's. Only when it falls short are the missing rows looked
+ *   for: under `error` the first key with no row in the statement's snapshot;
+ *   under skip/apply_remote the input rows whose ordinal the statement did not
+ *   return (`NOT IN (subquery)` is a hashed subplan, which the apply session's
+ *   `enable_hashjoin = off` does not touch).
  * - insert_exists (skip, apply_remote): the existing rows are read by key
  *   before the INSERT (an index probe per row; every sub-statement of one
  *   statement sees the same snapshot, so the local rows are the ones the
