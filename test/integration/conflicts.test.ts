@@ -14,6 +14,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { parseConfig, type ConfigInput } from '../../src/control/config.js';
 import { PgtideError } from '../../src/core/errors.js';
 import { collectStatus, formatStatus } from '../../src/control/status.js';
+import type { EngineHooks } from '../../src/control/engine.js';
+import type { ConflictEvent } from '../../src/apply/conflict-policy.js';
 import {
   TestScope, startPair, databasePair, ddlBoth, startEngine, configInput, withTimeout, waitFor, waitForCatchUp,
   assertTablesEqual, texts, writeConfigFile, cliConfig, startCli, runCli, type Pair, type RunningEngine, type CliProcess,
@@ -52,13 +54,13 @@ const TABLES = `CREATE TABLE ins (id int PRIMARY KEY, v text);
   CREATE TABLE fu (a int, b text); ALTER TABLE fu REPLICA IDENTITY FULL;`;
 
 /** Rows on both sides, copied, then streaming: the divergence is made on the target afterwards. */
-async function streamingPair(scope: TestScope, pair: Pair, database: string, conflicts: ConfigInput['conflicts']): Promise<{ p: Pair; running: RunningEngine; config: ReturnType<typeof parseConfig> }> {
+async function streamingPair(scope: TestScope, pair: Pair, database: string, conflicts: ConfigInput['conflicts'], hooks: EngineHooks = {}): Promise<{ p: Pair; running: RunningEngine; config: ReturnType<typeof parseConfig> }> {
   const p = await databasePair(scope, pair, database);
   await ddlBoth(p, TABLES);
   await p.src.unsafe(`INSERT INTO upd SELECT g, 'v' || g, g FROM generate_series(1, 5) g; INSERT INTO del SELECT g, 'v' || g FROM generate_series(1, 5) g;
     INSERT INTO fu VALUES (1, 'x'), (2, 'y'), (3, 'z');`);
   const config = parseConfig(configInput(p, { name: database, tables: ['ins', 'upd', 'del', 'fu'], ...(conflicts ? { conflicts } : {}) }));
-  const running = startEngine(scope, config);
+  const running = startEngine(scope, config, hooks);
   await withTimeout(running.streaming, 90_000, 'streaming');
   await waitForCatchUp(p, { engine: running });
   return { p, running, config };
@@ -147,7 +149,9 @@ describe('conflicts: detection, policies and the conflict log', { timeout: 900_0
   });
 
   it('skip: keeps the local rows, applies the rest, logs each conflict with its source transaction and the local row', async () => {
-    const { p, running } = await streamingPair(scope, pair, 'c_skip', { policy: 'skip' });
+    // The engine hook that feeds the Prometheus counters: one event per logged conflict, once committed.
+    const events: ConflictEvent[] = [];
+    const { p, running } = await streamingPair(scope, pair, 'c_skip', { policy: 'skip' }, { onConflicts: (batch) => events.push(...batch) });
     await diverge(p);
     await waitForCatchUp(p, { engine: running });
     assert.deepEqual(await texts(p.dst, `SELECT id || ':' || v AS r FROM ins ORDER BY id`), ['4:remote', '5:local', '6:remote']);
@@ -176,6 +180,8 @@ describe('conflicts: detection, policies and the conflict log', { timeout: 900_0
       assert.ok(row.source_commit_time instanceof Date && Math.abs(row.source_commit_time.getTime() - Date.now()) < 600_000, 'the source commit time is logged');
     }
     assert.notEqual(ins.source_xid, upd.source_xid, 'each row carries its own source transaction');
+    await waitFor('the committed conflicts reported to the engine hook', () => (events.length >= 5 ? true : undefined), { timeoutMs: 10_000 });
+    assert.deepEqual(events.map((e) => `${e.table} ${e.kind} ${e.resolution}`).sort(), log.map((r) => `${r.table_name} ${r.kind} ${r.resolution}`).sort());
     await running.stop();
   });
 
