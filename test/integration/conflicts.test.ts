@@ -51,7 +51,8 @@ async function stoppedWith(running: RunningEngine, timeoutMs = 60_000): Promise<
 const TABLES = `CREATE TABLE ins (id int PRIMARY KEY, v text);
   CREATE TABLE upd (id int PRIMARY KEY, v text, n int);
   CREATE TABLE del (id int PRIMARY KEY, v text);
-  CREATE TABLE fu (a int, b text); ALTER TABLE fu REPLICA IDENTITY FULL;`;
+  CREATE TABLE fu (a int, b text); ALTER TABLE fu REPLICA IDENTITY FULL;
+  CREATE TABLE uq (id int PRIMARY KEY, code text UNIQUE);`;
 
 /** Rows on both sides, copied, then streaming: the divergence is made on the target afterwards. */
 async function streamingPair(scope: TestScope, pair: Pair, database: string, conflicts: ConfigInput['conflicts'], hooks: EngineHooks = {}): Promise<{ p: Pair; running: RunningEngine; config: ReturnType<typeof parseConfig> }> {
@@ -59,7 +60,7 @@ async function streamingPair(scope: TestScope, pair: Pair, database: string, con
   await ddlBoth(p, TABLES);
   await p.src.unsafe(`INSERT INTO upd SELECT g, 'v' || g, g FROM generate_series(1, 5) g; INSERT INTO del SELECT g, 'v' || g FROM generate_series(1, 5) g;
     INSERT INTO fu VALUES (1, 'x'), (2, 'y'), (3, 'z');`);
-  const config = parseConfig(configInput(p, { name: database, tables: ['ins', 'upd', 'del', 'fu'], ...(conflicts ? { conflicts } : {}) }));
+  const config = parseConfig(configInput(p, { name: database, tables: ['ins', 'upd', 'del', 'fu', 'uq'], ...(conflicts ? { conflicts } : {}) }));
   const running = startEngine(scope, config, hooks);
   await withTimeout(running.streaming, 90_000, 'streaming');
   await waitForCatchUp(p, { engine: running });
@@ -152,6 +153,9 @@ describe('conflicts: detection, policies and the conflict log', { timeout: 900_0
     // The engine hook that feeds the Prometheus counters: one event per logged conflict, once committed.
     const events: ConflictEvent[] = [];
     const { p, running } = await streamingPair(scope, pair, 'c_skip', { policy: 'skip' }, { onConflicts: (batch) => events.push(...batch) });
+    // A conflict on another unique index than the key's is skipped too.
+    await p.dst.unsafe(`INSERT INTO uq VALUES (10, 'dup')`);
+    await p.src.unsafe(`INSERT INTO uq VALUES (11, 'dup'), (12, 'free')`);
     await diverge(p);
     await waitForCatchUp(p, { engine: running });
     assert.deepEqual(await texts(p.dst, `SELECT id || ':' || v AS r FROM ins ORDER BY id`), ['4:remote', '5:local', '6:remote']);
@@ -165,8 +169,12 @@ describe('conflicts: detection, policies and the conflict log', { timeout: 900_0
       '"public"."fu" update_missing skip {"a":"2","b":"y"}',
       '"public"."ins" insert_exists skip {"id":"5"}',
       '"public"."upd" update_missing skip {"id":"2"}',
+      '"public"."uq" insert_exists skip {"id":"11"}',
     ]);
-    const [del, , fullUpdate, ins, upd] = log as [LogRow, LogRow, LogRow, LogRow, LogRow];
+    const [del, , fullUpdate, ins, upd, uq] = log as [LogRow, LogRow, LogRow, LogRow, LogRow, LogRow];
+    assert.deepEqual(await texts(p.dst, `SELECT id || ':' || code AS r FROM uq ORDER BY id`), ['10:dup', '12:free']);
+    assert.equal(uq.local_row, null, 'the key was free: the conflict was on another unique index');
+    assert.deepEqual(uq.remote_new, { id: '11', code: 'dup' });
     assert.deepEqual(fullUpdate.remote_new, { a: '2', b: 'y2' });
     assert.deepEqual(ins.remote_new, { id: '5', v: 'remote' });
     assert.deepEqual(ins.local_row, { id: 5, v: 'local' });
@@ -180,7 +188,7 @@ describe('conflicts: detection, policies and the conflict log', { timeout: 900_0
       assert.ok(row.source_commit_time instanceof Date && Math.abs(row.source_commit_time.getTime() - Date.now()) < 600_000, 'the source commit time is logged');
     }
     assert.notEqual(ins.source_xid, upd.source_xid, 'each row carries its own source transaction');
-    await waitFor('the committed conflicts reported to the engine hook', () => (events.length >= 5 ? true : undefined), { timeoutMs: 10_000 });
+    await waitFor('the committed conflicts reported to the engine hook', () => (events.length >= 6 ? true : undefined), { timeoutMs: 10_000 });
     assert.deepEqual(events.map((e) => `${e.table} ${e.kind} ${e.resolution}`).sort(), log.map((r) => `${r.table_name} ${r.kind} ${r.resolution}`).sort());
     await running.stop();
   });
@@ -207,7 +215,7 @@ describe('conflicts: detection, policies and the conflict log', { timeout: 900_0
     assert.deepEqual(log[3]!.local_row, { id: 5, v: 'local' }, 'the overwritten local row is in the log');
     await running.stop();
 
-    const file = writeConfigFile(scope, cliConfig(p, { name: 'c_remote', tables: ['ins', 'upd', 'del', 'fu'] }));
+    const file = writeConfigFile(scope, cliConfig(p, { name: 'c_remote', tables: ['ins', 'upd', 'del', 'fu', 'uq'] }));
     const result = await runCli(scope, ['conflicts', '--config', file]);
     assert.equal(result.code, 0, result.stderr);
     assert.match(result.stdout, /5 conflict\(s\) logged/);

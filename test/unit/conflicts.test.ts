@@ -79,6 +79,8 @@ test('skip and apply_remote: unfolded runs whose statements log each conflict wi
   assert.equal(insert.params.at(-1), 'sub');
   assert.ok(insert.params.includes('{"900","901"}'), 'per-row source xids');
   assert.ok(insert.params.includes('{"0/16B3748","0/16B3748"}'), 'per-row commit LSNs');
+  const skipping = new ConflictApply({ policy: 'skip', tables: new Map() }, 'sub', 'none').insert(t, [row('1', 'x')], [tx]);
+  assert.match(skipping?.text ?? '', /ON CONFLICT DO NOTHING RETURNING "id"/, 'skip keeps the local row whatever unique index the remote row meets');
   const upd = apply.update(t, [1], [{ key: ['1'], newTuple: row('1', 'x') }], [tx]);
   assert.ok(upd?.logs);
   assert.match(upd.statement.text, /INSERT INTO "public"\."t" \("id", "v"\)/, 'a complete row is inserted when missing');

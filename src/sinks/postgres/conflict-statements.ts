@@ -257,7 +257,7 @@ function localCommit(local: LocalCommitInfo): { readonly join: string; readonly 
 export function insertLogged(table: TargetTable, rows: readonly Tuple[], sources: readonly TransactionInfo[], options: LoggedRunOptions): ConflictStatement | undefined {
   const n = table.columns.length;
   const keyIndexes = table.relation.keyIndexes;
-  if (n === 0 || keyIndexes.length === 0 || !table.facts.keyIndexExact) return undefined;
+  if (n === 0 || keyIndexes.length === 0 || (options.resolution === 'apply_remote' && !table.facts.keyIndexExact)) return undefined;
   const columns: (string | null)[][] = Array.from({ length: n }, () => new Array<string | null>(rows.length));
   for (let r = 0; r < rows.length; r++) {
     const row = rows[r]!;
@@ -273,6 +273,7 @@ export function insertLogged(table: TargetTable, rows: readonly Tuple[], sources
     ? `DO UPDATE SET ${overwrite.map((i) => `${names[i]} = EXCLUDED.${names[i]}`).join(', ')}`
     : 'DO NOTHING';
   const local = localCommit(options.local);
+  if (options.resolution === 'skip') return insertSkipping(table, params, local);
   return {
     text: `WITH v AS (SELECT * FROM ${unnestAs(n, SOURCE_COLUMNS, false)}),
       l AS MATERIALIZED (SELECT v.*, to_jsonb(t) AS lrow, ${local.origin} AS lorigin, ${local.time} AS ltime
@@ -281,6 +282,40 @@ export function insertLogged(table: TargetTable, rows: readonly Tuple[], sources
             ON CONFLICT (${keyIndexes.map((i) => names[i]).join(', ')}) ${onConflict})
       ${logInsert({
         kind: 'insert_exists', resolution: options.resolution, table, from: 'l', alias: 'l', subscriptionParam: params.length,
+        key: keyJson(table, 'l', (i) => i), remoteOld: 'NULL',
+        remoteNew: jsonRow(table.columns.map((c) => c.name), table.columns.map((_, i) => `l.c${i}`)),
+        localRow: 'pgtide.conflict_value(l.lrow)', localOrigin: 'l.lorigin', localTime: 'l.ltime',
+      })}`,
+    params,
+    logs: true,
+  };
+}
+
+/**
+ * skip: `ON CONFLICT DO NOTHING` with no arbiter keeps the local row whatever
+ * unique index the remote row meets (the key's, or another: PostgreSQL 18
+ * calls both insert_exists). The INSERT returns the keys it wrote; the input
+ * rows whose key it did not return are the conflicts (a hashed `NOT IN`, run
+ * only when the count falls short), and only they are looked up by key for
+ * the log (no local row there: the conflict was on another unique index).
+ */
+function insertSkipping(table: TargetTable, params: readonly (string | null)[], local: ReturnType<typeof localCommit>): ConflictStatement {
+  const n = table.columns.length;
+  const keyIndexes = table.relation.keyIndexes;
+  const name = table.relation.qualifiedName;
+  const names = table.columns.map((_, i) => nameOf(table, i));
+  const casts = table.columns.map((_, i) => `v.c${i}::${typeOf(table, i)}`).join(', ');
+  const keyNames = keyIndexes.map((i) => names[i]).join(', ');
+  const typedKey = keyIndexes.map((i) => `v.c${i}::${typeOf(table, i)}`).join(', ');
+  const match = keyIndexes.map((i) => `t.${nameOf(table, i)} = s.c${i}::${typeOf(table, i)}`).join(' AND ');
+  return {
+    text: `WITH v AS (SELECT * FROM ${unnestAs(n, SOURCE_COLUMNS, false)}),
+      i AS (INSERT INTO ${name} (${names.join(', ')}) OVERRIDING SYSTEM VALUE SELECT ${casts} FROM v ON CONFLICT DO NOTHING RETURNING ${keyNames}),
+      s AS MATERIALIZED (SELECT v.* FROM v WHERE (SELECT count(*) FROM i) < (SELECT count(*) FROM v) AND (${typedKey}) NOT IN (SELECT ${keyNames} FROM i)),
+      l AS (SELECT s.*, to_jsonb(t) AS lrow, ${local.origin} AS lorigin, ${local.time} AS ltime
+              FROM s LEFT JOIN ${name} AS t ON ${match}${local.join})
+      ${logInsert({
+        kind: 'insert_exists', resolution: 'skip', table, from: 'l', alias: 'l', subscriptionParam: params.length,
         key: keyJson(table, 'l', (i) => i), remoteOld: 'NULL',
         remoteNew: jsonRow(table.columns.map((c) => c.name), table.columns.map((_, i) => `l.c${i}`)),
         localRow: 'pgtide.conflict_value(l.lrow)', localOrigin: 'l.lorigin', localTime: 'l.ltime',
