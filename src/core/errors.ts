@@ -32,7 +32,7 @@ export type ErrorCode =
   | 'PROTOCOL_VIOLATION'
   | 'REPLICATION_STREAM_LOST'
   | 'APPLY_FAILED'
-  /** A conflict on the target under the `error` policy (docs/conflicts.md): apply stops. */
+  /** A conflict apply stops on (policy `error`, or a constraint only the target has; docs/conflicts.md). */
   | 'APPLY_CONFLICT'
   | 'SEQUENCE_MISMATCH'
   | 'SEQUENCE_OVERFLOW'
