@@ -31,7 +31,7 @@ const table: TargetTable = {
     { name: 'n', sqlType: 'integer', compareAsText: false, identityAlways: false },
     { name: 't', sqlType: 'text', compareAsText: false, identityAlways: false },
   ],
-  facts: { replicaTriggers: false, keyUnique: true },
+  facts: { replicaTriggers: false, keyUnique: true, keyIndexExact: true },
 };
 
 async function main(): Promise<void> {

@@ -19,6 +19,7 @@ import { registerSchemaCommands } from './schema-command.js';
 import { runDemo } from './demo.js';
 import { registerCheckCommand } from './check-command.js';
 import { registerDdlCommands } from './ddl-command.js';
+import { registerConflictsCommand } from './conflicts-command.js';
 
 const program = new Command();
 program
@@ -54,7 +55,7 @@ program.command('start')
     const engine = new Engine(config, logger, {
       onCopyProgress: (p) => { progress.update(p); metrics?.copyProgress(p); },
       onCopyDone: () => progress.finish(),
-      ...(metrics ? { onApplied: (info) => metrics.applied(info), onSequenceReport: (r) => metrics.sequences(r) } : {}),
+      ...(metrics ? { onApplied: (info) => metrics.applied(info), onSequenceReport: (r) => metrics.sequences(r), onConflicts: (events) => metrics.conflicts(events) } : {}),
     });
     try {
       await engine.run(controller.signal);
@@ -106,6 +107,7 @@ registerSequencesCommands(program, load);
 registerSchemaCommands(program, load);
 registerCheckCommand(program, load);
 registerDdlCommands(program, load);
+registerConflictsCommand(program, load);
 
 function printError(error: unknown): void {
   if (error instanceof PgtideError) {

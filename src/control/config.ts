@@ -15,6 +15,7 @@ import { tlsSetting } from '../pg/connect.js';
 import { DEFAULT_SPLIT_THRESHOLD } from '../copy/plan.js';
 import { originsSetting, sourceTagSetting } from './topology-config.js';
 import { ndjsonRefusals, targetSchema, withTargetDefaults } from './target-config.js';
+import { conflictsSchema } from './conflict-config.js';
 
 const SIZE_UNITS: Record<string, number> = { b: 1, kb: 1024, k: 1024, mb: 1024 ** 2, m: 1024 ** 2, gb: 1024 ** 3, g: 1024 ** 3 };
 
@@ -131,6 +132,8 @@ export const configSchema = z.object({
   origins: originsSetting,
   /** Consolidation: a target-only column filled with this source's tag (topology-config.ts). */
   sourceTag: sourceTagSetting,
+  /** How conflicts on the target are resolved and logged (conflict-config.ts, docs/conflicts.md). */
+  conflicts: conflictsSchema,
   /** DDL replication (docs/ddl.md). */
   ddl: z.object({
     /** Install the capture triggers on the source at start (needs a superuser there); `pgtide ddl install` does it by hand. */

@@ -47,6 +47,8 @@ import { ddlStages, installCapture } from './ddl-setup.js';
 import { DeferredIndexBuilder } from '../sinks/postgres/deferred-indexes.js';
 import type { TransactionSink } from '../changes/change.js';
 import type { ApplyWriter } from '../sinks/postgres/apply-writer.js';
+import { conflictSettings } from './conflict-config.js';
+import type { ConflictEvent } from '../apply/conflict-policy.js';
 
 export interface EngineHooks {
   readonly onCopyProgress?: (progress: readonly CopyProgress[]) => void;
@@ -55,6 +57,8 @@ export interface EngineHooks {
   readonly onApplied?: (info: { readonly durableLsn: Lsn; readonly serverWalEnd: Lsn; readonly transactions: number; readonly changes: number }) => void;
   readonly onStreaming?: () => void;
   readonly onSequenceReport?: (report: SequenceSyncReport) => void;
+  /** After a batch that resolved conflicts by policy committed (one event per conflict_log row). */
+  readonly onConflicts?: (events: readonly ConflictEvent[]) => void;
 }
 
 export interface EngineState {
@@ -456,6 +460,8 @@ export class Engine {
         exactUntil: this.#exactUntil,
         noFoldTables: this.#noFoldTables,
         addMissingColumns: config.ddl.addMissingColumns,
+        conflicts: conflictSettings(config.conflicts),
+        onConflicts: this.#hooks.onConflicts,
         logger: this.#logger,
       },
       ...(ddlStage ? { ddlStage } : {}),

@@ -7,6 +7,7 @@ import http from 'node:http';
 import { Registry, Gauge, Counter, collectDefaultMetrics } from 'prom-client';
 import type { Lsn } from '../core/lsn.js';
 import type { SequenceSyncReport } from '../sequences/sequence-sync.js';
+import type { ConflictEvent } from '../apply/conflict-policy.js';
 
 export class Metrics {
   readonly registry = new Registry();
@@ -18,6 +19,7 @@ export class Metrics {
   readonly #sequenceValue: Gauge;
   readonly #sequenceRounds: Counter;
   readonly #copyRows: Gauge;
+  readonly #conflicts: Counter;
 
   constructor(subscription: string) {
     this.registry.setDefaultLabels({ subscription });
@@ -31,6 +33,7 @@ export class Metrics {
     this.#sequenceValue = new Gauge({ name: 'pgtide_sequence_target_value', help: 'Target sequence value after the last sync', labelNames: ['sequence'], registers: r });
     this.#sequenceRounds = new Counter({ name: 'pgtide_sequence_sync_rounds_total', help: 'Sequence sync rounds', labelNames: ['ok'], registers: r });
     this.#copyRows = new Gauge({ name: 'pgtide_copy_rows', help: 'Rows copied by the initial copy', labelNames: ['table'], registers: r });
+    this.#conflicts = new Counter({ name: 'pgtide_conflicts_total', help: 'Conflicts resolved by policy and logged in pgtide.conflict_log (counted once their batch committed)', labelNames: ['kind', 'resolution', 'table'], registers: r });
   }
 
   applied(info: { readonly durableLsn: Lsn; readonly serverWalEnd: Lsn; readonly transactions: number; readonly changes: number }): void {
@@ -43,6 +46,10 @@ export class Metrics {
 
   copyProgress(progress: readonly { readonly table: string; readonly rows: number }[]): void {
     for (const p of progress) this.#copyRows.set({ table: p.table }, p.rows);
+  }
+
+  conflicts(events: readonly ConflictEvent[]): void {
+    for (const e of events) this.#conflicts.inc({ kind: e.kind, resolution: e.resolution, table: e.table });
   }
 
   sequences(report: SequenceSyncReport): void {

@@ -9,9 +9,9 @@
  *   conflicts with other sessions, too many connections). Retried with backoff.
  * - `conflict`: an integrity constraint of the target refuses the change
  *   (class 23: a row already there, a CHECK or NOT NULL only the target has).
- *   Retried with backoff, like the built-in apply worker: a person can fix
- *   the target while pgtide waits, and the error stays visible in the log
- *   and in `pgtide status` meanwhile.
+ *   Retried with backoff where it is met outside apply; the apply writer
+ *   stops on it instead (sinks/postgres/apply-failure.ts, docs/conflicts.md):
+ *   the built-in worker retries it for ever, which hides that apply stopped.
  * - `deterministic`: the same statement fails the same way every time
  *   (privileges, a TRUNCATE the target refuses, a value the target's column
  *   rejects). Retrying would only loop; pgtide stops and says what to fix.

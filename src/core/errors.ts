@@ -34,6 +34,8 @@ export type ErrorCode =
   | 'PROTOCOL_VIOLATION'
   | 'REPLICATION_STREAM_LOST'
   | 'APPLY_FAILED'
+  /** A conflict apply stops on (policy `error`, or a constraint only the target has; docs/conflicts.md). */
+  | 'APPLY_CONFLICT'
   | 'SEQUENCE_MISMATCH'
   | 'SEQUENCE_OVERFLOW'
   | 'STATE_CORRUPT'

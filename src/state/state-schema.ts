@@ -121,6 +121,46 @@ export const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (subscription, seq)
   );
   `,
+  // 7: the conflict log (docs/conflicts.md, sinks/postgres/conflict-statements.ts). Rows are
+  // written by the apply statement that resolved the conflict, so they commit (or roll back)
+  // with it: each conflict is logged exactly once, kill -9 included.
+  `
+  CREATE TABLE pgtide.conflict_log (
+    id                 bigserial PRIMARY KEY,
+    subscription       text NOT NULL,
+    kind               text NOT NULL,
+    resolution         text NOT NULL,
+    -- Quoted qualified name of the target table.
+    table_name         text NOT NULL,
+    key                jsonb,
+    remote_old         jsonb,
+    remote_new         jsonb,
+    local_row          jsonb,
+    local_origin       text,
+    local_commit_time  timestamptz,
+    source_xid         bigint,
+    source_commit_lsn  pg_lsn,
+    source_commit_time timestamptz,
+    source_origin      text,
+    logged_at          timestamptz NOT NULL DEFAULT now()
+  );
+  CREATE INDEX conflict_log_subscription ON pgtide.conflict_log (subscription, id);
+  -- Values over 64 kB are replaced by a marker, so logging a conflict never fails or bloats the log.
+  CREATE FUNCTION pgtide.conflict_value(row_values jsonb) RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN jsonb_typeof(row_values) IS DISTINCT FROM 'object' THEN row_values ELSE
+      (SELECT coalesce(jsonb_object_agg(e.key, CASE WHEN octet_length(e.value::text) > 65536
+                 THEN to_jsonb('pgtide: value of ' || octet_length(e.value::text) || ' bytes not logged') ELSE e.value END), '{}'::jsonb)
+         FROM jsonb_each(row_values) e) END
+  $$;
+  -- Raised inside an apply statement when the conflict policy is error: the batch rolls back and
+  -- the writer turns SQLSTATE PTC01 into APPLY_CONFLICT (apply-failure.ts). HINT carries the kind.
+  CREATE FUNCTION pgtide.conflict_stop(kind text, table_name text, key jsonb) RETURNS int LANGUAGE plpgsql AS $$
+  BEGIN
+    RAISE EXCEPTION USING ERRCODE = 'PTC01', MESSAGE = format('conflict %s on %s: key %s', kind, table_name, key),
+      DETAIL = key::text, HINT = kind;
+  END
+  $$;
+  `,
 ];
 
 /**

@@ -3,8 +3,9 @@
  * "current transaction is aborted" (25P02) they cause on the statements
  * pipelined behind them, and they are classified once: a transient or
  * user-fixable conflict is retried, a deterministic one stops pgtide with the
- * table, the source transaction and the server's message and DETAIL. The last
- * error is kept on the target for `pgtide status`.
+ * table, the source transaction and the server's message and DETAIL (a
+ * conflict on the target stops too: docs/conflicts.md). The last error is
+ * kept on the target for `pgtide status`.
  *
  * Each case runs in its own database of one cluster pair, so each has its own
  * slot, origin and state, and the tables a new attempt looks up are new to its
@@ -104,7 +105,7 @@ describe('apply errors: the real error, classified once', { timeout: 600_000 }, 
     assert.match(formatStatus(status), /last error\s+APPLY_FAILED \(SQLSTATE 0A000\).*not retried/);
   });
 
-  it('case 5: a duplicate key on INSERT (batchMaxAgeMs 0) is retried with the real message, shown by status, and clears once fixed', async () => {
+  it('case 5: a duplicate key on INSERT (batchMaxAgeMs 0) stops with the real message (not retried), shown by status, and clears once fixed', async () => {
     const p = await databasePair(scope, pair, 'dup');
     await ddlBoth(p, `CREATE TABLE a (id int PRIMARY KEY, v text); CREATE TABLE b (id int PRIMARY KEY)`);
     const config = parseConfig(configInput(p, { name: 'dup', tables: ['a', 'b'], apply: { batchMaxAgeMs: 0 } }));
@@ -117,30 +118,33 @@ describe('apply errors: the real error, classified once', { timeout: 600_000 }, 
     await p.src.unsafe(`INSERT INTO a VALUES (5, 'from the source'); INSERT INTO b VALUES (1)`);
     const { lines, logger } = capturingLogger();
     const second = startEngine(scope, config, {}, logger);
-    await waitFor('a retried duplicate-key warning', () => (lines.some((l) => l.includes('duplicate key value violates unique constraint') && l.includes('retrying')) ? true : undefined), { timeoutMs: 60_000, failFast: () => (second.finished ? second.error ?? new Error('stopped') : undefined) });
-    const warning = (JSON.parse(lines.find((l) => l.includes('duplicate key value violates unique constraint'))!) as { msg: string }).msg;
-    assert.match(warning, /Key \(id\)=\(5\) already exists/, 'the server DETAIL is logged');
-    assert.match(warning, /"public"\."a"/, 'the table is named');
-    assert.match(warning, /source transaction xid \d+, commit LSN [0-9A-F]+\/[0-9A-F]+/, 'the source transaction is named');
+    // A conflict under the default policy (error) stops apply instead of retrying for ever (docs/conflicts.md).
+    const error = await stoppedWith(second);
+    assertNot25P02(error);
+    assert.equal(error.code, 'APPLY_CONFLICT');
+    assert.equal(error.sqlState, '23505');
+    assert.equal(error.retryable, false);
+    assert.match(error.message, /Key \(id\)=\(5\) already exists/, 'the server DETAIL is in the message');
+    assert.match(error.message, /"public"\."a"/, 'the table is named');
+    assert.match(error.message, /source transaction xid \d+, commit LSN [0-9A-F]+\/[0-9A-F]+/, 'the source transaction is named');
     assert.ok(!lines.some((l) => l.includes('25P02')), `no 25P02 in the log:\n${lines.filter((l) => l.includes('25P02')).join('')}`);
 
-    const status = await waitFor('the last error in status', async () => {
-      const s = await collectStatus(config);
-      return s.lastError?.sqlState === '23505' ? s : undefined;
-    });
-    assert.equal(status.lastError?.retrying, true);
+    const status = await collectStatus(config);
+    assert.equal(status.lastError?.retrying, false);
     assert.match(status.lastError?.message ?? '', /duplicate key value violates unique constraint/);
     assert.match(status.lastError?.detail ?? '', /Key \(id\)=\(5\) already exists/);
-    assert.match(formatStatus(status), /last error\s+APPLY_FAILED \(SQLSTATE 23505\).*retrying/);
+    assert.match(formatStatus(status), /last error\s+APPLY_CONFLICT \(SQLSTATE 23505\).*not retried/);
 
-    // The user removes the conflicting row; the next attempt applies and the error is cleared.
+    // The user removes the conflicting row and starts pgtide again; the error is cleared.
     await p.dst.unsafe(`DELETE FROM a WHERE id = 5`);
-    await waitForCatchUp(p, { engine: second, timeoutMs: 90_000 });
+    const third = startEngine(scope, config);
+    await withTimeout(third.streaming, 60_000, 'streaming');
+    await waitForCatchUp(p, { engine: third, timeoutMs: 90_000 });
     await assertTablesEqual(p, 'a', { orderBy: 'id' });
     await assertTablesEqual(p, 'b', { orderBy: 'id' });
     const after = await collectStatus(config);
     assert.equal(after.lastError, undefined, 'apply made progress: the last error is cleared');
-    await second.stop();
+    await third.stop();
   });
 
   it('case 5: an UPDATE without SELECT privilege on the target stops with PERMISSION_DENIED naming the table', async (t) => {

@@ -16,7 +16,7 @@ const relation = cache.update({
   tag: 'relation', xid: undefined, relationOid: 1, schema: 'public', name: 't', replicaIdentity: 'default',
   columns: [{ name: 'id', isKey: true, typeOid: 23, typeMod: -1 }, { name: 'v', isKey: false, typeOid: 25, typeMod: -1 }, { name: 'big', isKey: false, typeOid: 25, typeMod: -1 }],
 });
-const table: TargetTable = { relation, columns: [{ name: 'id', sqlType: 'integer', compareAsText: false, identityAlways: false }, { name: 'v', sqlType: 'text', compareAsText: false, identityAlways: false }, { name: 'big', sqlType: 'text', compareAsText: false, identityAlways: false }], facts: { replicaTriggers: false, keyUnique: true } };
+const table: TargetTable = { relation, columns: [{ name: 'id', sqlType: 'integer', compareAsText: false, identityAlways: false }, { name: 'v', sqlType: 'text', compareAsText: false, identityAlways: false }, { name: 'big', sqlType: 'text', compareAsText: false, identityAlways: false }], facts: { replicaTriggers: false, keyUnique: true, keyIndexExact: true } };
 const row = (id: string, v: string, big: string | 'u' = 'B'): Tuple => [{ kind: 'text', value: id }, { kind: 'text', value: v }, big === 'u' ? { kind: 'unchanged' } : { kind: 'text', value: big }];
 let op = 0;
 const ins = (id: string, v: string): RowChange & { kind: 'insert' } => ({ kind: 'insert', opId: ++op as OpId, relation, newTuple: row(id, v) });

@@ -24,7 +24,7 @@ function table(identity: 'default' | 'full'): TargetTable {
     { name: 'id', sqlType: 'integer', compareAsText: false, identityAlways: false },
     { name: 'Body', sqlType: 'text', compareAsText: false, identityAlways: false },
     { name: 'doc', sqlType: 'json', compareAsText: true, identityAlways: false },
-  ], facts: { replicaTriggers: false, keyUnique: true } };
+  ], facts: { replicaTriggers: false, keyUnique: true, keyIndexExact: true } };
 }
 
 test('text array literals quote, escape and keep NULL distinct from "NULL"', () => {
@@ -113,7 +113,7 @@ test('a GENERATED ALWAYS identity column that must change moves the row, keeping
 test('a table with no columns: rows are inserted by count, COPY takes no column list', () => {
   const cache = new RelationCache();
   const relation = cache.update({ tag: 'relation', xid: undefined, relationOid: 43, schema: 'public', name: 't0', replicaIdentity: 'full', columns: [] });
-  const zero: TargetTable = { relation, columns: [], facts: { replicaTriggers: false, keyUnique: false } };
+  const zero: TargetTable = { relation, columns: [], facts: { replicaTriggers: false, keyUnique: false, keyIndexExact: false } };
   assert.deepEqual(insertStatement(zero, [[], [], []]), { text: 'INSERT INTO "public"."t0" SELECT FROM generate_series(1, $1::text::int)', params: ['3'] });
   const c = copyInsertStatement(zero, [[], []]);
   assert.equal(c.text, 'COPY "public"."t0" FROM STDIN');
@@ -125,7 +125,7 @@ test('keyed statements check their row count only where the target has no unique
   const base = table('default');
   const unguarded = deleteByKeyStatement(base, [['1']]);
   assert.doesNotMatch(unguarded.text, /RETURNING/);
-  const noUnique: TargetTable = { ...base, facts: { replicaTriggers: false, keyUnique: false } };
+  const noUnique: TargetTable = { ...base, facts: { replicaTriggers: false, keyUnique: false, keyIndexExact: false } };
   const d = deleteByKeyStatement(noUnique, [['1'], ['2']]);
   assert.match(d.text, /^WITH w AS \(DELETE FROM "My Schema"."Tab""le" AS t USING unnest\(\$1::text\[\]\) AS v\(c0\) WHERE t."id" = v.c0::integer RETURNING 1\) SELECT 1 FROM w WHERE CASE WHEN \(SELECT count\(\*\) FROM w\) > cardinality\(\$1::text\[\]\) THEN \('pgtide: DELETE of "My Schema"."Tab""le" matched more target rows/);
   assert.deepEqual(d.params, ['{"1","2"}']);

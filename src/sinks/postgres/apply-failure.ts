@@ -18,7 +18,8 @@
 import { formatLsn, type Lsn } from '../../core/lsn.js';
 import type { TransactionInfo } from '../../changes/change.js';
 import { fromServerError, PgtideError, redact } from '../../core/errors.js';
-import { classify, isRetried, serverErrorFields } from '../../core/error-class.js';
+import { classify, isRetried, serverErrorFields, type ServerErrorFields } from '../../core/error-class.js';
+import { CONFLICT_STOP_SQLSTATE } from './conflict-statements.js';
 
 /** A batch's fold state, shared by reference with the records of its statements. */
 export interface BatchMark {
@@ -113,6 +114,7 @@ export function applyError(record: FailureRecord, targetUrl: string): PgtideErro
   const hint = fields.hint ? ` HINT: ${sentence(fields.hint)}.` : '';
   const head = `applying to the target failed${where ? ` ${where}` : ''}: ${server}${sqlState ? ` (SQLSTATE ${sqlState})` : ''}.${detail}${hint}`;
   const options = { sqlState, detail: fields.detail, retryable: isRetried(errorClass), cause: error };
+  if (sqlState === CONFLICT_STOP_SQLSTATE || errorClass === 'conflict') return conflictStop(record, fields, sqlState, error);
   if (sqlState === '42501') {
     const table = fields.table ? `"${fields.table}"` : context.table ?? 'the table named above';
     return new PgtideError('PERMISSION_DENIED', `${head} Grant the apply privileges on the target: GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON ${context.table ?? table} TO ${quoteRole(userOf(targetUrl))}; then start pgtide again (see docs/privileges.md).`, options);
@@ -120,9 +122,32 @@ export function applyError(record: FailureRecord, targetUrl: string): PgtideErro
   switch (errorClass) {
     case 'transient':
       return new PgtideError(base.code === 'INTERNAL' ? 'APPLY_FAILED' : base.code, `${head} This can pass by itself; pgtide retries.`, options);
-    case 'conflict':
-      return new PgtideError('APPLY_FAILED', `${head} A constraint of the target refuses the source's change (a row already there, or a constraint the source does not have). Fix the row or the constraint on the target; pgtide retries until the change applies.`, options);
     case 'deterministic':
       return new PgtideError('APPLY_FAILED', `${head} This fails the same way every time, so pgtide stops: make the target accept the change (its definition, privileges or data), then start pgtide again.`, options);
   }
+}
+
+/**
+ * A conflict that the table's policy says to stop on, or a constraint only the
+ * target has (class 23). Not retried: the same change meets the same row or
+ * constraint every time, and a retry loop would hide that apply has stopped
+ * (the built-in worker retries for ever). The message names the kind, the
+ * table, the key, the source transaction(s) and the server's words.
+ */
+function conflictStop(record: FailureRecord, fields: ServerErrorFields, sqlState: string | undefined, cause: unknown): PgtideError {
+  const { context } = record;
+  const span = context.span ? `, ${describeSpan(context.span)}` : '';
+  const table = context.table ?? (fields.table ? `"${fields.table}"` : 'a target table');
+  const options = { sqlState, detail: fields.detail, retryable: false, cause };
+  if (sqlState === CONFLICT_STOP_SQLSTATE) {
+    const kind = fields.hint ?? 'conflict';
+    const what = kind === 'update_missing' ? 'the row an UPDATE changes is missing on the target' : kind === 'delete_missing' ? 'the row a DELETE removes is missing on the target' : 'the target diverged from the source';
+    return new PgtideError('APPLY_CONFLICT', `conflict ${kind} on ${table}${span}: ${what} (key ${fields.detail ?? 'unknown'}). The conflict policy for this table is error, so pgtide stops: fix the row on the target, or set conflicts.policy (or conflicts.tables) to skip or apply_remote, then start pgtide again (see docs/conflicts.md).`, options);
+  }
+  const server = redact(fields.message ?? String(cause));
+  const detail = fields.detail ? ` DETAIL: ${redact(fields.detail).replace(/\.$/, '')}.` : '';
+  if (sqlState === '23505') {
+    return new PgtideError('APPLY_CONFLICT', `conflict insert_exists or update_exists on ${table}${span}: ${server} (SQLSTATE 23505).${detail} A row on the target already holds this key${fields.constraint ? ` (${fields.constraint})` : ''}. pgtide stops instead of retrying for ever: remove or fix the row on the target, or set conflicts.policy (or conflicts.tables) to skip or apply_remote for a conflict on the replica identity key, then start pgtide again (see docs/conflicts.md).`, options);
+  }
+  return new PgtideError('APPLY_CONFLICT', `applying to the target failed on ${table}${span}: ${server}${sqlState ? ` (SQLSTATE ${sqlState})` : ''}.${detail} A constraint of the target refuses the source's change (one the source does not have). pgtide stops instead of retrying for ever: fix the row or the constraint on the target, then start pgtide again.`, options);
 }

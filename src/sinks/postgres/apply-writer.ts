@@ -55,6 +55,9 @@ import { quoteIdent } from '../../core/sql.js';
 import { deferred } from '../../core/async.js';
 import type { Sink } from '../sink.js';
 import { BoundedConnector, CLEANUP_MS, settleWithin } from '../../pg/bounded.js';
+import { ConflictApply, conflictEvents, logCommittedConflicts, readLocalCommitInfo } from './conflict-apply.js';
+import type { ConflictEvent, ConflictSettings } from '../../apply/conflict-policy.js';
+import type { FullChange } from './conflict-statements.js';
 
 export interface ApplyWriterOptions {
   readonly url: string;
@@ -89,6 +92,10 @@ export interface ApplyWriterOptions {
   readonly markOrigin?: string;
   /** Add columns the source sends and the target lacks (built-in types only; missing-columns.ts). */
   readonly addMissingColumns?: boolean;
+  /** Conflict policies (docs/conflicts.md); default: `error` for every table. */
+  readonly conflicts?: ConflictSettings;
+  /** After a batch that logged conflicts committed: one event per conflict_log row. */
+  readonly onConflicts?: (events: readonly ConflictEvent[]) => void;
   readonly logger: Logger;
 }
 
@@ -121,11 +128,12 @@ export interface ApplyStats {
   missingRows: number;
 }
 
+// `sources`: each row's source transaction, for the conflict log (empty for folded rows).
 type Run =
-  | { readonly kind: 'insert'; readonly table: TargetTable; readonly rows: Tuple[] }
-  | { readonly kind: 'update'; readonly table: TargetTable; readonly setColumns: readonly number[]; readonly maskKey: string; readonly rows: KeyedUpdate[]; readonly keys: Set<string> }
-  | { readonly kind: 'delete'; readonly table: TargetTable; readonly keys: (readonly string[])[] }
-  | { readonly kind: 'counted'; readonly table: TargetTable; readonly counted: CountedStatement };
+  | { readonly kind: 'insert'; readonly table: TargetTable; readonly rows: Tuple[]; readonly sources: TransactionInfo[] }
+  | { readonly kind: 'update'; readonly table: TargetTable; readonly setColumns: readonly number[]; readonly maskKey: string; readonly rows: KeyedUpdate[]; readonly keys: Set<string>; readonly sources: TransactionInfo[] }
+  | { readonly kind: 'delete'; readonly table: TargetTable; readonly keys: (readonly string[])[]; readonly sources: TransactionInfo[] }
+  | { readonly kind: 'counted'; readonly table: TargetTable; readonly counted: CountedStatement; readonly full?: FullChange };
 
 /** Set when the apply connection closed: nothing more may be sent through this writer. */
 interface Fence { closed: boolean }
@@ -136,6 +144,7 @@ interface CommittingBatch {
   readonly commitTime: PgTimestamp;
   readonly folded: boolean;
   readonly maxCommitLsn: Lsn;
+  readonly conflicts: readonly ConflictEvent[];
 }
 
 interface TableQueue { readonly table: TargetTable; readonly runs: Run[]; readonly fold: NetEffectTable | undefined; span?: SourceSpan | undefined }
@@ -159,6 +168,9 @@ export class ApplyWriter implements Sink {
   #backendPid: number | undefined;
   readonly #options: ApplyWriterOptions;
   readonly #catalog: TableCatalog;
+  readonly #conflicts: ConflictApply;
+  /** Conflicts the open batch logged; reported once it commits. */
+  #batchConflicts: ConflictEvent[] = [];
   readonly #queues = new Map<number, TableQueue>();
   /** The queue of the last change enqueued: a switch into or out of a replica-trigger table is a barrier. */
   #lastQueue: TableQueue | undefined;
@@ -196,8 +208,9 @@ export class ApplyWriter implements Sink {
   #committing: CommittingBatch | undefined;
   readonly stats: ApplyStats = { transactions: 0, changes: 0, batches: 0, statements: 0, copies: 0, missingRows: 0 };
 
-  private constructor(sql: postgres.Sql, options: ApplyWriterOptions, durable: Lsn, fence: Fence, connector: BoundedConnector) {
+  private constructor(sql: postgres.Sql, options: ApplyWriterOptions, durable: Lsn, fence: Fence, connector: BoundedConnector, conflicts: ConflictApply) {
     this.#sql = sql;
+    this.#conflicts = conflicts;
     this.#fence = fence;
     this.#connector = connector;
     this.#options = options;
@@ -253,20 +266,21 @@ export class ApplyWriter implements Sink {
       onclose: () => { fence.closed = true; },
     } as postgres.Options<Record<string, postgres.PostgresType>>);
     try {
+      const conflicts = new ConflictApply(options.conflicts, options.subscription, await readLocalCommitInfo(sql));
       if (options.holdsOrigin === false) {
         if (options.markOrigin !== undefined) {
           await sql.unsafe(`SELECT pg_replication_origin_create($1) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_origin WHERE roname = $1)`, [options.markOrigin]);
           await sql.unsafe(`SELECT pg_replication_origin_session_setup($1)`, [options.markOrigin]);
         }
         const [session] = await sql.unsafe<{ pid: number }[]>(`SELECT pg_backend_pid() AS pid`);
-        const writer = new ApplyWriter(sql, options, ZERO_LSN, fence, connector);
+        const writer = new ApplyWriter(sql, options, ZERO_LSN, fence, connector, conflicts);
         writer.#backendPid = session?.pid;
         return writer;
       }
       await sql.unsafe(`SELECT pg_replication_origin_create($1) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_origin WHERE roname = $1)`, [options.originName]);
       const durable = await reconcileOrigin(sql, options);
       const [session] = await sql.unsafe<{ pid: number }[]>(`SELECT pg_backend_pid() AS pid, pg_replication_origin_session_setup($1)`, [options.originName]);
-      const writer = new ApplyWriter(sql, options, durable, fence, connector);
+      const writer = new ApplyWriter(sql, options, durable, fence, connector, conflicts);
       writer.#backendPid = session?.pid;
       return writer;
     } catch (error) {
@@ -334,8 +348,8 @@ export class ApplyWriter implements Sink {
     const table = await this.#resolve(change.relation);
     if (hasReplicaTriggers(table)) noteReplicaTriggers(this.#options.logger, this.#options.subscription, table);
     const foldable = table.relation.replicaIdentity !== 'full' && table.relation.keyIndexes.length > 0 && !hasReplicaTriggers(table)
-      && !(this.#options.noFoldTables?.has(table.relation.qualifiedName) ?? false);
-    const queue: TableQueue = { table, runs: [], fold: foldable ? new NetEffectTable(table) : undefined };
+      && !(this.#options.noFoldTables?.has(table.relation.qualifiedName) ?? false) && this.#conflicts.foldable(table);
+    const queue: TableQueue = { table, runs: [], fold: foldable ? new NetEffectTable(table, this.#conflicts.foldStatements(table)) : undefined };
     this.#queues.delete(change.relation.oid);
     this.#queues.set(change.relation.oid, queue);
     this.#enqueue(queue, change);
@@ -374,8 +388,9 @@ export class ApplyWriter implements Sink {
     // so a client that dies mid-batch cannot leave an aborted transaction that moved the origin.
     // The literals are ours (an LSN and an ISO timestamp), not user data.
     this.#issue({ text: `SELECT pg_replication_origin_xact_setup('${formatLsn(last.endLsn)}', '${commitTime}'); COMMIT`, params: [] });
-    const committing: CommittingBatch = { promises: this.#inFlight, endLsn: last.endLsn, commitTime: last.commitTime, folded: this.#mark.folded, maxCommitLsn: this.#mark.maxCommitLsn };
+    const committing: CommittingBatch = { promises: this.#inFlight, endLsn: last.endLsn, commitTime: last.commitTime, folded: this.#mark.folded, maxCommitLsn: this.#mark.maxCommitLsn, conflicts: this.#batchConflicts };
     this.#inFlight = [];
+    this.#batchConflicts = [];
     this.stats.batches++;
     this.#batchOpen = false;
     this.#commitAfterTx = false;
@@ -415,11 +430,16 @@ export class ApplyWriter implements Sink {
       this.#durable = batch.endLsn;
       this.#durableCommitTime = batch.commitTime;
     }
+    if (batch.conflicts.length > 0) {
+      logCommittedConflicts(this.#options.logger, batch.conflicts);
+      this.#options.onConflicts?.(batch.conflicts);
+    }
   }
 
   /** Abandons the open batch (shutdown or a failure elsewhere); the origin position does not move. */
   async rollback(): Promise<void> {
     this.#queues.clear();
+    this.#batchConflicts = [];
     this.#lastQueue = undefined;
     this.#queuedChanges = 0;
     this.#mark = { folded: false, maxCommitLsn: ZERO_LSN };
@@ -600,14 +620,17 @@ export class ApplyWriter implements Sink {
     const last = queue.runs[queue.runs.length - 1];
     switch (change.kind) {
       case 'insert': {
-        if (last?.kind === 'insert') last.rows.push(change.newTuple);
-        else queue.runs.push({ kind: 'insert', table, rows: [change.newTuple] });
+        if (last?.kind === 'insert') {
+          last.rows.push(change.newTuple);
+          last.sources.push(this.#tx!);
+        } else queue.runs.push({ kind: 'insert', table, rows: [change.newTuple], sources: [this.#tx!] });
         return;
       }
       case 'update': {
         if (relation.replicaIdentity === 'full' || relation.keyIndexes.length === 0) {
           this.#requireIdentity(relation, 'UPDATE', change.oldTuple);
-          queue.runs.push({ kind: 'counted', table, counted: { statement: updateFullStatement(table, change.oldTuple ?? change.newTuple, change.newTuple), expectedRows: 1, operation: 'UPDATE' } });
+          queue.runs.push({ kind: 'counted', table, counted: { statement: updateFullStatement(table, change.oldTuple ?? change.newTuple, change.newTuple), expectedRows: 1, operation: 'UPDATE' },
+            full: { oldTuple: change.oldTuple ?? change.newTuple, newTuple: change.newTuple, source: this.#tx! } });
           return;
         }
         const key = relation.keyIndexes.map((i) => textOf((change.oldTuple ?? change.newTuple)[i], table, i) ?? '');
@@ -628,20 +651,24 @@ export class ApplyWriter implements Sink {
         if (!keyChanged && !exact && last?.kind === 'update' && last.maskKey === maskKey && !last.keys.has(k)) {
           last.rows.push({ key, newTuple: change.newTuple });
           last.keys.add(k);
+          last.sources.push(this.#tx!);
         } else {
-          queue.runs.push({ kind: 'update', table, setColumns, maskKey: keyChanged ? `${maskKey}!` : maskKey, rows: [{ key, newTuple: change.newTuple }], keys: new Set([k]) });
+          queue.runs.push({ kind: 'update', table, setColumns, maskKey: keyChanged ? `${maskKey}!` : maskKey, rows: [{ key, newTuple: change.newTuple }], keys: new Set([k]), sources: [this.#tx!] });
         }
         return;
       }
       case 'delete': {
         if (relation.replicaIdentity === 'full' || relation.keyIndexes.length === 0) {
           this.#requireIdentity(relation, 'DELETE', change.oldTuple);
-          queue.runs.push({ kind: 'counted', table, counted: { statement: deleteFullStatement(table, change.oldTuple), expectedRows: 1, operation: 'DELETE' } });
+          queue.runs.push({ kind: 'counted', table, counted: { statement: deleteFullStatement(table, change.oldTuple), expectedRows: 1, operation: 'DELETE' },
+            full: { oldTuple: change.oldTuple, newTuple: undefined, source: this.#tx! } });
           return;
         }
         const key = relation.keyIndexes.map((i) => textOf(change.oldTuple[i], table, i) ?? '');
-        if (last?.kind === 'delete' && !exact) last.keys.push(key);
-        else queue.runs.push({ kind: 'delete', table, keys: [key] });
+        if (last?.kind === 'delete' && !exact) {
+          last.keys.push(key);
+          last.sources.push(this.#tx!);
+        } else queue.runs.push({ kind: 'delete', table, keys: [key], sources: [this.#tx!] });
         return;
       }
     }
@@ -696,7 +723,7 @@ export class ApplyWriter implements Sink {
   #drainFold(queue: TableQueue): void {
     for (const step of queue.fold!.drain()) {
       queue.runs.push(step.operation === 'INSERT'
-        ? { kind: 'insert', table: queue.table, rows: [...step.rows] }
+        ? { kind: 'insert', table: queue.table, rows: [...step.rows], sources: [] }
         : { kind: 'counted', table: queue.table, counted: step });
     }
   }
@@ -706,15 +733,36 @@ export class ApplyWriter implements Sink {
     const context: StatementContext = { table: queue.table.relation.qualifiedName, span: queue.span };
     for (const run of queue.runs) {
       switch (run.kind) {
-        case 'insert':
-          if (this.#options.copyMinRows > 0 && run.rows.length >= this.#options.copyMinRows) this.#issueCopy(copyInsertStatement(run.table, run.rows), context);
+        case 'insert': {
+          const logged = this.#conflicts.insert(run.table, run.rows, run.sources);
+          if (logged) this.#issueLogged(logged, context);
+          else if (this.#options.copyMinRows > 0 && run.rows.length >= this.#options.copyMinRows) this.#issueCopy(copyInsertStatement(run.table, run.rows), context);
           else this.#issue(insertStatement(run.table, run.rows), context);
           break;
-        case 'update':
-          for (const c of keyedUpdateStatements(run.table, run.setColumns, run.rows)) this.#issueCounted(c.statement, c.expectedRows, run.table, c.operation, context);
+        }
+        case 'update': {
+          const step = this.#conflicts.update(run.table, run.setColumns, run.rows, run.sources);
+          if (step?.logs) this.#issueLogged(step.statement, context);
+          else if (step) this.#issueCounted(step.counted.statement, step.counted.expectedRows, run.table, 'UPDATE', context);
+          else for (const c of keyedUpdateStatements(run.table, run.setColumns, run.rows)) this.#issueCounted(c.statement, c.expectedRows, run.table, c.operation, context);
           break;
-        case 'delete': this.#issueCounted(deleteByKeyStatement(run.table, run.keys), run.keys.length, run.table, 'DELETE', context); break;
-        case 'counted': this.#issueCounted(run.counted.statement, run.counted.expectedRows, run.table, run.counted.operation, context); break;
+        }
+        case 'delete': {
+          const step = this.#conflicts.delete(run.table, run.keys, run.sources);
+          if (step?.logs) this.#issueLogged(step.statement, context);
+          else if (step) this.#issueCounted(step.counted.statement, step.counted.expectedRows, run.table, 'DELETE', context);
+          else this.#issueCounted(deleteByKeyStatement(run.table, run.keys), run.keys.length, run.table, 'DELETE', context);
+          break;
+        }
+        case 'counted': {
+          const step = run.full ? this.#conflicts.full(run.table, run.counted, run.full) : undefined;
+          if (step?.logs) this.#issueLogged(step.statement, context);
+          else {
+            const counted = step?.counted ?? run.counted;
+            this.#issueCounted(counted.statement, counted.expectedRows, run.table, counted.operation, context);
+          }
+          break;
+        }
       }
     }
     queue.runs.length = 0;
@@ -805,6 +853,12 @@ export class ApplyWriter implements Sink {
     this.#track(gate, context);
     this.#track(done.promise, context);
     this.#lastCopyDone = done.promise;
+  }
+
+  /** A statement that resolved conflicts returns one (kind, resolution) row per conflict_log row it wrote. */
+  #issueLogged(statement: Statement, context: StatementContext): void {
+    const batch = this.#batchConflicts;
+    this.#issue(statement, context).then((rows) => { batch.push(...conflictEvents(rows, context.table ?? '')); }, () => {});
   }
 
   #issueCounted(statement: Statement, expected: number, table: TargetTable, what: string, context: StatementContext): void {

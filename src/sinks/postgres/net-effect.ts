@@ -59,12 +59,25 @@ export interface InsertRows {
 
 export type FoldStep = InsertRows | CountedStatement;
 
+/** How a folded table's deletes and updates are written: plainly, or checked for conflicts (conflict-apply.ts). */
+export interface FoldStatements {
+  deleteByKey(table: TargetTable, keys: readonly (readonly string[])[]): CountedStatement;
+  keyedUpdates(table: TargetTable, setColumns: readonly number[], rows: readonly { readonly key: readonly string[]; readonly newTuple: Tuple }[]): readonly CountedStatement[];
+}
+
+export const PLAIN_FOLD_STATEMENTS: FoldStatements = {
+  deleteByKey: (table, keys) => ({ statement: deleteByKeyStatement(table, keys), expectedRows: keys.length, operation: 'DELETE' }),
+  keyedUpdates: (table, setColumns, rows) => keyedUpdateStatements(table, setColumns, rows),
+};
+
 export class NetEffectTable {
   readonly table: TargetTable;
   readonly #keys = new Map<string, KeyState>();
+  readonly #statements: FoldStatements;
 
-  constructor(table: TargetTable) {
+  constructor(table: TargetTable, statements: FoldStatements = PLAIN_FOLD_STATEMENTS) {
     this.table = table;
+    this.#statements = statements;
   }
 
   get size(): number { return this.#keys.size; }
@@ -141,11 +154,11 @@ export class NetEffectTable {
       }
     }
     this.#keys.clear();
-    if (deletes.length) out.push({ statement: deleteByKeyStatement(this.table, deletes), expectedRows: deletes.length, operation: 'DELETE' });
+    if (deletes.length) out.push(this.#statements.deleteByKey(this.table, deletes));
     if (inserts.length) out.push({ operation: 'INSERT', rows: inserts });
     for (const group of updates.values()) {
       if (group.setColumns.length === 0 && !hasSettableKey(this.table)) continue;
-      out.push(...keyedUpdateStatements(this.table, group.setColumns, group.rows));
+      out.push(...this.#statements.keyedUpdates(this.table, group.setColumns, group.rows));
     }
     return out;
   }

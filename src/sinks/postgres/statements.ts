@@ -153,6 +153,19 @@ export function hasSettableKey(table: TargetTable): boolean {
  * That costs no extra parameter, and an equal value keeps the update HOT.
  */
 export function updateByKeyStatement(table: TargetTable, setColumns: readonly number[], rows: readonly KeyedUpdate[]): Statement {
+  const { set, where, arrays } = updateByKeyParts(table, setColumns, rows);
+  return {
+    text: guardRowCount(table, 'UPDATE', `UPDATE ${table.relation.qualifiedName} AS t SET ${set} FROM ${unnestFrom(arrays.length)} WHERE ${where}`),
+    params: arrays.map(textArrayLiteral),
+  };
+}
+
+/**
+ * The SET list and WHERE clause of updateByKeyStatement over `v(c0, …)`, and
+ * its arrays (key columns, then `setColumns`); conflict-statements.ts builds
+ * its conflict-detecting UPDATE from the same parts.
+ */
+export function updateByKeyParts(table: TargetTable, setColumns: readonly number[], rows: readonly KeyedUpdate[]): { readonly set: string; readonly where: string; readonly arrays: (string | null)[][] } {
   const keyIndexes = table.relation.keyIndexes;
   const k = keyIndexes.length;
   const arrays: (string | null)[][] = Array.from({ length: k + setColumns.length }, () => new Array<string | null>(rows.length));
@@ -165,10 +178,7 @@ export function updateByKeyStatement(table: TargetTable, setColumns: readonly nu
     .map((col) => `${column(table, col).name} = v.c${keyIndexes.indexOf(col)}::${column(table, col).type}`);
   const set = [...keySet, ...setColumns.map((col, i) => `${column(table, col).name} = v.c${k + i}::${column(table, col).type}`)].join(', ');
   const where = keyIndexes.map((col, i) => `t.${column(table, col).name} = v.c${i}::${column(table, col).type}`).join(' AND ');
-  return {
-    text: guardRowCount(table, 'UPDATE', `UPDATE ${table.relation.qualifiedName} AS t SET ${set} FROM ${unnestFrom(arrays.length)} WHERE ${where}`),
-    params: arrays.map(textArrayLiteral),
-  };
+  return { set, where, arrays };
 }
 
 /**

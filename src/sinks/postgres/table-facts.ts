@@ -21,11 +21,17 @@ export interface TableFacts {
    * their row count inside the statement (see guardRowCount in statements.ts).
    */
   readonly keyUnique: boolean;
+  /**
+   * A valid, immediate, non-partial unique index on exactly the key columns:
+   * what `INSERT … ON CONFLICT (key)` infers as its arbiter (conflict-statements.ts).
+   */
+  readonly keyIndexExact: boolean;
 }
 
 export interface TableFactsRow {
   readonly replica_triggers: boolean;
   readonly key_unique: boolean;
+  readonly key_index_exact: boolean;
 }
 
 /**
@@ -44,8 +50,15 @@ export const TABLE_FACTS = `
              AND cardinality($2::text::text[]) > 0
              AND NOT EXISTS (SELECT 1 FROM unnest(i.indkey::int2[]) AS ik(attnum)
                               WHERE ik.attnum NOT IN (SELECT ka.attnum FROM pg_attribute ka
-                                                       WHERE ka.attrelid = r.oid AND ka.attname = ANY ($2::text::text[])))) AS key_unique`;
+                                                       WHERE ka.attrelid = r.oid AND ka.attname = ANY ($2::text::text[])))) AS key_unique,
+  EXISTS (SELECT 1 FROM pg_index i
+           WHERE i.indrelid = r.oid AND i.indisunique AND i.indisvalid AND i.indimmediate
+             AND i.indpred IS NULL AND i.indexprs IS NULL
+             AND cardinality($2::text::text[]) > 0
+             AND (SELECT array_agg(a.attname::text ORDER BY a.attname::text) FROM unnest(i.indkey::int2[]) AS ik(attnum)
+                    JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum = ik.attnum)
+                 = (SELECT array_agg(k ORDER BY k) FROM unnest($2::text::text[]) AS k)) AS key_index_exact`;
 
 export function tableFacts(row: TableFactsRow): TableFacts {
-  return { replicaTriggers: row.replica_triggers, keyUnique: row.key_unique };
+  return { replicaTriggers: row.replica_triggers, keyUnique: row.key_unique, keyIndexExact: row.key_index_exact };
 }
