@@ -43,6 +43,8 @@ export type ErrorCode =
   | 'STALLED'
   /** `pgtide check`: a change could come back to a node it passed, or reach one twice (docs/topologies.md). */
   | 'TOPOLOGY_LOOP'
+  /** `pgtide check --keys`: two sources that write into one target table hold the same key. */
+  | 'KEYSPACE_OVERLAP'
   | 'INTERNAL';
 
 export interface PgtideErrorOptions {
