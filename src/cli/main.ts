@@ -18,6 +18,7 @@ import { registerSequencesCommands } from './sequences-command.js';
 import { registerSchemaCommands } from './schema-command.js';
 import { runDemo } from './demo.js';
 import { registerCheckCommand } from './check-command.js';
+import { registerJoinCommand } from './join-command.js';
 
 const program = new Command();
 program
@@ -104,6 +105,7 @@ program.command('demo')
 registerSequencesCommands(program, load);
 registerSchemaCommands(program, load);
 registerCheckCommand(program, load);
+registerJoinCommand(program, load);
 
 function printError(error: unknown): void {
   if (error instanceof PgtideError) {

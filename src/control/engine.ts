@@ -50,6 +50,8 @@ export interface EngineHooks {
   readonly onApplied?: (info: { readonly durableLsn: Lsn; readonly serverWalEnd: Lsn; readonly transactions: number; readonly changes: number }) => void;
   readonly onStreaming?: () => void;
   readonly onSequenceReport?: (report: SequenceSyncReport) => void;
+  /** First start, slot created, copy not begun: the snapshot the copy reads (`pgtide join` reads the peer edges' positions under it; control/join.ts). */
+  readonly onSnapshot?: (snapshot: { readonly name: string; readonly consistentPoint: Lsn }) => Promise<void>;
 }
 
 export interface EngineState {
@@ -244,6 +246,7 @@ export class Engine {
         startLsn = created.consistentPoint;
         await store.markSlotCreated(startLsn, identity.timeline);
         this.#logger.info({ slot, consistentPoint: formatLsn(startLsn) }, 'created replication slot');
+        if (created.snapshotName && this.#hooks.onSnapshot) await this.#hooks.onSnapshot({ name: created.snapshotName, consistentPoint: created.consistentPoint });
         await this.#copy(store, tables, created.snapshotName, created.consistentPoint, signal);
       } finally {
         await repl.close();
