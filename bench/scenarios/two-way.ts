@@ -76,6 +76,8 @@ class Edge {
       sequences: { enabled: false },
       apply: { batchMaxTransactions: 1000, batchMaxChanges: 20000, batchMaxAgeMs: 10 },
       memoryCap: '64MB',
+      // An idle source (before and after the workload) still moves the applied position within a second.
+      heartbeatIntervalMs: 1000,
     };
     parseConfig(config, `bench ${name} config`);
     this.#dir = mkdtempSync(path.join(tmpdir(), `pgtide-bench-${name}-`));
@@ -177,14 +179,23 @@ async function run(ctx: ScenarioContext): Promise<ScenarioOutcome> {
     // Each node's barrier updates its own marker row: no two nodes write one key.
     const barrier = (sql: postgres.Sql, id: 1 | 2) => inSourceTransaction(sql, (tx) => tx.unsafe(`UPDATE ${qualified(MARKER_TABLE)} SET n = n + 1 WHERE id = ${id}`));
 
-    ctx.log('pgtide: edge ab copies A into B');
-    const ab = new Edge('ab', nodeA, nodeB, true, cleanup);
     const caughtUp = async (edge: Edge, target: postgres.Sql, lsn: Lsn, what: string, timeoutMs: number) =>
       waitUntil(async () => (await appliedLsn(target, edge.name)) >= lsn, { what, timeoutMs, pollMs: 20, health: () => edge.checkHealth() });
-    await caughtUp(ab, B, await barrier(A, 1), 'ab to copy and catch up', Math.max(5, scale) * MINUTE);
+    // Every table ready: the copy is done (ab), or the slot exists and the tables were marked ready at it (ba).
+    const tablesReady = async (edge: Edge, target: postgres.Sql, what: string, timeoutMs: number) =>
+      waitUntil(async () => {
+        const rows = await target<{ ready: boolean }[]>`SELECT count(*) = ${TABLES.length} AND bool_and(state = 'ready') AS ready FROM pgtide.table_state WHERE subscription = ${edge.name}`
+          .catch((error: unknown) => { if ((error as { code?: string }).code === '42P01') return [{ ready: false }]; throw error; });
+        return rows[0]?.ready === true;
+      }, { what, timeoutMs, pollMs: 100, health: () => edge.checkHealth() });
+    ctx.log('pgtide: edge ab copies A into B');
+    const ab = new Edge('ab', nodeA, nodeB, true, cleanup);
+    await tablesReady(ab, B, 'ab to copy A into B', Math.max(5, scale) * MINUTE);
+    await caughtUp(ab, B, await barrier(A, 1), 'ab to catch up after the copy', 5 * MINUTE);
     ctx.log('pgtide: edge ba starts (copy off)');
     const ba = new Edge('ba', nodeB, nodeA, false, cleanup);
-    await caughtUp(ba, A, await barrier(B, 2), 'ba to start and catch up', 5 * MINUTE);
+    await tablesReady(ba, A, 'ba to create its slot', 5 * MINUTE);
+    await caughtUp(ba, A, await barrier(B, 2), 'ba to catch up', 5 * MINUTE);
 
     ctx.log(`live run, ${duration} s, ${clientsPerNode} clients on each node`);
     const historyBefore = await rowCount(A, HISTORY);
