@@ -90,6 +90,11 @@ describe('pgtide join: a third node joins a live two-way pair', { timeout: 600_0
     await sleep(1500);
     const ac = writeConfigFile(scope, cliConfig(endpoints(a, c), edge(a, c, true)), 'ac.yaml');
     const bc = writeConfigFile(scope, cliConfig(endpoints(b, c), edge(b, c, false)), 'bc.yaml');
+    // A peer edge that would copy too is refused before anything is created.
+    const copying = writeConfigFile(scope, cliConfig(endpoints(b, c), edge(b, c, true)), 'bc-copy.yaml');
+    const refused = await runCli(scope, ['join', '--config', ac, '--peer', copying]);
+    assert.equal(refused.code, 1, refused.stdout);
+    assert.match(refused.stderr, /error \[CONFIG_INVALID\]: peer edge "j_bc" has copy\.enabled/);
     const joined = await runCli(scope, ['join', '--config', ac, '--peer', bc], { timeoutMs: 180_000 });
     assert.equal(joined.code, 0, joined.stderr);
     assert.match(joined.stdout, /joined: "j_ac" copied the new node; "j_bc" will apply from the copy's position on/);
