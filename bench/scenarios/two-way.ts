@@ -162,7 +162,9 @@ async function runTpcbHalf(url: string, keys: Half, options: { readonly clients:
 }
 
 async function run(ctx: ScenarioContext): Promise<ScenarioOutcome> {
-  const { oltpScale: scale, oltpSeconds: duration } = ctx.options;
+  const duration = ctx.options.oltpSeconds;
+  // Each node needs a branch of its own: at scale 1 (--quick) both would update the one branch.
+  const scale = Math.max(2, ctx.options.oltpScale);
   const clientsPerNode = Math.max(1, ctx.options.oltpClients / 2);
   const failures: Failure[] = [];
   const notes: string[] = [];
