@@ -4,7 +4,9 @@
  * asked who it is (system identifier, start time, database OID), so two URLs
  * that name one database in different ways are one node; nothing is written.
  * Refuses (TOPOLOGY_LOOP, exit 1) a topology where a change can come back to
- * a node or reach one twice (control/topology-check.ts).
+ * a node or reach one twice (control/topology-check.ts). With `--keys`, also
+ * refuses (KEYSPACE_OVERLAP) keys that two sources writing into one target
+ * table both hold (control/keyspace-check.ts).
  */
 import type { Command } from 'commander';
 import type postgres from 'postgres';
@@ -16,6 +18,7 @@ import { serverIdentity } from '../control/slot-guardian.js';
 import { topologyError, topologyProblems, type TopologyEdge, type TopologyNode } from '../control/topology-check.js';
 import { OriginMatcher, originPolicy } from '../apply/origin-policy.js';
 import { CLEANUP_MS, settleWithin } from '../pg/bounded.js';
+import { checkKeySpaces, keyspaceError } from '../control/keyspace-check.js';
 
 function label(url: string): string {
   const info = parseConninfo(url);
@@ -39,7 +42,7 @@ async function node(url: string, what: 'source' | 'target', cache: Map<string, P
   return found;
 }
 
-export async function checkTopology(configs: readonly { readonly file: string; readonly config: PgtideConfig }[]): Promise<string> {
+export async function checkTopology(configs: readonly { readonly file: string; readonly config: PgtideConfig }[], options: { readonly keys?: boolean } = {}): Promise<string> {
   const cache = new Map<string, Promise<TopologyNode & { readonly oid: number }>>();
   const edges: TopologyEdge[] = [];
   for (const { file, config } of configs) {
@@ -52,16 +55,23 @@ export async function checkTopology(configs: readonly { readonly file: string; r
   const problems = topologyProblems(edges);
   if (problems.length > 0) throw topologyError(problems);
   const lines = edges.map((e) => `${e.label}: ${e.source.label} → ${e.target.label}, origins ${e.origins.policy.kind}, applies as ${e.originName}`);
-  return [...lines, `ok: ${edges.length} edge(s); no change can come back to a node it passed or reach a node twice`].join('\n');
+  lines.push(`ok: ${edges.length} edge(s); no change can come back to a node it passed or reach a node twice`);
+  if (options.keys) {
+    const keys = await checkKeySpaces(configs.map(({ config }, i) => ({ label: edges[i]!.label, config, targetId: edges[i]!.target.id, targetLabel: edges[i]!.target.label })));
+    if (keys.overlaps.length > 0) throw keyspaceError(keys.overlaps);
+    lines.push(...keys.lines, 'ok: no key is held by two sources that write into one target table');
+  }
+  return lines.join('\n');
 }
 
 export function registerCheckCommand(program: Command, load: (path: string) => PgtideConfig): void {
   program.command('check')
     .description('check the configs of a topology (one per edge) together: refuse one where a change can come back to its node')
     .option('-c, --config <file>', 'config file of one edge (repeat for every edge)', (value: string, previous: string[]) => [...previous, value], [] as string[])
-    .action(async (options: { config: string[] }) => {
+    .option('--keys', 'also read the keys of tables that several edges write into one target database, and refuse keys two sources both hold')
+    .action(async (options: { config: string[]; keys?: boolean }) => {
       const files = options.config.length > 0 ? options.config : ['pgtide.yaml'];
-      const report = await checkTopology(files.map((file) => ({ file, config: load(file) })));
+      const report = await checkTopology(files.map((file) => ({ file, config: load(file) })), { keys: options.keys === true });
       process.stdout.write(report + '\n');
     });
 }

@@ -20,6 +20,7 @@ import { runDemo } from './demo.js';
 import { registerCheckCommand } from './check-command.js';
 import { registerDdlCommands } from './ddl-command.js';
 import { registerConflictsCommand } from './conflicts-command.js';
+import { registerJoinCommand } from './join-command.js';
 
 const program = new Command();
 program
@@ -108,6 +109,7 @@ registerSchemaCommands(program, load);
 registerCheckCommand(program, load);
 registerDdlCommands(program, load);
 registerConflictsCommand(program, load);
+registerJoinCommand(program, load);
 
 function printError(error: unknown): void {
   if (error instanceof PgtideError) {

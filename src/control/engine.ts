@@ -59,6 +59,8 @@ export interface EngineHooks {
   readonly onSequenceReport?: (report: SequenceSyncReport) => void;
   /** After a batch that resolved conflicts by policy committed (one event per conflict_log row). */
   readonly onConflicts?: (events: readonly ConflictEvent[]) => void;
+  /** First start, slot created, copy not begun: the snapshot the copy reads (`pgtide join` reads the peer edges' positions under it; control/join.ts). */
+  readonly onSnapshot?: (snapshot: { readonly name: string; readonly consistentPoint: Lsn }) => Promise<void>;
 }
 
 export interface EngineState {
@@ -243,6 +245,7 @@ export class Engine {
       try {
         const created = await createOwnSlot(guard(await repl.identifySystem()), repl, store, info.systemId, config.copy.enabled);
         startLsn = created.consistentPoint;
+        if (created.snapshotName && this.#hooks.onSnapshot) await this.#hooks.onSnapshot({ name: created.snapshotName, consistentPoint: created.consistentPoint });
         await this.#copy(store, tables, created.snapshotName, created.consistentPoint, signal);
       } finally {
         await repl.close();

@@ -55,6 +55,8 @@ export type ErrorCode =
   | 'DDL_PAUSED'
   /** A pgtide.ddl message without a valid signature (logged and recorded; never applied). */
   | 'DDL_FORGED'
+  /** `pgtide check --keys`: two sources that write into one target table hold the same key. */
+  | 'KEYSPACE_OVERLAP'
   | 'INTERNAL';
 
 export interface PgtideErrorOptions {
