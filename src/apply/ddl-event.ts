@@ -47,7 +47,8 @@ const body = z.discriminatedUnion('event', [
     ...common,
     event: z.literal('ddl_command_end'),
     objects: z.array(z.object({ tag: z.string(), type: z.string(), identity: z.string().nullable() })),
-    tables: z.array(z.object({ oid: z.number().int(), created: z.boolean(), before: tableSnapshot.nullable(), after: tableSnapshot })),
+    // recopy: rewritten with rows for a default the target cannot reproduce (absent before the table_rewrite trigger).
+    tables: z.array(z.object({ oid: z.number().int(), created: z.boolean(), before: tableSnapshot.nullable(), after: tableSnapshot, recopy: z.boolean().optional() })),
   }),
   z.object({
     ...common,

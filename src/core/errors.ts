@@ -53,6 +53,8 @@ export type ErrorCode =
   | 'DDL_PAUSED'
   /** A pgtide.ddl message without a valid signature (logged and recorded; never applied). */
   | 'DDL_FORGED'
+  /** A column added on the source with values the target cannot reproduce, under ddl.rewriteVolatile: error. */
+  | 'DDL_REWRITE_VOLATILE'
   | 'INTERNAL';
 
 export interface PgtideErrorOptions {

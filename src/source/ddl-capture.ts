@@ -12,6 +12,10 @@
  * holds the table's snapshot before (kept in pgtide.ddl_source_snapshot) and
  * after the command; the statement text is informational.
  *
+ * A third trigger, table_rewrite, notes tables rewritten for a new column's
+ * default (volatile, identity): their messages carry `recopy`, and the target
+ * copies such a table again rather than keep values it computed itself.
+ *
  * Why signed: any role may call pg_logical_emit_message, so without a
  * signature anyone who can connect could make pgtide run DDL with the
  * target's privileges. The HMAC-SHA256 is computed in PL/pgSQL with the
@@ -130,6 +134,7 @@ DECLARE
   tabs jsonb := '[]';
   before_snap jsonb;
   after_snap jsonb;
+  recopy boolean;
 BEGIN
   FOREACH rel IN ARRAY rels LOOP
     SELECT snapshot INTO before_snap FROM pgtide.ddl_source_snapshot WHERE table_oid = rel;
@@ -139,7 +144,17 @@ BEGIN
     IF after_snap IS NULL OR before_snap IS NOT DISTINCT FROM after_snap THEN CONTINUE; END IF;
     INSERT INTO pgtide.ddl_source_snapshot AS t VALUES (rel, after_snap)
       ON CONFLICT (table_oid) DO UPDATE SET snapshot = EXCLUDED.snapshot;
-    tabs := tabs || jsonb_build_object('oid', rel::bigint, 'created', rel = ANY (created), 'before', before_snap, 'after', after_snap);
+    -- Rewritten with rows because of a default the fast path could not store (ddl_note_rewrite), and
+    -- the command added a column with a default or identity: the existing rows got values (volatile:
+    -- clock_timestamp(), nextval, random()) that the target cannot compute the same, so the target
+    -- re-copies the table (ddl.rewriteVolatile). A generated column or a domain's NULL default is
+    -- reproducible and does not count.
+    recopy := before_snap IS NOT NULL
+      AND position(',' || rel::text || ',' IN coalesce(current_setting('pgtide.ddl_rewritten', true), '')) > 0
+      AND EXISTS (SELECT 1 FROM jsonb_array_elements(after_snap->'columns') c
+                   WHERE NOT (before_snap->'columns') @> jsonb_build_array(jsonb_build_object('attnum', c->'attnum'))
+                     AND c->>'generated' IS NULL AND (c->>'identity' <> '' OR c->>'default' IS NOT NULL));
+    tabs := tabs || jsonb_build_object('oid', rel::bigint, 'created', rel = ANY (created), 'before', before_snap, 'after', after_snap, 'recopy', recopy);
   END LOOP;
   IF jsonb_array_length(tabs) = 0 THEN RETURN; END IF;
   PERFORM pgtide.ddl_emit(jsonb_build_object('v', 1, 'event', 'ddl_command_end', 'tag', tag, 'statement', query,
@@ -193,8 +208,28 @@ BEGIN
     objs := objs || jsonb_build_object('tag', r.command_tag, 'type', r.object_type, 'identity', r.object_identity);
   END LOOP;
   IF cardinality(rels) > 0 THEN PERFORM pgtide.ddl_emit_tables(tag, path, query, rels, created, objs); END IF;
+  -- The rewrites noted during this command were for this command only.
+  IF coalesce(current_setting('pgtide.ddl_rewritten', true), '') <> '' THEN PERFORM set_config('pgtide.ddl_rewritten', '', true); END IF;
 END
 $fn$;
+
+-- table_rewrite: notes (transaction-local) a table in scope that holds rows and is rewritten because
+-- ALTER TABLE could not store a new column's default once (AT_REWRITE_DEFAULT_VAL, reason bit 2:
+-- a volatile default, an identity column, a stored generated column, a domain with constraints).
+-- The ddl_command_end of the same command decides from the snapshots whether the target can
+-- reproduce the values. https://www.postgresql.org/docs/current/event-trigger-table-rewrite-example.html
+CREATE OR REPLACE FUNCTION pgtide.ddl_note_rewrite(rel oid, reason int) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+  has_rows boolean;
+BEGIN
+  IF reason & 2 = 0 OR NOT EXISTS (SELECT 1 FROM pgtide.ddl_source_snapshot WHERE table_oid = rel) THEN RETURN; END IF;
+  EXECUTE format('SELECT EXISTS (SELECT 1 FROM ONLY %s)', rel::regclass) INTO has_rows;
+  IF NOT has_rows THEN RETURN; END IF;
+  PERFORM set_config('pgtide.ddl_rewritten', coalesce(nullif(current_setting('pgtide.ddl_rewritten', true), ''), ',') || rel::text || ',', true);
+END
+$fn$;
+REVOKE ALL ON FUNCTION pgtide.ddl_note_rewrite(oid, int) FROM PUBLIC;
 
 CREATE OR REPLACE FUNCTION pgtide.ddl_capture_drop(tag text, path text, query text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
@@ -269,6 +304,13 @@ BEGIN
 END
 $fn$;
 
+CREATE OR REPLACE FUNCTION pgtide.ddl_on_table_rewrite() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER AS $fn$
+BEGIN
+  PERFORM pgtide.ddl_note_rewrite(pg_catalog.pg_event_trigger_table_rewrite_oid(), pg_catalog.pg_event_trigger_table_rewrite_reason());
+END
+$fn$;
+
 CREATE OR REPLACE FUNCTION pgtide.ddl_on_sql_drop() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER AS $fn$
 BEGIN
@@ -279,15 +321,20 @@ $fn$;
 
 DROP EVENT TRIGGER IF EXISTS pgtide_ddl_command_end;
 DROP EVENT TRIGGER IF EXISTS pgtide_ddl_sql_drop;
+DROP EVENT TRIGGER IF EXISTS pgtide_ddl_table_rewrite;
 CREATE EVENT TRIGGER pgtide_ddl_command_end ON ddl_command_end EXECUTE FUNCTION pgtide.ddl_on_command_end();
 CREATE EVENT TRIGGER pgtide_ddl_sql_drop ON sql_drop EXECUTE FUNCTION pgtide.ddl_on_sql_drop();
+CREATE EVENT TRIGGER pgtide_ddl_table_rewrite ON table_rewrite EXECUTE FUNCTION pgtide.ddl_on_table_rewrite();
 `;
 
 const UNINSTALL_SQL = `
 DROP EVENT TRIGGER IF EXISTS pgtide_ddl_command_end;
 DROP EVENT TRIGGER IF EXISTS pgtide_ddl_sql_drop;
+DROP EVENT TRIGGER IF EXISTS pgtide_ddl_table_rewrite;
 DROP FUNCTION IF EXISTS pgtide.ddl_on_command_end();
 DROP FUNCTION IF EXISTS pgtide.ddl_on_sql_drop();
+DROP FUNCTION IF EXISTS pgtide.ddl_on_table_rewrite();
+DROP FUNCTION IF EXISTS pgtide.ddl_note_rewrite(oid, int);
 DROP FUNCTION IF EXISTS pgtide.ddl_capture(text, text, text);
 DROP FUNCTION IF EXISTS pgtide.ddl_capture_drop(text, text, text);
 DROP FUNCTION IF EXISTS pgtide.ddl_exec_emit(text, text);
@@ -330,7 +377,7 @@ export async function installDdlCapture(sql: postgres.Sql, options: DdlInstallOp
     return await sql.begin(async (tx) => {
       await tx.unsafe(`SELECT pg_advisory_xact_lock(hashtext('pgtide.ddl_install'))`);
       await tx.unsafe(INSTALL_SQL);
-      await tx.unsafe(options.execOnly ? `DROP EVENT TRIGGER IF EXISTS pgtide_ddl_command_end; DROP EVENT TRIGGER IF EXISTS pgtide_ddl_sql_drop;` : TRIGGERS_SQL);
+      await tx.unsafe(options.execOnly ? `DROP EVENT TRIGGER IF EXISTS pgtide_ddl_command_end; DROP EVENT TRIGGER IF EXISTS pgtide_ddl_sql_drop; DROP EVENT TRIGGER IF EXISTS pgtide_ddl_table_rewrite;` : TRIGGERS_SQL);
       const inserted = await tx.unsafe(`INSERT INTO pgtide.ddl_key VALUES (1, decode($1, 'hex')) ON CONFLICT (id) DO NOTHING RETURNING id`, [randomBytes(32).toString('hex')]);
       for (const publication of options.publications) {
         await tx.unsafe(`INSERT INTO pgtide.ddl_scope VALUES ($1, $2::text::boolean, $3::text[]) ON CONFLICT (publication) DO UPDATE SET add_new_tables = EXCLUDED.add_new_tables, schemas = EXCLUDED.schemas`,

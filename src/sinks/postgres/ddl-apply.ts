@@ -14,21 +14,27 @@ import type { Logger } from 'pino';
 import type { DdlPosition, DdlTarget } from '../../apply/ddl-stage.js';
 import { parseTableSnapshot, type DdlEvent, type TableSnapshot } from '../../apply/ddl-event.js';
 import { fromServerError, PgtideError } from '../../core/errors.js';
-import { formatLsn, type Lsn } from '../../core/lsn.js';
+import { formatLsn, ZERO_LSN, type Lsn } from '../../core/lsn.js';
 import { qualify } from '../../core/sql.js';
 import { tableKey, type TableGateState } from '../../core/table-sync.js';
 import type { StoppedDdl } from '../../state/ddl-state.js';
 import type { ApplyWriter, DdlQuery } from './apply-writer.js';
+import { markForRecopy, rewriteVolatileError } from './recopy.js';
 import { planAlter, planCreate, planDrop, planEnum, type DdlStep } from './ddl-plan.js';
 import type { DeferredIndexBuilder } from './deferred-indexes.js';
 
 export type DestructivePolicy = 'apply' | 'skip' | 'pause';
 export type DdlErrorPolicy = 'stop' | 'skip';
+export type RewriteVolatilePolicy = 'resync' | 'error';
 
 export interface DdlApplyOptions {
   readonly subscription: string;
   readonly destructive: DestructivePolicy;
   readonly onError: DdlErrorPolicy;
+  /** A column added with values the target cannot reproduce (volatile default, identity) on a table with rows. */
+  readonly rewriteVolatile?: RewriteVolatilePolicy;
+  /** A table was put back to `init` for a re-copy, in the batch that commits `commitLsn` (the engine copies it once that is durable). */
+  readonly onRecopy?: (table: string, commitLsn: Lsn) => void;
   /** The gate's table map: a rename, create or drop keeps it true for the rows that follow. */
   readonly tables: Map<string, TableGateState>;
   /** Records the DDL a stop waits on, outside the batch (which rolls back). */
@@ -45,6 +51,8 @@ interface TableChange {
   /** Null: the table was dropped. */
   readonly after: TableSnapshot | null;
   readonly created: boolean;
+  /** The source rewrote the table's rows with values the target cannot compute the same (recopy.ts). */
+  readonly recopy: boolean;
   /** Where a dropped table without any snapshot was. */
   readonly droppedName?: { readonly schema: string; readonly name: string };
 }
@@ -90,12 +98,12 @@ export class PostgresDdlTarget implements DdlTarget {
     if (event.event === 'sql_drop') {
       for (const d of event.dropped) {
         const stored = await this.#stored(query, d.oid);
-        changes.push({ oid: d.oid, before: stored ?? d.before, after: null, created: false, droppedName: { schema: d.schema, name: d.name } });
+        changes.push({ oid: d.oid, before: stored ?? d.before, after: null, created: false, recopy: false, droppedName: { schema: d.schema, name: d.name } });
       }
     } else {
       for (const t of event.tables) {
         const stored = await this.#stored(query, t.oid);
-        changes.push({ oid: t.oid, before: stored ?? t.before, after: t.after, created: t.created });
+        changes.push({ oid: t.oid, before: stored ?? t.before, after: t.after, created: t.created, recopy: t.recopy === true });
       }
     }
     return changes;
@@ -128,6 +136,21 @@ export class PostgresDdlTarget implements DdlTarget {
       if (deferred.length > 0) this.#options.deferredIndexes?.kick(at.commitLsn);
     }
     await this.#remember(query, at, change);
+    if (!skipping && change.recopy && after) await this.#recopy(query, event, at, after);
+  }
+
+  /** `ddl.rewriteVolatile`: the table is copied again (recopy.ts), or pgtide stops before applying the change. */
+  async #recopy(query: DdlQuery, event: DdlEvent, at: DdlPosition, table: TableSnapshot): Promise<void> {
+    const name = qualify(table.schema, table.name);
+    if ((this.#options.rewriteVolatile ?? 'resync') === 'error') {
+      const reason = `ddl.rewriteVolatile = error: the source rewrote ${name} with values the target cannot reproduce`;
+      await this.#options.recordStop({ commitLsn: at.commitLsn, ordinal: at.ordinal, table: name, statement: event.statement ?? undefined, reason });
+      throw rewriteVolatileError(name, event.statement, at);
+    }
+    await markForRecopy(query, this.#options.subscription, table.schema, table.name);
+    this.#options.tables.set(tableKey(table.schema, table.name), { state: 'init', syncLsn: ZERO_LSN });
+    this.#options.logger.warn({ table: name, commitLsn: formatLsn(at.commitLsn) }, `the source filled a new column of ${name} with values the target cannot compute the same (a volatile default or an identity column added to a table with rows); the table is copied again from a new snapshot (ddl.rewriteVolatile: resync)`);
+    this.#options.onRecopy?.(name, at.commitLsn);
   }
 
   /** `ddl.destructive`: drops and narrowing type changes are applied, skipped (and recorded) or paused. */
