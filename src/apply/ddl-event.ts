@@ -29,6 +29,20 @@ const index = z.object({
 
 const constraint = z.object({ name: z.string(), type: z.string(), def: z.string() });
 
+/** A sequence a column default uses (numbers as text: bigint range). */
+const sequence = z.object({
+  schema: z.string(),
+  name: z.string(),
+  type: z.string(),
+  start: z.string(),
+  increment: z.string(),
+  min: z.string(),
+  max: z.string(),
+  cache: z.string(),
+  cycle: z.boolean(),
+  owned_by: z.string().nullable(),
+});
+
 const tableSnapshot = z.object({
   oid: z.number().int(),
   schema: z.string(),
@@ -38,6 +52,8 @@ const tableSnapshot = z.object({
   columns: z.array(column),
   indexes: z.array(index),
   constraints: z.array(constraint),
+  // Absent in snapshots taken before sequences were captured.
+  sequences: z.array(sequence).optional(),
 });
 
 const common = { v: z.literal(1), tag: z.string(), statement: z.string().nullable(), search_path: z.string().nullable() };
@@ -65,6 +81,7 @@ const body = z.discriminatedUnion('event', [
 export type ColumnSnapshot = z.infer<typeof column>;
 export type IndexSnapshot = z.infer<typeof index>;
 export type ConstraintSnapshot = z.infer<typeof constraint>;
+export type SequenceSnapshot = z.infer<typeof sequence>;
 export type TableSnapshot = z.infer<typeof tableSnapshot>;
 export type DdlEvent = z.infer<typeof body>;
 

@@ -64,7 +64,22 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $fn$
       SELECT jsonb_agg(jsonb_build_object('name', con.conname, 'type', con.contype::text, 'def', pg_get_constraintdef(con.oid))
              ORDER BY con.conname)
         FROM pg_constraint con
-       WHERE con.conrelid = c.oid AND con.contype IN ('c', 'f', 'p', 'u', 'x')), '[]'::jsonb))
+       WHERE con.conrelid = c.oid AND con.contype IN ('c', 'f', 'p', 'u', 'x')), '[]'::jsonb),
+    -- Sequences the columns' defaults use (serial, bigserial, nextval of a CREATE SEQUENCE), so that
+    -- the target can create them before a default names them. Identity sequences are not here (no
+    -- pg_attrdef): the identity column creates its own. owned_by: the column a serial's sequence belongs to.
+    'sequences', coalesce((
+      SELECT jsonb_agg(jsonb_build_object(
+               'schema', sn.nspname, 'name', sc.relname, 'type', format_type(sq.seqtypid, NULL),
+               'start', sq.seqstart::text, 'increment', sq.seqincrement::text, 'min', sq.seqmin::text, 'max', sq.seqmax::text,
+               'cache', sq.seqcache::text, 'cycle', sq.seqcycle,
+               'owned_by', (SELECT a.attname FROM pg_depend od JOIN pg_attribute a ON a.attrelid = od.refobjid AND a.attnum = od.refobjsubid
+                             WHERE od.classid = 'pg_class'::regclass AND od.objid = sq.seqrelid AND od.refclassid = 'pg_class'::regclass
+                               AND od.refobjid = c.oid AND od.deptype = 'a' LIMIT 1))
+             ORDER BY sn.nspname, sc.relname)
+        FROM pg_sequence sq JOIN pg_class sc ON sc.oid = sq.seqrelid JOIN pg_namespace sn ON sn.oid = sc.relnamespace
+       WHERE sq.seqrelid IN (SELECT d.refobjid FROM pg_attrdef ad JOIN pg_depend d ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid
+                              WHERE ad.adrelid = c.oid AND d.refclassid = 'pg_class'::regclass)), '[]'::jsonb))
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
   WHERE c.oid = rel
 $fn$;`;
