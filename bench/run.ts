@@ -20,8 +20,9 @@ import { bulk } from './scenarios/bulk.js';
 import { oltp } from './scenarios/oltp.js';
 import { largeTxn } from './scenarios/large-txn.js';
 import { decode } from './scenarios/decode.js';
+import { ddlLag } from './scenarios/ddl-lag.js';
 
-const SCENARIOS: readonly Scenario[] = [initialCopy, bulk, oltp, largeTxn, decode];
+const SCENARIOS: readonly Scenario[] = [initialCopy, bulk, oltp, largeTxn, decode, ddlLag];
 
 /** dist/bench/run.js -> <repo>/bench/results, wherever the command is run from. */
 const RESULTS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bench/results');
