@@ -73,6 +73,12 @@ const body = z.discriminatedUnion('event', [
   }),
   z.object({
     ...common,
+    // A view, function, procedure or trigger: replayed as statement text (sinks/postgres/ddl-objects.ts).
+    event: z.literal('object'),
+    objects: z.array(z.object({ tag: z.string(), type: z.string(), identity: z.string().nullable() })),
+  }),
+  z.object({
+    ...common,
     event: z.literal('sql_drop'),
     dropped: z.array(z.object({ oid: z.number().int(), schema: z.string(), name: z.string(), before: tableSnapshot.nullable() })),
   }),

@@ -181,6 +181,23 @@ REVOKE ALL ON FUNCTION pgtide.ddl_emit(jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION pgtide.ddl_emit_tables(text, text, text, oid[], oid[], jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION pgtide.ddl_table_snapshot(oid) FROM PUBLIC;
 
+-- Views, functions, procedures and triggers are replayed on the target as statement text
+-- (src/sinks/postgres/ddl-objects.ts): in scope when they live in a schema of a table in scope
+-- (a trigger: when its table is in scope).
+CREATE OR REPLACE FUNCTION pgtide.ddl_object_schema_in_scope(schema_name text) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $fn$
+  SELECT EXISTS (SELECT 1 FROM pgtide.ddl_source_snapshot WHERE snapshot->>'schema' = schema_name)
+      OR EXISTS (SELECT 1 FROM pgtide.ddl_scope WHERE schema_name = ANY (schemas))
+$fn$;
+
+CREATE OR REPLACE FUNCTION pgtide.ddl_emit_object(tag text, path text, query text, objs jsonb) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+BEGIN
+  PERFORM pgtide.ddl_emit(jsonb_build_object('v', 1, 'event', 'object', 'tag', tag, 'statement', query, 'search_path', path, 'objects', objs));
+END
+$fn$;
+REVOKE ALL ON FUNCTION pgtide.ddl_emit_object(text, text, text, jsonb) FROM PUBLIC;
+
 CREATE OR REPLACE FUNCTION pgtide.ddl_capture(tag text, path text, query text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
@@ -190,8 +207,16 @@ DECLARE
   rels oid[] := '{}';
   created oid[] := '{}';
   objs jsonb := '[]';
+  other jsonb := '[]';
 BEGIN
   FOR r IN SELECT * FROM pg_event_trigger_ddl_commands() LOOP
+    IF r.object_type IN ('view', 'function', 'procedure', 'trigger') THEN
+      IF (r.object_type = 'trigger' AND pgtide.ddl_in_scope((SELECT tgrelid FROM pg_trigger WHERE oid = r.objid)))
+         OR (r.object_type <> 'trigger' AND pgtide.ddl_object_schema_in_scope(r.schema_name)) THEN
+        other := other || jsonb_build_object('tag', r.command_tag, 'type', r.object_type, 'identity', r.object_identity);
+      END IF;
+      CONTINUE;
+    END IF;
     -- An enum value added to a type that a table in scope uses: the type's labels, in order.
     IF r.classid = 'pg_type'::regclass AND r.command_tag = 'ALTER TYPE'
        AND EXISTS (SELECT 1 FROM pg_type t WHERE t.oid = r.objid AND t.typtype = 'e')
@@ -223,6 +248,7 @@ BEGIN
     objs := objs || jsonb_build_object('tag', r.command_tag, 'type', r.object_type, 'identity', r.object_identity);
   END LOOP;
   IF cardinality(rels) > 0 THEN PERFORM pgtide.ddl_emit_tables(tag, path, query, rels, created, objs); END IF;
+  IF jsonb_array_length(other) > 0 THEN PERFORM pgtide.ddl_emit_object(tag, path, query, other); END IF;
   -- The rewrites noted during this command were for this command only.
   IF coalesce(current_setting('pgtide.ddl_rewritten', true), '') <> '' THEN PERFORM set_config('pgtide.ddl_rewritten', '', true); END IF;
 END
@@ -256,7 +282,20 @@ DECLARE
   gone oid[] := '{}';
   altered oid[] := '{}';
   objs jsonb := '[]';
+  other jsonb := '[]';
 BEGIN
+  -- DROP VIEW / FUNCTION / PROCEDURE / TRIGGER of an object in scope (not one a DROP TABLE … CASCADE takes along).
+  IF tag IN ('DROP VIEW', 'DROP FUNCTION', 'DROP PROCEDURE', 'DROP TRIGGER') THEN
+    FOR r IN SELECT * FROM pg_event_trigger_dropped_objects() WHERE original AND object_type IN ('view', 'function', 'procedure', 'trigger') LOOP
+      -- A trigger's address is (schema, table, trigger); its schema_name is not set on every major.
+      IF (r.object_type = 'trigger' AND pgtide.ddl_in_scope(to_regclass(format('%I.%I', r.address_names[1], r.address_names[2]))))
+         OR (r.object_type <> 'trigger' AND pgtide.ddl_object_schema_in_scope(r.schema_name)) THEN
+        other := other || jsonb_build_object('tag', tag, 'type', r.object_type, 'identity', r.object_identity);
+      END IF;
+    END LOOP;
+    IF jsonb_array_length(other) > 0 THEN PERFORM pgtide.ddl_emit_object(tag, path, query, other); END IF;
+    RETURN;
+  END IF;
   -- Tables that lost an index or a column (DROP INDEX, DROP … CASCADE) without being dropped
   -- themselves: no ddl_command_end reports them. An index's table is found in its last snapshot.
   FOR r IN SELECT * FROM pg_event_trigger_dropped_objects() LOOP
@@ -356,6 +395,8 @@ DROP FUNCTION IF EXISTS pgtide.ddl_exec_emit(text, text);
 DROP FUNCTION IF EXISTS pgtide.ddl_emit_tables(text, text, text, oid[], oid[], jsonb);
 DROP FUNCTION IF EXISTS pgtide.ddl_emit(jsonb);
 DROP FUNCTION IF EXISTS pgtide.ddl_in_scope(oid);
+DROP FUNCTION IF EXISTS pgtide.ddl_emit_object(text, text, text, jsonb);
+DROP FUNCTION IF EXISTS pgtide.ddl_object_schema_in_scope(text);
 DROP FUNCTION IF EXISTS pgtide.ddl_table_snapshot(oid);
 DROP FUNCTION IF EXISTS pgtide.hmac_sha256(bytea, bytea);
 DROP TABLE IF EXISTS pgtide.ddl_source_snapshot;

@@ -126,6 +126,49 @@ describe('DDL replication: rewrites and sequences', { timeout: 600_000 }, () => 
     await engine.stop();
   });
 
+  it('views, functions and triggers are replayed as text when the query string is that one statement, under its search_path; otherwise recorded', async () => {
+    const pair = await databasePair(scope, base, 'ddl_objects');
+    await ddlBoth(pair, `CREATE TABLE o (id int PRIMARY KEY, v text); CREATE SCHEMA app; CREATE FUNCTION app.triple(x int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT x * 3'; CREATE SCHEMA other;`);
+    await pair.src.unsafe(`INSERT INTO o SELECT g, 'v' || g FROM generate_series(1, 5) g`);
+    const engine = await startStreaming(scope, pair, { name: pair.database, tables: ['public.o'], ddl: { capture: true, onError: 'skip' } });
+
+    await pair.src.unsafe(`CREATE FUNCTION double_it(x int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT x * 2'`);
+    // Unqualified triple() resolves only under the source session's search_path.
+    await pair.src.begin(async (tx) => {
+      await tx.unsafe(`INSERT INTO o VALUES (6, 'six')`);
+      await tx.unsafe(`SET LOCAL search_path = public, app`);
+      await tx.unsafe(`CREATE VIEW o_view AS SELECT id, double_it(id) AS d, triple(id) AS t FROM o`);
+      await tx.unsafe(`INSERT INTO o VALUES (7, 'seven')`);
+    });
+    await pair.src.unsafe(`CREATE FUNCTION o_touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.v := upper(NEW.v); RETURN NEW; END $$`);
+    await pair.src.unsafe(`CREATE TRIGGER o_trg BEFORE INSERT ON o FOR EACH ROW EXECUTE FUNCTION o_touch()`);
+    await pair.src.unsafe(`INSERT INTO o VALUES (8, 'eight')`);
+    // Not replayed: two statements in one string, a DO block; not in scope: another schema.
+    await pair.src.unsafe(`CREATE VIEW v_a AS SELECT 1 AS x; CREATE VIEW v_b AS SELECT 2 AS x`);
+    await pair.src.unsafe(`DO $$ BEGIN CREATE VIEW v_do AS SELECT 1 AS x; END $$`);
+    await pair.src.unsafe(`CREATE VIEW other.elsewhere AS SELECT 1 AS x`);
+    await waitForCatchUp(pair, { engine });
+    await assertTablesEqual(pair, 'public.o');
+    const view = `SELECT string_agg(id || ':' || d || ':' || t, ',' ORDER BY id) AS r FROM o_view`;
+    assert.deepEqual(await texts(pair.dst, view), await texts(pair.src, view));
+    assert.deepEqual(await texts(pair.dst, `SELECT tgname || ' ' || tgenabled::text AS r FROM pg_trigger WHERE tgrelid = 'o'::regclass AND NOT tgisinternal`), ['o_trg O']);
+    assert.deepEqual(await texts(pair.dst, `SELECT string_agg(viewname, ',' ORDER BY viewname) AS r FROM pg_views WHERE schemaname IN ('public', 'other')`), ['o_view']);
+    const unhandled = await texts(pair.dst, `SELECT status || ' ' || reason AS r FROM pgtide.ddl_unhandled ORDER BY commit_lsn, ordinal`);
+    assert.equal(unhandled.length, 3, unhandled.join('\n'));
+    assert.match(unhandled[0]!, /^policy .*CREATE VIEW is not replayed: the query string holds 2 statements/);
+    assert.match(unhandled[1]!, /^policy .*CREATE VIEW is not replayed: the query string holds 2 statements/);
+    assert.match(unhandled[2]!, /^policy .*CREATE VIEW is not replayed: the query string is not that statement/);
+
+    await pair.src.unsafe(`DROP VIEW o_view`);
+    await pair.src.unsafe(`DROP TRIGGER o_trg ON o`);
+    await pair.src.unsafe(`INSERT INTO o VALUES (9, 'nine')`);
+    await waitForCatchUp(pair, { engine });
+    await assertTablesEqual(pair, 'public.o');
+    assert.deepEqual(await texts(pair.dst, `SELECT count(*)::text AS r FROM pg_views WHERE viewname = 'o_view'`), ['0']);
+    assert.deepEqual(await texts(pair.dst, `SELECT count(*)::text AS r FROM pg_trigger WHERE tgname = 'o_trg'`), ['0']);
+    await engine.stop();
+  });
+
   it('ddl.rewriteVolatile: error stops before applying, naming the table and the LSN', async () => {
     const pair = await databasePair(scope, base, 'ddl_rewrite_err');
     await ddlBoth(pair, `CREATE TABLE w (id int PRIMARY KEY, v text);`);

@@ -19,6 +19,7 @@ import { qualify } from '../../core/sql.js';
 import { tableKey, type TableGateState } from '../../core/table-sync.js';
 import type { StoppedDdl } from '../../state/ddl-state.js';
 import type { ApplyWriter, DdlQuery } from './apply-writer.js';
+import { planObjectReplay } from './ddl-objects.js';
 import { markForRecopy, rewriteVolatileError } from './recopy.js';
 import { planAlter, planCreate, planDrop, planEnum, type DdlStep } from './ddl-plan.js';
 import type { DeferredIndexBuilder } from './deferred-indexes.js';
@@ -76,6 +77,10 @@ export class PostgresDdlTarget implements DdlTarget {
         if (steps.length > 0) await this.#run(query, event, at, qualify(event.type.schema, event.type.name), steps);
         return;
       }
+      if (event.event === 'object') {
+        await this.#object(query, event, at);
+        return;
+      }
       for (const change of await this.#changes(query, event)) await this.#applyTable(query, event, at, change, false);
     });
   }
@@ -92,9 +97,27 @@ export class PostgresDdlTarget implements DdlTarget {
     return this.#writer.ddlBarrier((query) => this.#record(query, at, 'forged', undefined, text, reason));
   }
 
+  /** A view, function, procedure or trigger: its statement text, when that is safe (ddl-objects.ts); else ddl.onError. */
+  async #object(query: DdlQuery, event: Extract<DdlEvent, { event: 'object' }>, at: DdlPosition): Promise<void> {
+    const what = event.objects.map((o) => o.identity ?? o.type).join(', ');
+    const [current] = await query(`SELECT current_setting('search_path') AS path`);
+    const replay = planObjectReplay(event.tag, event.statement, event.search_path, String(current?.['path'] ?? 'public'));
+    if (replay.ok) {
+      await this.#run(query, event, at, what, replay.steps);
+      return;
+    }
+    if (this.#options.onError === 'skip') {
+      this.#options.logger.warn({ objects: what, commitLsn: formatLsn(at.commitLsn), ordinal: at.ordinal }, `${replay.reason}; ddl.onError is skip: recorded in pgtide.ddl_unhandled`);
+      await this.#record(query, at, 'policy', what, event.statement, `ddl.onError = skip: ${replay.reason}`);
+      return;
+    }
+    await this.#options.recordStop({ commitLsn: at.commitLsn, ordinal: at.ordinal, table: what, statement: event.statement ?? undefined, reason: replay.reason });
+    throw new PgtideError('DDL_FAILED', `a replicated schema change cannot be applied on the target: ${replay.reason} (${what}, from the statement ${quoteStatement(event.statement)} in the source transaction committed at LSN ${formatLsn(at.commitLsn)}, DDL #${at.ordinal} of it). Apply it on the target yourself and run \`pgtide ddl skip --config <file>\`, then restart pgtide; or set ddl.onError: skip.`);
+  }
+
   async #changes(query: DdlQuery, event: DdlEvent): Promise<TableChange[]> {
     const changes: TableChange[] = [];
-    if (event.event === 'enum') return changes;
+    if (event.event === 'enum' || event.event === 'object') return changes;
     if (event.event === 'sql_drop') {
       for (const d of event.dropped) {
         const stored = await this.#stored(query, d.oid);
