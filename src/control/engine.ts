@@ -385,13 +385,25 @@ export class Engine {
       ? new DeferredIndexBuilder({ url: prepared.sink.url, subscription: config.name, durableLsn: () => durable(), logger: this.#logger })
       : undefined;
     // A table sent back to init by a schema change (ddl.rewriteVolatile: resync) is copied between
-    // attempts: this one ends once the batch that did it is durable.
+    // attempts: this one ends once the target's table_state shows it committed. Read from the
+    // target rather than judged by LSN: inside a transaction applied while it streams, the
+    // change's commit LSN is not known yet, and that transaction may still roll back.
     const attemptEnd = new AbortController();
     const endAttempt = (): void => attemptEnd.abort();
-    let recopyAfter: Lsn | undefined;
+    const store = prepared.state instanceof StateStore ? prepared.state : undefined;
+    let recopyRequested = false;
+    let recopyCheck: Promise<void> | undefined;
+    const checkRecopy = (): void => {
+      if (!recopyRequested || recopyCheck || !store) return;
+      recopyCheck = store.tableStates().then((states) => {
+        if (!states.some((t) => t.state !== 'ready')) return;
+        this.#logger.info('ending this streaming attempt to copy the tables a schema change sent back to init');
+        endAttempt();
+      }, () => {}).finally(() => { recopyCheck = undefined; });
+    };
     const ddlStage = deferredIndexes
       ? await watchdog.guard(ddlStages({ tables: gateMap, config, source: this.#sourcePool!, target: this.#targetPool!, deferredIndexes, logger: this.#logger,
-        onRecopy: (_table, commitLsn) => { recopyAfter = maxLsn(recopyAfter ?? ZERO_LSN, commitLsn); } }), 'reading the DDL state on the target')
+        onRecopy: () => { recopyRequested = true; } }), 'reading the DDL state on the target')
       : undefined;
     const opening = this.#openSink(prepared, ddlStage);
     // A sink that opens after the watchdog gave up on it would keep the origin bound.
@@ -436,10 +448,7 @@ export class Engine {
         onStarted: () => this.#logger.info({ startLsn: formatLsn(startLsn), protocolVersion: prepared.protocolVersion, target: config.target.kind, origins: origins.policy.kind, originFilter: origins.passesAll ? 'off' : origins.serverFilters(prepared.protocolVersion) ? 'source' : 'pgtide' }, 'streaming started'),
         onDurable: (durableLsn, serverWalEnd) => {
           this.#durable = durableLsn;
-          if (recopyAfter !== undefined && durableLsn >= recopyAfter) {
-            this.#logger.info({ durableLsn: formatLsn(durableLsn) }, 'ending this streaming attempt to copy the tables a schema change sent back to init');
-            attemptEnd.abort();
-          }
+          checkRecopy();
           onProgress();
           this.#hooks.onApplied?.({ durableLsn, serverWalEnd, transactions: opened.stats.transactions, changes: opened.stats.changes });
         },
@@ -448,6 +457,7 @@ export class Engine {
       this.#logger.info({ appliedLsn: formatLsn(sink.durableLsn), ...opened.stats, ...(originFilter ? { droppedByOrigin: originFilter.droppedTransactions } : {}) }, 'streaming stopped');
     } finally {
       signal.removeEventListener('abort', endAttempt);
+      await recopyCheck;
       await settleWithin(sink.close(), CLEANUP_MS * 3);
       await deferredIndexes?.close();
       await repl.close();

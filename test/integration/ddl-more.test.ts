@@ -78,6 +78,32 @@ describe('DDL replication: rewrites and sequences', { timeout: 600_000 }, () => 
     await engine.stop();
   });
 
+  it('a volatile rewrite inside a large transaction applied while it streams: re-copied once it committed', async () => {
+    const pair = await databasePair(scope, base, 'ddl_rewrite_streamed');
+    await ddlBoth(pair, `CREATE TABLE big (id int PRIMARY KEY, pad text); CREATE TABLE side (id int PRIMARY KEY);`);
+    await pair.src.unsafe(`INSERT INTO big SELECT g, 'p' FROM generate_series(1, 100) g`);
+    const { lines, logger } = capturingLogger();
+    const engine = startEngine(scope, parseConfig(configInput(pair, { name: pair.database, tables: ['public.big', 'public.side'], ddl: { capture: true } })), {}, logger);
+    await withTimeout(engine.streaming, 120_000, 'engine did not reach streaming');
+    const copiedAt = await texts(pair.dst, SYNC('big'));
+    // Well past logical_decoding_work_mem (64kB in the test clusters): the source streams it, while
+    // other transactions commit beside it.
+    await pair.src.begin(async (tx) => {
+      await tx.unsafe(`INSERT INTO big SELECT g, repeat('x', 100) FROM generate_series(101, 3000) g`);
+      await pair.src.unsafe(`INSERT INTO side VALUES (1)`);
+      await tx.unsafe(`ALTER TABLE big ADD COLUMN at timestamptz DEFAULT clock_timestamp()`);
+      await pair.src.unsafe(`INSERT INTO side VALUES (2)`);
+      await tx.unsafe(`INSERT INTO big (id, pad) SELECT g, repeat('y', 100) FROM generate_series(3001, 6000) g`);
+    });
+    await pair.src.unsafe(`INSERT INTO side VALUES (3)`);
+    await recopied(pair, 'big', copiedAt);
+    await waitForCatchUp(pair, { engine, timeoutMs: 120_000 });
+    await assertTablesEqual(pair, 'public.big');
+    await assertTablesEqual(pair, 'public.side');
+    assert.equal(lines.filter((l) => l.includes('copied again from a new snapshot')).length, 1, 'one re-copy');
+    await engine.stop();
+  });
+
   it('sequences: a serial column added, CREATE SEQUENCE used by a default, a new table with a bigserial key are created on the target', async () => {
     const pair = await databasePair(scope, base, 'ddl_sequences');
     await ddlBoth(pair, `CREATE TABLE s (id int PRIMARY KEY, v text); CREATE TABLE s_empty (id int PRIMARY KEY);`);
