@@ -34,7 +34,7 @@ export interface DdlApplyOptions {
   readonly onError: DdlErrorPolicy;
   /** A column added with values the target cannot reproduce (volatile default, identity) on a table with rows. */
   readonly rewriteVolatile?: RewriteVolatilePolicy;
-  /** A table was put back to `init` for a re-copy, in the batch that commits `commitLsn` (the engine copies it once that is durable). */
+  /** A table was put back to `init` for a re-copy in the open batch (the engine copies it once the target shows that committed). */
   readonly onRecopy?: (table: string, commitLsn: Lsn) => void;
   /** The gate's table map: a rename, create or drop keeps it true for the rows that follow. */
   readonly tables: Map<string, TableGateState>;
@@ -147,6 +147,8 @@ export class PostgresDdlTarget implements DdlTarget {
       this.#options.logger.warn({ table, commitLsn: formatLsn(at.commitLsn) }, 'a DDL change arrived for a table pgtide has no earlier snapshot of; its new snapshot is recorded and nothing is changed on the target');
       steps = [];
     }
+    // ddl.rewriteVolatile = error stops before anything of the change runs.
+    if (!skipping && change.recopy && after && this.#options.rewriteVolatile === 'error') await this.#refuseRewrite(event, at, table);
     if (!skipping) steps = await this.#policy(query, event, at, table, steps);
     const deferred = steps.filter((s) => s.concurrentIndex !== undefined);
     steps = steps.filter((s) => s.concurrentIndex === undefined);
@@ -159,17 +161,18 @@ export class PostgresDdlTarget implements DdlTarget {
       if (deferred.length > 0) this.#options.deferredIndexes?.kick(at.commitLsn);
     }
     await this.#remember(query, at, change);
-    if (!skipping && change.recopy && after) await this.#recopy(query, event, at, after);
+    if (!skipping && change.recopy && after) await this.#recopy(query, at, after);
   }
 
-  /** `ddl.rewriteVolatile`: the table is copied again (recopy.ts), or pgtide stops before applying the change. */
-  async #recopy(query: DdlQuery, event: DdlEvent, at: DdlPosition, table: TableSnapshot): Promise<void> {
+  async #refuseRewrite(event: DdlEvent, at: DdlPosition, table: string): Promise<never> {
+    const reason = `ddl.rewriteVolatile = error: the source rewrote ${table} with values the target cannot reproduce`;
+    await this.#options.recordStop({ commitLsn: at.commitLsn, ordinal: at.ordinal, table, statement: event.statement ?? undefined, reason });
+    throw rewriteVolatileError(table, event.statement, at);
+  }
+
+  /** `ddl.rewriteVolatile: resync`: the table is copied again (recopy.ts). */
+  async #recopy(query: DdlQuery, at: DdlPosition, table: TableSnapshot): Promise<void> {
     const name = qualify(table.schema, table.name);
-    if ((this.#options.rewriteVolatile ?? 'resync') === 'error') {
-      const reason = `ddl.rewriteVolatile = error: the source rewrote ${name} with values the target cannot reproduce`;
-      await this.#options.recordStop({ commitLsn: at.commitLsn, ordinal: at.ordinal, table: name, statement: event.statement ?? undefined, reason });
-      throw rewriteVolatileError(name, event.statement, at);
-    }
     await markForRecopy(query, this.#options.subscription, table.schema, table.name);
     this.#options.tables.set(tableKey(table.schema, table.name), { state: 'init', syncLsn: ZERO_LSN });
     this.#options.logger.warn({ table: name, commitLsn: formatLsn(at.commitLsn) }, `the source filled a new column of ${name} with values the target cannot compute the same (a volatile default or an identity column added to a table with rows); the table is copied again from a new snapshot (ddl.rewriteVolatile: resync)`);
