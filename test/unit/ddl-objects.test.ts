@@ -23,5 +23,7 @@ describe('DDL objects replayed as text', () => {
     assert.ok(!inDo.ok && /not that statement/.test(inDo.reason));
     const two = planObjectReplay('CREATE FUNCTION', 'CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$; SELECT 1', 'public', 'public');
     assert.ok(!two.ok && /2 statements/.test(two.reason));
+    const definer = planObjectReplay('CREATE FUNCTION', 'CREATE FUNCTION f() RETURNS int LANGUAGE sql SECURITY   DEFINER AS $$ SELECT 1 $$', 'public', 'public');
+    assert.ok(!definer.ok && /SECURITY DEFINER/.test(definer.reason));
   });
 });

@@ -6,7 +6,9 @@
  * with several statements would run the others again (rows twice, table
  * changes already applied from their snapshots), and a DO block or a function
  * that ran the DDL would run whole. Anything else is not replayed: it goes to
- * pgtide.ddl_unhandled under `ddl.onError` (stop, naming it; or skip).
+ * pgtide.ddl_unhandled under `ddl.onError` (stop, naming it; or skip). So
+ * does a SECURITY DEFINER routine: replayed, it would be owned by pgtide's
+ * target role.
  */
 import type { DdlStep } from './ddl-plan.js';
 
@@ -23,6 +25,10 @@ export function planObjectReplay(tag: string, statement: string | null, searchPa
   if (statements.length !== 1) return { ok: false, reason: `${tag} is not replayed: the query string holds ${statements.length} statements, and replaying it would run the others again` };
   const only = statements[0]!;
   if (!startsWithTag(only, tag)) return { ok: false, reason: `${tag} is not replayed: the query string is not that statement (it ran inside a DO block, a function or another command)` };
+  // Replayed objects are owned by pgtide's target role, and PUBLIC may execute a new function:
+  // a SECURITY DEFINER routine would let whoever created it on the source run code on the target
+  // with pgtide's privileges.
+  if (/\bSECURITY\s+DEFINER\b/i.test(only)) return { ok: false, reason: `${tag} is not replayed: it makes a SECURITY DEFINER routine, which on the target would run with the privileges of pgtide's role` };
   const what = `${tag.toLowerCase()} (statement text)`;
   return {
     ok: true,
