@@ -21,8 +21,9 @@ import { oltp } from './scenarios/oltp.js';
 import { largeTxn } from './scenarios/large-txn.js';
 import { decode } from './scenarios/decode.js';
 import { twoWay } from './scenarios/two-way.js';
+import { ddlLag } from './scenarios/ddl-lag.js';
 
-const SCENARIOS: readonly Scenario[] = [initialCopy, bulk, oltp, largeTxn, decode, twoWay];
+const SCENARIOS: readonly Scenario[] = [initialCopy, bulk, oltp, largeTxn, decode, twoWay, ddlLag];
 
 /** dist/bench/run.js -> <repo>/bench/results, wherever the command is run from. */
 const RESULTS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bench/results');

@@ -37,7 +37,7 @@ export interface BenchOptions {
 
 export const USAGE = `usage: node dist/bench/run.js <scenario|all> [options]
 
-scenarios: initial-copy, bulk, oltp, large-txn, decode, two-way, all
+scenarios: initial-copy, bulk, oltp, large-txn, decode, two-way, ddl-lag, all
 
 options:
   --major N          PostgreSQL major for every cluster (14-18; default 18 or $PGTIDE_PG_MAJOR)
@@ -46,8 +46,8 @@ options:
   --quick            tiny sizes: a smoke run of the harness, not a benchmark
   --repeat N         run each side N times, alternating which goes first; medians are reported
   --scale N          initial-copy size as a pgbench scale (default 15 = ~300 MB; 50 = ~1 GB)
-  --oltp-scale N     pgbench scale of the oltp and two-way scenarios (default 10)
-  --duration S       oltp: seconds of the live run and of the backlog run each; two-way: of its live run (default 30)
+  --oltp-scale N     pgbench scale of the oltp, two-way and ddl-lag scenarios (default 10)
+  --duration S       oltp: seconds of the live run and of the backlog run each; two-way, ddl-lag: of their live run (default 30)
   --rows N           bulk: rows inserted, then updated, then deleted (default 1000000)
   --changes N        large-txn: rows in the single transaction (default 2000000; 10000000 for the headline)
   --decode-changes N decode: changes for the decoder micro-benchmark (default: its own)

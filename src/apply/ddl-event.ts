@@ -29,6 +29,20 @@ const index = z.object({
 
 const constraint = z.object({ name: z.string(), type: z.string(), def: z.string() });
 
+/** A sequence a column default uses (numbers as text: bigint range). */
+const sequence = z.object({
+  schema: z.string(),
+  name: z.string(),
+  type: z.string(),
+  start: z.string(),
+  increment: z.string(),
+  min: z.string(),
+  max: z.string(),
+  cache: z.string(),
+  cycle: z.boolean(),
+  owned_by: z.string().nullable(),
+});
+
 const tableSnapshot = z.object({
   oid: z.number().int(),
   schema: z.string(),
@@ -38,6 +52,8 @@ const tableSnapshot = z.object({
   columns: z.array(column),
   indexes: z.array(index),
   constraints: z.array(constraint),
+  // Absent in snapshots taken before sequences were captured.
+  sequences: z.array(sequence).optional(),
 });
 
 const common = { v: z.literal(1), tag: z.string(), statement: z.string().nullable(), search_path: z.string().nullable() };
@@ -47,12 +63,19 @@ const body = z.discriminatedUnion('event', [
     ...common,
     event: z.literal('ddl_command_end'),
     objects: z.array(z.object({ tag: z.string(), type: z.string(), identity: z.string().nullable() })),
-    tables: z.array(z.object({ oid: z.number().int(), created: z.boolean(), before: tableSnapshot.nullable(), after: tableSnapshot })),
+    // recopy: rewritten with rows for a default the target cannot reproduce (absent before the table_rewrite trigger).
+    tables: z.array(z.object({ oid: z.number().int(), created: z.boolean(), before: tableSnapshot.nullable(), after: tableSnapshot, recopy: z.boolean().optional() })),
   }),
   z.object({
     ...common,
     event: z.literal('enum'),
     type: z.object({ schema: z.string(), name: z.string(), labels: z.array(z.string()) }),
+  }),
+  z.object({
+    ...common,
+    // A view, function, procedure or trigger: replayed as statement text (sinks/postgres/ddl-objects.ts).
+    event: z.literal('object'),
+    objects: z.array(z.object({ tag: z.string(), type: z.string(), identity: z.string().nullable() })),
   }),
   z.object({
     ...common,
@@ -64,6 +87,7 @@ const body = z.discriminatedUnion('event', [
 export type ColumnSnapshot = z.infer<typeof column>;
 export type IndexSnapshot = z.infer<typeof index>;
 export type ConstraintSnapshot = z.infer<typeof constraint>;
+export type SequenceSnapshot = z.infer<typeof sequence>;
 export type TableSnapshot = z.infer<typeof tableSnapshot>;
 export type DdlEvent = z.infer<typeof body>;
 

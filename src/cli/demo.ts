@@ -3,7 +3,8 @@
  * a sample schema with the awkward cases (identity and serial keys, TOASTed
  * text, a table without a primary key under REPLICA IDENTITY FULL, a quoted
  * mixed-case table name), an initial copy with progress, a live workload with
- * lag shown, and a row-for-row comparison at the end.
+ * lag shown, a column added on the source while it runs (DDL capture,
+ * docs/ddl.md), and a row-for-row comparison at the end.
  */
 import type postgres from 'postgres';
 import { Cluster, SUPPORTED_MAJORS, type PgMajor } from '../harness/cluster.js';
@@ -54,10 +55,13 @@ async function load(sql: postgres.Sql, rows: number): Promise<void> {
   await sql.unsafe(`INSERT INTO shop."Order Notes" ("Note") SELECT 'note ✓ ' || g FROM generate_series(1, 1000) g`);
 }
 
-/** One small transaction of the live workload; `i` varies what it does. */
-async function workloadStep(sql: postgres.Sql, i: number): Promise<void> {
+const NEW_COLUMN = 'gift_note';
+
+/** One small transaction of the live workload; `i` varies what it does; `altered`: shop.orders has the new column. */
+async function workloadStep(sql: postgres.Sql, i: number, altered: boolean): Promise<void> {
   await sql.begin(async (tx) => {
     await tx.unsafe(`INSERT INTO shop.orders (customer_id, amount, status, tags, meta) VALUES (1 + $1::int % 100, 9.99, 'new', '{live}', '{"live": true}')`, [i]);
+    if (altered && i % 2 === 0) await tx.unsafe(`UPDATE shop.orders SET ${NEW_COLUMN} = 'note ' || $1::int WHERE id = 1 + ($1::int * 31) % 5000`, [i]);
     await tx.unsafe(`UPDATE shop.orders SET status = 'paid', amount = amount + 1 WHERE id = 1 + ($1::int * 7919) % 5000`, [i]);
     if (i % 3 === 0) await tx.unsafe(`DELETE FROM shop.orders WHERE id = 5001 + ($1::int * 104729) % 5000`, [i]);
     // Only the title changes: the TOASTed body arrives as "unchanged" and must survive.
@@ -67,6 +71,33 @@ async function workloadStep(sql: postgres.Sql, i: number): Promise<void> {
     if (i % 10 === 0) await tx.unsafe(`INSERT INTO shop.customers (name) VALUES ('walk-in ' || $1::int)`, [i]);
     if (i % 7 === 0) await tx.unsafe(`UPDATE shop."Order Notes" SET "Note" = "Note" || ' ✎' WHERE id = 1 + $1::int % 1000`, [i]);
   });
+}
+
+/**
+ * The schema change of the demo: a column added to shop.orders between rows
+ * written without it and rows that use it, in one source transaction. The
+ * target's copy of the schema lacks it; the DDL capture brings it there at
+ * that point of the stream.
+ */
+async function addColumn(sql: postgres.Sql, i: number): Promise<void> {
+  await sql.begin(async (tx) => {
+    await tx.unsafe(`INSERT INTO shop.orders (customer_id, amount, status) VALUES (1 + $1::int % 100, 1.50, 'before the column')`, [i]);
+    await tx.unsafe(`ALTER TABLE shop.orders ADD COLUMN ${NEW_COLUMN} text DEFAULT 'none'`);
+    await tx.unsafe(`INSERT INTO shop.orders (customer_id, amount, status, ${NEW_COLUMN}) VALUES (1 + $1::int % 100, 2.50, 'after the column', 'wrap it')`, [i]);
+  });
+}
+
+/** Whether the target has the new column, and how many rows use it on each side. */
+async function columnReport(src: postgres.Sql, dst: postgres.Sql): Promise<{ ok: boolean; text: string }> {
+  const query = `SELECT (SELECT format_type(atttypid, atttypmod) || coalesce(' DEFAULT ' || pg_get_expr(d.adbin, d.adrelid), '')
+                           FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+                          WHERE a.attrelid = 'shop.orders'::regclass AND a.attname = '${NEW_COLUMN}' AND NOT a.attisdropped) AS def,
+                        (SELECT count(*) FROM shop.orders WHERE to_jsonb(orders) ->> '${NEW_COLUMN}' IS DISTINCT FROM 'none'
+                                                               AND to_jsonb(orders) ? '${NEW_COLUMN}')::text AS used`;
+  const [s] = await src.unsafe<{ def: string | null; used: string }[]>(query);
+  const [t] = await dst.unsafe<{ def: string | null; used: string }[]>(query);
+  const ok = s?.def != null && s.def === t?.def && s.used === t.used;
+  return { ok, text: `source: ${s?.def ?? 'missing'}, ${s?.used ?? 0} rows with a value set; target: ${t?.def ?? 'missing'}, ${t?.used ?? 0} rows with a value set${ok ? '' : '  (DIFFERENT)'}` };
 }
 
 async function fingerprints(sql: postgres.Sql): Promise<Map<string, string>> {
@@ -112,6 +143,8 @@ export async function runDemo(options: DemoOptions): Promise<boolean> {
       tables: TABLES,
       copy: { parallelism: 2 },
       sequences: { intervalMs: 1000 },
+      // The clusters' user is a superuser, so the capture's event triggers install at start.
+      ddl: { capture: true },
     }, 'demo config');
     const logger = createLogger({ level: process.env.PGTIDE_LOG_LEVEL ?? 'warn' });
     const progress = createProgressReporter({ stream: process.stderr, logger: (line) => say(line) });
@@ -122,14 +155,20 @@ export async function runDemo(options: DemoOptions): Promise<boolean> {
     engineRun = engine.run(controller.signal);
     await Promise.race([started, engineRun]);
     if (controller.signal.aborted) return false;
-    say(`copy done; streaming. Live workload for ${options.seconds} s (inserts, updates, deletes, TOAST, a TRUNCATE):`);
+    say(`copy done; streaming. Live workload for ${options.seconds} s (inserts, updates, deletes, TOAST, a TRUNCATE, an ADD COLUMN):`);
 
     const deadline = Date.now() + options.seconds * 1000;
     let steps = 0;
     let lastReport = Date.now();
     let truncated = false;
+    let altered = false;
     while (Date.now() < deadline && !controller.signal.aborted) {
-      await workloadStep(src, steps++);
+      await workloadStep(src, steps++, altered);
+      if (!altered && Date.now() > deadline - options.seconds * 700) {
+        await addColumn(src, steps);
+        altered = true;
+        say(`  ALTER TABLE shop.orders ADD COLUMN ${NEW_COLUMN} (in a transaction with rows before and after it)`);
+      }
       if (!truncated && Date.now() > deadline - options.seconds * 500) {
         await src.unsafe(`TRUNCATE shop.events`);
         truncated = true;
@@ -169,6 +208,9 @@ export async function runDemo(options: DemoOptions): Promise<boolean> {
       say('\nsequences (source last_value -> target last_value):');
       for (const line of seqs) say(`  ${line}`);
     }
+    const column = await columnReport(src, dst);
+    say(`\nthe column added on the source while it ran (${NEW_COLUMN}):\n  ${column.text}`);
+    ok &&= column.ok;
     say(ok ? '\nDEMO PASSED: the target matches the source row for row.' : '\nDEMO FAILED: the target differs from the source.');
     return ok;
   } finally {

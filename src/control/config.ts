@@ -146,7 +146,9 @@ export const configSchema = z.object({
     onError: z.enum(['stop', 'skip']).default('stop'),
     /** Without capture: add a column the source sends and the target lacks (built-in types only), instead of stopping with COLUMN_MISMATCH. */
     addMissingColumns: z.boolean().default(true),
-  }).strict().default({ capture: false, destructive: 'apply', onError: 'stop', addMissingColumns: true }),
+    /** A column added with a volatile default or as identity to a table with rows: copy the table again, or stop. */
+    rewriteVolatile: z.enum(['resync', 'error']).default('resync'),
+  }).strict().default({ capture: false, destructive: 'apply', onError: 'stop', addMissingColumns: true, rewriteVolatile: 'resync' }),
 }).strict().superRefine((config, ctx) => {
   for (const issue of ndjsonRefusals(config)) ctx.addIssue({ code: 'custom', path: issue.path, message: issue.message });
 });

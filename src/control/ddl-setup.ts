@@ -14,6 +14,7 @@ import { PgtideError } from '../core/errors.js';
 import { DdlStage } from '../apply/ddl-stage.js';
 import type { TransactionSink } from '../changes/change.js';
 import type { TableGateState } from '../core/table-sync.js';
+import type { Lsn } from '../core/lsn.js';
 import { PostgresDdlTarget } from '../sinks/postgres/ddl-apply.js';
 import type { ApplyWriter } from '../sinks/postgres/apply-writer.js';
 import type { DeferredIndexBuilder } from '../sinks/postgres/deferred-indexes.js';
@@ -38,15 +39,19 @@ export async function ddlStages(options: {
   readonly source: postgres.Sql;
   readonly target: postgres.Sql;
   readonly deferredIndexes: DeferredIndexBuilder;
+  /** A table was put back to init for a re-copy, in the batch committing at that LSN (ddl.rewriteVolatile). */
+  readonly onRecopy?: (table: string, commitLsn: Lsn) => void;
   readonly logger: Logger;
 }): Promise<(writer: ApplyWriter) => TransactionSink> {
-  const { tables, config, source, target, deferredIndexes, logger } = options;
+  const { tables, config, source, target, deferredIndexes, logger, onRecopy } = options;
   const skip = await ddlSkips(target, config.name);
   return (writer) => new DdlStage(writer, {
     target: new PostgresDdlTarget(writer, {
       subscription: config.name,
       destructive: config.ddl.destructive,
       onError: config.ddl.onError,
+      rewriteVolatile: config.ddl.rewriteVolatile,
+      ...(onRecopy ? { onRecopy } : {}),
       tables,
       recordStop: (stop) => recordStoppedDdl(target, config.name, stop),
       deferredIndexes,

@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { legacyOriginName, originName, publicationName, publicationNames, slotName, STREAMED_APPLY_CONNECTIONS, streamedOriginName, type PgtideConfig } from './config.js';
 import { PgtideError, fromServerError } from '../core/errors.js';
-import { checkSource, type PublishedTable } from '../source/source-catalog.js';
+import { checkSource, publishedTables, type PublishedTable } from '../source/source-catalog.js';
 import { ReplicationConnection, protocolVersionFor } from '../source/replication-connection.js';
 import { copyTables } from '../copy/table-copy.js';
 import { formatLsn, maxLsn, ZERO_LSN, type Lsn } from '../core/lsn.js';
@@ -164,6 +164,8 @@ export class Engine {
       while (!signal.aborted) {
         try {
           await leader.ensure();
+          // Tables a replicated schema change sent back to init (ddl.rewriteVolatile: resync).
+          if (prepared.state instanceof StateStore) await this.#copyPending(prepared.state, () => publishedTables(source, prepared.publications), prepared.slot, signal);
           await this.#streamOnce(prepared, signal, () => { attempt = 0; void lastError.clear(); });
         } catch (error) {
           if (error instanceof FoldConflictError && !signal.aborted) {
@@ -258,18 +260,7 @@ export class Engine {
         await repl.close();
       }
       startLsn = subscription.startLsn;
-      const pending = (await store.tableStates()).filter((t) => t.state !== 'ready');
-      if (pending.length > 0) {
-        // Re-copy unfinished (or newly published) tables from a fresh snapshot; their sync LSN
-        // is that snapshot's point, so the main stream skips what the copy already holds.
-        const repl = ReplicationConnection.open(config.source.url);
-        try {
-          const created = await repl.createSlot(`${slot}_sync_${process.pid}`, { temporary: true, exportSnapshot: config.copy.enabled });
-          await this.#copy(store, tables, created.snapshotName, created.consistentPoint, signal);
-        } finally {
-          await repl.close();
-        }
-      }
+      await this.#copyPending(store, async () => tables, slot, signal);
     }
     return {
       state: store, startLsn, protocolVersion: protocolVersionFor(info.versionNum), publications, slot, tables, guard,
@@ -314,6 +305,26 @@ export class Engine {
       .catch((e: unknown) => { throw fromServerError(e, 'target'); });
     if (rows.length > 0) {
       throw tableMissingOnTarget(rows.map((r) => r.name));
+    }
+  }
+
+  /**
+   * Re-copies unfinished (or newly published, or sent back by a schema change) tables from a
+   * fresh snapshot; their sync LSN is that snapshot's point, so the stream skips what the copy
+   * already holds.
+   */
+  async #copyPending(store: StateStore, published: () => Promise<readonly PublishedTable[]>, slot: string, signal: AbortSignal): Promise<void> {
+    const pending = (await store.tableStates()).filter((t) => t.state !== 'ready');
+    if (pending.length === 0) return;
+    // Read now: a schema change since the start changed the columns the publications publish.
+    const tables = await published();
+    const repl = ReplicationConnection.open(this.#config.source.url);
+    try {
+      const created = await repl.createSlot(`${slot}_sync_${process.pid}`, { temporary: true, exportSnapshot: this.#config.copy.enabled });
+      await this.#copy(store, tables, created.snapshotName, created.consistentPoint, signal);
+    } finally {
+      await repl.close();
+      if (this.#phase === 'copying') this.#phase = 'streaming';
     }
   }
 
@@ -380,8 +391,26 @@ export class Engine {
     const deferredIndexes = prepared.sink.kind === 'postgres'
       ? new DeferredIndexBuilder({ url: prepared.sink.url, subscription: config.name, durableLsn: () => durable(), logger: this.#logger })
       : undefined;
+    // A table sent back to init by a schema change (ddl.rewriteVolatile: resync) is copied between
+    // attempts: this one ends once the target's table_state shows it committed. Read from the
+    // target rather than judged by LSN: inside a transaction applied while it streams, the
+    // change's commit LSN is not known yet, and that transaction may still roll back.
+    const attemptEnd = new AbortController();
+    const endAttempt = (): void => attemptEnd.abort();
+    const store = prepared.state instanceof StateStore ? prepared.state : undefined;
+    let recopyRequested = false;
+    let recopyCheck: Promise<void> | undefined;
+    const checkRecopy = (): void => {
+      if (!recopyRequested || recopyCheck || !store) return;
+      recopyCheck = store.tableStates().then((states) => {
+        if (!states.some((t) => t.state !== 'ready')) return;
+        this.#logger.info('ending this streaming attempt to copy the tables a schema change sent back to init');
+        endAttempt();
+      }, () => {}).finally(() => { recopyCheck = undefined; });
+    };
     const ddlStage = deferredIndexes
-      ? await watchdog.guard(ddlStages({ tables: gateMap, config, source: this.#sourcePool!, target: this.#targetPool!, deferredIndexes, logger: this.#logger }), 'reading the DDL state on the target')
+      ? await watchdog.guard(ddlStages({ tables: gateMap, config, source: this.#sourcePool!, target: this.#targetPool!, deferredIndexes, logger: this.#logger,
+        onRecopy: () => { recopyRequested = true; } }), 'reading the DDL state on the target')
       : undefined;
     const opening = this.#openSink(prepared, ddlStage);
     // A sink that opens after the watchdog gave up on it would keep the origin bound.
@@ -402,6 +431,8 @@ export class Engine {
       this.#durable = sink.durableLsn;
       const origins = new OriginMatcher(originPolicy(config.origins));
       let originFilter: ReturnType<typeof topologyStages>['originFilter'];
+      signal.addEventListener('abort', endAttempt, { once: true });
+      if (signal.aborted) endAttempt();
       await runAttempt({
         stages: (gate, direct) => {
           const stages = topologyStages(gate, direct, { origins, sourceTag: config.sourceTag });
@@ -420,10 +451,11 @@ export class Engine {
         }),
         activity: { idle: () => prepared.heartbeat.idle(), activity: () => { prepared.heartbeat.activity(); watchdog.activity(); } },
         guard: (work, what) => watchdog.guard(work, what),
-        idleWaitMs: Math.max(5, config.apply.batchMaxAgeMs), signal,
+        idleWaitMs: Math.max(5, config.apply.batchMaxAgeMs), signal: attemptEnd.signal,
         onStarted: () => this.#logger.info({ startLsn: formatLsn(startLsn), protocolVersion: prepared.protocolVersion, target: config.target.kind, origins: origins.policy.kind, originFilter: origins.passesAll ? 'off' : origins.serverFilters(prepared.protocolVersion) ? 'source' : 'pgtide' }, 'streaming started'),
         onDurable: (durableLsn, serverWalEnd) => {
           this.#durable = durableLsn;
+          checkRecopy();
           onProgress();
           this.#hooks.onApplied?.({ durableLsn, serverWalEnd, transactions: opened.stats.transactions, changes: opened.stats.changes });
         },
@@ -431,6 +463,8 @@ export class Engine {
       this.#durable = sink.durableLsn;
       this.#logger.info({ appliedLsn: formatLsn(sink.durableLsn), ...opened.stats, ...(originFilter ? { droppedByOrigin: originFilter.droppedTransactions } : {}) }, 'streaming stopped');
     } finally {
+      signal.removeEventListener('abort', endAttempt);
+      await recopyCheck;
       await settleWithin(sink.close(), CLEANUP_MS * 3);
       await deferredIndexes?.close();
       await repl.close();

@@ -57,6 +57,8 @@ export type ErrorCode =
   | 'DDL_FORGED'
   /** `pgtide check --keys`: two sources that write into one target table hold the same key. */
   | 'KEYSPACE_OVERLAP'
+  /** A column added on the source with values the target cannot reproduce, under ddl.rewriteVolatile: error. */
+  | 'DDL_REWRITE_VOLATILE'
   | 'INTERNAL';
 
 export interface PgtideErrorOptions {

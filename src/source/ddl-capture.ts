@@ -12,6 +12,10 @@
  * holds the table's snapshot before (kept in pgtide.ddl_source_snapshot) and
  * after the command; the statement text is informational.
  *
+ * A third trigger, table_rewrite, notes tables rewritten for a new column's
+ * default (volatile, identity): their messages carry `recopy`, and the target
+ * copies such a table again rather than keep values it computed itself.
+ *
  * Why signed: any role may call pg_logical_emit_message, so without a
  * signature anyone who can connect could make pgtide run DDL with the
  * target's privileges. The HMAC-SHA256 is computed in PL/pgSQL with the
@@ -60,7 +64,22 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $fn$
       SELECT jsonb_agg(jsonb_build_object('name', con.conname, 'type', con.contype::text, 'def', pg_get_constraintdef(con.oid))
              ORDER BY con.conname)
         FROM pg_constraint con
-       WHERE con.conrelid = c.oid AND con.contype IN ('c', 'f', 'p', 'u', 'x')), '[]'::jsonb))
+       WHERE con.conrelid = c.oid AND con.contype IN ('c', 'f', 'p', 'u', 'x')), '[]'::jsonb),
+    -- Sequences the columns' defaults use (serial, bigserial, nextval of a CREATE SEQUENCE), so that
+    -- the target can create them before a default names them. Identity sequences are not here (no
+    -- pg_attrdef): the identity column creates its own. owned_by: the column a serial's sequence belongs to.
+    'sequences', coalesce((
+      SELECT jsonb_agg(jsonb_build_object(
+               'schema', sn.nspname, 'name', sc.relname, 'type', format_type(sq.seqtypid, NULL),
+               'start', sq.seqstart::text, 'increment', sq.seqincrement::text, 'min', sq.seqmin::text, 'max', sq.seqmax::text,
+               'cache', sq.seqcache::text, 'cycle', sq.seqcycle,
+               'owned_by', (SELECT a.attname FROM pg_depend od JOIN pg_attribute a ON a.attrelid = od.refobjid AND a.attnum = od.refobjsubid
+                             WHERE od.classid = 'pg_class'::regclass AND od.objid = sq.seqrelid AND od.refclassid = 'pg_class'::regclass
+                               AND od.refobjid = c.oid AND od.deptype = 'a' LIMIT 1))
+             ORDER BY sn.nspname, sc.relname)
+        FROM pg_sequence sq JOIN pg_class sc ON sc.oid = sq.seqrelid JOIN pg_namespace sn ON sn.oid = sc.relnamespace
+       WHERE sq.seqrelid IN (SELECT d.refobjid FROM pg_attrdef ad JOIN pg_depend d ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid
+                              WHERE ad.adrelid = c.oid AND d.refclassid = 'pg_class'::regclass)), '[]'::jsonb))
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
   WHERE c.oid = rel
 $fn$;`;
@@ -130,6 +149,7 @@ DECLARE
   tabs jsonb := '[]';
   before_snap jsonb;
   after_snap jsonb;
+  recopy boolean;
 BEGIN
   FOREACH rel IN ARRAY rels LOOP
     SELECT snapshot INTO before_snap FROM pgtide.ddl_source_snapshot WHERE table_oid = rel;
@@ -139,7 +159,17 @@ BEGIN
     IF after_snap IS NULL OR before_snap IS NOT DISTINCT FROM after_snap THEN CONTINUE; END IF;
     INSERT INTO pgtide.ddl_source_snapshot AS t VALUES (rel, after_snap)
       ON CONFLICT (table_oid) DO UPDATE SET snapshot = EXCLUDED.snapshot;
-    tabs := tabs || jsonb_build_object('oid', rel::bigint, 'created', rel = ANY (created), 'before', before_snap, 'after', after_snap);
+    -- Rewritten with rows because of a default the fast path could not store (ddl_note_rewrite), and
+    -- the command added a column with a default or identity: the existing rows got values (volatile:
+    -- clock_timestamp(), nextval, random()) that the target cannot compute the same, so the target
+    -- re-copies the table (ddl.rewriteVolatile). A generated column or a domain's NULL default is
+    -- reproducible and does not count.
+    recopy := before_snap IS NOT NULL
+      AND position(',' || rel::text || ',' IN coalesce(current_setting('pgtide.ddl_rewritten', true), '')) > 0
+      AND EXISTS (SELECT 1 FROM jsonb_array_elements(after_snap->'columns') c
+                   WHERE NOT (before_snap->'columns') @> jsonb_build_array(jsonb_build_object('attnum', c->'attnum'))
+                     AND c->>'generated' IS NULL AND (c->>'identity' <> '' OR c->>'default' IS NOT NULL));
+    tabs := tabs || jsonb_build_object('oid', rel::bigint, 'created', rel = ANY (created), 'before', before_snap, 'after', after_snap, 'recopy', recopy);
   END LOOP;
   IF jsonb_array_length(tabs) = 0 THEN RETURN; END IF;
   PERFORM pgtide.ddl_emit(jsonb_build_object('v', 1, 'event', 'ddl_command_end', 'tag', tag, 'statement', query,
@@ -151,6 +181,23 @@ REVOKE ALL ON FUNCTION pgtide.ddl_emit(jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION pgtide.ddl_emit_tables(text, text, text, oid[], oid[], jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION pgtide.ddl_table_snapshot(oid) FROM PUBLIC;
 
+-- Views, functions, procedures and triggers are replayed on the target as statement text
+-- (src/sinks/postgres/ddl-objects.ts): in scope when they live in a schema of a table in scope
+-- (a trigger: when its table is in scope).
+CREATE OR REPLACE FUNCTION pgtide.ddl_object_schema_in_scope(schema_name text) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $fn$
+  SELECT EXISTS (SELECT 1 FROM pgtide.ddl_source_snapshot WHERE snapshot->>'schema' = schema_name)
+      OR EXISTS (SELECT 1 FROM pgtide.ddl_scope WHERE schema_name = ANY (schemas))
+$fn$;
+
+CREATE OR REPLACE FUNCTION pgtide.ddl_emit_object(tag text, path text, query text, objs jsonb) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+BEGIN
+  PERFORM pgtide.ddl_emit(jsonb_build_object('v', 1, 'event', 'object', 'tag', tag, 'statement', query, 'search_path', path, 'objects', objs));
+END
+$fn$;
+REVOKE ALL ON FUNCTION pgtide.ddl_emit_object(text, text, text, jsonb) FROM PUBLIC;
+
 CREATE OR REPLACE FUNCTION pgtide.ddl_capture(tag text, path text, query text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
@@ -160,8 +207,16 @@ DECLARE
   rels oid[] := '{}';
   created oid[] := '{}';
   objs jsonb := '[]';
+  other jsonb := '[]';
 BEGIN
   FOR r IN SELECT * FROM pg_event_trigger_ddl_commands() LOOP
+    IF r.object_type IN ('view', 'function', 'procedure', 'trigger') THEN
+      IF (r.object_type = 'trigger' AND pgtide.ddl_in_scope((SELECT tgrelid FROM pg_trigger WHERE oid = r.objid)))
+         OR (r.object_type <> 'trigger' AND pgtide.ddl_object_schema_in_scope(r.schema_name)) THEN
+        other := other || jsonb_build_object('tag', r.command_tag, 'type', r.object_type, 'identity', r.object_identity);
+      END IF;
+      CONTINUE;
+    END IF;
     -- An enum value added to a type that a table in scope uses: the type's labels, in order.
     IF r.classid = 'pg_type'::regclass AND r.command_tag = 'ALTER TYPE'
        AND EXISTS (SELECT 1 FROM pg_type t WHERE t.oid = r.objid AND t.typtype = 'e')
@@ -193,8 +248,29 @@ BEGIN
     objs := objs || jsonb_build_object('tag', r.command_tag, 'type', r.object_type, 'identity', r.object_identity);
   END LOOP;
   IF cardinality(rels) > 0 THEN PERFORM pgtide.ddl_emit_tables(tag, path, query, rels, created, objs); END IF;
+  IF jsonb_array_length(other) > 0 THEN PERFORM pgtide.ddl_emit_object(tag, path, query, other); END IF;
+  -- The rewrites noted during this command were for this command only.
+  IF coalesce(current_setting('pgtide.ddl_rewritten', true), '') <> '' THEN PERFORM set_config('pgtide.ddl_rewritten', '', true); END IF;
 END
 $fn$;
+
+-- table_rewrite: notes (transaction-local) a table in scope that holds rows and is rewritten because
+-- ALTER TABLE could not store a new column's default once (AT_REWRITE_DEFAULT_VAL, reason bit 2:
+-- a volatile default, an identity column, a stored generated column, a domain with constraints).
+-- The ddl_command_end of the same command decides from the snapshots whether the target can
+-- reproduce the values. https://www.postgresql.org/docs/current/event-trigger-table-rewrite-example.html
+CREATE OR REPLACE FUNCTION pgtide.ddl_note_rewrite(rel oid, reason int) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+  has_rows boolean;
+BEGIN
+  IF reason & 2 = 0 OR NOT EXISTS (SELECT 1 FROM pgtide.ddl_source_snapshot WHERE table_oid = rel) THEN RETURN; END IF;
+  EXECUTE format('SELECT EXISTS (SELECT 1 FROM ONLY %s)', rel::regclass) INTO has_rows;
+  IF NOT has_rows THEN RETURN; END IF;
+  PERFORM set_config('pgtide.ddl_rewritten', coalesce(nullif(current_setting('pgtide.ddl_rewritten', true), ''), ',') || rel::text || ',', true);
+END
+$fn$;
+REVOKE ALL ON FUNCTION pgtide.ddl_note_rewrite(oid, int) FROM PUBLIC;
 
 CREATE OR REPLACE FUNCTION pgtide.ddl_capture_drop(tag text, path text, query text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
@@ -206,7 +282,20 @@ DECLARE
   gone oid[] := '{}';
   altered oid[] := '{}';
   objs jsonb := '[]';
+  other jsonb := '[]';
 BEGIN
+  -- DROP VIEW / FUNCTION / PROCEDURE / TRIGGER of an object in scope (not one a DROP TABLE … CASCADE takes along).
+  IF tag IN ('DROP VIEW', 'DROP FUNCTION', 'DROP PROCEDURE', 'DROP TRIGGER') THEN
+    FOR r IN SELECT * FROM pg_event_trigger_dropped_objects() WHERE original AND object_type IN ('view', 'function', 'procedure', 'trigger') LOOP
+      -- A trigger's address is (schema, table, trigger); its schema_name is not set on every major.
+      IF (r.object_type = 'trigger' AND pgtide.ddl_in_scope(to_regclass(format('%I.%I', r.address_names[1], r.address_names[2]))))
+         OR (r.object_type <> 'trigger' AND pgtide.ddl_object_schema_in_scope(r.schema_name)) THEN
+        other := other || jsonb_build_object('tag', tag, 'type', r.object_type, 'identity', r.object_identity);
+      END IF;
+    END LOOP;
+    IF jsonb_array_length(other) > 0 THEN PERFORM pgtide.ddl_emit_object(tag, path, query, other); END IF;
+    RETURN;
+  END IF;
   -- Tables that lost an index or a column (DROP INDEX, DROP … CASCADE) without being dropped
   -- themselves: no ddl_command_end reports them. An index's table is found in its last snapshot.
   FOR r IN SELECT * FROM pg_event_trigger_dropped_objects() LOOP
@@ -269,6 +358,13 @@ BEGIN
 END
 $fn$;
 
+CREATE OR REPLACE FUNCTION pgtide.ddl_on_table_rewrite() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER AS $fn$
+BEGIN
+  PERFORM pgtide.ddl_note_rewrite(pg_catalog.pg_event_trigger_table_rewrite_oid(), pg_catalog.pg_event_trigger_table_rewrite_reason());
+END
+$fn$;
+
 CREATE OR REPLACE FUNCTION pgtide.ddl_on_sql_drop() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER AS $fn$
 BEGIN
@@ -279,21 +375,28 @@ $fn$;
 
 DROP EVENT TRIGGER IF EXISTS pgtide_ddl_command_end;
 DROP EVENT TRIGGER IF EXISTS pgtide_ddl_sql_drop;
+DROP EVENT TRIGGER IF EXISTS pgtide_ddl_table_rewrite;
 CREATE EVENT TRIGGER pgtide_ddl_command_end ON ddl_command_end EXECUTE FUNCTION pgtide.ddl_on_command_end();
 CREATE EVENT TRIGGER pgtide_ddl_sql_drop ON sql_drop EXECUTE FUNCTION pgtide.ddl_on_sql_drop();
+CREATE EVENT TRIGGER pgtide_ddl_table_rewrite ON table_rewrite EXECUTE FUNCTION pgtide.ddl_on_table_rewrite();
 `;
 
 const UNINSTALL_SQL = `
 DROP EVENT TRIGGER IF EXISTS pgtide_ddl_command_end;
 DROP EVENT TRIGGER IF EXISTS pgtide_ddl_sql_drop;
+DROP EVENT TRIGGER IF EXISTS pgtide_ddl_table_rewrite;
 DROP FUNCTION IF EXISTS pgtide.ddl_on_command_end();
 DROP FUNCTION IF EXISTS pgtide.ddl_on_sql_drop();
+DROP FUNCTION IF EXISTS pgtide.ddl_on_table_rewrite();
+DROP FUNCTION IF EXISTS pgtide.ddl_note_rewrite(oid, int);
 DROP FUNCTION IF EXISTS pgtide.ddl_capture(text, text, text);
 DROP FUNCTION IF EXISTS pgtide.ddl_capture_drop(text, text, text);
 DROP FUNCTION IF EXISTS pgtide.ddl_exec_emit(text, text);
 DROP FUNCTION IF EXISTS pgtide.ddl_emit_tables(text, text, text, oid[], oid[], jsonb);
 DROP FUNCTION IF EXISTS pgtide.ddl_emit(jsonb);
 DROP FUNCTION IF EXISTS pgtide.ddl_in_scope(oid);
+DROP FUNCTION IF EXISTS pgtide.ddl_emit_object(text, text, text, jsonb);
+DROP FUNCTION IF EXISTS pgtide.ddl_object_schema_in_scope(text);
 DROP FUNCTION IF EXISTS pgtide.ddl_table_snapshot(oid);
 DROP FUNCTION IF EXISTS pgtide.hmac_sha256(bytea, bytea);
 DROP TABLE IF EXISTS pgtide.ddl_source_snapshot;
@@ -330,7 +433,7 @@ export async function installDdlCapture(sql: postgres.Sql, options: DdlInstallOp
     return await sql.begin(async (tx) => {
       await tx.unsafe(`SELECT pg_advisory_xact_lock(hashtext('pgtide.ddl_install'))`);
       await tx.unsafe(INSTALL_SQL);
-      await tx.unsafe(options.execOnly ? `DROP EVENT TRIGGER IF EXISTS pgtide_ddl_command_end; DROP EVENT TRIGGER IF EXISTS pgtide_ddl_sql_drop;` : TRIGGERS_SQL);
+      await tx.unsafe(options.execOnly ? `DROP EVENT TRIGGER IF EXISTS pgtide_ddl_command_end; DROP EVENT TRIGGER IF EXISTS pgtide_ddl_sql_drop; DROP EVENT TRIGGER IF EXISTS pgtide_ddl_table_rewrite;` : TRIGGERS_SQL);
       const inserted = await tx.unsafe(`INSERT INTO pgtide.ddl_key VALUES (1, decode($1, 'hex')) ON CONFLICT (id) DO NOTHING RETURNING id`, [randomBytes(32).toString('hex')]);
       for (const publication of options.publications) {
         await tx.unsafe(`INSERT INTO pgtide.ddl_scope VALUES ($1, $2::text::boolean, $3::text[]) ON CONFLICT (publication) DO UPDATE SET add_new_tables = EXCLUDED.add_new_tables, schemas = EXCLUDED.schemas`,

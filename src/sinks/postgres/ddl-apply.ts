@@ -14,21 +14,28 @@ import type { Logger } from 'pino';
 import type { DdlPosition, DdlTarget } from '../../apply/ddl-stage.js';
 import { parseTableSnapshot, type DdlEvent, type TableSnapshot } from '../../apply/ddl-event.js';
 import { fromServerError, PgtideError } from '../../core/errors.js';
-import { formatLsn, type Lsn } from '../../core/lsn.js';
+import { formatLsn, ZERO_LSN, type Lsn } from '../../core/lsn.js';
 import { qualify } from '../../core/sql.js';
 import { tableKey, type TableGateState } from '../../core/table-sync.js';
 import type { StoppedDdl } from '../../state/ddl-state.js';
 import type { ApplyWriter, DdlQuery } from './apply-writer.js';
+import { planObjectReplay } from './ddl-objects.js';
+import { markForRecopy, rewriteVolatileError } from './recopy.js';
 import { planAlter, planCreate, planDrop, planEnum, type DdlStep } from './ddl-plan.js';
 import type { DeferredIndexBuilder } from './deferred-indexes.js';
 
 export type DestructivePolicy = 'apply' | 'skip' | 'pause';
 export type DdlErrorPolicy = 'stop' | 'skip';
+export type RewriteVolatilePolicy = 'resync' | 'error';
 
 export interface DdlApplyOptions {
   readonly subscription: string;
   readonly destructive: DestructivePolicy;
   readonly onError: DdlErrorPolicy;
+  /** A column added with values the target cannot reproduce (volatile default, identity) on a table with rows. */
+  readonly rewriteVolatile?: RewriteVolatilePolicy;
+  /** A table was put back to `init` for a re-copy in the open batch (the engine copies it once the target shows that committed). */
+  readonly onRecopy?: (table: string, commitLsn: Lsn) => void;
   /** The gate's table map: a rename, create or drop keeps it true for the rows that follow. */
   readonly tables: Map<string, TableGateState>;
   /** Records the DDL a stop waits on, outside the batch (which rolls back). */
@@ -45,6 +52,8 @@ interface TableChange {
   /** Null: the table was dropped. */
   readonly after: TableSnapshot | null;
   readonly created: boolean;
+  /** The source rewrote the table's rows with values the target cannot compute the same (recopy.ts). */
+  readonly recopy: boolean;
   /** Where a dropped table without any snapshot was. */
   readonly droppedName?: { readonly schema: string; readonly name: string };
 }
@@ -68,6 +77,10 @@ export class PostgresDdlTarget implements DdlTarget {
         if (steps.length > 0) await this.#run(query, event, at, qualify(event.type.schema, event.type.name), steps);
         return;
       }
+      if (event.event === 'object') {
+        await this.#object(query, event, at);
+        return;
+      }
       for (const change of await this.#changes(query, event)) await this.#applyTable(query, event, at, change, false);
     });
   }
@@ -84,18 +97,36 @@ export class PostgresDdlTarget implements DdlTarget {
     return this.#writer.ddlBarrier((query) => this.#record(query, at, 'forged', undefined, text, reason));
   }
 
+  /** A view, function, procedure or trigger: its statement text, when that is safe (ddl-objects.ts); else ddl.onError. */
+  async #object(query: DdlQuery, event: Extract<DdlEvent, { event: 'object' }>, at: DdlPosition): Promise<void> {
+    const what = event.objects.map((o) => o.identity ?? o.type).join(', ');
+    const [current] = await query(`SELECT current_setting('search_path') AS path`);
+    const replay = planObjectReplay(event.tag, event.statement, event.search_path, String(current?.['path'] ?? 'public'));
+    if (replay.ok) {
+      await this.#run(query, event, at, what, replay.steps);
+      return;
+    }
+    if (this.#options.onError === 'skip') {
+      this.#options.logger.warn({ objects: what, commitLsn: formatLsn(at.commitLsn), ordinal: at.ordinal }, `${replay.reason}; ddl.onError is skip: recorded in pgtide.ddl_unhandled`);
+      await this.#record(query, at, 'policy', what, event.statement, `ddl.onError = skip: ${replay.reason}`);
+      return;
+    }
+    await this.#options.recordStop({ commitLsn: at.commitLsn, ordinal: at.ordinal, table: what, statement: event.statement ?? undefined, reason: replay.reason });
+    throw new PgtideError('DDL_FAILED', `a replicated schema change cannot be applied on the target: ${replay.reason} (${what}, from the statement ${quoteStatement(event.statement)} in the source transaction committed at LSN ${formatLsn(at.commitLsn)}, DDL #${at.ordinal} of it). Apply it on the target yourself and run \`pgtide ddl skip --config <file>\`, then restart pgtide; or set ddl.onError: skip.`);
+  }
+
   async #changes(query: DdlQuery, event: DdlEvent): Promise<TableChange[]> {
     const changes: TableChange[] = [];
-    if (event.event === 'enum') return changes;
+    if (event.event === 'enum' || event.event === 'object') return changes;
     if (event.event === 'sql_drop') {
       for (const d of event.dropped) {
         const stored = await this.#stored(query, d.oid);
-        changes.push({ oid: d.oid, before: stored ?? d.before, after: null, created: false, droppedName: { schema: d.schema, name: d.name } });
+        changes.push({ oid: d.oid, before: stored ?? d.before, after: null, created: false, recopy: false, droppedName: { schema: d.schema, name: d.name } });
       }
     } else {
       for (const t of event.tables) {
         const stored = await this.#stored(query, t.oid);
-        changes.push({ oid: t.oid, before: stored ?? t.before, after: t.after, created: t.created });
+        changes.push({ oid: t.oid, before: stored ?? t.before, after: t.after, created: t.created, recopy: t.recopy === true });
       }
     }
     return changes;
@@ -116,6 +147,8 @@ export class PostgresDdlTarget implements DdlTarget {
       this.#options.logger.warn({ table, commitLsn: formatLsn(at.commitLsn) }, 'a DDL change arrived for a table pgtide has no earlier snapshot of; its new snapshot is recorded and nothing is changed on the target');
       steps = [];
     }
+    // ddl.rewriteVolatile = error stops before anything of the change runs.
+    if (!skipping && change.recopy && after && this.#options.rewriteVolatile === 'error') await this.#refuseRewrite(event, at, table);
     if (!skipping) steps = await this.#policy(query, event, at, table, steps);
     const deferred = steps.filter((s) => s.concurrentIndex !== undefined);
     steps = steps.filter((s) => s.concurrentIndex === undefined);
@@ -128,6 +161,22 @@ export class PostgresDdlTarget implements DdlTarget {
       if (deferred.length > 0) this.#options.deferredIndexes?.kick(at.commitLsn);
     }
     await this.#remember(query, at, change);
+    if (!skipping && change.recopy && after) await this.#recopy(query, at, after);
+  }
+
+  async #refuseRewrite(event: DdlEvent, at: DdlPosition, table: string): Promise<never> {
+    const reason = `ddl.rewriteVolatile = error: the source rewrote ${table} with values the target cannot reproduce`;
+    await this.#options.recordStop({ commitLsn: at.commitLsn, ordinal: at.ordinal, table, statement: event.statement ?? undefined, reason });
+    throw rewriteVolatileError(table, event.statement, at);
+  }
+
+  /** `ddl.rewriteVolatile: resync`: the table is copied again (recopy.ts). */
+  async #recopy(query: DdlQuery, at: DdlPosition, table: TableSnapshot): Promise<void> {
+    const name = qualify(table.schema, table.name);
+    await markForRecopy(query, this.#options.subscription, table.schema, table.name);
+    this.#options.tables.set(tableKey(table.schema, table.name), { state: 'init', syncLsn: ZERO_LSN });
+    this.#options.logger.warn({ table: name, commitLsn: formatLsn(at.commitLsn) }, `the source filled a new column of ${name} with values the target cannot compute the same (a volatile default or an identity column added to a table with rows); the table is copied again from a new snapshot (ddl.rewriteVolatile: resync)`);
+    this.#options.onRecopy?.(name, at.commitLsn);
   }
 
   /** `ddl.destructive`: drops and narrowing type changes are applied, skipped (and recorded) or paused. */

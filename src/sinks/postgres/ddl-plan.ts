@@ -9,6 +9,7 @@
  */
 import { qualify, quoteIdent } from '../../core/sql.js';
 import type { ColumnSnapshot, IndexSnapshot, TableSnapshot } from '../../apply/ddl-event.js';
+import { createSequences, ownSequences } from './ddl-sequences.js';
 
 export interface DdlStep {
   readonly sql: string;
@@ -23,7 +24,11 @@ export interface DdlStep {
 export function planCreate(table: TableSnapshot): DdlStep[] {
   const name = qualify(table.schema, table.name);
   const columns = table.columns.map((c) => columnDefinition(c));
-  const steps: DdlStep[] = [{ sql: `CREATE TABLE IF NOT EXISTS ${name} (${columns.join(', ')})`, destructive: false, what: `create table ${name}` }];
+  const steps: DdlStep[] = [
+    ...createSequences(null, table),
+    { sql: `CREATE TABLE IF NOT EXISTS ${name} (${columns.join(', ')})`, destructive: false, what: `create table ${name}` },
+    ...ownSequences(null, table),
+  ];
   for (const c of table.constraints) steps.push({ sql: `ALTER TABLE ${name} ADD CONSTRAINT ${quoteIdent(c.name)} ${c.def}`, destructive: false, what: `add constraint ${c.name}` });
   for (const i of table.indexes) if (i.constraint === null) steps.push({ sql: i.def, destructive: false, what: `create index ${i.name}` });
   const identity = replicaIdentity(table);
@@ -61,7 +66,8 @@ export function planDrop(table: { readonly schema: string; readonly name: string
 
 /** The statements that turn the target's `before` table into `after`. */
 export function planAlter(before: TableSnapshot, after: TableSnapshot, options: { readonly concurrently?: boolean } = {}): DdlStep[] {
-  const steps: DdlStep[] = [];
+  // Sequences first: a default added below may name one.
+  const steps: DdlStep[] = createSequences(before, after);
   let name = qualify(before.schema, before.name);
   if (before.schema !== after.schema) {
     steps.push({ sql: `ALTER TABLE ${name} SET SCHEMA ${quoteIdent(after.schema)}`, destructive: false, what: `move ${name} to schema ${after.schema}` });
@@ -139,6 +145,7 @@ export function planAlter(before: TableSnapshot, after: TableSnapshot, options: 
     }
   }
 
+  steps.push(...ownSequences(before, after));
   steps.push(...indexPlan.renames, ...indexPlan.creates);
   for (const [conName, c] of newCons) {
     const old = oldCons.get(conName);
