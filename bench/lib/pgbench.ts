@@ -86,13 +86,7 @@ export async function runTpcb(url: string, options: { readonly clients: number; 
         const bid = pick(options.scale);
         const tid = pick(10 * options.scale);
         const delta = Math.floor(random() * 10001) - 5000;
-        await sql.unsafe(`BEGIN;
-          UPDATE pgbench_accounts SET abalance = abalance + ${delta} WHERE aid = ${aid};
-          SELECT abalance FROM pgbench_accounts WHERE aid = ${aid};
-          UPDATE pgbench_tellers SET tbalance = tbalance + ${delta} WHERE tid = ${tid};
-          UPDATE pgbench_branches SET bbalance = bbalance + ${delta} WHERE bid = ${bid};
-          INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (${tid}, ${bid}, ${aid}, ${delta}, CURRENT_TIMESTAMP);
-          END;`);
+        await sql.unsafe(tpcbTransaction(aid, bid, tid, delta));
         done++;
       }
     } finally {
@@ -102,4 +96,15 @@ export async function runTpcb(url: string, options: { readonly clients: number; 
   };
   const counts = await Promise.all(Array.from({ length: options.clients }, (_, i) => client(i)));
   return { transactions: counts.reduce((a, b) => a + b, 0), seconds: (performance.now() - started) / 1000 };
+}
+
+/** pgbench's built-in TPC-B-like script as one simple-protocol query (BEGIN … END). */
+export function tpcbTransaction(aid: number, bid: number, tid: number, delta: number): string {
+  return `BEGIN;
+          UPDATE pgbench_accounts SET abalance = abalance + ${delta} WHERE aid = ${aid};
+          SELECT abalance FROM pgbench_accounts WHERE aid = ${aid};
+          UPDATE pgbench_tellers SET tbalance = tbalance + ${delta} WHERE tid = ${tid};
+          UPDATE pgbench_branches SET bbalance = bbalance + ${delta} WHERE bid = ${bid};
+          INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (${tid}, ${bid}, ${aid}, ${delta}, CURRENT_TIMESTAMP);
+          END;`;
 }

@@ -24,6 +24,7 @@ import { lagSeconds, percentile, type LagSample } from '../lib/stats.js';
 import type { MetricSpec, ScenarioOutcome } from '../lib/report.js';
 import type { Replicator } from '../runners/types.js';
 import { PgtideReplicator } from '../runners/pgtide.js';
+import { sampleLag } from '../lib/lag-sampler.js';
 
 const TABLES: readonly Table[] = [...PGBENCH_TABLES, MARKER_TABLE];
 const WINDOW_MS = 5000;
@@ -40,16 +41,6 @@ const METRICS: readonly MetricSpec[] = [
   ]),
 ];
 
-async function sampleLag(sourceSql: postgres.Sql, replicator: Replicator, stop: () => boolean): Promise<LagSample[]> {
-  const samples: LagSample[] = [];
-  while (!stop()) {
-    const next = performance.now() + 200;
-    const [sourceLsn, appliedLsn] = await Promise.all([currentLsn(sourceSql), replicator.appliedLsn()]);
-    samples.push({ atMs: performance.now(), sourceLsn, appliedLsn });
-    await sleep(Math.max(0, next - performance.now()));
-  }
-  return samples;
-}
 
 async function columnVisible(targetSql: postgres.Sql): Promise<boolean> {
   const [row] = await targetSql<{ ok: boolean }[]>`SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'pgbench_accounts'::regclass AND attname = 'note' AND NOT attisdropped) AS ok`;

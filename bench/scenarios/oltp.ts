@@ -22,6 +22,7 @@ import { verifyTables } from '../lib/verify.js';
 import { lagBytes, lagSeconds, mean, percentile, type LagSample } from '../lib/stats.js';
 import type { MetricSpec, ScenarioOutcome } from '../lib/report.js';
 import type { Replicator } from '../runners/types.js';
+import { sampleLag } from '../lib/lag-sampler.js';
 import type postgres from 'postgres';
 
 const TABLES: readonly Table[] = [...PGBENCH_TABLES, MARKER_TABLE];
@@ -43,18 +44,6 @@ const METRICS: readonly MetricSpec[] = [
   { key: 'backlog.drain_mibps', label: 'backlog: drain rate (WAL)', unit: 'MiB/s', better: 'higher' },
 ];
 
-/** Samples (source LSN, applied LSN) every 200 ms until stopped. */
-async function sampleLag(sourceSql: postgres.Sql, replicator: Replicator, stop: () => boolean): Promise<LagSample[]> {
-  const samples: LagSample[] = [];
-  while (!stop()) {
-    const next = performance.now() + 200;
-    // Both positions read concurrently so they describe the same instant.
-    const [sourceLsn, appliedLsn] = await Promise.all([currentLsn(sourceSql), replicator.appliedLsn()]);
-    samples.push({ atMs: performance.now(), sourceLsn, appliedLsn });
-    await sleep(Math.max(0, next - performance.now()));
-  }
-  return samples;
-}
 
 async function run(ctx: ScenarioContext): Promise<ScenarioOutcome> {
   const { oltpScale: scale, oltpSeconds: duration, oltpClients: clients } = ctx.options;

@@ -29,7 +29,7 @@ import { ZERO_LSN, type Lsn } from '../../src/core/lsn.js';
 import type { Scenario, ScenarioContext } from '../lib/scenario.js';
 import { Cleanup, errorMessage } from '../lib/cleanup.js';
 import { connect, currentLsn, dotted, inSourceTransaction, parseNullableLsn, qualified, rowCount, sleep, startBenchCluster, waitUntil, MARKER_TABLE, type Table } from '../lib/db.js';
-import { HISTORY, loadPgbench, pgbenchDdl, PGBENCH_TABLES } from '../lib/pgbench.js';
+import { HISTORY, loadPgbench, pgbenchDdl, PGBENCH_TABLES, tpcbTransaction } from '../lib/pgbench.js';
 import { MINUTE } from '../lib/pair.js';
 import { verifyTables } from '../lib/verify.js';
 import { lagBytes, lagSeconds, percentile, type LagSample } from '../lib/stats.js';
@@ -143,13 +143,7 @@ async function runTpcbHalf(url: string, keys: Half, options: { readonly clients:
         const bid = pick(keys.bids);
         const tid = pick(keys.tids);
         const delta = Math.floor(random() * 10001) - 5000;
-        await sql.unsafe(`BEGIN;
-          UPDATE pgbench_accounts SET abalance = abalance + ${delta} WHERE aid = ${aid};
-          SELECT abalance FROM pgbench_accounts WHERE aid = ${aid};
-          UPDATE pgbench_tellers SET tbalance = tbalance + ${delta} WHERE tid = ${tid};
-          UPDATE pgbench_branches SET bbalance = bbalance + ${delta} WHERE bid = ${bid};
-          INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (${tid}, ${bid}, ${aid}, ${delta}, CURRENT_TIMESTAMP);
-          END;`);
+        await sql.unsafe(tpcbTransaction(aid, bid, tid, delta));
         done++;
       }
     } finally {

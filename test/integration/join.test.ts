@@ -14,24 +14,11 @@ import {
   TestScope, startCluster, pinnedSql, startStreaming, cliConfig, writeConfigFile, runCli, waitForCatchUp, assertTablesEqual, texts, prng,
   type RunningEngine,
 } from '../support/replication.js';
+import { echoProbeDdl } from '../support/echo-probe.js';
 import type { Cluster } from '../../src/harness/cluster.js';
 import { defaultMajor } from '../../src/harness/cluster.js';
 
-const DDL = `
-  CREATE TABLE items (id bigint PRIMARY KEY, node text NOT NULL, v int NOT NULL, note text);
-  CREATE TABLE applied (id bigserial PRIMARY KEY, item bigint NOT NULL, node text NOT NULL, op text NOT NULL);
-  CREATE FUNCTION note_applied() RETURNS trigger LANGUAGE plpgsql AS $$
-  BEGIN
-    IF TG_OP = 'DELETE' THEN
-      INSERT INTO applied (item, node, op) VALUES (OLD.id, OLD.node, TG_OP);
-      RETURN OLD;
-    END IF;
-    INSERT INTO applied (item, node, op) VALUES (NEW.id, NEW.node, TG_OP);
-    RETURN NEW;
-  END $$;
-  CREATE TRIGGER note_applied AFTER INSERT OR UPDATE OR DELETE ON items FOR EACH ROW EXECUTE FUNCTION note_applied();
-  ALTER TABLE items ENABLE REPLICA TRIGGER note_applied;
-`;
+const DDL = echoProbeDdl('bigint');
 
 interface Node { readonly name: 'a' | 'b' | 'c'; readonly cluster: Cluster; readonly sql: postgres.Sql; readonly base: number }
 

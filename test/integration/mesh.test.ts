@@ -29,27 +29,12 @@ import {
   TestScope, startCluster, pinnedSql, cliConfig, writeConfigFile, startCli, waitForCatchUp, assertTablesEqual, texts, prng,
   type CliProcess,
 } from '../support/replication.js';
+import { echoProbeDdl } from '../support/echo-probe.js';
 import type { Cluster, PgMajor } from '../../src/harness/cluster.js';
 
 const SKIP = process.env.PGTIDE_SKIP_CHAOS ? 'the mesh (fixed majors 14, 16, 18) already ran in the first major of this npm test' : false;
 
-const MESH_DDL = `
-  CREATE TABLE items (id bigint PRIMARY KEY, node text NOT NULL, v int NOT NULL, note text);
-  -- What pgtide applied on this node; written only inside pgtide's apply transactions.
-  CREATE TABLE applied (id bigserial PRIMARY KEY, item bigint NOT NULL, node text NOT NULL, op text NOT NULL);
-  CREATE FUNCTION note_applied() RETURNS trigger LANGUAGE plpgsql AS $$
-  BEGIN
-    IF TG_OP = 'DELETE' THEN
-      INSERT INTO applied (item, node, op) VALUES (OLD.id, OLD.node, TG_OP);
-      RETURN OLD;
-    END IF;
-    INSERT INTO applied (item, node, op) VALUES (NEW.id, NEW.node, TG_OP);
-    RETURN NEW;
-  END $$;
-  CREATE TRIGGER note_applied AFTER INSERT OR UPDATE OR DELETE ON items FOR EACH ROW EXECUTE FUNCTION note_applied();
-  -- Fires only under session_replication_role = replica: in pgtide's apply sessions, never for the application.
-  ALTER TABLE items ENABLE REPLICA TRIGGER note_applied;
-`;
+const MESH_DDL = echoProbeDdl('bigint');
 
 interface MeshNode {
   readonly name: 'a' | 'b' | 'c';

@@ -23,28 +23,14 @@ import {
   waitForCatchUp, assertTablesEqual, fingerprint, texts, capturingLogger, withTimeout, prng,
   type Pair, type RunningEngine,
 } from '../support/replication.js';
+import { echoProbeDdl } from '../support/echo-probe.js';
 import { parseConfig, type ConfigInput } from '../../src/control/config.js';
 import type { OriginSetting } from '../../src/apply/origin-policy.js';
 
 /** Small enough that a few hundred rows make a transaction stream (the minimum is 64kB). */
 const STREAM_SETTINGS = { logical_decoding_work_mem: '64kB' };
 
-const TWO_WAY_DDL = `
-  CREATE TABLE items (id int PRIMARY KEY, node text NOT NULL, v int NOT NULL, note text);
-  -- What pgtide applied on this node; written only inside pgtide's apply transactions.
-  CREATE TABLE applied (id bigserial PRIMARY KEY, item int NOT NULL, node text NOT NULL, op text NOT NULL);
-  CREATE FUNCTION note_applied() RETURNS trigger LANGUAGE plpgsql AS $$
-  BEGIN
-    IF TG_OP = 'DELETE' THEN
-      INSERT INTO applied (item, node, op) VALUES (OLD.id, OLD.node, TG_OP);
-      RETURN OLD;
-    END IF;
-    INSERT INTO applied (item, node, op) VALUES (NEW.id, NEW.node, TG_OP);
-    RETURN NEW;
-  END $$;
-  CREATE TRIGGER note_applied AFTER INSERT OR UPDATE OR DELETE ON items FOR EACH ROW EXECUTE FUNCTION note_applied();
-  -- Fires only under session_replication_role = replica: in pgtide's apply sessions, never for the application.
-  ALTER TABLE items ENABLE REPLICA TRIGGER note_applied;
+const TWO_WAY_DDL = `${echoProbeDdl('int')}
   CREATE PUBLICATION tw_all FOR ALL TABLES;
 `;
 

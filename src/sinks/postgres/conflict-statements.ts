@@ -175,6 +175,16 @@ export function updateOrStop(table: TargetTable, setColumns: readonly number[], 
 // skip / apply_remote: resolve and log
 // ---------------------------------------------------------------------------------------------
 
+/** The log row of an INSERT whose key a local row holds: read from CTE `l` (the remote row as c0…, the local row as lrow, lorigin, ltime). */
+function insertExistsLog(table: TargetTable, resolution: ConflictResolution, subscriptionParam: number): string {
+  return logInsert({
+    kind: 'insert_exists', resolution, table, from: 'l', alias: 'l', subscriptionParam,
+    key: keyJson(table, 'l', (i) => i), remoteOld: 'NULL',
+    remoteNew: jsonRow(table.columns.map((c) => c.name), table.columns.map((_, i) => `l.c${i}`)),
+    localRow: 'pgtide.conflict_value(l.lrow)', localOrigin: 'l.lorigin', localTime: 'l.ltime',
+  });
+}
+
 export interface LoggedRunOptions {
   readonly resolution: ConflictResolution;
   readonly subscription: string;
@@ -280,12 +290,7 @@ export function insertLogged(table: TargetTable, rows: readonly Tuple[], sources
                            FROM v JOIN ${name} AS t ON ${match}${local.join}),
       i AS (INSERT INTO ${name} (${names.join(', ')}) OVERRIDING SYSTEM VALUE SELECT ${casts} FROM v
             ON CONFLICT (${keyIndexes.map((i) => names[i]).join(', ')}) ${onConflict})
-      ${logInsert({
-        kind: 'insert_exists', resolution: options.resolution, table, from: 'l', alias: 'l', subscriptionParam: params.length,
-        key: keyJson(table, 'l', (i) => i), remoteOld: 'NULL',
-        remoteNew: jsonRow(table.columns.map((c) => c.name), table.columns.map((_, i) => `l.c${i}`)),
-        localRow: 'pgtide.conflict_value(l.lrow)', localOrigin: 'l.lorigin', localTime: 'l.ltime',
-      })}`,
+      ${insertExistsLog(table, options.resolution, params.length)}`,
     params,
     logs: true,
   };
@@ -314,12 +319,7 @@ function insertSkipping(table: TargetTable, params: readonly (string | null)[], 
       s AS MATERIALIZED (SELECT v.* FROM v WHERE (SELECT count(*) FROM i) < (SELECT count(*) FROM v) AND (${typedKey}) NOT IN (SELECT ${keyNames} FROM i)),
       l AS (SELECT s.*, to_jsonb(t) AS lrow, ${local.origin} AS lorigin, ${local.time} AS ltime
               FROM s LEFT JOIN ${name} AS t ON ${match}${local.join})
-      ${logInsert({
-        kind: 'insert_exists', resolution: 'skip', table, from: 'l', alias: 'l', subscriptionParam: params.length,
-        key: keyJson(table, 'l', (i) => i), remoteOld: 'NULL',
-        remoteNew: jsonRow(table.columns.map((c) => c.name), table.columns.map((_, i) => `l.c${i}`)),
-        localRow: 'pgtide.conflict_value(l.lrow)', localOrigin: 'l.lorigin', localTime: 'l.ltime',
-      })}`,
+      ${insertExistsLog(table, 'skip', params.length)}`,
     params,
     logs: true,
   };
