@@ -33,6 +33,7 @@ export class TcpProxy {
   readonly #targetHost: string;
   readonly #targetPort: number;
   readonly #links = new Set<Link>();
+  readonly #accepted = new Set<net.Socket>();
   /** Accept times (ms since epoch) of every connection, whatever the mode. */
   readonly #attempts: number[] = [];
   #server: net.Server | undefined;
@@ -112,6 +113,9 @@ export class TcpProxy {
   /** Cuts every connection and stops listening. */
   async close(): Promise<void> {
     this.resetAll();
+    // server.close() calls back only once every accepted socket is gone, including those no
+    // link holds (a client ended by the `close` mode that never closed its side).
+    for (const socket of this.#accepted) socket.destroy();
     await this.#unlisten();
   }
 
@@ -149,6 +153,8 @@ export class TcpProxy {
   #accept(client: net.Socket): void {
     this.#attempts.push(Date.now());
     if (this.#attempts.length > 100_000) this.#attempts.splice(0, 50_000);
+    this.#accepted.add(client);
+    client.on('close', () => this.#accepted.delete(client));
     client.on('error', () => {});
     const mode = this.#mode;
     switch (mode.kind) {

@@ -55,6 +55,7 @@ import { quoteIdent } from '../../core/sql.js';
 import { deferred } from '../../core/async.js';
 import type { Sink } from '../sink.js';
 import { BoundedConnector, CLEANUP_MS, settleWithin } from '../../pg/bounded.js';
+import { Fence } from './connection-fence.js';
 import { ConflictApply, conflictEvents, logCommittedConflicts, readLocalCommitInfo } from './conflict-apply.js';
 import type { ConflictEvent, ConflictSettings } from '../../apply/conflict-policy.js';
 import type { FullChange } from './conflict-statements.js';
@@ -136,7 +137,6 @@ type Run =
   | { readonly kind: 'counted'; readonly table: TargetTable; readonly counted: CountedStatement; readonly full?: FullChange };
 
 /** Set when the apply connection closed: nothing more may be sent through this writer. */
-interface Fence { closed: boolean }
 
 interface CommittingBatch {
   readonly promises: readonly Promise<unknown>[];
@@ -227,7 +227,7 @@ export class ApplyWriter implements Sink {
   }
 
   static async open(options: ApplyWriterOptions): Promise<ApplyWriter> {
-    const fence: Fence = { closed: false };
+    const fence = new Fence();
     const connector = new BoundedConnector();
     const sql = openPostgres(options.url, 'apply', {
       ...connector.options,
@@ -263,7 +263,7 @@ export class ApplyWriter implements Sink {
         idle_in_transaction_session_timeout: 0,
       },
       // Once the connection closed, this writer sends nothing more; the engine starts a new one.
-      onclose: () => { fence.closed = true; },
+      onclose: () => { fence.close(); },
     } as postgres.Options<Record<string, postgres.PostgresType>>);
     try {
       const conflicts = new ConflictApply(options.conflicts, options.subscription, await readLocalCommitInfo(sql));
@@ -424,7 +424,7 @@ export class ApplyWriter implements Sink {
   }
 
   async #finishCommit(batch: CommittingBatch): Promise<void> {
-    await Promise.all(batch.promises);
+    await this.#settled(batch.promises);
     this.#throwIfFailed();
     if (batch.endLsn > this.#durable) {
       this.#durable = batch.endLsn;
@@ -468,7 +468,7 @@ export class ApplyWriter implements Sink {
 
   /** A clean-up step timed out: the connection is unusable; nothing more is sent through it. */
   #abandon(): void {
-    this.#fence.closed = true;
+    this.#fence.close();
     this.#broken = true;
     this.#connector.destroyAll();
   }
@@ -591,7 +591,7 @@ export class ApplyWriter implements Sink {
     // A lost connection has nothing to end gracefully; end() would wait out its time-out
     // for statements that postgres.js will never settle.
     if (!this.#fence.closed) await settleWithin(this.#sql.end({ timeout: 1 }), CLEANUP_MS);
-    this.#fence.closed = true;
+    this.#fence.close();
     this.#connector.destroyAll();
   }
 
@@ -700,8 +700,25 @@ export class ApplyWriter implements Sink {
     return this.#settleSome(previous);
   }
 
+  /**
+   * Waits for statements already sent; their failures are the bookkeeping's
+   * (#throwIfFailed). Bounded once the connection is gone (Fence.bound).
+   */
+  async #settled(pending: readonly Promise<unknown>[]): Promise<void> {
+    try {
+      await this.#fence.bound(Promise.all(pending));
+    } catch (error) {
+      if (this.#fence.closed && error instanceof PgtideError && error.code === 'CONNECTION_FAILED') {
+        this.#broken = true;
+        this.#failures.record({ error, context: {}, mark: this.#mark });
+        return;
+      }
+      throw error;
+    }
+  }
+
   async #settleSome(pending: Promise<unknown>[]): Promise<void> {
-    await Promise.all(pending);
+    await this.#settled(pending);
     this.#throwIfFailed();
   }
 
@@ -714,7 +731,7 @@ export class ApplyWriter implements Sink {
     try {
       return await this.#catalog.resolve(relation);
     } catch (error) {
-      await Promise.all([...(this.#committing?.promises ?? []), ...this.#inFlight]);
+      await this.#settled([...(this.#committing?.promises ?? []), ...this.#inFlight]);
       this.#throwIfFailed();
       throw error;
     }
