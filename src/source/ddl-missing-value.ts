@@ -42,6 +42,16 @@ DECLARE
 BEGIN
   SELECT a.attmissingval::text, format_type(a.atttypid, a.atttypmod) INTO arr, typ
     FROM pg_attribute a WHERE a.attrelid = rel AND a.attnum = col AND a.atthasmissing;
+  IF arr IS NULL AND (SELECT relkind FROM pg_class WHERE oid = rel) = 'p' THEN
+    -- A partitioned table stores no rows and no missing value; its partitions hold the one value
+    -- the ALTER computed (one statement: now(), current_user … are the same for each).
+    SELECT l.attmissingval::text, format_type(l.atttypid, l.atttypmod) INTO arr, typ
+      FROM pg_attribute pa
+      JOIN pg_partition_tree(rel) t ON t.isleaf
+      JOIN pg_attribute l ON l.attrelid = t.relid AND l.attname = pa.attname AND l.atthasmissing
+     WHERE pa.attrelid = rel AND pa.attnum = col
+     LIMIT 1;
+  END IF;
   IF arr IS NULL THEN RETURN NULL; END IF;
   EXECUTE format('SELECT (%L::%s[])[1]::text', arr, typ) INTO v;
   RETURN v;
@@ -57,7 +67,9 @@ export const MISSING_VALUE_UNINSTALL = `DROP FUNCTION IF EXISTS pgtide.ddl_missi
  * The snapshot's column object gains `missing` only when the column has a
  * stored missing value, so snapshots of other columns stay as they were (and
  * equal to the ones stored before this field existed). Appended (`||`) to the
- * column's jsonb_build_object in pgtide.ddl_table_snapshot, over alias `a`.
+ * column's jsonb_build_object in pgtide.ddl_table_snapshot, over aliases `a`
+ * (pg_attribute) and `c` (pg_class). A partitioned table's columns are looked up
+ * in its partitions.
  */
 export const MISSING_VALUE_SNAPSHOT_FIELD = `
-               || CASE WHEN a.atthasmissing THEN jsonb_strip_nulls(jsonb_build_object('missing', pgtide.ddl_missing_value(a.attrelid, a.attnum))) ELSE '{}'::jsonb END`;
+               || CASE WHEN a.atthasmissing OR c.relkind = 'p' THEN jsonb_strip_nulls(jsonb_build_object('missing', pgtide.ddl_missing_value(a.attrelid, a.attnum))) ELSE '{}'::jsonb END`;

@@ -96,6 +96,26 @@ describe('stable defaults on ADD COLUMN (now(), current_user, …)', { timeout: 
     await engine.stop();
   });
 
+  it('a partitioned table: the value its partitions hold on the source, on every partition of the target', async () => {
+    const pair = await databasePair(scope, base, 'ddl_now_parts');
+    await ddlBoth(pair, `CREATE TABLE m (id int, k int, PRIMARY KEY (id, k)) PARTITION BY RANGE (k);
+      CREATE TABLE m_low PARTITION OF m FOR VALUES FROM (0) TO (10); CREATE TABLE m_high PARTITION OF m FOR VALUES FROM (10) TO (20);`);
+    await pair.src.unsafe(`INSERT INTO m SELECT g, g % 20 FROM generate_series(1, 40) g`);
+    const engine = await startStreaming(scope, pair, { name: pair.database, tables: ['public.m'], ddl: { capture: true } });
+    await pair.src.begin(async (tx) => {
+      await tx.unsafe(`ALTER TABLE m ADD COLUMN at timestamptz DEFAULT now()`);
+      await tx.unsafe(`INSERT INTO m (id, k) VALUES (41, 1), (42, 11)`);
+      await tx.unsafe(`SELECT pg_sleep(0.3)`);
+    });
+    await waitForCatchUp(pair, { engine });
+    for (const leaf of ['public.m_low', 'public.m_high']) {
+      await assertTablesEqual(pair, leaf, { orderBy: 't.id' });
+      await assertSameColumns(pair, leaf);
+    }
+    assert.equal((await texts(pair.dst, `SELECT DISTINCT at::text AS r FROM m WHERE id <= 40`)).length, 1);
+    await engine.stop();
+  });
+
   it('pgtide ddl exec (no event triggers) carries the source\'s value of now() too', async () => {
     const pair = await databasePair(scope, base, 'ddl_now_exec');
     await ddlBoth(pair, `CREATE TABLE d (id int PRIMARY KEY, v text);`);
