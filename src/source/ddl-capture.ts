@@ -30,7 +30,7 @@ import { randomBytes } from 'node:crypto';
 import type postgres from 'postgres';
 import { fromServerError, PgtideError } from '../core/errors.js';
 import { textArrayLiteral } from '../core/sql.js';
-import { MISSING_VALUE_FUNCTION, MISSING_VALUE_SNAPSHOT_FIELD, MISSING_VALUE_UNINSTALL } from './ddl-missing-value.js';
+import { MISSING_VALUE_FUNCTION, MISSING_VALUE_SNAPSHOT_FIELD, MISSING_VALUE_SNAPSHOT_JOIN, MISSING_VALUE_UNINSTALL } from './ddl-missing-value.js';
 
 export const DDL_MESSAGE_PREFIX = 'pgtide.ddl';
 
@@ -81,7 +81,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $fn$
         FROM pg_sequence sq JOIN pg_class sc ON sc.oid = sq.seqrelid JOIN pg_namespace sn ON sn.oid = sc.relnamespace
        WHERE sq.seqrelid IN (SELECT d.refobjid FROM pg_attrdef ad JOIN pg_depend d ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid
                               WHERE ad.adrelid = c.oid AND d.refclassid = 'pg_class'::regclass)), '[]'::jsonb))
-  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace${MISSING_VALUE_SNAPSHOT_JOIN}
   WHERE c.oid = rel
 $fn$;`;
 

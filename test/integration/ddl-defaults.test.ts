@@ -54,6 +54,8 @@ describe('stable defaults on ADD COLUMN (now(), current_user, …)', { timeout: 
 
     await pair.src.begin(async (tx) => {
       await tx.unsafe(`SET LOCAL ROLE ddl_author`);
+      // The session's own text forms must not leak into the value carried (06/12 is June 12 under MDY).
+      await tx.unsafe(`SET LOCAL datestyle = 'SQL, DMY'; SET LOCAL timezone = 'Asia/Kolkata'`);
       await tx.unsafe(`INSERT INTO d VALUES (9, 'same transaction, before')`);
       await tx.unsafe(`ALTER TABLE d ADD COLUMN at timestamptz NOT NULL DEFAULT now()`);
       await tx.unsafe(`ALTER TABLE d ADD COLUMN ct timestamp DEFAULT current_timestamp, ADD COLUMN st timestamptz DEFAULT statement_timestamp()`);
