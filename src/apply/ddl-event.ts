@@ -16,6 +16,8 @@ const column = z.object({
   default: z.string().nullable(),
   identity: z.string(),
   generated: z.string().nullable(),
+  // The value rows that existed at ADD COLUMN read (pg_attribute.attmissingval), as text; absent without one.
+  missing: z.string().optional(),
 });
 
 const index = z.object({

@@ -68,13 +68,15 @@ const TABLES = `
    ORDER BY depth, n.nspname, c.relname`;
 
 interface ColumnRow {
-  table_oid: string; name: string; type: string; type_oid: string; not_null: boolean; identity: string; generated: string;
+  table_oid: string; name: string; type: string; type_oid: string; not_null: boolean; not_null_name: string | null; identity: string; generated: string;
   default_expr: string | null; coll_schema: string | null; coll_name: string | null; comment: string | null;
 }
 
 const COLUMNS = `
   SELECT a.attrelid::text AS table_oid, a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, a.atttypid::text AS type_oid,
          a.attnotnull AS not_null, a.attidentity AS identity, a.attgenerated AS generated,
+         -- PostgreSQL 18 names NOT NULL constraints (contype n); no such rows before 18.
+         (SELECT nn.conname FROM pg_constraint nn WHERE nn.conrelid = a.attrelid AND nn.contype = 'n' AND nn.conkey[1] = a.attnum) AS not_null_name,
          pg_get_expr(d.adbin, d.adrelid) AS default_expr,
          CASE WHEN a.attcollation <> t.typcollation THEN cn.nspname END AS coll_schema,
          CASE WHEN a.attcollation <> t.typcollation THEN co.collname END AS coll_name,
@@ -317,6 +319,7 @@ async function readIn(tx: postgres.TransactionSql, scope: ReadScope): Promise<Sc
       name: c.name,
       type: c.type,
       notNull: c.not_null,
+      notNullConstraint: c.not_null ? c.not_null_name : null,
       default: c.default_expr,
       identity: IDENTITY[c.identity] ?? null,
       identitySequence: IDENTITY[c.identity] ? identitySequences.get(`${t.oid}/${c.name}`) ?? null : null,

@@ -120,7 +120,8 @@ export function columnDefinition(c: Column): string {
     const seq = c.identitySequence;
     sql += ` GENERATED ${c.identity === 'always' ? 'ALWAYS' : 'BY DEFAULT'} AS IDENTITY${seq ? ` (SEQUENCE NAME ${q(seq)} ${sequenceOptions(seq.options, false)})` : ''}`;
   }
-  if (c.notNull) sql += ' NOT NULL';
+  // The name is what PostgreSQL 18 shows in pg_constraint; older servers accept and ignore it.
+  if (c.notNull) sql += c.notNullConstraint !== null ? ` CONSTRAINT ${quoteIdent(c.notNullConstraint)} NOT NULL` : ' NOT NULL';
   return sql;
 }
 

@@ -203,6 +203,13 @@ function compareTables(s: Table, t: Table, dangling: ReadonlySet<string>): Diffe
         ? { object: col, message: 'NOT NULL on the source, nullable on the target', fix: [], refused: 'SET NOT NULL scans the table and fails on target rows that hold NULL; run it by hand' }
         : { object: col, message: 'nullable on the source, NOT NULL on the target', fix: [{ phase: 'column', object: col, sql: `ALTER TABLE ${q(s)} ALTER COLUMN ${quoteIdent(c.name)} DROP NOT NULL` }], refused: null });
     }
+    // Both sides 18+ (a partition's inherited NOT NULL keeps its own name rule): a rename is safe.
+    if (!s.partitionOf && c.notNullConstraint !== null && other.notNullConstraint !== null && c.notNullConstraint !== other.notNullConstraint) {
+      out.push({
+        object: col, message: `NOT NULL constraint ${quoteIdent(c.notNullConstraint)} on the source, ${quoteIdent(other.notNullConstraint)} on the target`,
+        fix: [{ phase: 'constraint', object: col, sql: `ALTER TABLE ${q(s)} RENAME CONSTRAINT ${quoteIdent(other.notNullConstraint)} TO ${quoteIdent(c.notNullConstraint)}` }], refused: null,
+      });
+    }
     if (c.comment !== other.comment) out.push(commentDifference(col, c.comment, other.comment, columnComment(s, c)));
   }
   for (const c of t.columns) {

@@ -80,6 +80,11 @@ export interface Column {
   /** format_type(atttypid, atttypmod). */
   readonly type: string;
   readonly notNull: boolean;
+  /**
+   * The name of the column's NOT NULL constraint: PostgreSQL 18 keeps NOT NULL as a
+   * named pg_constraint row (contype n); null before 18, where NOT NULL has no name.
+   */
+  readonly notNullConstraint: string | null;
   /** pg_get_expr of the default; for a generated column, its expression. */
   readonly default: string | null;
   readonly identity: 'always' | 'by default' | null;

@@ -30,6 +30,7 @@ import { randomBytes } from 'node:crypto';
 import type postgres from 'postgres';
 import { fromServerError, PgtideError } from '../core/errors.js';
 import { textArrayLiteral } from '../core/sql.js';
+import { MISSING_VALUE_FUNCTION, MISSING_VALUE_SNAPSHOT_FIELD, MISSING_VALUE_SNAPSHOT_JOIN, MISSING_VALUE_UNINSTALL } from './ddl-missing-value.js';
 
 export const DDL_MESSAGE_PREFIX = 'pgtide.ddl';
 
@@ -47,7 +48,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $fn$
                'typmod', a.atttypmod, 'notnull', a.attnotnull,
                'default', CASE WHEN a.attgenerated = '' THEN pg_get_expr(d.adbin, d.adrelid) END,
                'identity', a.attidentity::text,
-               'generated', CASE WHEN a.attgenerated <> '' THEN pg_get_expr(d.adbin, d.adrelid) END)
+               'generated', CASE WHEN a.attgenerated <> '' THEN pg_get_expr(d.adbin, d.adrelid) END)${MISSING_VALUE_SNAPSHOT_FIELD}
              ORDER BY a.attnum)
         FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
        WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '[]'::jsonb),
@@ -80,7 +81,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $fn$
         FROM pg_sequence sq JOIN pg_class sc ON sc.oid = sq.seqrelid JOIN pg_namespace sn ON sn.oid = sc.relnamespace
        WHERE sq.seqrelid IN (SELECT d.refobjid FROM pg_attrdef ad JOIN pg_depend d ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid
                               WHERE ad.adrelid = c.oid AND d.refclassid = 'pg_class'::regclass)), '[]'::jsonb))
-  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace${MISSING_VALUE_SNAPSHOT_JOIN}
   WHERE c.oid = rel
 $fn$;`;
 
@@ -114,6 +115,7 @@ BEGIN
   RETURN sha256(opad || sha256(ipad || msg));
 END
 $fn$;
+${MISSING_VALUE_FUNCTION}
 ${SNAPSHOT_FUNCTION}
 
 CREATE OR REPLACE FUNCTION pgtide.ddl_in_scope(rel oid) RETURNS boolean
@@ -398,6 +400,7 @@ DROP FUNCTION IF EXISTS pgtide.ddl_in_scope(oid);
 DROP FUNCTION IF EXISTS pgtide.ddl_emit_object(text, text, text, jsonb);
 DROP FUNCTION IF EXISTS pgtide.ddl_object_schema_in_scope(text);
 DROP FUNCTION IF EXISTS pgtide.ddl_table_snapshot(oid);
+${MISSING_VALUE_UNINSTALL}
 DROP FUNCTION IF EXISTS pgtide.hmac_sha256(bytea, bytea);
 DROP TABLE IF EXISTS pgtide.ddl_source_snapshot;
 DROP TABLE IF EXISTS pgtide.ddl_scope;

@@ -135,14 +135,16 @@ export async function startPair(scope: TestScope, options: PairOptions = {}): Pr
 /**
  * Another database of the same clusters, created on both sides with its own
  * marker table: an isolated replication (own slot, publication, origin and
- * state) for a test that must not disturb the file's main one.
+ * state) for a test that must not disturb the file's main one. The target's
+ * database may have another name (`targetDatabase`), so that one cluster can
+ * be both ends.
  */
-export async function databasePair(scope: TestScope, pair: Pick<Pair, 'major' | 'source' | 'target'>, database: string): Promise<Pair> {
-  await Promise.all([pair.source.createDatabase(database), pair.target.createDatabase(database)]);
+export async function databasePair(scope: TestScope, pair: Pick<Pair, 'major' | 'source' | 'target'>, database: string, targetDatabase = database): Promise<Pair> {
+  await Promise.all([pair.source.createDatabase(database), pair.target.createDatabase(targetDatabase)]);
   const src = pinnedSql(scope, pair.source, database);
-  const dst = pinnedSql(scope, pair.target, database);
+  const dst = pinnedSql(scope, pair.target, targetDatabase);
   await Promise.all([src.unsafe(MARKER_DDL), dst.unsafe(MARKER_DDL)]);
-  return { major: pair.major, source: pair.source, target: pair.target, database, sourceUrl: pair.source.urlFor(database), targetUrl: pair.target.urlFor(database), src, dst };
+  return { major: pair.major, source: pair.source, target: pair.target, database, sourceUrl: pair.source.urlFor(database), targetUrl: pair.target.urlFor(targetDatabase), src, dst };
 }
 
 /** Runs the same DDL on both sides (as one multi-statement query each). */

@@ -13,7 +13,7 @@ import type { Column, SchemaModel, Table, UserType } from '../../src/schema/mode
 const ODD_SCHEMA = 'Ünïcødé "Schema"';
 
 function column(name: string, extra: Partial<Column> = {}): Column {
-  return { name, type: 'integer', notNull: false, default: null, identity: null, identitySequence: null, generated: null, collation: null, comment: null, ...extra };
+  return { name, type: 'integer', notNull: false, notNullConstraint: null, default: null, identity: null, identitySequence: null, generated: null, collation: null, comment: null, ...extra };
 }
 
 function table(schema: string, name: string, extra: Partial<Table> = {}): Table {
@@ -103,6 +103,8 @@ test('columns: identity with its sequence, generated, collation, default, NOT NU
   })), '"Id" bigint GENERATED ALWAYS AS IDENTITY (SEQUENCE NAME "s"."T_Id_seq" START WITH 10 INCREMENT BY 5 MINVALUE 1 MAXVALUE 9223372036854775807 CACHE 1 NO CYCLE) NOT NULL');
   assert.equal(columnDefinition(column('total', { type: 'numeric', generated: 'stored', default: '(price * (qty)::numeric)' })), '"total" numeric GENERATED ALWAYS AS ((price * (qty)::numeric)) STORED');
   assert.equal(columnDefinition(column('name', { type: 'text', collation: { schema: 'public', name: 'My "C"' }, default: "'x'::text", notNull: true })), `"name" text COLLATE "public"."My ""C""" DEFAULT 'x'::text NOT NULL`);
+  // PostgreSQL 18's named NOT NULL constraint keeps its name.
+  assert.equal(columnDefinition(column('note', { type: 'text', notNull: true, notNullConstraint: 'note "given"' })), '"note" text CONSTRAINT "note ""given""" NOT NULL');
   // A name containing ON ONLY is not mistaken for the clause.
   assert.equal(createIndex({ schema: 'public', name: 't' }, { name: 'x ON ONLY y', definition: 'CREATE UNIQUE INDEX "x ON ONLY y" ON ONLY public.t USING btree (a)', comment: null }).sql, 'CREATE UNIQUE INDEX "x ON ONLY y" ON public.t USING btree (a)');
 });

@@ -10,6 +10,7 @@
 import { qualify, quoteIdent } from '../../core/sql.js';
 import type { ColumnSnapshot, IndexSnapshot, TableSnapshot } from '../../apply/ddl-event.js';
 import { createSequences, ownSequences } from './ddl-sequences.js';
+import { seededColumn } from './ddl-missing-value.js';
 
 export interface DdlStep {
   readonly sql: string;
@@ -114,7 +115,10 @@ export function planAlter(before: TableSnapshot, after: TableSnapshot, options: 
     const old = oldCols.get(attnum);
     const col = quoteIdent(c.name);
     if (!old) {
-      alter(`ADD COLUMN IF NOT EXISTS ${columnDefinition(c)}`, `add column ${c.name}`);
+      // The rows the source had hold the value it computed then: the same on the target, then the expression.
+      const seeded = seededColumn(c);
+      alter(`ADD COLUMN IF NOT EXISTS ${columnDefinition(seeded ?? c)}`, `add column ${c.name}`);
+      if (seeded) alter(`ALTER COLUMN ${col} SET DEFAULT ${c.default}`, `set default of ${c.name} (existing rows hold the source's value)`);
       continue;
     }
     if (old.generated !== c.generated) {
