@@ -35,9 +35,10 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $fn$
    ORDER BY a.depth LIMIT 1
 $fn$;
 
--- Added to each table of a ddl_command_end message. A table that left scope (a partition detached
--- from a published root) is forgotten here, after its last message.
-CREATE OR REPLACE FUNCTION pgtide.ddl_partition_facts(rel oid, before_snap jsonb, after_snap jsonb) RETURNS jsonb
+-- Added to each table of a ddl_command_end message. Its ACL is recorded as the one the next GRANT
+-- compares with (a new table may have one from ALTER DEFAULT PRIVILEGES). A table that left scope
+-- (a partition detached from a published root) is forgotten here, after its last message.
+CREATE OR REPLACE FUNCTION pgtide.ddl_table_facts(rel oid, before_snap jsonb, after_snap jsonb) RETURNS jsonb
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
   published jsonb := pgtide.ddl_published_as(rel);
@@ -50,11 +51,13 @@ BEGIN
      AND NOT EXISTS (SELECT 1 FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid JOIN pgtide.ddl_scope sc ON sc.publication = p.pubname WHERE pr.prrelid = rel) THEN
     DELETE FROM pgtide.ddl_source_snapshot WHERE table_oid = rel;
     DELETE FROM pgtide.ddl_source_acl WHERE table_oid = rel;
+  ELSE
+    INSERT INTO pgtide.ddl_source_acl VALUES (rel, coalesce(pgtide.ddl_acl_text(rel), '')) ON CONFLICT (table_oid) DO UPDATE SET acl = EXCLUDED.acl;
   END IF;
   RETURN jsonb_build_object('published_as', published, 'filled', filled);
 END
 $fn$;
-REVOKE ALL ON FUNCTION pgtide.ddl_partition_facts(oid, jsonb, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION pgtide.ddl_table_facts(oid, jsonb, jsonb) FROM PUBLIC;
 
 -- A partitioned table's command may have changed its partitions (a recursing ALTER TABLE, ATTACH,
 -- DETACH): they are looked at too; those whose snapshot did not change emit nothing.
@@ -64,8 +67,10 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $fn$
     FROM (SELECT t.relid AS x FROM unnest(rels) r JOIN pg_class c ON c.oid = r AND c.relkind = 'p'
             CROSS JOIN LATERAL pg_partition_tree(r) t WHERE t.relid <> r
           UNION
+          -- Detached: the stored snapshot still names the partitioned table as its parent.
           SELECT s.table_oid FROM pgtide.ddl_source_snapshot s
-           WHERE (s.snapshot->'partition'->>'parent_oid')::oid = ANY (rels)) f
+           WHERE s.snapshot ? 'partition'
+             AND (s.snapshot->'partition'->>'parent_oid')::oid IN (SELECT c.oid FROM pg_class c WHERE c.oid = ANY (rels) AND c.relkind = 'p')) f
 $fn$;
 
 -- ALTER SEQUENCE of a sequence a table in scope uses (a default's nextval, or owned by its column).
@@ -75,6 +80,12 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $fn$
                   WHERE s.snapshot->'sequences' @> jsonb_build_array(jsonb_build_object('schema', n.nspname, 'name', c.relname)))
       OR EXISTS (SELECT 1 FROM pg_depend d JOIN pgtide.ddl_source_snapshot s ON s.table_oid = d.refobjid
                   WHERE d.classid = 'pg_class'::regclass AND d.objid = seq AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i'))
+$fn$;
+
+-- An index on a materialized view (replayed as text with the view: REFRESH … CONCURRENTLY needs a unique one).
+CREATE OR REPLACE FUNCTION pgtide.ddl_matview_index(idx oid) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $fn$
+  SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid WHERE i.indexrelid = idx AND c.relkind = 'm')
 $fn$;
 
 -- The ACL of a table, its columns' included, as text to compare.
@@ -111,11 +122,12 @@ ON CONFLICT (table_oid) DO UPDATE SET acl = EXCLUDED.acl;
 `;
 
 export const SCOPE_UNINSTALL_SQL = `
-DROP FUNCTION IF EXISTS pgtide.ddl_partition_facts(oid, jsonb, jsonb);
+DROP FUNCTION IF EXISTS pgtide.ddl_table_facts(oid, jsonb, jsonb);
 DROP FUNCTION IF EXISTS pgtide.ddl_published_as(oid);
 DROP FUNCTION IF EXISTS pgtide.ddl_partition_family(oid[]);
 DROP FUNCTION IF EXISTS pgtide.ddl_sequence_in_scope(oid);
 DROP FUNCTION IF EXISTS pgtide.ddl_acl_changes(text);
 DROP FUNCTION IF EXISTS pgtide.ddl_acl_text(oid);
+DROP FUNCTION IF EXISTS pgtide.ddl_matview_index(oid);
 DROP TABLE IF EXISTS pgtide.ddl_source_acl;
 `;

@@ -183,7 +183,7 @@ BEGIN
                    WHERE NOT (before_snap->'columns') @> jsonb_build_array(jsonb_build_object('attnum', c->'attnum'))
                      AND c->>'generated' IS NULL AND (c->>'identity' <> '' OR c->>'default' IS NOT NULL));
     tabs := tabs || (jsonb_build_object('oid', rel::bigint, 'created', rel = ANY (created), 'before', before_snap, 'after', after_snap, 'recopy', recopy)
-                     || pgtide.ddl_partition_facts(rel, before_snap, after_snap));
+                     || pgtide.ddl_table_facts(rel, before_snap, after_snap));
   END LOOP;
   IF jsonb_array_length(tabs) = 0 THEN RETURN; END IF;
   PERFORM pgtide.ddl_emit(jsonb_build_object('v', 1, 'event', 'ddl_command_end', 'tag', tag, 'statement', query,
@@ -235,7 +235,8 @@ BEGIN
       END IF;
       CONTINUE;
     END IF;
-    IF r.object_type IN ('view', 'function', 'procedure', 'trigger', 'materialized view') THEN
+    IF r.object_type IN ('view', 'function', 'procedure', 'trigger', 'materialized view')
+       OR (r.object_type = 'index' AND pgtide.ddl_matview_index(r.objid)) THEN
       IF (r.object_type = 'trigger' AND pgtide.ddl_in_scope((SELECT tgrelid FROM pg_trigger WHERE oid = r.objid)))
          OR (r.object_type <> 'trigger' AND pgtide.ddl_object_schema_in_scope(r.schema_name)) THEN
         other := other || jsonb_build_object('tag', r.command_tag, 'type', r.object_type, 'identity', r.object_identity);

@@ -188,8 +188,10 @@ describe('DDL replication: partitions, sequences, comments, materialized views, 
       await tx.unsafe(`CREATE MATERIALIZED VIEW t_counts AS SELECT count(*) AS n, max(id) AS top FROM t`);
       await tx.unsafe(`INSERT INTO t (v) VALUES ('after view')`);
     });
+    await pair.src.unsafe(`CREATE UNIQUE INDEX t_counts_top ON t_counts (top)`);
     await pair.src.unsafe(`INSERT INTO t (v) VALUES ('not counted yet')`);
-    await pair.src.unsafe(`REFRESH MATERIALIZED VIEW t_counts`);
+    // CONCURRENTLY needs the unique index on the target too.
+    await pair.src.unsafe(`REFRESH MATERIALIZED VIEW CONCURRENTLY t_counts`);
     await pair.src.unsafe(`GRANT SELECT, INSERT ON t TO ${role}`);
     await pair.src.unsafe(`GRANT SELECT (id) ON u TO ${role}`);
     await pair.src.unsafe(`REVOKE INSERT ON t FROM ${role}`);
@@ -197,6 +199,7 @@ describe('DDL replication: partitions, sequences, comments, materialized views, 
     await waitForCatchUp(pair, { engine });
     await assertTablesEqual(pair, 'public.t');
     await assertTablesEqual(pair, 'public.t_counts');
+    assert.deepEqual(await texts(pair.dst, `SELECT indexname AS r FROM pg_indexes WHERE tablename = 't_counts'`), ['t_counts_top']);
     const sequence = `SELECT increment_by || ' ' || min_value || ' ' || max_value || ' ' || cycle AS r FROM pg_sequences WHERE sequencename = 't_id_seq'`;
     assert.deepEqual(await texts(pair.src, sequence), ['5 1 100000 true']);
     assert.deepEqual(await texts(pair.dst, sequence), await texts(pair.src, sequence));
