@@ -229,8 +229,10 @@ BEGIN
       other := other || pgtide.ddl_acl_changes(r.command_tag);
       CONTINUE;
     END IF;
+    -- Only a statement that is ALTER SEQUENCE: ALTER TABLE … ADD COLUMN serial/identity reports
+    -- its sequence's OWNED BY as an ALTER SEQUENCE too, and the table's snapshot carries that.
     IF r.object_type = 'sequence' THEN
-      IF r.command_tag = 'ALTER SEQUENCE' AND pgtide.ddl_sequence_in_scope(r.objid) THEN
+      IF tag = 'ALTER SEQUENCE' AND r.command_tag = 'ALTER SEQUENCE' AND pgtide.ddl_sequence_in_scope(r.objid) THEN
         other := other || jsonb_build_object('tag', r.command_tag, 'type', r.object_type, 'identity', r.object_identity);
       END IF;
       CONTINUE;
