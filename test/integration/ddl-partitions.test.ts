@@ -28,7 +28,7 @@ async function assertColumnsEqual(pair: Pair, tables: readonly string[]): Promis
 const PARTITIONS = `SELECT c.relname || ' of ' || coalesce((SELECT p.relname FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent WHERE i.inhrelid = c.oid), '-')
                            || ' ' || coalesce(pg_get_expr(c.relpartbound, c.oid), '-') AS r
                       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                     WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND c.relname <> 'pgtide_test_marker' ORDER BY 1`;
+                     WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND c.relname <> 'pgtide_test_marker' AND c.relname !~ '^other' ORDER BY 1`;
 
 describe('DDL replication: partitions, sequences, comments, materialized views, grants', { timeout: 600_000 }, () => {
   const scope = new TestScope();
@@ -46,6 +46,8 @@ describe('DDL replication: partitions, sequences, comments, materialized views, 
     await pair.src.unsafe(`INSERT INTO m SELECT g, 'v' || g FROM generate_series(1, 20) g`);
     // A table outside the publication, with rows, that will be attached (the target does not have it).
     await pair.src.unsafe(`CREATE TABLE m3 (id int PRIMARY KEY, v text); INSERT INTO m3 SELECT g, 'm3-' || g FROM generate_series(200, 230) g`);
+    // A partitioned table outside the publication (and absent from the target).
+    await pair.src.unsafe(`CREATE TABLE other (id int PRIMARY KEY, v text) PARTITION BY RANGE (id)`);
     const { lines, logger } = capturingLogger();
     const engine = startEngine(scope, parseConfig(configInput(pair, { name: pair.database, tables: ['public.m'], ddl: { capture: true } })), {}, logger);
     await withTimeout(engine.streaming, 120_000, 'engine did not reach streaming');
@@ -105,8 +107,14 @@ describe('DDL replication: partitions, sequences, comments, materialized views, 
       await tx.unsafe(`INSERT INTO q VALUES (4, 'd', 4)`);
     });
     await pair.src.unsafe(`UPDATE q SET n = 2 WHERE id = 2; INSERT INTO q VALUES (5, 'e', 5), (3, 'c', 3)`);
+    // A new partition of a table outside the scope joins as a new table (newTableSchemas), a plain one on the target.
+    await pair.src.begin(async (tx) => {
+      await tx.unsafe(`CREATE TABLE other_1 PARTITION OF other FOR VALUES FROM (0) TO (10)`);
+      await tx.unsafe(`INSERT INTO other VALUES (1, 'one'), (2, 'two')`);
+    });
+    await pair.src.unsafe(`UPDATE other SET v = 'uno' WHERE id = 1`);
     await waitForCatchUp(pair, { engine });
-    for (const t of ['public.m', 'public.m2', 'public.m3', 'public.q', 'public.q_a', 'public.q_b']) await assertTablesEqual(pair, t);
+    for (const t of ['public.m', 'public.m2', 'public.m3', 'public.q', 'public.q_a', 'public.q_b', 'public.other_1']) await assertTablesEqual(pair, t);
     await assertColumnsEqual(pair, ['public.m', 'public.m1', 'public.m2', 'public.m3', 'public.q', 'public.q_a', 'public.q_b']);
     assert.deepEqual(await texts(pair.dst, PARTITIONS), await texts(pair.src, PARTITIONS));
     const indexes = `SELECT indexrelid::regclass::text || ' ' || indisvalid AS r FROM pg_index WHERE indrelid IN ('m'::regclass, 'm2'::regclass, 'm3'::regclass, 'q_a'::regclass) ORDER BY 1`;
@@ -116,7 +124,7 @@ describe('DDL replication: partitions, sequences, comments, materialized views, 
     assert.deepEqual(await texts(pair.dst, `SELECT count(*)::text AS r FROM m1 WHERE id = 26`), ['0']);
     assert.deepEqual(await texts(pair.dst, `SELECT string_agg(id::text, ',' ORDER BY id) AS r FROM m1`), await texts(pair.src, `SELECT string_agg(id::text, ',' ORDER BY id) AS r FROM m1 WHERE id <> 26`));
     const states = `SELECT string_agg(table_name || ':' || state, ',' ORDER BY table_name) AS r FROM pgtide.table_state WHERE table_name <> 'pgtide_test_marker'`;
-    assert.deepEqual(await texts(pair.dst, states), ['m2:ready,m3:ready,q_a:ready,q_b:ready']);
+    assert.deepEqual(await texts(pair.dst, states), ['m2:ready,m3:ready,other_1:ready,q_a:ready,q_b:ready']);
     assert.deepEqual(await texts(pair.dst, `SELECT reason AS r FROM pgtide.ddl_unhandled`), []);
     assert.equal(engine.finished, false, 'the engine kept streaming');
     await engine.stop();

@@ -20,7 +20,7 @@ import { qualify, quoteIdent } from '../../core/sql.js';
 import { tableKey, type TableGateState } from '../../core/table-sync.js';
 import type { DdlEvent, TableSnapshot } from '../../apply/ddl-event.js';
 import type { DdlQuery } from './apply-writer.js';
-import type { DdlStep } from './ddl-plan.js';
+import { planCreate, type DdlStep } from './ddl-plan.js';
 import { markForRecopy } from './recopy.js';
 
 type Bound = NonNullable<TableSnapshot['partition']>;
@@ -34,6 +34,8 @@ export type PartitionChange =
   | { readonly kind: 'inherited' };
 
 interface ChangeFacts {
+  /** Added to the publication by the capture itself: a partition of a table outside the scope, made a table of its own. */
+  readonly created?: boolean;
   readonly before: TableSnapshot | null;
   readonly after: TableSnapshot | null;
   readonly publishedAs?: PublishedAs;
@@ -42,7 +44,7 @@ interface ChangeFacts {
 
 export function partitionChange(event: DdlEvent, change: ChangeFacts): PartitionChange | undefined {
   const { before, after } = change;
-  if (!after || event.event !== 'ddl_command_end') return undefined;
+  if (!after || event.event !== 'ddl_command_end' || change.created === true) return undefined;
   const was = before?.partition;
   const now = after.partition;
   if (now && (!was || was.parent_oid !== now.parent_oid)) {
@@ -70,6 +72,9 @@ export async function planPartition(query: DdlQuery, change: PartitionChange): P
   const name = qualify(change.table.schema, change.table.name);
   const parent = qualify(change.bound.parent_schema, change.bound.parent);
   const [row] = await query(`SELECT c.relispartition AS part FROM pg_class c WHERE c.oid = to_regclass($1)`, [name]);
+  const [hasParent] = await query(`SELECT to_regclass($1) IS NOT NULL AS ok`, [parent]);
+  // A partition of a table the target does not have (its root outside the scope): a table of its own there.
+  if (hasParent?.['ok'] !== true) return change.kind === 'joined' && !row ? planCreate(change.table) : [];
   if (change.kind === 'detached') {
     return row?.['part'] === true ? [{ sql: `ALTER TABLE ${parent} DETACH PARTITION ${name}`, destructive: false, what: `detach partition ${name} from ${parent}` }] : [];
   }
