@@ -177,6 +177,8 @@ describe('DDL replication: partitions, sequences, comments, materialized views, 
     await Promise.all([pair.src, pair.dst].map((sql) => sql.unsafe(`DO $$ BEGIN CREATE ROLE ${role}; EXCEPTION WHEN duplicate_object THEN NULL; END $$`)));
     await ddlBoth(pair, `CREATE TABLE t (id serial PRIMARY KEY, v text); CREATE TABLE u (id int PRIMARY KEY);`);
     await pair.src.unsafe(`INSERT INTO t (v) SELECT 'v' || g FROM generate_series(1, 5) g`);
+    // Outside the scope, and absent from the target: a grant on it must not be replayed (it would fail there).
+    await pair.src.unsafe(`CREATE TABLE side (id int)`);
     const engine = await startStreaming(scope, pair, { name: pair.database, tables: ['public.t', 'public.u'], ddl: { capture: true, onError: 'stop' } });
 
     await pair.src.begin(async (tx) => {
@@ -203,6 +205,7 @@ describe('DDL replication: partitions, sequences, comments, materialized views, 
     await pair.src.unsafe(`GRANT SELECT, INSERT ON t TO ${role}`);
     await pair.src.unsafe(`GRANT SELECT (id) ON u TO ${role}`);
     await pair.src.unsafe(`REVOKE INSERT ON t FROM ${role}`);
+    await pair.src.unsafe(`GRANT SELECT ON side TO ${role}`);
     await pair.src.unsafe(`INSERT INTO t (v) VALUES ('after grants')`);
     await waitForCatchUp(pair, { engine });
     await assertTablesEqual(pair, 'public.t');
@@ -219,7 +222,7 @@ describe('DDL replication: partitions, sequences, comments, materialized views, 
     const acl = `SELECT c.relname || ' ' || coalesce(c.relacl::text, '-') || ' ' || coalesce((SELECT string_agg(a.attname || '=' || a.attacl::text, ',') FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attacl IS NOT NULL), '-') AS r
                    FROM pg_class c WHERE c.relname IN ('t', 'u') ORDER BY 1`;
     // The owners differ (the tables belong to different roles on each side): compare what the role holds.
-    const held = `SELECT string_agg(p, ',' ORDER BY p) AS r FROM (SELECT 'table ' || table_name || ' ' || privilege_type AS p FROM information_schema.role_table_grants WHERE grantee = '${role}'
+    const held = `SELECT string_agg(p, ',' ORDER BY p) AS r FROM (SELECT 'table ' || table_name || ' ' || privilege_type AS p FROM information_schema.role_table_grants WHERE grantee = '${role}' AND table_name IN ('t', 'u')
                     UNION ALL SELECT 'column ' || table_name || '.' || column_name || ' ' || privilege_type FROM information_schema.role_column_grants WHERE grantee = '${role}' AND table_name = 'u') x`;
     assert.deepEqual(await texts(pair.src, held), ['column u.id SELECT,table t SELECT']);
     assert.deepEqual(await texts(pair.dst, held), await texts(pair.src, held), (await texts(pair.dst, acl)).join('\n'));
