@@ -79,13 +79,19 @@ describe('DDL replication: partitions, sequences, comments, materialized views, 
     assert.match(m2[0]!, /^ready [0-9A-F]+\/[0-9A-F]+$/);
     assert.notEqual(m3[0], m2[0], 'm3 has a sync LSN of its own');
 
+    // Two levels: a partitioned partition and its own partition.
+    await pair.src.begin(async (tx) => {
+      await tx.unsafe(`CREATE TABLE m4 PARTITION OF m FOR VALUES FROM (300) TO (400) PARTITION BY RANGE (id)`);
+      await tx.unsafe(`CREATE TABLE m4a PARTITION OF m4 FOR VALUES FROM (300) TO (350)`);
+      await tx.unsafe(`INSERT INTO m VALUES (310, 'deep')`);
+    });
     // A change on the partitioned table recurses to its partitions: applied once, on the root.
     await pair.src.begin(async (tx) => {
       await tx.unsafe(`INSERT INTO m VALUES (23, 'before add')`);
       await tx.unsafe(`ALTER TABLE m ADD COLUMN w int`);
       await tx.unsafe(`ALTER TABLE m RENAME COLUMN w TO w2`);
       await tx.unsafe(`CREATE INDEX m_v_idx ON m (v)`);
-      await tx.unsafe(`INSERT INTO m VALUES (24, 'after add', 24), (152, 'm2', 152), (270, 'm3', 270)`);
+      await tx.unsafe(`INSERT INTO m VALUES (24, 'after add', 24), (152, 'm2', 152), (270, 'm3', 270), (311, 'deep', 311)`);
     });
     // A change to one partition only, diffed from the snapshot the root's change left.
     await pair.src.unsafe(`ALTER TABLE m2 ADD CONSTRAINT m2_w2_check CHECK (w2 IS NULL OR w2 > 0)`);
@@ -114,18 +120,29 @@ describe('DDL replication: partitions, sequences, comments, materialized views, 
     });
     await pair.src.unsafe(`UPDATE other SET v = 'uno' WHERE id = 1`);
     await waitForCatchUp(pair, { engine });
-    for (const t of ['public.m', 'public.m2', 'public.m3', 'public.q', 'public.q_a', 'public.q_b', 'public.other_1']) await assertTablesEqual(pair, t);
-    await assertColumnsEqual(pair, ['public.m', 'public.m1', 'public.m2', 'public.m3', 'public.q', 'public.q_a', 'public.q_b']);
+    for (const t of ['public.m', 'public.m2', 'public.m3', 'public.m4a', 'public.q', 'public.q_a', 'public.q_b', 'public.other_1']) await assertTablesEqual(pair, t);
+    await assertColumnsEqual(pair, ['public.m', 'public.m1', 'public.m2', 'public.m3', 'public.m4', 'public.m4a', 'public.q', 'public.q_a', 'public.q_b']);
     assert.deepEqual(await texts(pair.dst, PARTITIONS), await texts(pair.src, PARTITIONS));
-    const indexes = `SELECT indexrelid::regclass::text || ' ' || indisvalid AS r FROM pg_index WHERE indrelid IN ('m'::regclass, 'm2'::regclass, 'm3'::regclass, 'q_a'::regclass) ORDER BY 1`;
+    const indexes = `SELECT indexrelid::regclass::text || ' ' || indisvalid AS r FROM pg_index WHERE indrelid IN ('m'::regclass, 'm2'::regclass, 'm3'::regclass, 'm4'::regclass, 'm4a'::regclass, 'q_a'::regclass) ORDER BY 1`;
     assert.deepEqual(await texts(pair.dst, indexes), await texts(pair.src, indexes));
     assert.deepEqual(await texts(pair.dst, `SELECT conname AS r FROM pg_constraint WHERE conrelid = 'm2'::regclass AND contype = 'c'`), ['m2_w2_check']);
     // m1: the rows it had when detached, not the one written after.
     assert.deepEqual(await texts(pair.dst, `SELECT count(*)::text AS r FROM m1 WHERE id = 26`), ['0']);
     assert.deepEqual(await texts(pair.dst, `SELECT string_agg(id::text, ',' ORDER BY id) AS r FROM m1`), await texts(pair.src, `SELECT string_agg(id::text, ',' ORDER BY id) AS r FROM m1 WHERE id <> 26`));
     const states = `SELECT string_agg(table_name || ':' || state, ',' ORDER BY table_name) AS r FROM pgtide.table_state WHERE table_name <> 'pgtide_test_marker'`;
-    assert.deepEqual(await texts(pair.dst, states), ['m2:ready,m3:ready,other_1:ready,q_a:ready,q_b:ready']);
+    assert.deepEqual(await texts(pair.dst, states), ['m2:ready,m3:ready,m4a:ready,other_1:ready,q_a:ready,q_b:ready']);
     assert.deepEqual(await texts(pair.dst, `SELECT reason AS r FROM pgtide.ddl_unhandled`), []);
+
+    // DROP TABLE of a partitioned table drops its partitions; pgtide forgets them all.
+    await pair.src.begin(async (tx) => {
+      await tx.unsafe(`INSERT INTO q VALUES (3, 'c', 3) ON CONFLICT (id) DO UPDATE SET k = 'cc'`);
+      await tx.unsafe(`DROP TABLE q`);
+    });
+    await pair.src.unsafe(`INSERT INTO m VALUES (155, 'after drop', 155)`);
+    await waitForCatchUp(pair, { engine });
+    await assertTablesEqual(pair, 'public.m');
+    assert.deepEqual(await texts(pair.dst, `SELECT count(*)::text AS r FROM pg_class WHERE relname IN ('q', 'q_a', 'q_b')`), ['0']);
+    assert.deepEqual(await texts(pair.dst, states), ['m2:ready,m3:ready,m4a:ready,other_1:ready']);
     assert.equal(engine.finished, false, 'the engine kept streaming');
     await engine.stop();
   });
