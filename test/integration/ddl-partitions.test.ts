@@ -143,6 +143,15 @@ describe('DDL replication: partitions, sequences, comments, materialized views, 
     await assertTablesEqual(pair, 'public.m');
     assert.deepEqual(await texts(pair.dst, `SELECT count(*)::text AS r FROM pg_class WHERE relname IN ('q', 'q_a', 'q_b')`), ['0']);
     assert.deepEqual(await texts(pair.dst, states), ['m2:ready,m3:ready,m4a:ready,other_1:ready']);
+
+    // DETACH … CONCURRENTLY runs in two source transactions; the message comes with the second.
+    await pair.src.unsafe(`ALTER TABLE m DETACH PARTITION m3 CONCURRENTLY`);
+    await pair.src.unsafe(`INSERT INTO m3 VALUES (280, 'not replicated', 280); INSERT INTO m VALUES (156, 'after', 156)`);
+    await waitForCatchUp(pair, { engine });
+    await assertTablesEqual(pair, 'public.m');
+    assert.deepEqual(await texts(pair.dst, PARTITIONS), await texts(pair.src, PARTITIONS));
+    assert.deepEqual(await texts(pair.dst, `SELECT count(*)::text AS r FROM m3 WHERE id = 280`), ['0']);
+    assert.deepEqual(await texts(pair.dst, states), ['m2:ready,m4a:ready,other_1:ready']);
     assert.equal(engine.finished, false, 'the engine kept streaming');
     await engine.stop();
   });
