@@ -56,6 +56,11 @@ const tableSnapshot = z.object({
   constraints: z.array(constraint),
   // Absent in snapshots taken before sequences were captured.
   sequences: z.array(sequence).optional(),
+  // A partition's parent and bound; a partitioned table's key (absent otherwise).
+  partition: z.object({ parent_oid: z.number().int(), parent_schema: z.string(), parent: z.string(), bound: z.string() }).optional(),
+  partkey: z.string().optional(),
+  // Comments: "0" the table's, else by column attnum (absent when there are none).
+  comments: z.record(z.string(), z.string()).optional(),
 });
 
 const common = { v: z.literal(1), tag: z.string(), statement: z.string().nullable(), search_path: z.string().nullable() };
@@ -66,7 +71,13 @@ const body = z.discriminatedUnion('event', [
     event: z.literal('ddl_command_end'),
     objects: z.array(z.object({ tag: z.string(), type: z.string(), identity: z.string().nullable() })),
     // recopy: rewritten with rows for a default the target cannot reproduce (absent before the table_rewrite trigger).
-    tables: z.array(z.object({ oid: z.number().int(), created: z.boolean(), before: tableSnapshot.nullable(), after: tableSnapshot, recopy: z.boolean().optional() })),
+    tables: z.array(z.object({
+      oid: z.number().int(), created: z.boolean(), before: tableSnapshot.nullable(), after: tableSnapshot, recopy: z.boolean().optional(),
+      // Where the table's rows are published (itself, or an ancestor via publish_via_partition_root; null: not
+      // published), and whether a table that just became a partition holds rows (absent before partitions were captured).
+      published_as: z.object({ schema: z.string(), name: z.string() }).nullable().optional(),
+      filled: z.boolean().optional(),
+    })),
   }),
   z.object({
     ...common,

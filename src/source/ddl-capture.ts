@@ -31,6 +31,7 @@ import type postgres from 'postgres';
 import { fromServerError, PgtideError } from '../core/errors.js';
 import { textArrayLiteral } from '../core/sql.js';
 import { MISSING_VALUE_FUNCTION, MISSING_VALUE_SNAPSHOT_FIELD, MISSING_VALUE_SNAPSHOT_JOIN, MISSING_VALUE_UNINSTALL } from './ddl-missing-value.js';
+import { SCOPE_FUNCTIONS_SQL, SCOPE_INSTALL_SQL, SCOPE_UNINSTALL_SQL } from './ddl-capture-scope.js';
 
 export const DDL_MESSAGE_PREFIX = 'pgtide.ddl';
 
@@ -81,6 +82,15 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $fn$
         FROM pg_sequence sq JOIN pg_class sc ON sc.oid = sq.seqrelid JOIN pg_namespace sn ON sn.oid = sc.relnamespace
        WHERE sq.seqrelid IN (SELECT d.refobjid FROM pg_attrdef ad JOIN pg_depend d ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid
                               WHERE ad.adrelid = c.oid AND d.refclassid = 'pg_class'::regclass)), '[]'::jsonb))
+    -- Partitions (ddl-capture-scope.ts): the parent and bound of a partition, the key of a
+    -- partitioned table; comments on the table (key 0) and its columns (by attnum). Absent when
+    -- empty, so the snapshots of other tables stay as they were.
+    || CASE WHEN c.relispartition THEN jsonb_build_object('partition', (
+         SELECT jsonb_build_object('parent_oid', i.inhparent::bigint, 'parent_schema', pn.nspname, 'parent', pc.relname, 'bound', pg_get_expr(c.relpartbound, c.oid))
+           FROM pg_inherits i JOIN pg_class pc ON pc.oid = i.inhparent JOIN pg_namespace pn ON pn.oid = pc.relnamespace WHERE i.inhrelid = c.oid)) ELSE '{}'::jsonb END
+    || CASE WHEN c.relkind = 'p' THEN jsonb_build_object('partkey', pg_get_partkeydef(c.oid)) ELSE '{}'::jsonb END
+    || coalesce((SELECT jsonb_build_object('comments', jsonb_object_agg(d.objsubid::text, d.description))
+                   FROM pg_description d WHERE d.classoid = 'pg_class'::regclass AND d.objoid = c.oid HAVING count(*) > 0), '{}'::jsonb)
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace${MISSING_VALUE_SNAPSHOT_JOIN}
   WHERE c.oid = rel
 $fn$;`;
@@ -117,12 +127,15 @@ END
 $fn$;
 ${MISSING_VALUE_FUNCTION}
 ${SNAPSHOT_FUNCTION}
+${SCOPE_FUNCTIONS_SQL}
 
 CREATE OR REPLACE FUNCTION pgtide.ddl_in_scope(rel oid) RETURNS boolean
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $fn$
   SELECT EXISTS (SELECT 1 FROM pgtide.ddl_source_snapshot WHERE table_oid = rel)
       OR EXISTS (SELECT 1 FROM pg_publication p JOIN pgtide.ddl_scope s ON s.publication = p.pubname
-                  WHERE EXISTS (SELECT 1 FROM pg_publication_rel pr WHERE pr.prpubid = p.oid AND pr.prrelid = rel)
+                  -- A partition of a listed table is published too (pgoutput looks at the ancestors;
+                  -- pg_partition_ancestors is empty for a table outside any partition tree).
+                  WHERE EXISTS (SELECT 1 FROM pg_publication_rel pr WHERE pr.prpubid = p.oid AND (pr.prrelid = rel OR pr.prrelid IN (SELECT relid FROM pg_partition_ancestors(rel))))
                      OR (p.puballtables AND EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                                                      WHERE c.oid = rel AND c.relkind IN ('r', 'p') AND c.relpersistence = 'p'
                                                        AND n.nspname <> 'pgtide' AND n.nspname <> 'information_schema' AND n.nspname !~ '^pg_')))
@@ -171,7 +184,8 @@ BEGIN
       AND EXISTS (SELECT 1 FROM jsonb_array_elements(after_snap->'columns') c
                    WHERE NOT (before_snap->'columns') @> jsonb_build_array(jsonb_build_object('attnum', c->'attnum'))
                      AND c->>'generated' IS NULL AND (c->>'identity' <> '' OR c->>'default' IS NOT NULL));
-    tabs := tabs || jsonb_build_object('oid', rel::bigint, 'created', rel = ANY (created), 'before', before_snap, 'after', after_snap, 'recopy', recopy);
+    tabs := tabs || (jsonb_build_object('oid', rel::bigint, 'created', rel = ANY (created), 'before', before_snap, 'after', after_snap, 'recopy', recopy)
+                     || pgtide.ddl_table_facts(rel, before_snap, after_snap));
   END LOOP;
   IF jsonb_array_length(tabs) = 0 THEN RETURN; END IF;
   PERFORM pgtide.ddl_emit(jsonb_build_object('v', 1, 'event', 'ddl_command_end', 'tag', tag, 'statement', query,
@@ -212,7 +226,21 @@ DECLARE
   other jsonb := '[]';
 BEGIN
   FOR r IN SELECT * FROM pg_event_trigger_ddl_commands() LOOP
-    IF r.object_type IN ('view', 'function', 'procedure', 'trigger') THEN
+    -- GRANT/REVOKE name no object: replayed when they changed the ACL of a table in scope.
+    IF r.command_tag IN ('GRANT', 'REVOKE') THEN
+      other := other || pgtide.ddl_acl_changes(r.command_tag);
+      CONTINUE;
+    END IF;
+    -- Only a statement that is ALTER SEQUENCE: ALTER TABLE … ADD COLUMN serial/identity reports
+    -- its sequence's OWNED BY as an ALTER SEQUENCE too, and the table's snapshot carries that.
+    IF r.object_type = 'sequence' THEN
+      IF tag = 'ALTER SEQUENCE' AND r.command_tag = 'ALTER SEQUENCE' AND pgtide.ddl_sequence_in_scope(r.objid) THEN
+        other := other || jsonb_build_object('tag', r.command_tag, 'type', r.object_type, 'identity', r.object_identity);
+      END IF;
+      CONTINUE;
+    END IF;
+    IF r.object_type IN ('view', 'function', 'procedure', 'trigger', 'materialized view')
+       OR (r.object_type = 'index' AND pgtide.ddl_matview_index(r.objid)) THEN
       IF (r.object_type = 'trigger' AND pgtide.ddl_in_scope((SELECT tgrelid FROM pg_trigger WHERE oid = r.objid)))
          OR (r.object_type <> 'trigger' AND pgtide.ddl_object_schema_in_scope(r.schema_name)) THEN
         other := other || jsonb_build_object('tag', r.command_tag, 'type', r.object_type, 'identity', r.object_identity);
@@ -249,7 +277,7 @@ BEGIN
     IF NOT rel = ANY (rels) THEN rels := rels || rel; END IF;
     objs := objs || jsonb_build_object('tag', r.command_tag, 'type', r.object_type, 'identity', r.object_identity);
   END LOOP;
-  IF cardinality(rels) > 0 THEN PERFORM pgtide.ddl_emit_tables(tag, path, query, rels, created, objs); END IF;
+  IF cardinality(rels) > 0 THEN PERFORM pgtide.ddl_emit_tables(tag, path, query, pgtide.ddl_partition_family(rels), created, objs); END IF;
   IF jsonb_array_length(other) > 0 THEN PERFORM pgtide.ddl_emit_object(tag, path, query, other); END IF;
   -- The rewrites noted during this command were for this command only.
   IF coalesce(current_setting('pgtide.ddl_rewritten', true), '') <> '' THEN PERFORM set_config('pgtide.ddl_rewritten', '', true); END IF;
@@ -287,8 +315,8 @@ DECLARE
   other jsonb := '[]';
 BEGIN
   -- DROP VIEW / FUNCTION / PROCEDURE / TRIGGER of an object in scope (not one a DROP TABLE … CASCADE takes along).
-  IF tag IN ('DROP VIEW', 'DROP FUNCTION', 'DROP PROCEDURE', 'DROP TRIGGER') THEN
-    FOR r IN SELECT * FROM pg_event_trigger_dropped_objects() WHERE original AND object_type IN ('view', 'function', 'procedure', 'trigger') LOOP
+  IF tag IN ('DROP VIEW', 'DROP FUNCTION', 'DROP PROCEDURE', 'DROP TRIGGER', 'DROP MATERIALIZED VIEW') THEN
+    FOR r IN SELECT * FROM pg_event_trigger_dropped_objects() WHERE original AND object_type IN ('view', 'function', 'procedure', 'trigger', 'materialized view') LOOP
       -- A trigger's address is (schema, table, trigger); its schema_name is not set on every major.
       IF (r.object_type = 'trigger' AND pgtide.ddl_in_scope(to_regclass(format('%I.%I', r.address_names[1], r.address_names[2]))))
          OR (r.object_type <> 'trigger' AND pgtide.ddl_object_schema_in_scope(r.schema_name)) THEN
@@ -401,7 +429,7 @@ DROP FUNCTION IF EXISTS pgtide.ddl_emit_object(text, text, text, jsonb);
 DROP FUNCTION IF EXISTS pgtide.ddl_object_schema_in_scope(text);
 DROP FUNCTION IF EXISTS pgtide.ddl_table_snapshot(oid);
 ${MISSING_VALUE_UNINSTALL}
-DROP FUNCTION IF EXISTS pgtide.hmac_sha256(bytea, bytea);
+${SCOPE_UNINSTALL_SQL}DROP FUNCTION IF EXISTS pgtide.hmac_sha256(bytea, bytea);
 DROP TABLE IF EXISTS pgtide.ddl_source_snapshot;
 DROP TABLE IF EXISTS pgtide.ddl_scope;
 DROP TABLE IF EXISTS pgtide.ddl_key;
@@ -448,6 +476,7 @@ export async function installDdlCapture(sql: postgres.Sql, options: DdlInstallOp
          WHERE c.relkind IN ('r', 'p') AND pgtide.ddl_in_scope(c.oid)
         ON CONFLICT (table_oid) DO UPDATE SET snapshot = EXCLUDED.snapshot
         RETURNING table_oid::text AS oid`);
+      await tx.unsafe(SCOPE_INSTALL_SQL);
       return { tables: tables.length, keyCreated: inserted.length > 0 };
     });
   } catch (error) {

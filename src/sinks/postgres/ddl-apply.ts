@@ -23,6 +23,7 @@ import { planObjectReplay } from './ddl-objects.js';
 import { markForRecopy, rewriteVolatileError } from './recopy.js';
 import { planAlter, planCreate, planDrop, planEnum, type DdlStep } from './ddl-plan.js';
 import type { DeferredIndexBuilder } from './deferred-indexes.js';
+import { partitionChange, planPartition, recordPartitionState, withoutOnly } from './ddl-partitions.js';
 
 export type DestructivePolicy = 'apply' | 'skip' | 'pause';
 export type DdlErrorPolicy = 'stop' | 'skip';
@@ -56,6 +57,10 @@ interface TableChange {
   readonly recopy: boolean;
   /** Where a dropped table without any snapshot was. */
   readonly droppedName?: { readonly schema: string; readonly name: string };
+  /** Where its rows are published (ddl-partitions.ts); undefined: not said (older capture). */
+  readonly publishedAs?: { readonly schema: string; readonly name: string } | null;
+  /** It just became a partition and holds rows. */
+  readonly filled?: boolean;
 }
 
 export class PostgresDdlTarget implements DdlTarget {
@@ -126,7 +131,8 @@ export class PostgresDdlTarget implements DdlTarget {
     } else {
       for (const t of event.tables) {
         const stored = await this.#stored(query, t.oid);
-        changes.push({ oid: t.oid, before: stored ?? t.before, after: t.after, created: t.created, recopy: t.recopy === true });
+        changes.push({ oid: t.oid, before: stored ?? t.before, after: t.after, created: t.created, recopy: t.recopy === true,
+          ...(t.published_as !== undefined ? { publishedAs: t.published_as } : {}), ...(t.filled !== undefined ? { filled: t.filled } : {}) });
       }
     }
     return changes;
@@ -137,7 +143,9 @@ export class PostgresDdlTarget implements DdlTarget {
     const where = after ?? before ?? change.droppedName!;
     const table = qualify(where.schema, where.name);
     let steps: DdlStep[];
+    const partition = partitionChange(event, change);
     if (!after) steps = planDrop(before ?? change.droppedName!);
+    else if (partition) steps = await planPartition(query, partition);
     // CREATE INDEX CONCURRENTLY cannot run in a transaction block, so the statement is that alone.
     else if (before) steps = planAlter(before, after, { concurrently: event.tag === 'CREATE INDEX' && /\bCONCURRENTLY\b/i.test(event.statement ?? '') && this.#options.deferredIndexes !== undefined });
     else if (change.created) steps = planCreate(after);
@@ -147,6 +155,7 @@ export class PostgresDdlTarget implements DdlTarget {
       this.#options.logger.warn({ table, commitLsn: formatLsn(at.commitLsn) }, 'a DDL change arrived for a table pgtide has no earlier snapshot of; its new snapshot is recorded and nothing is changed on the target');
       steps = [];
     }
+    if (after?.relkind === 'p') steps = steps.map((s) => ({ ...s, sql: withoutOnly(s.sql) }));
     // ddl.rewriteVolatile = error stops before anything of the change runs.
     if (!skipping && change.recopy && after && this.#options.rewriteVolatile === 'error') await this.#refuseRewrite(event, at, table);
     if (!skipping) steps = await this.#policy(query, event, at, table, steps);
@@ -162,6 +171,10 @@ export class PostgresDdlTarget implements DdlTarget {
     }
     await this.#remember(query, at, change);
     if (!skipping && change.recopy && after) await this.#recopy(query, at, after);
+    if (!skipping && partition) {
+      const note = await recordPartitionState(query, this.#options, partition, at.commitLsn);
+      if (note) this.#options.logger.warn({ table, commitLsn: formatLsn(at.commitLsn) }, note);
+    }
   }
 
   async #refuseRewrite(event: DdlEvent, at: DdlPosition, table: string): Promise<never> {
@@ -243,7 +256,8 @@ export class PostgresDdlTarget implements DdlTarget {
       this.#options.tables.delete(tableKey(before.schema, before.name));
       if (state) this.#options.tables.set(tableKey(after.schema, after.name), state);
     }
-    if (change.created && !before) {
+    // A new partitioned table published through its partitions (no publish_via_partition_root) has no rows of its own.
+    if (change.created && !before && change.publishedAs !== null) {
       // Its rows are published from the creating transaction on (the trigger added it to the
       // publication there): every change committed from this transaction on applies.
       const syncLsn = (at.commitLsn - 1n) as Lsn;

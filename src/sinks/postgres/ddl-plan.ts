@@ -11,6 +11,7 @@ import { qualify, quoteIdent } from '../../core/sql.js';
 import type { ColumnSnapshot, IndexSnapshot, TableSnapshot } from '../../apply/ddl-event.js';
 import { createSequences, ownSequences } from './ddl-sequences.js';
 import { seededColumn } from './ddl-missing-value.js';
+import { planComments } from './ddl-comments.js';
 
 export interface DdlStep {
   readonly sql: string;
@@ -27,13 +28,14 @@ export function planCreate(table: TableSnapshot): DdlStep[] {
   const columns = table.columns.map((c) => columnDefinition(c));
   const steps: DdlStep[] = [
     ...createSequences(null, table),
-    { sql: `CREATE TABLE IF NOT EXISTS ${name} (${columns.join(', ')})`, destructive: false, what: `create table ${name}` },
+    { sql: `CREATE TABLE IF NOT EXISTS ${name} (${columns.join(', ')})${table.partkey ? ` PARTITION BY ${table.partkey}` : ''}`, destructive: false, what: `create table ${name}` },
     ...ownSequences(null, table),
   ];
   for (const c of table.constraints) steps.push({ sql: `ALTER TABLE ${name} ADD CONSTRAINT ${quoteIdent(c.name)} ${c.def}`, destructive: false, what: `add constraint ${c.name}` });
   for (const i of table.indexes) if (i.constraint === null) steps.push({ sql: i.def, destructive: false, what: `create index ${i.name}` });
   const identity = replicaIdentity(table);
   if (identity) steps.push({ sql: `ALTER TABLE ${name} ${identity}`, destructive: false, what: 'set replica identity' });
+  steps.push(...planComments(null, table));
   return steps;
 }
 
@@ -157,6 +159,7 @@ export function planAlter(before: TableSnapshot, after: TableSnapshot, options: 
   }
   const identity = replicaIdentity(after);
   if (identity && identity !== replicaIdentity(before)) alter(identity, 'change replica identity');
+  steps.push(...planComments(before, after));
   return steps;
 }
 
