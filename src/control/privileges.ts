@@ -131,16 +131,19 @@ async function sourceSide(sql: postgres.Sql, config: PgtideConfig): Promise<Sour
   } else {
     // No `tables:`: pgtide creates the publication FOR TABLE with every user table
     // (defaultPublicationTables), which takes CREATE on the database and ownership of each.
-    const all = await sql.unsafe<{ schema: string; name: string; owner: boolean }[]>(`
-      SELECT n.nspname AS schema, c.relname AS name, pg_has_role(c.relowner, 'USAGE') AS owner
+    // The publication lists plain tables and partitioned roots (whose ownership it takes);
+    // the copy reads plain tables and leaf partitions (whose SELECT it takes).
+    const all = await sql.unsafe<{ schema: string; name: string; owner: boolean; listed: boolean; read: boolean }[]>(`
+      SELECT n.nspname AS schema, c.relname AS name, pg_has_role(c.relowner, 'USAGE') AS owner,
+             NOT c.relispartition AS listed, c.relkind = 'r' AS read
         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-       WHERE c.relkind = 'r'
+       WHERE c.relkind IN ('r', 'p')
          AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgtide') AND n.nspname NOT LIKE 'pg\\_%'
        ORDER BY 1, 2`);
-    tables = all.map((t) => ({ schema: t.schema, name: t.name }));
+    tables = all.filter((t) => t.read).map((t) => ({ schema: t.schema, name: t.name }));
     if (!role.superuser) {
       if (!role.create_db) add(`GRANT CREATE ON DATABASE ${quoteIdent(role.db)} TO ${user};`, `creating publication "${publication}" (or create it yourself and set \`publication:\`)`);
-      for (const o of all) {
+      for (const o of all.filter((t) => t.listed)) {
         if (!o.owner) add(`ALTER TABLE ${qualify(o.schema, o.name)} OWNER TO ${user};`, `adding it to publication "${publication}" (or create the publication yourself and set \`publication:\`)`);
       }
     }

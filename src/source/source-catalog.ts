@@ -43,24 +43,36 @@ export async function publicationExists(sql: postgres.Sql, publication: string):
 
 /**
  * The tables of the default publication (no `tables:`, no `publication:`): what
- * FOR ALL TABLES would publish (permanent user tables; leaf partitions, as
- * without publish_via_partition_root), listed by name. FOR ALL TABLES is not
- * used: it also covers every table created later, and the source rejects
- * UPDATE and DELETE on any published table without a replica identity.
+ * FOR ALL TABLES would publish (permanent user tables), listed by name; a
+ * partitioned table by its root, so that a partition created or attached later
+ * is published too (its rows still travel under the leaf's name, as without
+ * publish_via_partition_root, and DDL capture follows the partitions of a
+ * listed root). FOR ALL TABLES is not used: it also covers every table created
+ * later, and the source rejects UPDATE and DELETE on any published table
+ * without a replica identity. That check applies to the leaves, which are
+ * what the source writes, so `withoutIdentity` names leaves.
  */
 export async function defaultPublicationTables(sql: postgres.Sql): Promise<{ readonly tables: readonly QualifiedName[]; readonly withoutIdentity: readonly QualifiedName[] }> {
-  const rows = await sql.unsafe<{ schema: string; name: string; usable: boolean }[]>(`
-    SELECT n.nspname AS schema, c.relname AS name,
-           (c.relreplident = 'f' OR (c.relreplident IN ('d', 'i') AND EXISTS (
+  const rows = await sql.unsafe<{ schema: string; name: string; root: boolean; usable: boolean }[]>(`
+    WITH roots AS (
+      SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+       WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND c.relpersistence = 'p' AND c.oid >= 16384
+         AND n.nspname <> 'information_schema' AND n.nspname !~ '^pg_'
+         -- pgtide's own state is per node (a source may also be a pgtide target).
+         AND n.nspname <> 'pgtide')
+    , members AS (
+      -- pg_partition_tree lists nothing for a plain table: it stands for itself.
+      SELECT r.oid, true AS root FROM roots r
+      UNION ALL
+      SELECT t.relid, false FROM roots r CROSS JOIN LATERAL pg_partition_tree(r.oid) t WHERE t.level > 0)
+    SELECT n.nspname AS schema, c.relname AS name, m.root,
+           (c.relkind <> 'r' OR c.relreplident = 'f' OR (c.relreplident IN ('d', 'i') AND EXISTS (
               SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND (i.indisreplident OR (c.relreplident = 'd' AND i.indisprimary))))) AS usable
-      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-     WHERE c.relkind = 'r' AND c.relpersistence = 'p' AND c.oid >= 16384
-       AND n.nspname <> 'information_schema' AND n.nspname !~ '^pg_'
-       -- pgtide's own state is per node (a source may also be a pgtide target).
-       AND n.nspname <> 'pgtide'
+      FROM members m JOIN pg_class c ON c.oid = m.oid JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE m.root OR c.relkind = 'r'
      ORDER BY 1, 2`).catch((e: unknown) => { throw fromServerError(e, 'source'); });
   return {
-    tables: rows.map((r) => ({ schema: r.schema, name: r.name })),
+    tables: rows.filter((r) => r.root).map((r) => ({ schema: r.schema, name: r.name })),
     withoutIdentity: rows.filter((r) => !r.usable).map((r) => ({ schema: r.schema, name: r.name })),
   };
 }

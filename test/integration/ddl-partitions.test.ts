@@ -156,6 +156,28 @@ describe('DDL replication: partitions, sequences, comments, materialized views, 
     await engine.stop();
   });
 
+  it('the default publication (no tables:) lists a partitioned table by its root: a partition created or attached later is published and replicated', async () => {
+    const pair = await databasePair(scope, base, 'ddl_parts_default');
+    await ddlBoth(pair, `CREATE TABLE d (id int PRIMARY KEY, v text) PARTITION BY RANGE (id);
+                         CREATE TABLE d1 PARTITION OF d FOR VALUES FROM (0) TO (100);`);
+    await pair.src.unsafe(`INSERT INTO d SELECT g, 'v' || g FROM generate_series(1, 10) g`);
+    const engine = startEngine(scope, parseConfig(configInput(pair, { name: pair.database, ddl: { capture: true } })), {});
+    await withTimeout(engine.streaming, 120_000, 'engine did not reach streaming');
+    const listed = `SELECT string_agg(c.relname, ',' ORDER BY c.relname) AS r FROM pg_publication_rel pr JOIN pg_class c ON c.oid = pr.prrelid
+                     JOIN pg_publication p ON p.oid = pr.prpubid WHERE p.pubname = $1 AND c.relname <> 'pgtide_test_marker'`;
+    assert.deepEqual(await texts(pair.src, listed, [`${pair.database}_pub`]), ['d'], 'the root is listed, not its partitions');
+    await pair.src.begin(async (tx) => {
+      await tx.unsafe(`INSERT INTO d VALUES (11, 'before')`);
+      await tx.unsafe(`CREATE TABLE d2 PARTITION OF d FOR VALUES FROM (100) TO (200)`);
+      await tx.unsafe(`INSERT INTO d VALUES (150, 'in d2'), (12, 'after')`);
+    });
+    await pair.src.unsafe(`UPDATE d SET v = 'changed' WHERE id IN (1, 150); DELETE FROM d WHERE id = 2`);
+    await waitForCatchUp(pair, { engine });
+    for (const t of ['public.d', 'public.d1', 'public.d2']) await assertTablesEqual(pair, t);
+    assert.deepEqual(await texts(pair.dst, PARTITIONS), await texts(pair.src, PARTITIONS));
+    await engine.stop();
+  });
+
   it('partitions published via the root (publish_via_partition_root): a new partition takes rows at once; a table attached with rows re-copies the root', async () => {
     const pair = await databasePair(scope, base, 'ddl_parts_root');
     await ddlBoth(pair, `CREATE TABLE r (id int PRIMARY KEY, v text) PARTITION BY RANGE (id);
