@@ -71,9 +71,11 @@ class Params {
  */
 function localRows(table: TargetTable, match: string, params: Params, options: OriginCheckOptions): string {
   const origin = params.add(options.originName);
-  const order = params.add(textArrayLiteral(options.nodeOrder ?? []));
   const remoteRank = String(writerRank(options.nodeOrder, options.subscription));
-  const localRank = `coalesce(array_position(${order}::text[], ${writerSql('lc.lident', 'lc.lorigin')}), ${UNLISTED_RANK})`;
+  // Only the time-based policies rank writers (an unreferenced parameter would have no type).
+  const localRank = isTimePolicy(options.policy)
+    ? `coalesce(array_position(${params.add(textArrayLiteral(options.nodeOrder ?? []))}::text[], ${writerSql('lc.lident', 'lc.lorigin')}), ${UNLISTED_RANK})`
+    : String(UNLISTED_RANK);
   const wins = remoteWinsSql(options.policy, commitTimeOf('v'), 'lc.ltime', remoteRank, localRank);
   return `l AS MATERIALIZED (
         SELECT v.*, to_jsonb(t) AS lrow, lc.lorigin, lc.ltime,
