@@ -53,7 +53,7 @@ async function conflictLog(p: Pair, table: string): Promise<LogRow[]> {
 const brief = (rows: readonly LogRow[]): string[] => rows.map((r) => `${r.key['id']} ${r.kind} ${r.resolution}`);
 
 /** Each copied or applied row's writer on the target: `origin@time` (origin '-' for a local write). */
-async function writers(p: Pair, table: string): Promise<string[]> {
+async function writers(p: Pick<Pair, 'dst'>, table: string): Promise<string[]> {
   return texts(p.dst, `SELECT t.id || ' ' || coalesce(o.roname, '-') || '@' || coalesce(x."timestamp"::text, 'null') AS r
                          FROM ${table} t LEFT JOIN LATERAL pg_xact_commit_timestamp_origin(t.xmin) x ON true
                          LEFT JOIN pg_replication_origin o ON o.roident = x.roident ORDER BY t.id`);
@@ -64,7 +64,7 @@ async function originOf(p: Pair, subscription: string): Promise<string> {
   return `pgtide_${subscription}_${oid}`;
 }
 
-async function started(scope: TestScope, p: Pair, config: ReturnType<typeof parseConfig>, hooks: Parameters<typeof startEngine>[2] = {}): Promise<RunningEngine> {
+async function started(scope: TestScope, p: Pick<Pair, 'src' | 'dst'>, config: ReturnType<typeof parseConfig>, hooks: Parameters<typeof startEngine>[2] = {}): Promise<RunningEngine> {
   const running = startEngine(scope, config, hooks);
   await withTimeout(running.streaming, 90_000, 'streaming');
   await waitForCatchUp(p, { engine: running });
@@ -299,6 +299,55 @@ describe('conflicts: the local row\'s origin and commit time, origin_differs, la
     const ok = writeConfigFile(scope, cliConfig(endpoints, { name: 'off', tables: ['t'], conflicts: { policy: 'skip' } }), 'ok.yaml');
     const fine = await runCli(scope, ['check', '--config', ok]);
     assert.equal(fine.code, 0, `without a policy that needs it, check passes: ${fine.stderr}`);
+  });
+
+  it('A ⇄ B under last_update_wins: crossing writes of one key converge to the later write on both nodes; copied rows are not sent back', async () => {
+    // Node A (the source cluster) tracks commit timestamps for this case only: the case before needs it off.
+    const admin = pinnedSql(scope, pair.source);
+    await admin.unsafe(`ALTER SYSTEM SET track_commit_timestamp = on`);
+    await pair.source.restart();
+    try {
+      const ab = await databasePair(scope, pair, 'tw');
+      const ba = { src: ab.dst, dst: ab.src, sourceUrl: ab.targetUrl, targetUrl: ab.sourceUrl };
+      const [A, B] = [ab.src, ab.dst];
+      await ddlBoth(ab, `CREATE TABLE kv (id int PRIMARY KEY, v text)`);
+      // Both nodes insert markers for waitForCatchUp: keep their keys apart.
+      await B.unsafe(`ALTER SEQUENCE pgtide_test_marker_id_seq RESTART WITH 1000000000`);
+      await A.unsafe(`INSERT INTO kv SELECT g, 'init' FROM generate_series(1, 6) g`);
+      // Equal commit times: A wins on both nodes (at B, A's edge is listed before B's own writes; at A, A's own writes before B's edge).
+      const configAB = parseConfig(configInput(ab, { name: 'tw_ab', tables: ['kv'], origins: 'none', conflicts: { policy: 'last_update_wins', nodeOrder: ['tw_ab', 'local'] } }));
+      const configBA = parseConfig(configInput(ba, { name: 'tw_ba', tables: ['kv'], origins: 'none', copy: { enabled: false }, sequences: { enabled: false }, conflicts: { policy: 'last_update_wins', nodeOrder: ['local', 'tw_ba'] } }));
+      let edgeAB = await started(scope, ab, configAB);
+      let edgeBA = await started(scope, ba, configBA);
+      await waitForCatchUp(ab, { engine: edgeAB });
+      assert.deepEqual(await texts(A, `SELECT count(*)::text AS r FROM pgtide.conflict_log`), ['0'], 'the copied rows did not come back to A');
+      const writerSet = async (p: Pick<Pair, 'dst'>) => new Set((await writers(p, 'kv')).map((x) => x.replace(/^\d+ /, '')));
+      assert.deepEqual([...await writerSet(ba)].map((w) => w.replace(/@.*/, '')), ['-'], 'A\'s rows are still its own writes');
+      assert.deepEqual([...await writerSet(ab)], [`${await originOf(ab, 'tw_ab')}@-infinity`], 'B\'s rows are A → B\'s copy');
+
+      await Promise.all([edgeAB.stop(), edgeBA.stop()]);
+      // Both edges stopped: every key is written on both nodes, and each node's change crosses the other's.
+      for (let id = 1; id <= 6; id++) {
+        const [first, second] = id % 2 === 1 ? [A, B] : [B, A];
+        await first.unsafe(`UPDATE kv SET v = $1 WHERE id = $2`, [first === A ? 'A' : 'B', id]);
+        await second.unsafe(`UPDATE kv SET v = $1 WHERE id = $2`, [second === A ? 'A' : 'B', id]);
+      }
+      edgeAB = await started(scope, ab, configAB);
+      edgeBA = await started(scope, ba, configBA);
+      await waitForCatchUp(ab, { engine: edgeAB });
+      await waitForCatchUp(ba, { engine: edgeBA });
+      await waitForCatchUp(ab, { engine: edgeAB });
+      const later = ['1:B', '2:A', '3:B', '4:A', '5:B', '6:A'];
+      assert.deepEqual(await texts(A, `SELECT id || ':' || v AS r FROM kv ORDER BY id`), later, 'A holds the later write of each key');
+      assert.deepEqual(await texts(B, `SELECT id || ':' || v AS r FROM kv ORDER BY id`), later, 'B holds the later write of each key');
+      const logged = async (node: typeof A) => texts(node, `SELECT (key->>'id') || ' ' || kind || ' ' || resolution AS r FROM pgtide.conflict_log ORDER BY (key->>'id')::int`);
+      assert.deepEqual(await logged(B), [1, 2, 3, 4, 5, 6].map((id) => `${id} update_origin_differs ${id % 2 === 1 ? 'skip' : 'apply_remote'}`), 'on B, A\'s change meets B\'s write of each key');
+      assert.deepEqual(await logged(A), [1, 2, 3, 4, 5, 6].map((id) => `${id} update_origin_differs ${id % 2 === 1 ? 'apply_remote' : 'skip'}`), 'on A, B\'s change meets A\'s write of each key');
+      await Promise.all([edgeAB.stop(), edgeBA.stop()]);
+    } finally {
+      await admin.unsafe(`ALTER SYSTEM RESET track_commit_timestamp`);
+      await pair.source.restart();
+    }
   });
 });
 
