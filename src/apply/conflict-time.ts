@@ -37,6 +37,15 @@ export function needsCommitTimestamps(settings: ConflictSettings): boolean {
   return settings.detectOriginDiffers === true || isTimePolicy(settings.policy) || [...settings.tables.values()].some(isTimePolicy);
 }
 
+/**
+ * Whether any table is judged by commit time. A large transaction applied
+ * while it streams has no commit time yet, so such an edge applies large
+ * transactions at their commit instead (buffered, spilled beyond the memory cap).
+ */
+export function judgesByTime(settings: ConflictSettings): boolean {
+  return isTimePolicy(settings.policy) || [...settings.tables.values()].some(isTimePolicy);
+}
+
 /** 0-based position in the tie-break order; UNLISTED_RANK when absent. */
 export function writerRank(nodeOrder: readonly string[] | undefined, writer: string): number {
   const at = nodeOrder?.indexOf(writer) ?? -1;

@@ -49,6 +49,7 @@ import type { TransactionSink } from '../changes/change.js';
 import type { ApplyWriter } from '../sinks/postgres/apply-writer.js';
 import { conflictSettings } from './conflict-config.js';
 import { checkCommitTimestamps } from './commit-timestamp-check.js';
+import { judgesByTime } from '../apply/conflict-time.js';
 import type { ConflictEvent } from '../apply/conflict-policy.js';
 
 export interface EngineHooks {
@@ -508,7 +509,8 @@ export class Engine {
         logger: this.#logger,
       },
       ...(ddlStage ? { ddlStage } : {}),
-      streamedApply: config.apply.streamedApply,
+      // A row is judged by its transaction's commit time, which a transaction applied while it streams lacks.
+      streamedApply: config.apply.streamedApply && !judgesByTime(conflictSettings(config.conflicts)),
       streamedConnections: STREAMED_APPLY_CONNECTIONS,
       streamedOrigin: (slot) => streamedOriginName(config, targetDatabaseOid, slot),
       onSession: (pid) => this.#attemptApplyPids.add(pid),

@@ -23,7 +23,7 @@ import type { ConflictPolicy } from '../../src/apply/conflict-policy.js';
 import { remoteWins, UNLISTED_RANK, writerOfOrigin } from '../../src/apply/conflict-time.js';
 import { remoteWinsSql, updateCheckingOrigin } from '../../src/sinks/postgres/conflict-time-statements.js';
 import {
-  TestScope, startPair, databasePair, ddlBoth, startEngine, configInput, withTimeout, waitForCatchUp,
+  TestScope, startPair, databasePair, ddlBoth, startEngine, configInput, withTimeout, waitFor, waitForCatchUp,
   assertTablesEqual, texts, writeConfigFile, cliConfig, runCli, pinnedSql, MARKER_TABLE, type Pair, type RunningEngine,
 } from '../support/replication.js';
 
@@ -226,6 +226,31 @@ describe('conflicts: the local row\'s origin and commit time, origin_differs, la
       assert.deepEqual(outcome.table, expected, `${policy}: at equal times aa (listed before mid) keeps its row and zz (after mid) loses it`);
       assert.deepEqual(outcome.logged.sort(), ['update_origin_differs apply_remote', 'update_origin_differs skip', `update_origin_differs ${policy === 'last_update_wins' ? 'skip' : 'apply_remote'}`].sort());
     }
+  });
+
+  it('a large streamed transaction is applied at its commit under a time-based policy, judged by its own commit time', async () => {
+    const p = await databasePair(scope, pair, 'st');
+    await ddlBoth(p, `CREATE TABLE s (id int PRIMARY KEY, v text); CREATE TABLE f (id int PRIMARY KEY, v text)`);
+    await p.src.unsafe(`INSERT INTO s VALUES (7, 'init'); INSERT INTO f VALUES (7, 'init')`);
+    const config = parseConfig(configInput(p, { name: 'st', tables: ['s', 'f'], conflicts: { policy: 'last_update_wins', tables: { 'public.f': 'first_update_wins' } } }));
+    const running = await started(scope, p, config);
+    await p.dst.unsafe(`UPDATE s SET v = 'local' WHERE id = 7; UPDATE f SET v = 'local' WHERE id = 7`);
+    const xid = await sourceTx(p, `UPDATE s SET v = 'remote' WHERE id = 7; UPDATE f SET v = 'remote' WHERE id = 7;
+      INSERT INTO s SELECT g, repeat('r', 100) FROM generate_series(100, 5100) g`);
+    await waitForCatchUp(p, { engine: running });
+    await waitFor('the source to report a streamed transaction', async () => {
+      const [slot] = await p.src.unsafe<{ n: string }[]>(`SELECT stream_txns::text AS n FROM pg_stat_replication_slots WHERE slot_name = 'st_slot'`);
+      return Number(slot?.n) > 0 ? true : undefined;
+    }, { timeoutMs: 15_000 });
+    assert.deepEqual(await texts(p.dst, `SELECT 's:' || v AS r FROM s WHERE id = 7 UNION ALL SELECT 'f:' || v FROM f WHERE id = 7`), ['s:remote', 'f:local']);
+    const log = [...await conflictLog(p, '"public"."s"'), ...await conflictLog(p, '"public"."f"')];
+    assert.deepEqual(brief(log), ['7 update_origin_differs apply_remote', '7 update_origin_differs skip']);
+    for (const row of log) {
+      assert.equal(row.source_xid, xid);
+      assert.ok(row.source_commit_time instanceof Date, 'applied at its commit, with its commit time (not while it streamed)');
+      assert.ok(BigInt(row.source_us!) > BigInt(row.local_us!));
+    }
+    await running.stop();
   });
 
   it('the tie-break and time comparison in SQL agree with apply/conflict-time.ts remoteWins', async () => {

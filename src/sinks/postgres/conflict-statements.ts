@@ -69,12 +69,18 @@ export function keyJson(table: TargetTable, alias: string, arrayOfKeyColumn: (i:
   return jsonRow(keys.map((i) => table.columns[i]!.name), keys.map((i) => `${alias}.c${arrayOfKeyColumn(i)}`));
 }
 
-/** Per-row source transaction arrays, aligned with the run's rows. A streamed transaction's commit is not known while it applies. */
+/**
+ * A transaction applied while it streams begins with commit time 0 (streamed-apply.ts): its
+ * commit is not known yet. A streamed transaction buffered and replayed at its commit has both.
+ */
+const commitKnown = (s: TransactionInfo): boolean => !s.streamed || s.commitTime !== 0n;
+
+/** Per-row source transaction arrays, aligned with the run's rows. */
 export function sourceArrays(sources: readonly TransactionInfo[]): string[] {
   return [
     textArrayLiteral(sources.map((s) => String(s.xid))),
-    textArrayLiteral(sources.map((s) => (s.streamed ? null : formatLsn(s.commitLsn)))),
-    textArrayLiteral(sources.map((s) => (s.streamed ? null : String(s.commitTime)))),
+    textArrayLiteral(sources.map((s) => (commitKnown(s) ? formatLsn(s.commitLsn) : null))),
+    textArrayLiteral(sources.map((s) => (commitKnown(s) ? String(s.commitTime) : null))),
     textArrayLiteral(sources.map((s) => s.origin ?? null)),
   ];
 }
@@ -399,8 +405,8 @@ export function fullLogged(table: TargetTable, counted: CountedStatement, change
       INSERT INTO pgtide.conflict_log (${LOG_COLUMNS})
       SELECT ${add(options.subscription)}, ${literal(kind)}, ${literal(resolution)}, ${literal(name)},
              pgtide.conflict_value(${old}::jsonb), pgtide.conflict_value(${old}::jsonb), ${remoteNew}, NULL, NULL, NULL,
-             ${add(String(s.xid))}::bigint, ${add(s.streamed ? null : formatLsn(s.commitLsn))}::pg_lsn,
-             '2000-01-01 00:00:00+00'::timestamptz + ${add(s.streamed ? null : String(s.commitTime))}::bigint * interval '1 microsecond', ${add(s.origin ?? null)}
+             ${add(String(s.xid))}::bigint, ${add(commitKnown(s) ? formatLsn(s.commitLsn) : null)}::pg_lsn,
+             '2000-01-01 00:00:00+00'::timestamptz + ${add(commitKnown(s) ? String(s.commitTime) : null)}::bigint * interval '1 microsecond', ${add(s.origin ?? null)}
        WHERE NOT EXISTS (SELECT 1 FROM u)
       RETURNING kind, resolution`,
     params,
