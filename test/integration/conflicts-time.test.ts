@@ -145,7 +145,8 @@ describe('conflicts: the local row\'s origin and commit time, origin_differs, la
     await ddlBoth(p, `CREATE TABLE lww (id int PRIMARY KEY, v text); CREATE TABLE fuw (id int PRIMARY KEY, v text);`);
     await p.src.unsafe(`INSERT INTO lww SELECT g, 'v' || g FROM generate_series(1, 8) g; INSERT INTO fuw SELECT g, 'v' || g FROM generate_series(1, 8) g;`);
     const conflicts: ConfigInput['conflicts'] = { policy: 'last_update_wins', tables: { 'public.fuw': 'first_update_wins' } };
-    const config = parseConfig(configInput(p, { name: 'tp', tables: ['lww', 'fuw'], conflicts }));
+    // Batches close after 1 s: the catch-up below (a few ms of source transactions) is one target transaction.
+    const config = parseConfig(configInput(p, { name: 'tp', tables: ['lww', 'fuw'], conflicts, apply: { batchMaxAgeMs: 1000 } }));
     const first = await started(scope, p, config);
     // A change to a copied row is the edge's own: applied under both policies, nothing logged.
     await p.src.unsafe(`UPDATE lww SET v = 'streamed' WHERE id = 1; UPDATE fuw SET v = 'streamed' WHERE id = 1`);
@@ -194,6 +195,7 @@ describe('conflicts: the local row\'s origin and commit time, origin_differs, la
       const policyKeepsRemote = row.table_name === '"public"."lww"' ? remoteNewer : !remoteNewer;
       assert.equal(row.resolution, policyKeepsRemote ? 'apply_remote' : 'skip', `${row.table_name} key ${row.key['id']}: the resolution follows the logged times`);
     }
+    assert.deepEqual(await texts(p.dst, `SELECT count(DISTINCT xmin::text)::text AS r FROM lww WHERE id IN (2, 6, 20)`), ['1'], 'the catch-up was applied in one batch');
     // Key 6 under last_update_wins: each of the two transactions was compared with its own commit time.
     const six = lww.filter((r) => r.key['id'] === '6');
     assert.deepEqual(six.map((r) => r.source_xid), [tx1, tx2]);
