@@ -255,6 +255,33 @@ describe('conflicts: the local row\'s origin and commit time, origin_differs, la
     await running.stop();
   });
 
+  it('last_update_wins: a local write that commits while the change waits for its row lock is the one compared', async () => {
+    const p = await databasePair(scope, pair, 'rc');
+    await ddlBoth(p, `CREATE TABLE r (id int PRIMARY KEY, v text)`);
+    await p.src.unsafe(`INSERT INTO r VALUES (1, 'init'), (2, 'init')`);
+    const config = parseConfig(configInput(p, { name: 'rc', tables: ['r'], conflicts: { policy: 'last_update_wins' } }));
+    const running = await started(scope, p, config);
+    const local = await p.dst.reserve();
+    try {
+      await local.unsafe(`BEGIN; UPDATE r SET v = 'local' WHERE id = 1`);
+      await p.src.unsafe(`UPDATE r SET v = 'remote' WHERE id IN (1, 2)`);
+      await waitFor('the apply session to wait for the local transaction\'s row lock', async () => {
+        const [row] = await p.dst.unsafe<{ n: string }[]>(`SELECT count(*)::text AS n FROM pg_stat_activity WHERE application_name = 'pgtide-apply' AND wait_event_type = 'Lock'`);
+        return row?.n === '1' ? true : undefined;
+      }, { timeoutMs: 30_000 });
+      // Committed after the source's change: the newer write.
+      await local.unsafe(`COMMIT`);
+    } finally {
+      local.release();
+    }
+    await waitForCatchUp(p, { engine: running });
+    assert.deepEqual(await texts(p.dst, `SELECT id || ':' || v AS r FROM r ORDER BY id`), ['1:local', '2:remote'], 'the newer local write is kept');
+    const log = await conflictLog(p, '"public"."r"');
+    assert.deepEqual(brief(log), ['1 update_origin_differs skip']);
+    assert.ok(BigInt(log[0]!.local_us!) > BigInt(log[0]!.source_us!));
+    await running.stop();
+  });
+
   it('the tie-break and time comparison in SQL agree with apply/conflict-time.ts remoteWins', async () => {
     const times: (bigint | undefined)[] = [undefined, 100n, 200n];
     const ranks = [0, 1, UNLISTED_RANK];

@@ -67,7 +67,10 @@ class Params {
 /**
  * The CTE `l`: the rows of `v` that found a local row by `match`, with the local row (lrow),
  * its writer's origin and commit time (lorigin, ltime), whether that writer is not this edge
- * (differs) and whether the remote change wins (wins).
+ * (differs) and whether the remote change wins (wins). The local rows are locked as they are
+ * read (FOR UPDATE follows a row a local transaction changed after the statement's snapshot to
+ * its newest version): the version judged is the one then changed, and no local write can slip
+ * in between, which would otherwise be overwritten without being compared.
  */
 function localRows(table: TargetTable, match: string, params: Params, options: OriginCheckOptions): string {
   const origin = params.add(options.originName);
@@ -77,13 +80,16 @@ function localRows(table: TargetTable, match: string, params: Params, options: O
     ? `coalesce(array_position(${params.add(textArrayLiteral(options.nodeOrder ?? []))}::text[], ${writerSql('lc.lident', 'lc.lorigin')}), ${UNLISTED_RANK})`
     : String(UNLISTED_RANK);
   const wins = remoteWinsSql(options.policy, commitTimeOf('v'), 'lc.ltime', remoteRank, localRank);
-  return `l AS MATERIALIZED (
-        SELECT v.*, to_jsonb(t) AS lrow, lc.lorigin, lc.ltime,
+  // Two steps: under READ COMMITTED, FOR UPDATE re-reads a row changed meanwhile, but a
+  // function scan joined to it would keep the output it had for the old version.
+  return `lk AS MATERIALIZED (SELECT v.*, to_jsonb(t) AS lrow, t.xmin AS lxmin FROM v JOIN ${table.relation.qualifiedName} AS t ON ${match} FOR UPDATE OF t),
+      l AS MATERIALIZED (
+        SELECT v.*, lc.lorigin, lc.ltime,
                (lc.ltime IS NOT NULL AND lc.lident IS DISTINCT FROM (SELECT o.roident FROM pg_replication_origin o WHERE o.roname = ${origin})) AS differs,
                ${wins} AS wins
-          FROM v JOIN ${table.relation.qualifiedName} AS t ON ${match}
+          FROM lk AS v
           LEFT JOIN LATERAL (SELECT x."timestamp" AS ltime, x.roident AS lident, o.roname::text AS lorigin
-                               FROM pg_xact_commit_timestamp_origin(t.xmin) AS x LEFT JOIN pg_replication_origin AS o ON o.roident = x.roident) AS lc ON true)`;
+                               FROM pg_xact_commit_timestamp_origin(v.lxmin) AS x LEFT JOIN pg_replication_origin AS o ON o.roident = x.roident) AS lc ON true)`;
 }
 
 /** A conflict_log INSERT from `from` (aliased `a`), returning (kind, resolution). */
