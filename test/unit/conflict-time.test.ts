@@ -62,7 +62,8 @@ test('a time-based policy: runs read the local row\'s origin and commit time, ar
   assert.equal(apply.foldable(t), false, 'each row keeps its own source transaction');
   const update = apply.update(t, [1], [{ key: ['1'], newTuple: row('1', 'x') }], [tx]);
   assert.ok(update?.logs);
-  assert.match(update.statement.text, /pg_xact_commit_timestamp_origin\(t\.xmin\)/);
+  assert.match(update.statement.text, /FOR UPDATE OF t\)/, 'the local rows are locked as they are judged');
+  assert.match(update.statement.text, /pg_xact_commit_timestamp_origin\(v\.lxmin\)/);
   assert.match(update.statement.text, /'update_origin_differs'/);
   assert.ok(update.statement.params.includes('pgtide_sub_1'), 'rows of the edge\'s own origin are told apart');
   const del = apply.delete(t, [['1']], [tx]);
