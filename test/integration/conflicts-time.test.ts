@@ -398,6 +398,19 @@ describe('conflicts: the local row\'s origin and commit time, origin_differs, la
       assert.deepEqual(await logged(B), [1, 2, 3, 4, 5, 6].map((id) => `${id} update_origin_differs ${id % 2 === 1 ? 'skip' : 'apply_remote'}`), 'on B, A\'s change meets B\'s write of each key');
       assert.deepEqual(await logged(A), [1, 2, 3, 4, 5, 6].map((id) => `${id} update_origin_differs ${id % 2 === 1 ? 'apply_remote' : 'skip'}`), 'on A, B\'s change meets A\'s write of each key');
       await Promise.all([edgeAB.stop(), edgeBA.stop()]);
+
+      // pgtide check: these tie-break orders agree (A first on both nodes); B first at A does not.
+      const files = (orderAtA: string[]) => [
+        writeConfigFile(scope, cliConfig(ab, { name: 'tw_ab', tables: ['kv'], origins: 'none', conflicts: { policy: 'last_update_wins', nodeOrder: ['tw_ab', 'local'] } }), 'tw_ab.yaml'),
+        writeConfigFile(scope, cliConfig(ba, { name: 'tw_ba', tables: ['kv'], origins: 'none', copy: { enabled: false }, sequences: { enabled: false }, conflicts: { policy: 'last_update_wins', nodeOrder: orderAtA } }), 'tw_ba.yaml'),
+      ];
+      const agree = await runCli(scope, ['check', ...files(['local', 'tw_ba']).flatMap((f) => ['--config', f])]);
+      assert.equal(agree.code, 0, agree.stderr);
+      assert.match(agree.stdout, /ok: track_commit_timestamp is on at every target whose conflict settings need it/);
+      const disagree = await runCli(scope, ['check', ...files(['tw_ba', 'local']).flatMap((f) => ['--config', f])]);
+      assert.equal(disagree.code, 1, disagree.stdout);
+      assert.match(disagree.stderr, /CONFIG_INVALID/);
+      assert.match(disagree.stderr, /tie-break orders of these configs disagree/);
     } finally {
       await admin.unsafe(`ALTER SYSTEM RESET track_commit_timestamp`);
       await pair.source.restart();

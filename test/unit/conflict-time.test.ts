@@ -16,6 +16,8 @@ import type { TargetTable } from '../../src/sinks/postgres/table-catalog.js';
 import type { TransactionInfo } from '../../src/changes/change.js';
 import type { PgTimestamp } from '../../src/protocol/messages.js';
 import { lsn } from '../../src/core/lsn.js';
+import { tieBreakProblems } from '../../src/control/tie-break-check.js';
+import { OriginMatcher, originPolicy } from '../../src/apply/origin-policy.js';
 
 const base = { source: { url: 'postgres://u:s3cret@127.0.0.1:5432/a' }, target: { url: 'postgres://u:s3cret@127.0.0.1:5433/b' } };
 
@@ -92,4 +94,23 @@ test('skip with detectOriginDiffers checks origins but ranks no writers; without
   const unchecked = plain.update(t, [1], [{ key: ['1'], newTuple: row('1', 'x') }], [tx]);
   assert.ok(unchecked?.logs);
   assert.doesNotMatch(unchecked.statement.text, /origin_differs/);
+});
+
+test('pgtide check: tie-break orders that disagree, or a two-way pair that does not rank both writers, are problems', () => {
+  const A = { id: 'a', label: 'A' };
+  const B = { id: 'b', label: 'B' };
+  const edge = (subscription: string, source: typeof A, target: typeof A, nodeOrder: string[] | undefined, policy = 'last_update_wins') => ({
+    edge: { label: subscription, subscription, source, target, origins: new OriginMatcher(originPolicy('none')), originName: `pgtide_${subscription}_1` },
+    config: parseConfig({ ...base, name: subscription, conflicts: { policy, ...(nodeOrder ? { nodeOrder } : {}) } }),
+  });
+  // A wins ties on both nodes: at B (target of ab) ab before local, at A (target of ba) local before ba.
+  assert.deepEqual(tieBreakProblems([edge('ab', A, B, ['ab', 'local']), edge('ba', B, A, ['local', 'ba'])]), []);
+  const flipped = tieBreakProblems([edge('ab', A, B, ['ab', 'local']), edge('ba', B, A, ['ba', 'local'])]);
+  assert.equal(flipped.length, 1);
+  assert.match(flipped[0]!, /ba ranks B before A on equal commit times, ab the other way round/);
+  const missing = tieBreakProblems([edge('ab', A, B, undefined), edge('ba', B, A, ['local', 'ba'])]);
+  assert.equal(missing.length, 1);
+  assert.match(missing[0]!, /ab uses a time-based policy in a two-way pair but its conflicts\.nodeOrder does not rank both "local" and "ab"/);
+  assert.deepEqual(tieBreakProblems([edge('ab', A, B, undefined, 'skip'), edge('ba', B, A, undefined, 'skip')]), [], 'no time-based policy: no tie-break needed');
+  assert.deepEqual(tieBreakProblems([edge('ab', A, B, undefined)]), [], 'one way: ties keep the target\'s row, nothing to converge with');
 });
