@@ -44,6 +44,7 @@ export class ConflictApply {
   readonly #local: LocalCommitInfo;
   readonly #originName: string;
 
+  /** `originName`: the edge's replication origin, whose rows are its own (no origin differs); the writer always passes it. */
   constructor(settings: ConflictSettings | undefined, subscription: string, local: LocalCommitInfo, originName = '') {
     this.#settings = settings ?? DEFAULT_CONFLICT_SETTINGS;
     this.#subscription = subscription;
