@@ -18,11 +18,11 @@
  * session's timestamp when one is set). The LSN given is 0/0, which never
  * moves the origin's progress (PostgreSQL only advances it), so the apply
  * position of record (pgtide.apply_progress and the origin kept in step with
- * it) is untouched. The commit record then carries the origin, so a
- * PostgreSQL 16+ publisher asked for `origin = none` skips the copy
- * transaction whole, and on 14/15 pgoutput sends it with an Origin message
- * that pgtide's origin filter drops: a two-way pair's reverse edge never
- * sends copied rows back even if its slot already existed.
+ * it) is untouched. Only the commit record carries the origin (the rows'
+ * records were written before it was bound): a publisher decoding the copy
+ * as it streams a large transaction sees them without one. So a two-way
+ * pair's reverse edge must still start after the copy (docs/topologies.md);
+ * the origin is for conflict detection.
  *
  * An origin can be bound to one session at a time, and the copy's workers
  * commit in parallel: only the commit is serialized (bound, committed,
