@@ -8,7 +8,7 @@
  * the sink's job (sinks/postgres/conflict-statements.ts).
  */
 
-export const CONFLICT_KINDS = ['insert_exists', 'update_missing', 'delete_missing', 'update_exists', 'multiple_unique_conflicts'] as const;
+export const CONFLICT_KINDS = ['insert_exists', 'update_missing', 'delete_missing', 'update_exists', 'multiple_unique_conflicts', 'update_origin_differs', 'delete_origin_differs'] as const;
 export type ConflictKind = (typeof CONFLICT_KINDS)[number];
 
 /**
@@ -17,8 +17,10 @@ export type ConflictKind = (typeof CONFLICT_KINDS)[number];
  * - `skip`: keep the local row; the remote change is logged and dropped.
  * - `apply_remote`: the remote change wins (an existing row is overwritten,
  *   a missing row of an UPDATE is inserted when the new row is complete).
+ * - `last_update_wins` / `first_update_wins`: the newer (older) of the source
+ *   transaction's commit time and the local row's wins (apply/conflict-time.ts).
  */
-export const CONFLICT_POLICIES = ['error', 'skip', 'apply_remote'] as const;
+export const CONFLICT_POLICIES = ['error', 'skip', 'apply_remote', 'last_update_wins', 'first_update_wins'] as const;
 export type ConflictPolicy = (typeof CONFLICT_POLICIES)[number];
 
 /** What happened to a logged conflict: the local row kept, or the remote change applied. */
@@ -29,6 +31,10 @@ export interface ConflictSettings {
   readonly policy: ConflictPolicy;
   /** By quoted qualified name (`"schema"."table"`, as Relation.qualifiedName). */
   readonly tables: ReadonlyMap<string, ConflictPolicy>;
+  /** Detect update_origin_differs/delete_origin_differs under skip and apply_remote too (time-based policies always do). */
+  readonly detectOriginDiffers?: boolean;
+  /** Tie-break of the time-based policies: writers (subscription names, `local`), the first listed wins. */
+  readonly nodeOrder?: readonly string[];
 }
 
 export const DEFAULT_CONFLICT_SETTINGS: ConflictSettings = { policy: 'error', tables: new Map() };

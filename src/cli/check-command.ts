@@ -19,6 +19,9 @@ import { topologyError, topologyProblems, type TopologyEdge, type TopologyNode }
 import { OriginMatcher, originPolicy } from '../apply/origin-policy.js';
 import { CLEANUP_MS, settleWithin } from '../pg/bounded.js';
 import { checkKeySpaces, keyspaceError } from '../control/keyspace-check.js';
+import { checkCommitTimestampsAt, needsCommitTimestampsFor } from '../control/commit-timestamp-check.js';
+import { tieBreakProblems } from '../control/tie-break-check.js';
+import { PgtideError } from '../core/errors.js';
 
 function label(url: string): string {
   const info = parseConninfo(url);
@@ -56,6 +59,10 @@ export async function checkTopology(configs: readonly { readonly file: string; r
   if (problems.length > 0) throw topologyError(problems);
   const lines = edges.map((e) => `${e.label}: ${e.source.label} → ${e.target.label}, origins ${e.origins.policy.kind}, applies as ${e.originName}`);
   lines.push(`ok: ${edges.length} edge(s); no change can come back to a node it passed or reach a node twice`);
+  for (const { config } of configs) await checkCommitTimestampsAt(postgresTargetUrl(config, 'pgtide check'), config);
+  const ties = tieBreakProblems(configs.map(({ config }, i) => ({ edge: edges[i]!, config })));
+  if (ties.length > 0) throw new PgtideError('CONFIG_INVALID', `the conflict tie-break orders of these configs disagree:\n${ties.map((t) => `  - ${t}`).join('\n')}\nSee docs/conflicts.md (Time-based policies).`);
+  if (configs.some(({ config }) => needsCommitTimestampsFor(config))) lines.push('ok: track_commit_timestamp is on at every target whose conflict settings need it');
   if (options.keys) {
     const keys = await checkKeySpaces(configs.map(({ config }, i) => ({ label: edges[i]!.label, config, targetId: edges[i]!.target.id, targetLabel: edges[i]!.target.label })));
     if (keys.overlaps.length > 0) throw keyspaceError(keys.overlaps);

@@ -2,9 +2,11 @@
  * The `conflicts:` section of the config (docs/conflicts.md):
  *
  *   conflicts:
- *     policy: error            # error | skip | apply_remote
+ *     policy: error            # error | skip | apply_remote | last_update_wins | first_update_wins
  *     tables:
  *       public.audit: skip     # per-table override
+ *     detectOriginDiffers: false   # also log update/delete_origin_differs under skip and apply_remote
+ *     nodeOrder: [ab, local]   # equal commit times: the writer listed first wins
  *
  * Kept apart from config.ts so the conflict feature's validation is one file.
  */
@@ -12,15 +14,11 @@ import { z } from 'zod';
 import { parseQualifiedName, qualify } from '../core/sql.js';
 import { CONFLICT_POLICIES, type ConflictPolicy, type ConflictSettings } from '../apply/conflict-policy.js';
 
-const TIME_POLICIES = new Set(['last_update_wins', 'first_update_wins']);
-
 const conflictPolicy = z.string().transform((value, ctx): ConflictPolicy => {
   if ((CONFLICT_POLICIES as readonly string[]).includes(value)) return value as ConflictPolicy;
   ctx.addIssue({
     code: 'custom',
-    message: TIME_POLICIES.has(value)
-      ? `"${value}" is not implemented yet (it needs the local row's commit time from track_commit_timestamp); use error, skip or apply_remote (see docs/conflicts.md)`
-      : `"${value}" is not a conflict policy; use one of ${CONFLICT_POLICIES.join(', ')}`,
+    message: `"${value}" is not a conflict policy; use one of ${CONFLICT_POLICIES.join(', ')}`,
   });
   return z.NEVER;
 });
@@ -28,11 +26,17 @@ const conflictPolicy = z.string().transform((value, ctx): ConflictPolicy => {
 export const conflictsSchema = z.object({
   policy: conflictPolicy.default('error'),
   tables: z.record(z.string(), conflictPolicy).default({}),
+  detectOriginDiffers: z.boolean().default(false),
+  /** Writers by name: `local` (rows written on the target outside pgtide) and pgtide subscription names. */
+  nodeOrder: z.array(z.string().min(1)).optional(),
 }).strict().superRefine((value, ctx) => {
   for (const name of Object.keys(value.tables)) {
     if (!parseQualifiedName(name)) ctx.addIssue({ code: 'custom', path: ['tables', name], message: `"${name}" is not a table name; write schema.table` });
   }
-}).default({ policy: 'error', tables: {} });
+  const order = value.nodeOrder ?? [];
+  const repeated = order.find((name, i) => order.indexOf(name) !== i);
+  if (repeated !== undefined) ctx.addIssue({ code: 'custom', path: ['nodeOrder'], message: `"${repeated}" is listed twice; each writer has one place in the tie-break order` });
+}).default({ policy: 'error', tables: {}, detectOriginDiffers: false });
 
 export type ConflictsConfig = z.infer<typeof conflictsSchema>;
 
@@ -43,5 +47,5 @@ export function conflictSettings(config: ConflictsConfig): ConflictSettings {
     const parsed = parseQualifiedName(name);
     if (parsed) tables.set(qualify(parsed.schema, parsed.name), policy);
   }
-  return { policy: config.policy, tables };
+  return { policy: config.policy, tables, detectOriginDiffers: config.detectOriginDiffers, ...(config.nodeOrder ? { nodeOrder: config.nodeOrder } : {}) };
 }

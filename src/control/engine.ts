@@ -48,6 +48,8 @@ import { DeferredIndexBuilder } from '../sinks/postgres/deferred-indexes.js';
 import type { TransactionSink } from '../changes/change.js';
 import type { ApplyWriter } from '../sinks/postgres/apply-writer.js';
 import { conflictSettings } from './conflict-config.js';
+import { checkCommitTimestamps } from './commit-timestamp-check.js';
+import { judgesByTime } from '../apply/conflict-time.js';
 import type { ConflictEvent } from '../apply/conflict-policy.js';
 
 export interface EngineHooks {
@@ -78,6 +80,8 @@ export class Engine {
   readonly #logger: Logger;
   readonly #hooks: EngineHooks;
   #phase: EngineState['phase'] = 'starting';
+  /** The edge's replication origin, under which the initial copy commits (copy/copy-origin.ts). */
+  #copyOrigin: string | undefined;
   #durable: Lsn | undefined;
   /** After a fold conflict: apply in exact order up to here. */
   #exactUntil: Lsn = ZERO_LSN;
@@ -231,6 +235,8 @@ export class Engine {
       this.#logger.info({ tables: installed.tables }, 'DDL capture installed on the source');
     }
     await this.#checkTargetTables(target, tables);
+    await checkCommitTimestamps(target, config);
+    this.#copyOrigin = originName(config, targetDb!.oid);
 
     let subscription = await store.getSubscription();
     refuseOtherSource(subscription, info.systemId);
@@ -349,6 +355,7 @@ export class Engine {
       splitThresholdBytes: this.#config.copy.splitThresholdBytes,
       rebuildIndexes: this.#config.copy.rebuildIndexes,
       truncateFirst: this.#config.copy.truncateFirst,
+      ...(this.#copyOrigin !== undefined ? { originName: this.#copyOrigin } : {}),
       onIndexBuild: (t, index) => this.#logger.info({ table: qualify(t.schema, t.name), index }, 'building an index dropped for the copy'),
       onTableStart: (t) => store.setTableState(t.schema, t.name, 'copying', undefined),
       onClaimRows: (db, t) => store.claimCopiedRows(t.schema, t.name, db),
@@ -502,7 +509,8 @@ export class Engine {
         logger: this.#logger,
       },
       ...(ddlStage ? { ddlStage } : {}),
-      streamedApply: config.apply.streamedApply,
+      // A row is judged by its transaction's commit time, which a transaction applied while it streams lacks.
+      streamedApply: config.apply.streamedApply && !judgesByTime(conflictSettings(config.conflicts)),
       streamedConnections: STREAMED_APPLY_CONNECTIONS,
       streamedOrigin: (slot) => streamedOriginName(config, targetDatabaseOid, slot),
       onSession: (pid) => this.#attemptApplyPids.add(pid),

@@ -52,6 +52,11 @@ export interface CopyOptions {
    * Only for tables copied whole; default true.
    */
   readonly rebuildIndexes?: boolean;
+  /**
+   * The edge's replication origin: rows are committed under it with the commit time
+   * -infinity (copy-origin.ts). Unset: plain local transactions.
+   */
+  readonly originName?: string;
   /** Empty every target table before copying into it; default false (rows only on the target are kept). */
   readonly truncateFirst?: boolean;
   /**

@@ -49,6 +49,7 @@ import { SourceSession } from './snapshot-session.js';
 import { copyError, sqlStateOf } from './copy-errors.js';
 import { planCopy } from './plan.js';
 import { dropSecondaryIndexes, targetEmpty } from './index-rebuild.js';
+import { CopyOrigin } from './copy-origin.js';
 
 const DEFAULT_PARALLELISM = 2;
 const PROGRESS_INTERVAL_MS = 200;
@@ -81,9 +82,11 @@ class TableCopy {
   #lastProgress = 0;
   #sourceVersion = 0;
   #targetVersion = 0;
+  readonly #origin: CopyOrigin | undefined;
 
   constructor(options: CopyOptions) {
     this.#options = options;
+    this.#origin = options.originName !== undefined ? new CopyOrigin(options.originName) : undefined;
     this.#parallelism = Math.max(1, Math.floor(options.parallelism ?? DEFAULT_PARALLELISM));
   }
 
@@ -224,7 +227,7 @@ class TableCopy {
   async #copyWhole(worker: Worker, job: TableJob): Promise<void> {
     await this.#start(job);
     let rows = 0;
-    await worker.target.begin(async (tx) => {
+    await this.#rowsTransaction(worker.target, async (tx) => {
       if (job.truncate) await tx.unsafe(job.truncateSql()).catch((error: unknown) => { throw copyError(error, 'target', job); });
       // Indexes are dropped only for a table with no rows of its own: DROP INDEX locks out
       // readers of the local rows for the whole copy, and rebuilding a large table to add
@@ -260,11 +263,17 @@ class TableCopy {
     })();
     await job.prepared;
     // Each range commits on its own: the table is not 'ready' until all have.
-    await this.#stream(worker.source.tx, worker.target, job, range);
+    await this.#rowsTransaction(worker.target, (tx) => this.#stream(worker.source.tx, tx, job, range));
     if (--job.remaining === 0) {
       await this.#hook('recordReady', job, () => this.#options.recordReady?.(worker.target, job.spec, job.rows));
       await this.#finish(job);
     }
+  }
+
+  /** A target transaction that writes copied rows: committed under the edge's origin when there is one (copy-origin.ts). */
+  async #rowsTransaction<T>(target: postgres.Sql, work: (tx: postgres.TransactionSql) => Promise<T>): Promise<T> {
+    if (this.#origin) return this.#origin.transaction(target, work);
+    return await target.begin(work) as T;
   }
 
   /** Streams one table or range; returns the row count the target reported. */

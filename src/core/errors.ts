@@ -59,6 +59,8 @@ export type ErrorCode =
   | 'KEYSPACE_OVERLAP'
   /** A column added on the source with values the target cannot reproduce, under ddl.rewriteVolatile: error. */
   | 'DDL_REWRITE_VOLATILE'
+  /** A conflict setting needs the local row's commit time and the target has track_commit_timestamp off. */
+  | 'COMMIT_TIMESTAMP_OFF'
   | 'INTERNAL';
 
 export interface PgtideErrorOptions {

@@ -21,7 +21,7 @@ import { deleteFullStatement } from '../../src/sinks/postgres/statements.js';
 const base = { source: { url: 'postgres://u:s3cret@127.0.0.1:5432/a' }, target: { url: 'postgres://u:s3cret@127.0.0.1:5433/b' } };
 
 test('conflicts: error by default; a pipeline policy and per-table overrides by qualified name', () => {
-  assert.deepEqual(parseConfig(base).conflicts, { policy: 'error', tables: {} });
+  assert.deepEqual(parseConfig(base).conflicts, { policy: 'error', tables: {}, detectOriginDiffers: false });
   const config = parseConfig({ ...base, conflicts: { policy: 'skip', tables: { 'public.a': 'apply_remote', '"My S"."T"': 'error' } } });
   const settings = conflictSettings(config.conflicts);
   assert.equal(policyFor(settings, '"public"."a"'), 'apply_remote');
@@ -29,9 +29,8 @@ test('conflicts: error by default; a pipeline policy and per-table overrides by 
   assert.equal(policyFor(settings, '"public"."other"'), 'skip');
 });
 
-test('conflicts: an unknown policy, or a time-based one not implemented yet, is refused by name', () => {
+test('conflicts: an unknown policy is refused by name', () => {
   assert.throws(() => parseConfig({ ...base, conflicts: { policy: 'newest' } }), (e: unknown) => e instanceof ConfigError && /conflicts\.policy: "newest" is not a conflict policy/.test(e.message));
-  assert.throws(() => parseConfig({ ...base, conflicts: { tables: { 'public.a': 'last_update_wins' } } }), (e: unknown) => e instanceof ConfigError && /not implemented yet/.test(e.message));
   assert.throws(() => parseConfig({ ...base, conflicts: { tables: { 'a.b.c': 'skip' } } }), (e: unknown) => e instanceof ConfigError && /not a table name/.test(e.message));
 });
 

@@ -266,7 +266,7 @@ export class ApplyWriter implements Sink {
       onclose: () => { fence.close(); },
     } as postgres.Options<Record<string, postgres.PostgresType>>);
     try {
-      const conflicts = new ConflictApply(options.conflicts, options.subscription, await readLocalCommitInfo(sql));
+      const conflicts = new ConflictApply(options.conflicts, options.subscription, await readLocalCommitInfo(sql), options.originName);
       if (options.holdsOrigin === false) {
         if (options.markOrigin !== undefined) {
           await sql.unsafe(`SELECT pg_replication_origin_create($1) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_origin WHERE roname = $1)`, [options.markOrigin]);

@@ -16,6 +16,9 @@ import type { TargetTable } from './table-catalog.js';
 import type { KeyedUpdate, Statement } from './statements.js';
 import { PLAIN_FOLD_STATEMENTS, type CountedStatement, type FoldStatements } from './net-effect.js';
 import { deleteLogged, deleteOrStop, fullLogged, fullOrStop, insertLogged, updateLogged, updateOrStop, type FullChange, type LocalCommitInfo, type LoggedRunOptions } from './conflict-statements.js';
+import { deleteCheckingOrigin, insertByTime, updateCheckingOrigin, type OriginCheckOptions } from './conflict-time-statements.js';
+import { checksOrigin, isTimePolicy, needsCommitTimestamps } from '../../apply/conflict-time.js';
+import { PgtideError } from '../../core/errors.js';
 import { DEFAULT_CONFLICT_SETTINGS, policyFor, type ConflictEvent, type ConflictKind, type ConflictPolicy, type ConflictResolution, type ConflictSettings } from '../../apply/conflict-policy.js';
 
 /** A run's statement: one that stops on a conflict (checked like any counted statement), or one that logs. */
@@ -24,26 +27,38 @@ export type ConflictStep =
   | { readonly logs: true; readonly statement: Statement };
 
 /**
- * track_commit_timestamp decides whether a local row's commit time (and on
- * PostgreSQL 16+ its origin, pg_xact_commit_timestamp_origin) can be logged;
- * asking for it with the setting off raises an error, so it is read once per session.
+ * track_commit_timestamp decides whether a local row's commit time and origin
+ * (pg_xact_commit_timestamp_origin, PostgreSQL 14+) can be read; asking for
+ * them with the setting off raises an error, so it is read once per session.
  */
 export async function readLocalCommitInfo(sql: postgres.Sql): Promise<LocalCommitInfo> {
   const [row] = await sql.unsafe<{ tracked: boolean; version: number }[]>(
     `SELECT current_setting('track_commit_timestamp') = 'on' AS tracked, current_setting('server_version_num')::int AS version`);
   if (!row?.tracked) return 'none';
-  return row.version >= 160000 ? 'origin' : 'time';
+  return row.version >= 140000 ? 'origin' : 'time';
 }
 
 export class ConflictApply {
   readonly #settings: ConflictSettings;
   readonly #subscription: string;
   readonly #local: LocalCommitInfo;
+  readonly #originName: string;
 
-  constructor(settings: ConflictSettings | undefined, subscription: string, local: LocalCommitInfo) {
+  /** `originName`: the edge's replication origin, whose rows are its own (no origin differs); the writer always passes it. */
+  constructor(settings: ConflictSettings | undefined, subscription: string, local: LocalCommitInfo, originName = '') {
     this.#settings = settings ?? DEFAULT_CONFLICT_SETTINGS;
     this.#subscription = subscription;
     this.#local = local;
+    this.#originName = originName;
+    // Start-up checks this first (control/commit-timestamp-check.ts); a target restarted with the setting off meanwhile ends here.
+    if (local === 'none' && needsCommitTimestamps(this.#settings)) throw commitTimestampOff();
+  }
+
+  /** Tables whose policy compares the local row's last writer with this edge (apply/conflict-time.ts). */
+  #originCheck(table: TargetTable): OriginCheckOptions | undefined {
+    const policy = this.policy(table);
+    if (!checksOrigin(this.#settings, policy)) return undefined;
+    return { policy, subscription: this.#subscription, originName: this.#originName, nodeOrder: this.#settings.nodeOrder };
   }
 
   policy(table: TargetTable): ConflictPolicy {
@@ -69,17 +84,25 @@ export class ConflictApply {
   #logged(table: TargetTable): LoggedRunOptions | undefined {
     const policy = this.policy(table);
     if (policy === 'error') return undefined;
-    return { resolution: policy, subscription: this.#subscription, local: this.#local };
+    // REPLICA IDENTITY FULL tables are not compared by time: a missing row is kept missing, as under skip.
+    return { resolution: isTimePolicy(policy) ? 'skip' : policy, subscription: this.#subscription, local: this.#local };
   }
 
   /** Undefined: the plain INSERT (a duplicate key raises 23505, which stops apply). */
   insert(table: TargetTable, rows: readonly Tuple[], sources: readonly TransactionInfo[]): Statement | undefined {
+    const byTime = this.#originCheck(table);
+    if (byTime && isTimePolicy(byTime.policy)) return sources.length === rows.length ? insertByTime(table, rows, sources, byTime) : undefined;
     const logged = this.#logged(table);
     if (!logged || sources.length !== rows.length) return undefined;
     return insertLogged(table, rows, sources, logged);
   }
 
   update(table: TargetTable, setColumns: readonly number[], rows: readonly KeyedUpdate[], sources: readonly TransactionInfo[]): ConflictStep | undefined {
+    const byOrigin = this.#originCheck(table);
+    if (byOrigin) {
+      const statement = sources.length === rows.length ? updateCheckingOrigin(table, setColumns, rows, sources, byOrigin) : undefined;
+      return statement ? { logs: true, statement } : undefined;
+    }
     const logged = this.#logged(table);
     if (!logged) {
       const counted = updateOrStop(table, setColumns, rows);
@@ -90,6 +113,11 @@ export class ConflictApply {
   }
 
   delete(table: TargetTable, keys: readonly (readonly string[])[], sources: readonly TransactionInfo[]): ConflictStep | undefined {
+    const byOrigin = this.#originCheck(table);
+    if (byOrigin) {
+      const statement = sources.length === keys.length ? deleteCheckingOrigin(table, keys, sources, byOrigin) : undefined;
+      return statement ? { logs: true, statement } : undefined;
+    }
     const logged = this.#logged(table);
     if (!logged) {
       const counted = deleteOrStop(table, keys);
@@ -127,4 +155,9 @@ export function logCommittedConflicts(logger: Logger, events: readonly ConflictE
     counts.set(key, (counts.get(key) ?? 0) + 1);
   }
   logger.warn({ conflicts: Object.fromEntries(counts) }, `resolved ${events.length} conflict(s) by policy and logged them in pgtide.conflict_log (see pgtide conflicts)`);
+}
+
+/** The one error for a conflict setting that needs commit timestamps on a target without them. */
+export function commitTimestampOff(): PgtideError {
+  return new PgtideError('COMMIT_TIMESTAMP_OFF', `the conflict settings (a last_update_wins or first_update_wins policy, or conflicts.detectOriginDiffers) need the local rows' commit times and origins, and the target has track_commit_timestamp = off. Set track_commit_timestamp = on in the target's postgresql.conf (or ALTER SYSTEM SET track_commit_timestamp = on) and restart the target server (the setting needs a restart), or choose error, skip or apply_remote; see docs/conflicts.md.`);
 }

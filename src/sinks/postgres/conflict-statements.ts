@@ -49,37 +49,43 @@ export interface ConflictRow { readonly kind: ConflictKind; readonly resolution:
 /** The SQLSTATE `pgtide.conflict_stop` raises (state-schema.ts, migration 6). */
 export const CONFLICT_STOP_SQLSTATE = 'PTC01';
 
-const LOG_COLUMNS = 'subscription, kind, resolution, table_name, key, remote_old, remote_new, local_row, local_origin, local_commit_time, source_xid, source_commit_lsn, source_commit_time, source_origin';
-const SOURCE_COLUMNS = ['sx', 'sl', 'st', 'so'] as const;
+export const LOG_COLUMNS = 'subscription, kind, resolution, table_name, key, remote_old, remote_new, local_row, local_origin, local_commit_time, source_xid, source_commit_lsn, source_commit_time, source_origin';
+export const SOURCE_COLUMNS = ['sx', 'sl', 'st', 'so'] as const;
 /** pgoutput's commit time is microseconds since 2000-01-01 UTC: kept exact, not rounded through a JS Date. */
-const commitTimeOf = (alias: string): string => `'2000-01-01 00:00:00+00'::timestamptz + ${alias}.st::bigint * interval '1 microsecond'`;
+export const commitTimeOf = (alias: string): string => `'2000-01-01 00:00:00+00'::timestamptz + ${alias}.st::bigint * interval '1 microsecond'`;
 
-const literal = (text: string): string => `'${text.replace(/'/g, "''")}'`;
-const nameOf = (table: TargetTable, i: number): string => quoteIdent(table.columns[i]!.name);
-const typeOf = (table: TargetTable, i: number): string => table.columns[i]!.sqlType;
+export const literal = (text: string): string => `'${text.replace(/'/g, "''")}'`;
+export const nameOf = (table: TargetTable, i: number): string => quoteIdent(table.columns[i]!.name);
+export const typeOf = (table: TargetTable, i: number): string => table.columns[i]!.sqlType;
 
 /** A jsonb object of text values, marker-capped; ARRAY[] has no argument limit (jsonb_build_object has 100). */
-function jsonRow(names: readonly string[], expressions: readonly string[]): string {
+export function jsonRow(names: readonly string[], expressions: readonly string[]): string {
   if (names.length === 0) return `'{}'::jsonb`;
   return `pgtide.conflict_value(jsonb_object(ARRAY[${names.map(literal).join(', ')}]::text[], ARRAY[${expressions.join(', ')}]::text[]))`;
 }
 
-function keyJson(table: TargetTable, alias: string, arrayOfKeyColumn: (i: number) => number): string {
+export function keyJson(table: TargetTable, alias: string, arrayOfKeyColumn: (i: number) => number): string {
   const keys = table.relation.keyIndexes;
   return jsonRow(keys.map((i) => table.columns[i]!.name), keys.map((i) => `${alias}.c${arrayOfKeyColumn(i)}`));
 }
 
-/** Per-row source transaction arrays, aligned with the run's rows. A streamed transaction's commit is not known while it applies. */
-function sourceArrays(sources: readonly TransactionInfo[]): string[] {
+/**
+ * A transaction applied while it streams begins with commit time 0 (streamed-apply.ts): its
+ * commit is not known yet. A streamed transaction buffered and replayed at its commit has both.
+ */
+const commitKnown = (s: TransactionInfo): boolean => !s.streamed || s.commitTime !== 0n;
+
+/** Per-row source transaction arrays, aligned with the run's rows. */
+export function sourceArrays(sources: readonly TransactionInfo[]): string[] {
   return [
     textArrayLiteral(sources.map((s) => String(s.xid))),
-    textArrayLiteral(sources.map((s) => (s.streamed ? null : formatLsn(s.commitLsn)))),
-    textArrayLiteral(sources.map((s) => (s.streamed ? null : String(s.commitTime)))),
+    textArrayLiteral(sources.map((s) => (commitKnown(s) ? formatLsn(s.commitLsn) : null))),
+    textArrayLiteral(sources.map((s) => (commitKnown(s) ? String(s.commitTime) : null))),
     textArrayLiteral(sources.map((s) => s.origin ?? null)),
   ];
 }
 
-function unnestAs(arrays: number, extra: readonly string[], ordinality: boolean, alias = 'v'): string {
+export function unnestAs(arrays: number, extra: readonly string[], ordinality: boolean, alias = 'v'): string {
   const params: string[] = [];
   const names: string[] = [];
   for (let i = 0; i < arrays; i++) {
@@ -113,7 +119,7 @@ function missingRows(changed: string): string {
 }
 
 /** Keyed statements can be checked per key only where the target has a unique index on the key. */
-function keyedCheckable(table: TargetTable): boolean {
+export function keyedCheckable(table: TargetTable): boolean {
   return table.relation.keyIndexes.length > 0 && table.facts.keyUnique;
 }
 
@@ -399,8 +405,8 @@ export function fullLogged(table: TargetTable, counted: CountedStatement, change
       INSERT INTO pgtide.conflict_log (${LOG_COLUMNS})
       SELECT ${add(options.subscription)}, ${literal(kind)}, ${literal(resolution)}, ${literal(name)},
              pgtide.conflict_value(${old}::jsonb), pgtide.conflict_value(${old}::jsonb), ${remoteNew}, NULL, NULL, NULL,
-             ${add(String(s.xid))}::bigint, ${add(s.streamed ? null : formatLsn(s.commitLsn))}::pg_lsn,
-             '2000-01-01 00:00:00+00'::timestamptz + ${add(s.streamed ? null : String(s.commitTime))}::bigint * interval '1 microsecond', ${add(s.origin ?? null)}
+             ${add(String(s.xid))}::bigint, ${add(commitKnown(s) ? formatLsn(s.commitLsn) : null)}::pg_lsn,
+             '2000-01-01 00:00:00+00'::timestamptz + ${add(commitKnown(s) ? String(s.commitTime) : null)}::bigint * interval '1 microsecond', ${add(s.origin ?? null)}
        WHERE NOT EXISTS (SELECT 1 FROM u)
       RETURNING kind, resolution`,
     params,
