@@ -47,7 +47,8 @@ import { ddlStages, installCapture } from './ddl-setup.js';
 import { DeferredIndexBuilder } from '../sinks/postgres/deferred-indexes.js';
 import type { TransactionSink } from '../changes/change.js';
 import type { ApplyWriter } from '../sinks/postgres/apply-writer.js';
-import { conflictSettings } from './conflict-config.js';
+import { conflictSettings, type LoadedResolvers } from './conflict-config.js';
+import { loadResolvers } from './resolver-loader.js';
 import type { ConflictEvent } from '../apply/conflict-policy.js';
 
 export interface EngineHooks {
@@ -91,6 +92,8 @@ export class Engine {
   #sourcePool: postgres.Sql | undefined;
   /** Sockets of the source and target pools, dropped when the watchdog fires. */
   #poolConnectors: readonly BoundedConnector[] = [];
+  /** Custom conflict resolver modules, loaded once at start (resolver-loader.ts). */
+  #resolvers: LoadedResolvers | undefined;
 
   constructor(config: PgtideConfig, logger: Logger, hooks: EngineHooks = {}) {
     this.#config = config;
@@ -105,6 +108,8 @@ export class Engine {
   /** Runs until `signal` aborts (then shuts down cleanly and resolves) or a non-retryable error. */
   async run(signal: AbortSignal): Promise<void> {
     const config = this.#config;
+    // A wrong resolver path is a config error, before any server is touched.
+    this.#resolvers = await loadResolvers(config.conflicts);
     const sourceConnector = new BoundedConnector();
     const targetConnector = new BoundedConnector();
     this.#poolConnectors = [sourceConnector, targetConnector];
@@ -497,7 +502,7 @@ export class Engine {
         exactUntil: this.#exactUntil,
         noFoldTables: this.#noFoldTables,
         addMissingColumns: config.ddl.addMissingColumns,
-        conflicts: conflictSettings(config.conflicts),
+        conflicts: conflictSettings(config.conflicts, this.#resolvers),
         onConflicts: this.#hooks.onConflicts,
         logger: this.#logger,
       },

@@ -58,6 +58,7 @@ import { BoundedConnector, CLEANUP_MS, settleWithin } from '../../pg/bounded.js'
 import { ConflictApply, conflictEvents, logCommittedConflicts, readLocalCommitInfo } from './conflict-apply.js';
 import type { ConflictEvent, ConflictSettings } from '../../apply/conflict-policy.js';
 import type { FullChange } from './conflict-statements.js';
+import { probeStatement, resolveConflicts, type ProbeRow } from './resolver-apply.js';
 
 export interface ApplyWriterOptions {
   readonly url: string;
@@ -732,6 +733,7 @@ export class ApplyWriter implements Sink {
     if (queue.fold && queue.fold.size > 0) this.#drainFold(queue);
     const context: StatementContext = { table: queue.table.relation.qualifiedName, span: queue.span };
     for (const run of queue.runs) {
+      if (this.#issueResolved(run, context)) continue;
       switch (run.kind) {
         case 'insert': {
           const logged = this.#conflicts.insert(run.table, run.rows, run.sources);
@@ -853,6 +855,40 @@ export class ApplyWriter implements Sink {
     this.#track(gate, context);
     this.#track(done.promise, context);
     this.#lastCopyDone = done.promise;
+  }
+
+  /**
+   * A run of a table under a custom resolver (resolver-apply.ts): its probe
+   * statement returns the conflicting rows; the resolver decides them in
+   * JavaScript and the follow-up statements go out before anything issued
+   * after this run. That reuses the COPY gate (#send waits on it, and later
+   * COPYs chain behind it), so a resolver table costs one round trip per run
+   * during which the pipeline holds. False: not a resolver run.
+   */
+  #issueResolved(run: Run, context: StatementContext): boolean {
+    const custom = this.#conflicts.custom(run.table);
+    const probe = custom ? probeStatement(run, custom.local) : undefined;
+    if (!custom || !probe) return false;
+    const probed = this.#issue(probe, context);
+    const batch = this.#batchConflicts;
+    const gate = probed.then(async (rows) => {
+      if (rows.length === 0) return;
+      const resolution = await resolveConflicts(run, rows as unknown as readonly ProbeRow[], custom);
+      // Sent directly: #send would wait for this very gate.
+      const sendNow = (statement: Statement): Promise<Rows> => {
+        if (this.#fence.closed) return this.#connectionLost();
+        this.stats.statements++;
+        const promise = this.#sql.unsafe(statement.text, statement.params as string[]).execute() as unknown as Promise<Rows>;
+        this.#track(promise, context);
+        return promise;
+      };
+      for (const write of resolution.writes) void sendNow(write);
+      sendNow(resolution.log).then((logged) => { batch.push(...conflictEvents(logged, context.table ?? '')); }, () => {});
+    });
+    this.#copyGate = gate;
+    gate.then(() => { if (this.#copyGate === gate) this.#copyGate = undefined; }, () => {});
+    this.#track(gate, context);
+    return true;
   }
 
   /** A statement that resolved conflicts returns one (kind, resolution) row per conflict_log row it wrote. */
