@@ -65,11 +65,11 @@ export interface ResolverConflict {
  * - `apply_remote`: the remote change wins (insert_exists: the local row gets
  *   the remote values; update_missing: the new row is inserted, which needs
  *   every column in `remote.new`; delete_missing: nothing left to delete).
- * - `merge`: the row to leave on the target. insert_exists: the local row
- *   gets the listed columns (key columns may be listed only with their
- *   current value); update_missing: a row is inserted with the listed columns
- *   (key columns not listed come from `remote.new`, others take their
- *   default). Not valid for delete_missing.
+ * - `merge`: the columns to change in the row that would otherwise be left.
+ *   insert_exists: the local row gets the listed columns (key columns may be
+ *   listed only with their current value); update_missing: the remote new row
+ *   is inserted with the listed columns overriding its values (a column in
+ *   neither takes its default). Not valid for delete_missing.
  * - `error`: stop apply, as the `error` policy does (nothing of the batch is
  *   applied); `reason` goes into the error message.
  */

@@ -29,11 +29,21 @@ const conflictPolicy = z.string().transform((value, ctx): ConflictPolicy => {
   return z.NEVER;
 });
 
-/** A per-table entry: a policy, or `{ resolver: path }` (custom with its own module; `policy: custom` may be written too). */
-const tableEntry = z.union([
-  conflictPolicy,
-  z.object({ policy: conflictPolicy.optional(), resolver: z.string().min(1) }).strict(),
-]);
+/**
+ * A per-table entry: a policy, or `{ resolver: path }` (custom with its own module; `policy: custom`
+ * may be written too). Not a z.union: a union reports "Invalid input" instead of the policy's message.
+ */
+const tableObject = z.object({ policy: conflictPolicy.optional(), resolver: z.string().min(1) }).strict();
+type TableEntry = ConflictPolicy | z.infer<typeof tableObject>;
+const tableEntry = z.unknown().transform((value, ctx): TableEntry => {
+  const parsed = typeof value === 'string' ? conflictPolicy.safeParse(value) : tableObject.safeParse(value);
+  if (parsed.success) return parsed.data;
+  for (const issue of parsed.error.issues) ctx.addIssue({ code: 'custom', path: issue.path, message: issue.message });
+  if (typeof value !== 'string' && (value === null || typeof value !== 'object')) {
+    ctx.addIssue({ code: 'custom', message: 'write a policy (error, skip, apply_remote, custom) or { resolver: ./module.js }' });
+  }
+  return z.NEVER;
+});
 
 export const conflictsSchema = z.object({
   policy: conflictPolicy.default('error'),

@@ -301,16 +301,16 @@ function writeFor(table: TargetTable, f: Found, decision: ResolverDecision): Sta
     return updateLocal(table, conflict.key, valuesOf(table, row, (i) => decision.action === 'merge' || !table.columns[i]!.identityAlways));
   }
   // update_missing (or an insert whose local row holds another unique value than the key): insert
-  // the row; a merge's unlisted key columns come from the remote row. On an insert_exists without a
-  // local row by key this meets the other unique index again: 23505 stops apply, naming it.
-  const values = valuesOf(table, { ...pick(remoteNew, table.relation.keyIndexes.map((i) => table.columns[i]!.name)), ...row });
-  return insertRow(table, values);
+  // the remote row, overlaid with a merge's columns. On an insert_exists without a local row by
+  // key this meets the other unique index again: 23505 stops apply, naming it.
+  return insertRow(table, valuesOf(table, { ...remoteNew, ...row }));
 }
 
-function pick(row: ResolverRow, names: readonly string[]): Record<string, string | null> {
-  const out: Record<string, string | null> = {};
-  for (const name of names) if (Object.hasOwn(row, name)) out[name] = row[name] ?? null;
-  return out;
+/** The row a decision leaves on the target, for the log (a merge over the local or the remote row). */
+function resultRow(f: Found, decision: ResolverDecision): ResolverRow | null {
+  if (decision.action !== 'merge') return f.conflict.remote.new;
+  const base = f.conflict.kind === 'insert_exists' && f.conflict.local ? f.conflict.local.row : f.conflict.remote.new;
+  return { ...base, ...decision.row };
 }
 
 /**
@@ -330,8 +330,8 @@ export async function resolveConflicts(run: ResolverRun, rows: readonly ProbeRow
     const resolution: ConflictResolution = decision.action === 'merge' ? 'custom:merge' : decision.action === 'apply_remote' ? 'custom:apply_remote' : 'custom:skip';
     const s = f.source;
     const json = (row: ResolverRow | null): string | null => (row ? JSON.stringify(row) : null);
-    // A merge's log row keeps the merged row as remote_new would not say what was written.
-    const remoteNew = decision.action === 'merge' ? JSON.stringify({ ...f.conflict.remote.new, ...decision.row }) : json(f.conflict.remote.new);
+    // A merge logs the row it left on the target as remote_new: the remote row alone would not say what was written.
+    const remoteNew = json(resultRow(f, decision));
     const values = [f.conflict.kind, resolution, JSON.stringify(f.conflict.key), json(f.conflict.remote.old), remoteNew, f.localJson,
       f.conflict.local?.origin ?? null, f.localTime, String(s.xid), s.streamed ? null : formatLsn(s.commitLsn), s.streamed ? null : String(s.commitTime), s.origin ?? null];
     values.forEach((value, i) => log[i]!.push(value));
