@@ -35,6 +35,8 @@ export interface BenchOptions {
   readonly copyMinRows: number | undefined;
   /** pgtide's conflicts.detect (false: the plain statements, no detection); undefined: pgtide's default (on). */
   readonly conflictDetect: boolean | undefined;
+  /** oltp-detect: also drain a backlog with every table under a custom resolver (policy custom). */
+  readonly withResolver: boolean;
 }
 
 export const USAGE = `usage: node dist/bench/run.js <scenario|all> [options]
@@ -57,6 +59,7 @@ options:
   --streamed-apply on|off   pgtide apply.streamedApply: large transactions applied while they stream (default: pgtide's own, on)
   --copy-min-rows N         pgtide apply.copyMinRows: insert runs of N+ rows go through COPY, 0 never (default: pgtide's own, 0)
   --conflict-detect on|off  pgtide conflicts.detect: off applies with the plain statements, no conflict detection (default: on)
+  --with-resolver           oltp-detect: also drain with every table under a custom resolver (the cost of its round trip per run)
 `;
 
 function positiveInt(name: string, raw: string | undefined, fallback: number): number {
@@ -92,6 +95,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
       'streamed-apply': { type: 'string' },
       'copy-min-rows': { type: 'string' },
       'conflict-detect': { type: 'string' },
+      'with-resolver': { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -129,5 +133,6 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
     streamedApply: streamed === undefined ? undefined : streamed === 'on',
     copyMinRows: values['copy-min-rows'] === undefined ? undefined : nonNegativeInt('copy-min-rows', values['copy-min-rows']),
     conflictDetect: detect === undefined ? undefined : detect === 'on',
+    withResolver: values['with-resolver'] === true,
   };
 }

@@ -9,10 +9,17 @@
  * TPC-B-like transactions run D seconds; pgtide is started with one setting
  * and the time until it applied the whole backlog is taken. Each round drains
  * one backlog with detection on and one with it off, alternating which goes
- * first; with --repeat the figures are medians. Run it with:
+ * first; with --repeat the figures are medians. With --with-resolver, each
+ * round also drains one with every table under a custom resolver (policy
+ * custom, a module that would keep the local row): each run of a resolver
+ * table waits for its probe's answer before anything else is sent, so this
+ * measures what that round trip per run costs. Run it with:
  *
- *   node dist/bench/run.js oltp-detect --repeat 3
+ *   node dist/bench/run.js oltp-detect --repeat 3 [--with-resolver]
  */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Scenario, ScenarioContext } from '../lib/scenario.js';
 import { barrier, createMarker, currentLsn, MARKER_TABLE, rowCount, seconds, type Table } from '../lib/db.js';
@@ -33,15 +40,17 @@ const METRICS: readonly MetricSpec[] = [
   { key: 'on.drain_s', label: 'detection on: drain time', unit: 's', better: 'lower' },
   { key: 'off.drain_s', label: 'detection off: drain time', unit: 's', better: 'lower' },
   { key: 'transactions', label: 'backlog transactions (mean)', unit: 'tx', better: 'info' },
+  { key: 'custom.drain_tps', label: 'custom resolver: backlog drain rate', unit: 'tx/s', better: 'higher' },
+  { key: 'custom_ratio', label: 'custom resolver / detection on', unit: '×', better: 'info' },
 ];
 
-type Setting = 'on' | 'off';
+type Setting = 'on' | 'off' | 'custom';
 
 async function run(ctx: ScenarioContext): Promise<ScenarioOutcome> {
   const { oltpScale: scale, oltpSeconds: duration, oltpClients: clients } = ctx.options;
   const notes: string[] = [];
   const failures: Failure[] = [];
-  const drains: Record<Setting, { tps: number[]; s: number[] }> = { on: { tps: [], s: [] }, off: { tps: [], s: [] } };
+  const drains: Record<Setting, { tps: number[]; s: number[] }> = { on: { tps: [], s: [] }, off: { tps: [], s: [] }, custom: { tps: [], s: [] } };
   const transactions: number[] = [];
   const cleanup = new Cleanup();
   try {
@@ -52,13 +61,20 @@ async function run(ctx: ScenarioContext): Promise<ScenarioOutcome> {
     await createMarker(pair.targetSql, false);
     const setup = setupFor(ctx, pair.source, pair.sourceSql, pair.target, pair.targetSql, TABLES);
     // Two processes of the same subscription (same name, slot and state), never running together.
+    const dir = mkdtempSync(path.join(tmpdir(), 'pgtide-bench-resolver-'));
+    cleanup.add('remove the resolver module', async () => rmSync(dir, { recursive: true, force: true }));
+    const resolver = path.join(dir, 'keep-local.mjs');
+    writeFileSync(resolver, `export default () => 'skip';\n`);
     const replicators: Record<Setting, PgtideReplicator> = {
       on: new PgtideReplicator(setup, { conflictDetect: true }),
       off: new PgtideReplicator(setup, { conflictDetect: false }),
+      custom: new PgtideReplicator(setup, { conflictResolver: resolver }),
     };
     cleanup.add('stop pgtide (detection on)', () => replicators.on.stop());
     cleanup.add('stop pgtide (detection off)', () => replicators.off.stop());
-    notes.push(replicators.on.settings, replicators.off.settings);
+    cleanup.add('stop pgtide (custom resolver)', () => replicators.custom.stop());
+    const settings: readonly Setting[] = ctx.options.withResolver ? ['on', 'off', 'custom'] : ['on', 'off'];
+    for (const setting of settings) notes.push(replicators[setting].settings);
     const started = new Set<Setting>(['on']);
     let running: Setting = 'on';
     await replicators.on.start();
@@ -66,13 +82,13 @@ async function run(ctx: ScenarioContext): Promise<ScenarioOutcome> {
     await waitApplied(replicators.on, await barrier(pair.sourceSql), 'pgtide to catch up after the copy', 5 * MINUTE);
 
     for (let round = 0; round < ctx.options.repeat; round++) {
-      const order: readonly Setting[] = round % 2 === 0 ? ['on', 'off'] : ['off', 'on'];
+      const order: readonly Setting[] = round % 2 === 0 ? settings : [...settings].reverse();
       for (const setting of order) {
         ctx.log(`round ${round + 1}/${ctx.options.repeat}, detection ${setting}: ${duration} s backlog`);
         await replicators[running].pause();
         const backlogHistory = await rowCount(pair.sourceSql, HISTORY);
         const backlogStart = await currentLsn(pair.sourceSql);
-        await runTpcb(pair.source.url, { clients, seconds: duration, scale, seed: 201 + round * 2 + (setting === 'on' ? 0 : 1) });
+        await runTpcb(pair.source.url, { clients, seconds: duration, scale, seed: 201 + round * 3 + settings.indexOf(setting) });
         const backlogEnd = await barrier(pair.sourceSql);
         const backlogTx = (await rowCount(pair.sourceSql, HISTORY)) - backlogHistory;
         const resumed = performance.now();
@@ -107,6 +123,11 @@ async function run(ctx: ScenarioContext): Promise<ScenarioOutcome> {
       transactions: transactions.reduce((a, b) => a + b, 0) / transactions.length,
     });
     notes.unshift(`detection on / off: ${(on / off).toFixed(3)} (medians of ${drains.on.tps.length} drain(s) each; goal ≥ 0.90)`);
+    if (drains.custom.tps.length > 0) {
+      const custom = median(drains.custom.tps);
+      Object.assign(values, { 'custom.drain_tps': custom, custom_ratio: custom / on });
+      notes.unshift(`custom resolver / detection on: ${(custom / on).toFixed(3)}`);
+    }
   }
   return {
     sizes: { pgbenchScale: scale, clients, durationSeconds: duration, rounds: ctx.options.repeat },
