@@ -99,7 +99,8 @@ describe('conflicts: custom resolver', { timeout: 900_000 }, () => {
   let resolver: string;
 
   before(async () => {
-    pair = await startPair(scope, { name: 'resolver', targetSettings: { track_commit_timestamp: 'on' } });
+    // A small decoding memory on the source: the large transaction of one case is streamed.
+    pair = await startPair(scope, { name: 'resolver', targetSettings: { track_commit_timestamp: 'on' }, sourceSettings: { logical_decoding_work_mem: '64kB' } });
     resolver = writeResolver(scope, RESOLVER);
   });
   after(() => scope.cleanup());
@@ -179,6 +180,30 @@ describe('conflicts: custom resolver', { timeout: 900_000 }, () => {
     await waitForCatchUp(p, { engine: fixed });
     assert.deepEqual(await texts(p.dst, `SELECT id || ':' || v AS r FROM ins ORDER BY id`), ['7:r7', '8:r8', '9:r9', '10:r10']);
     await fixed.stop();
+  });
+
+  it('a large transaction applied while it streams: the resolver is called with its xid and no commit LSN yet', async () => {
+    const p = await databasePair(scope, pair, 'r_stream');
+    await ddlBoth(p, `CREATE TABLE s (id int PRIMARY KEY, v text)`);
+    const running = startEngine(scope, parseConfig(configInput(p, { name: 'r_stream', tables: ['s'], conflicts: { policy: 'custom', resolver } })));
+    await withTimeout(running.streaming, 90_000, 'streaming');
+    await waitForCatchUp(p, { engine: running });
+    await p.dst.unsafe(`INSERT INTO s VALUES (13, 'local'), (12, 'local')`);
+    const [tx] = await p.src.begin(async (sql) => {
+      await sql.unsafe(`INSERT INTO s SELECT g, 'r' || repeat('x', 100) FROM generate_series(1, 3000) g`);
+      return sql.unsafe<{ xid: string }[]>(`SELECT (txid_current() % 4294967296)::text AS xid`);
+    });
+    await waitForCatchUp(p, { engine: running });
+    await waitFor('the source to report a streamed transaction', async () => {
+      const [slot] = await p.src.unsafe<{ n: string }[]>(`SELECT stream_txns::text AS n FROM pg_stat_replication_slots WHERE slot_name = 'r_stream_slot'`);
+      return Number(slot?.n) > 0 ? true : undefined;
+    }, { timeoutMs: 15_000 });
+    assert.deepEqual(await texts(p.dst, `SELECT id || ':' || (v = 'local|r' || repeat('x', 100) || '|time|number|no-lsn|true') AS r FROM s WHERE id = 13`), ['13:true'], 'merged from what the resolver was given');
+    assert.deepEqual(await texts(p.dst, `SELECT (v = 'r' || repeat('x', 100))::text AS r FROM s WHERE id = 12`), ['true'], 'apply_remote');
+    assert.equal(Number((await texts(p.dst, `SELECT count(*)::text AS r FROM s`))[0]), 3000);
+    const log = await conflictLog(p, 'r_stream');
+    assert.deepEqual(log.map((r) => `${r.key.id} ${r.resolution} ${r.source_xid === tx!.xid} ${r.source_commit_lsn}`), ['12 custom:apply_remote true null', '13 custom:merge true null']);
+    await running.stop();
   });
 
   it('a bad resolver module is a config error at start: missing file, no default export, not a function', async () => {
