@@ -17,6 +17,7 @@ import { writeFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseConfig, type ConfigInput } from '../../src/control/config.js';
 import { PgtideError } from '../../src/core/errors.js';
+import { collectStatus, formatStatus } from '../../src/control/status.js';
 import {
   TestScope, startPair, databasePair, ddlBoth, startEngine, configInput, withTimeout, waitFor, waitForCatchUp,
   texts, writeConfigFile, cliConfig, startCli, runCli, type Pair, type RunningEngine, type CliProcess,
@@ -165,6 +166,10 @@ describe('conflicts: custom resolver', { timeout: 900_000 }, () => {
     assert.equal(thrown.retryable, false);
     assert.match(thrown.message, /the conflict resolver .*resolver\.mjs failed on insert_exists on "public"\."ins", key \{"id":"8"\}, source transaction xid \d+.*: it threw Error: resolver bug on 8/);
     assert.deepEqual(await texts(p.dst, `SELECT v AS r FROM ins WHERE id = 8`), ['l8'], 'the local row stays: the stop rolled back');
+    const status = await collectStatus(config);
+    assert.equal(status.lastError?.code, 'CONFLICT_RESOLVER_FAILED');
+    assert.equal(status.lastError?.retrying, false);
+    assert.match(formatStatus(status), /last error\s+CONFLICT_RESOLVER_FAILED.*not retried/);
 
     await p.dst.unsafe(`DELETE FROM ins WHERE id = 8; INSERT INTO ins VALUES (7, 'l7')`);
     await p.src.unsafe(`INSERT INTO ins VALUES (7, 'r7')`);
