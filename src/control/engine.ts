@@ -15,6 +15,7 @@ import { ReplicationConnection, protocolVersionFor } from '../source/replication
 import { copyTables } from '../copy/table-copy.js';
 import { formatLsn, maxLsn, ZERO_LSN, type Lsn } from '../core/lsn.js';
 import { FoldConflictError } from '../sinks/postgres/apply-writer.js';
+import { ResolverModes, ResolverReplayError } from '../sinks/postgres/resolver-replay.js';
 import { openPostgresSink } from '../sinks/postgres/postgres-sink.js';
 import { NdjsonSink } from '../sinks/ndjson/ndjson-sink.js';
 import type { OpenedSink } from '../sinks/sink.js';
@@ -94,6 +95,8 @@ export class Engine {
   #poolConnectors: readonly BoundedConnector[] = [];
   /** Custom conflict resolver modules, loaded once at start (resolver-loader.ts). */
   #resolvers: LoadedResolvers | undefined;
+  /** Resolver tables applied awaited after a replay (resolver-replay.ts). */
+  readonly #resolverModes = new ResolverModes();
 
   constructor(config: PgtideConfig, logger: Logger, hooks: EngineHooks = {}) {
     this.#config = config;
@@ -180,6 +183,10 @@ export class Engine {
               this.#noFoldTables.add(error.table);
               this.#logger.info({ table: error.table }, `net-effect folding is off for ${error.table} until pgtide restarts: its unique constraints tie rows together (for example a unique swap), so folding its changes can break them`);
             }
+            continue;
+          }
+          if (error instanceof ResolverReplayError && !signal.aborted) {
+            this.#resolverModes.replayed(error, this.#logger);
             continue;
           }
           // Whether to retry was decided once, where the error was made (core/error-class.ts).
@@ -504,6 +511,7 @@ export class Engine {
         addMissingColumns: config.ddl.addMissingColumns,
         conflicts: conflictSettings(config.conflicts, this.#resolvers),
         onConflicts: this.#hooks.onConflicts,
+        resolverModes: this.#resolverModes,
         logger: this.#logger,
       },
       ...(ddlStage ? { ddlStage } : {}),

@@ -6,6 +6,9 @@
  * returns nonsense stops with CONFLICT_RESOLVER_FAILED naming the module, the
  * table and the key; a bad module path is a config error at start; kill -9
  * while batches with resolved conflicts commit logs each conflict once.
+ * The probe is optimistic (resolver-apply.ts): a batch with many runs of a
+ * custom table whose early run conflicts rolls back and is replayed with the
+ * table awaited, and kill -9 during such replays still logs each conflict once.
  *
  * One cluster pair, one database per case; the resolvers are small .mjs
  * files written into a temp dir.
@@ -20,7 +23,7 @@ import { PgtideError } from '../../src/core/errors.js';
 import { collectStatus, formatStatus } from '../../src/control/status.js';
 import {
   TestScope, startPair, databasePair, ddlBoth, startEngine, configInput, withTimeout, waitFor, waitForCatchUp,
-  texts, writeConfigFile, cliConfig, startCli, runCli, type Pair, type RunningEngine, type CliProcess,
+  texts, writeConfigFile, cliConfig, startCli, runCli, capturingLogger, type Pair, type RunningEngine, type CliProcess,
 } from '../support/replication.js';
 
 interface LogRow {
@@ -234,6 +237,105 @@ describe('conflicts: custom resolver', { timeout: 900_000 }, () => {
     const cli = await runCli(scope, ['start', '--config', file]);
     assert.notEqual(cli.code, 0);
     assert.match(cli.stderr, new RegExp(`CONFIG_INVALID.*${path.dirname(file).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/nowhere\\.mjs does not exist`));
+  });
+
+  it('optimistic probes: many runs of a custom table in one batch go out pipelined; a conflict in an early run rolls the batch back and replays it with the table awaited; a second replay keeps it awaited (said once)', async () => {
+    const p = await databasePair(scope, pair, 'r_optimistic');
+    await ddlBoth(p, `CREATE TABLE h (id int PRIMARY KEY, v text, n int)`);
+    await p.src.unsafe(`INSERT INTO h VALUES (1, 'hot', 0)`);
+    const { lines, logger } = capturingLogger();
+    // One source transaction is one batch (flushed by age, long after its last change).
+    const running = startEngine(scope, parseConfig(configInput(p, { name: 'r_optimistic', tables: ['h'], conflicts: { policy: 'custom', resolver }, apply: { batchMaxAgeMs: 200 } })), {}, logger);
+    await withTimeout(running.streaming, 90_000, 'streaming');
+    await waitForCatchUp(p, { engine: running });
+    const messages = (): string[] => lines.map((l) => String((JSON.parse(l) as { msg?: unknown }).msg));
+    const replays = (): string[] => messages().filter((m) => m.includes('the optimistic probe of "public"."h" found'));
+    const awaitedForGood = (): string[] => messages().filter((m) => m.includes('"public"."h" is applied awaited until pgtide restarts'));
+    // Runs of h in one batch: an insert, ten one-key updates of the hot row (a key appears once per run), an insert.
+    const manyRuns = async (first: number, last: number): Promise<void> => {
+      await p.src.begin(async (tx) => {
+        await tx.unsafe(`INSERT INTO h VALUES (${first}, 'r${first}', 0)`);
+        for (let i = 0; i < 10; i++) await tx.unsafe(`UPDATE h SET n = n + 1 WHERE id = 1`);
+        await tx.unsafe(`INSERT INTO h VALUES (${last}, 'r${last}', 0)`);
+      });
+    };
+
+    await manyRuns(10, 11);
+    await waitForCatchUp(p, { engine: running });
+    assert.deepEqual(await texts(p.dst, `SELECT id || ':' || v || ':' || n AS r FROM h ORDER BY id`), ['1:hot:10', '10:r10:0', '11:r11:0']);
+    assert.equal(replays().length, 0, 'no conflict: nothing replayed');
+
+    // 22: apply_remote. Its probe answers after the ten update runs and the COMMIT were sent behind it.
+    await p.dst.unsafe(`INSERT INTO h VALUES (22, 'l22', -1)`);
+    await manyRuns(22, 24);
+    await waitForCatchUp(p, { engine: running });
+    assert.deepEqual(await texts(p.dst, `SELECT id || ':' || v || ':' || n AS r FROM h WHERE id IN (1, 22, 24) ORDER BY id`), ['1:hot:20', '22:r22:0', '24:r24:0'],
+      'the replayed batch applied every run once, the conflict by the resolver');
+    assert.equal(replays().length, 1, `one replay: ${lines.join('')}`);
+    assert.equal(awaitedForGood().length, 0);
+
+    // 33: merge. A second replay: h stays awaited for the rest of the run.
+    await p.dst.unsafe(`INSERT INTO h VALUES (33, 'l33', -1)`);
+    await manyRuns(33, 34);
+    await waitForCatchUp(p, { engine: running });
+    assert.equal(replays().length, 2);
+    assert.equal(awaitedForGood().length, 1);
+    // Awaited: resolved in place, no further replay, and said only once.
+    await p.dst.unsafe(`INSERT INTO h VALUES (42, 'l42', -1)`);
+    await manyRuns(42, 44);
+    await waitForCatchUp(p, { engine: running });
+    assert.equal(replays().length, 2, 'awaited now: no replay');
+    assert.equal(awaitedForGood().length, 1, 'said once');
+    assert.deepEqual(await texts(p.dst, `SELECT id || ':' || v || ':' || n AS r FROM h ORDER BY id`),
+      ['1:hot:40', '10:r10:0', '11:r11:0', '22:r22:0', '24:r24:0', '33:l33|r33|time|number|lsn|true:-1', '34:r34:0', '42:r42:0', '44:r44:0']);
+    const log = await conflictLog(p, 'r_optimistic');
+    assert.deepEqual(log.map((r) => `${r.key.id} ${r.kind} ${r.resolution}`), ['22 insert_exists custom:apply_remote', '33 insert_exists custom:merge', '42 insert_exists custom:apply_remote'],
+      'each conflict logged once: nothing of a rolled-back batch');
+    await running.stop();
+  });
+
+  it('kill -9 during replays of batches whose early runs conflict: each conflict is resolved and logged exactly once', async () => {
+    const p = await databasePair(scope, pair, 'r_kill_replay');
+    await ddlBoth(p, `CREATE TABLE k (id int PRIMARY KEY, v text, n int)`);
+    await p.src.unsafe(`INSERT INTO k VALUES (0, 'hot', 0)`);
+    const dir = scope.tempDir('pgtide-resolver-replay-');
+    writeFileSync(path.join(dir, 'k-resolver.mjs'), `export default (c) => (Number(c.key.id) % 2 === 0 ? 'apply_remote' : { action: 'merge', row: { v: c.local.row.v + '+' + c.remote.new.v } });`);
+    const file = path.join(dir, 'pgtide.yaml');
+    writeFileSync(file, JSON.stringify(cliConfig(p, { name: 'r_kill_replay', tables: ['k'], conflicts: { policy: 'custom', resolver: './k-resolver.mjs' }, apply: { batchMaxTransactions: 8, batchMaxAgeMs: 50 } })));
+    let cli: CliProcess = startCli(scope, ['start', '--config', file]);
+    await cli.waitForStderr(/streaming started/, 120_000);
+    cli.kill('SIGKILL');
+    await cli.exited;
+
+    // Each source transaction: a conflicting insert, then two updates of the hot row (runs of their own).
+    const N = 120;
+    await p.dst.unsafe(`INSERT INTO k SELECT g, 'local', -1 FROM generate_series(1, ${N}) g`);
+    for (let i = 1; i <= N; i++) await p.src.unsafe(`INSERT INTO k VALUES (${i}, 'remote', 0); UPDATE k SET n = n + 1 WHERE id = 0; UPDATE k SET n = n + 1 WHERE id = 0`);
+    const logged = async (): Promise<number> => Number((await p.dst.unsafe<{ n: string }[]>(`SELECT count(*)::text AS n FROM pgtide.conflict_log WHERE subscription = 'r_kill_replay'`))[0]!.n);
+
+    const killedInReplay: number[] = [];
+    for (let round = 0; round < 5; round++) {
+      if ((await logged()) >= N) break;
+      cli = startCli(scope, ['start', '--config', file]);
+      // Killed while a replay is under way: right after it is announced, or a little later.
+      await cli.waitForStderr(/the optimistic probe of \\"public\\"\.\\"k\\" found/, 60_000).catch(() => {});
+      await sleep(round * 60);
+      cli.kill('SIGKILL');
+      await cli.exited;
+      if (/the optimistic probe of/.test(cli.stderr())) killedInReplay.push(await logged());
+    }
+    assert.ok(killedInReplay.some((n) => n < N), `at least one process was killed after a replay began, before every conflict was logged (logged at those kills: ${killedInReplay.join(', ')})`);
+    cli = startCli(scope, ['start', '--config', file]);
+    await waitForCatchUp(p, { cli, timeoutMs: 120_000 });
+    cli.kill('SIGTERM');
+    await cli.exited;
+
+    assert.equal(await logged(), N, 'every conflict is logged once');
+    const duplicates = await p.dst.unsafe(`SELECT key, count(*) FROM pgtide.conflict_log WHERE subscription = 'r_kill_replay' GROUP BY key HAVING count(*) > 1`);
+    assert.equal(duplicates.length, 0, `no conflict logged twice: ${JSON.stringify([...duplicates])}`);
+    assert.deepEqual(await texts(p.dst, `SELECT v || ':' || count(*) AS r FROM k WHERE id > 0 GROUP BY v ORDER BY v`), [`local+remote:${N / 2}`, `remote:${N / 2}`],
+      'each merge applied once (a second would read local+remote+remote)');
+    assert.deepEqual(await texts(p.dst, `SELECT n::text AS r FROM k WHERE id = 0`), [String(2 * N)], 'every update of the hot row applied once');
   });
 
   it('kill -9 while batches with resolved conflicts commit: each conflict is resolved and logged exactly once', async () => {

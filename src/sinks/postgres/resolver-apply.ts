@@ -3,21 +3,32 @@
  * docs/conflicts.md "Custom resolver").
  *
  * The resolver needs the local row before it decides, so a run of a `custom`
- * table costs a round trip: its statement runs under `skip` semantics (the
- * local row is kept, a missing row is left missing) and returns the input rows
- * that conflicted, with the local row. When it returned any, the resolver is
- * called for each, in the run's order, and the follow-up statements (the rows
- * it decided to apply or merge, then one conflict_log row per conflict) are
- * sent in the same target transaction. The apply writer sends nothing else
- * until they are sent (ApplyWriter#issueResolved), so the next run of the
- * table, and the batch's COMMIT, come after them: each conflict is resolved
- * and logged exactly when its batch commits, once, across kill -9.
+ * table is first applied by a probe statement under `skip` semantics (the
+ * local row is kept, a missing row is left missing) that returns the input
+ * rows that conflicted, with the local row. When it returned any, the resolver
+ * is called for each, in the run's order, and the follow-up statements (the
+ * rows it decided to apply or merge, then one conflict_log row per conflict)
+ * are sent in the same target transaction, before anything else of the batch:
+ * each conflict is resolved and logged exactly when its batch commits, once,
+ * across kill -9.
+ *
+ * The probe is optimistic: it goes out pipelined like any statement, and an
+ * answer without conflicts costs nothing more. An answer with conflicts comes
+ * back after later statements (the next run of the table, the COMMIT) may
+ * already have gone out behind it; then the batch must not commit. So an
+ * optimistic probe also counts its conflicts in a transaction-local setting,
+ * the follow-ups of conflicts resolved in place count them down, and a guard
+ * in front of the batch's COMMIT fails the transaction while any are left
+ * (UNRESOLVED_GUARD). The writer then replays the batch with the table
+ * awaited (resolver-replay.ts): its probe holds the pipeline until the
+ * follow-ups are sent (ApplyWriter#issueResolved).
  */
 import type { TransactionInfo } from '../../changes/change.js';
 import type { Tuple } from '../../protocol/messages.js';
 import type { TargetTable } from './table-catalog.js';
 import { textOf, updateByKeyParts, type KeyedUpdate, type Statement } from './statements.js';
 import type { CountedStatement } from './net-effect.js';
+import { ZERO_LSN, type Lsn } from '../../core/lsn.js';
 import { fullBody, localCommit, type FullChange, type LocalCommitInfo } from './conflict-statements.js';
 import { quoteIdent, textArrayLiteral } from '../../core/sql.js';
 import { formatLsn } from '../../core/lsn.js';
@@ -61,6 +72,28 @@ const nameOf = (table: TargetTable, i: number): string => quoteIdent(table.colum
 const typeOf = (table: TargetTable, i: number): string => table.columns[i]!.sqlType;
 const ISO_UTC = `'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'`;
 
+/**
+ * Conflicts found by optimistic probes of the open target transaction and not
+ * resolved in place. A transaction-local setting (set_config(…, true)): a
+ * rollback, or a ROLLBACK TO SAVEPOINT, undoes it with the rows it counted.
+ */
+const UNRESOLVED = `coalesce(nullif(current_setting('pgtide.unresolved', true), ''), '0')::int`;
+/** One per output row of an optimistic probe, that is per conflict. */
+const COUNT_UNRESOLVED = `set_config('pgtide.unresolved', (${UNRESOLVED} + 1)::text, true) AS unresolved`;
+
+/** Sent before a COMMIT that follows optimistic probes: fails the transaction while conflicts are left unresolved. */
+export const UNRESOLVED_GUARD: Statement = { text: `SELECT 1 / (${UNRESOLVED} = 0)::int AS resolved`, params: [] };
+
+/** Sent after the follow-ups of an optimistic probe's conflicts resolved in place. */
+export function resolvedInPlace(conflicts: number): Statement {
+  return { text: `SELECT set_config('pgtide.unresolved', (${UNRESOLVED} - $1::int)::text, true) AS unresolved`, params: [String(conflicts)] };
+}
+
+/** The commit LSN of a run's first source transaction (what decides whether the run is awaited after a replay). */
+export function runCommitLsn(run: ResolverRun): Lsn {
+  return (run.kind === 'counted' ? run.full?.source.commitLsn : run.sources[0]?.commitLsn) ?? ZERO_LSN;
+}
+
 function unnestOrd(arrays: number): string {
   const params = Array.from({ length: arrays }, (_, i) => `$${i + 1}::text[]`);
   const names = Array.from({ length: arrays }, (_, i) => `c${i}`);
@@ -76,8 +109,10 @@ function localText(table: TargetTable): string {
  * The run's statement under skip semantics, returning the conflicting input
  * rows (see the file comment); undefined where a run cannot be checked per
  * key (then the writer's usual statement applies, as for every policy).
+ * `optimistic`: each conflicting row is also counted in pgtide.unresolved.
  */
-export function probeStatement(run: ResolverRun, local: LocalCommitInfo): Statement | undefined {
+export function probeStatement(run: ResolverRun, local: LocalCommitInfo, optimistic = false): Statement | undefined {
+  const tally = optimistic ? `, ${COUNT_UNRESOLVED}` : '';
   const { table } = run;
   const keyIndexes = table.relation.keyIndexes;
   const name = table.relation.qualifiedName;
@@ -101,7 +136,7 @@ export function probeStatement(run: ResolverRun, local: LocalCommitInfo): Statem
                 ON CONFLICT DO NOTHING RETURNING ${keyNames}),
           s AS MATERIALIZED (SELECT v.* FROM v WHERE (SELECT count(*) FROM i) < (SELECT count(*) FROM v) AND (${typedKey}) NOT IN (SELECT ${keyNames} FROM i))
           SELECT s.ord::int AS ord, CASE WHEN ${found} THEN ${localText(table)} END AS lrow, CASE WHEN ${found} THEN to_jsonb(t)::text END AS ljson,
-                 ${commit.origin} AS lorigin, to_char(${commit.time} AT TIME ZONE 'UTC', ${ISO_UTC}) AS ltime
+                 ${commit.origin} AS lorigin, to_char(${commit.time} AT TIME ZONE 'UTC', ${ISO_UTC}) AS ltime${tally}
             FROM s LEFT JOIN ${name} AS t ON ${match}${commit.join}
            ORDER BY s.ord`,
         params,
@@ -113,7 +148,7 @@ export function probeStatement(run: ResolverRun, local: LocalCommitInfo): Statem
       return {
         text: `WITH v AS (SELECT * FROM ${unnestOrd(arrays.length)}),
           u AS (UPDATE ${name} AS t SET ${set} FROM v WHERE ${where} RETURNING v.ord)
-          SELECT v.ord::int AS ord FROM v WHERE (SELECT count(*) FROM u) < (SELECT count(*) FROM v) AND v.ord NOT IN (SELECT u.ord FROM u) ORDER BY v.ord`,
+          SELECT v.ord::int AS ord${tally} FROM v WHERE (SELECT count(*) FROM u) < (SELECT count(*) FROM v) AND v.ord NOT IN (SELECT u.ord FROM u) ORDER BY v.ord`,
         params: arrays.map(textArrayLiteral),
       };
     }
@@ -124,7 +159,7 @@ export function probeStatement(run: ResolverRun, local: LocalCommitInfo): Statem
       return {
         text: `WITH v AS (SELECT * FROM ${unnestOrd(arrays.length)}),
           d AS (DELETE FROM ${name} AS t USING v WHERE ${where} RETURNING v.ord)
-          SELECT v.ord::int AS ord FROM v WHERE (SELECT count(*) FROM d) < (SELECT count(*) FROM v) AND v.ord NOT IN (SELECT d.ord FROM d) ORDER BY v.ord`,
+          SELECT v.ord::int AS ord${tally} FROM v WHERE (SELECT count(*) FROM d) < (SELECT count(*) FROM v) AND v.ord NOT IN (SELECT d.ord FROM d) ORDER BY v.ord`,
         params: arrays,
       };
     }
@@ -132,7 +167,7 @@ export function probeStatement(run: ResolverRun, local: LocalCommitInfo): Statem
       // REPLICA IDENTITY FULL: one change per statement, found by its whole old row.
       const body = run.full ? fullBody(run.counted.statement) : undefined;
       if (!body) return undefined;
-      return { text: `WITH u AS (${body}) SELECT 1 AS ord WHERE NOT EXISTS (SELECT 1 FROM u)`, params: run.counted.statement.params };
+      return { text: `WITH u AS (${body}) SELECT 1 AS ord${tally} WHERE NOT EXISTS (SELECT 1 FROM u)`, params: run.counted.statement.params };
     }
   }
 }
