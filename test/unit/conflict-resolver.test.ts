@@ -1,7 +1,8 @@
 /**
  * The custom resolver's pure parts: the config shapes and their refusals,
  * which results are valid decisions for which conflict, the probe statements
- * a `custom` table gets, the commit time's text form, and `conflicts.detect:
+ * a `custom` table gets (optimistic ones counting their conflicts), which runs
+ * are awaited after replays, the commit time's text form, and `conflicts.detect:
  * false`. Behaviour on a real server: test/integration/conflicts-resolver.test.ts.
  */
 import { test } from 'node:test';
@@ -12,7 +13,9 @@ import { conflictSettings } from '../../src/control/conflict-config.js';
 import { policyFor, resolverFor, type NamedResolver } from '../../src/apply/conflict-policy.js';
 import { checkDecision, type ResolverConflict } from '../../src/apply/conflict-resolver.js';
 import { ConflictApply } from '../../src/sinks/postgres/conflict-apply.js';
-import { isoMicros, probeStatement } from '../../src/sinks/postgres/resolver-apply.js';
+import { isoMicros, probeStatement, runCommitLsn } from '../../src/sinks/postgres/resolver-apply.js';
+import { ResolverModes, ResolverReplayError } from '../../src/sinks/postgres/resolver-replay.js';
+import { capturingLogger } from '../support/replication.js';
 import { PLAIN_FOLD_STATEMENTS } from '../../src/sinks/postgres/net-effect.js';
 import { RelationCache } from '../../src/changes/relation-cache.js';
 import type { TargetTable } from '../../src/sinks/postgres/table-catalog.js';
@@ -114,6 +117,39 @@ test('custom tables: probes keep the local row and return the conflicting ordina
   assert.equal(off.delete(t, [['1']], [tx]), undefined);
   assert.equal(off.foldStatements(t), PLAIN_FOLD_STATEMENTS);
   assert.equal(off.custom(t), undefined);
+});
+
+test('optimistic probes count each conflicting row in pgtide.unresolved; awaited ones do not', () => {
+  const t = table();
+  const run = { kind: 'insert' as const, table: t, rows: [row('1', 'x')], sources: [tx] };
+  assert.match(probeStatement(run, 'none', true)?.text ?? '', /set_config\('pgtide\.unresolved', \(coalesce\(nullif\(current_setting\('pgtide\.unresolved', true\), ''\), '0'\)::int \+ 1\)::text, true\) AS unresolved\s+FROM s/);
+  assert.doesNotMatch(probeStatement(run, 'none', false)?.text ?? '', /unresolved/);
+  const update = { kind: 'update' as const, table: t, setColumns: [1], rows: [{ key: ['1'], newTuple: row('1', 'x') }], sources: [tx] };
+  assert.match(probeStatement(update, 'none', true)?.text ?? '', /SELECT v\.ord::int AS ord, set_config\('pgtide\.unresolved'/);
+  assert.match(probeStatement({ kind: 'delete', table: t, keys: [['1']], sources: [tx] }, 'none', true)?.text ?? '', /SELECT v\.ord::int AS ord, set_config\('pgtide\.unresolved'/);
+  assert.equal(runCommitLsn(run), tx.commitLsn);
+});
+
+test('after a replay a resolver table is awaited up to the failed batch\'s last commit; after a second, for good (said once)', () => {
+  const modes = new ResolverModes();
+  const { lines, logger } = capturingLogger();
+  const mark = { folded: false, maxCommitLsn: lsn(100n) };
+  const a = '"public"."a"';
+  assert.equal(modes.awaited(a, lsn(1n)), false, 'optimistic until a replay');
+  const first = new ResolverReplayError(a, mark);
+  mark.maxCommitLsn = lsn(200n); // the batch grew after the probe: the replay covers all of it
+  assert.equal(first.untilLsn, lsn(200n));
+  assert.equal(first.retryable, true);
+  modes.replayed(first, logger);
+  assert.equal(modes.awaited(a, lsn(200n)), true);
+  assert.equal(modes.awaited(a, lsn(201n)), false, 'optimistic again after the replayed stretch');
+  assert.equal(modes.awaited('"public"."b"', lsn(1n)), false, 'other tables untouched');
+  modes.replayed(new ResolverReplayError(a, { folded: false, maxCommitLsn: lsn(300n) }), logger);
+  modes.replayed(new ResolverReplayError(a, { folded: false, maxCommitLsn: lsn(400n) }), logger);
+  assert.equal(modes.awaited(a, lsn(10_000n)), true);
+  const forGood = lines.filter((l) => l.includes('is applied awaited until pgtide restarts'));
+  assert.equal(forGood.length, 1, lines.join(''));
+  assert.equal(lines.filter((l) => l.includes('the optimistic probe of')).length, 3, 'each replay is logged');
 });
 
 test('commit times reach the resolver as UTC ISO text with microseconds', () => {
