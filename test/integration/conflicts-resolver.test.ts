@@ -190,7 +190,7 @@ describe('conflicts: custom resolver', { timeout: 900_000 }, () => {
     await fixed.stop();
   });
 
-  it('a large transaction applied while it streams: the resolver is called with its xid and no commit LSN yet', async () => {
+  it('a large transaction applied while it streams: the resolver is called with its xid and no commit LSN yet; a stop inside one stops apply', async () => {
     const p = await databasePair(scope, pair, 'r_stream');
     await ddlBoth(p, `CREATE TABLE s (id int PRIMARY KEY, v text)`);
     const running = startEngine(scope, parseConfig(configInput(p, { name: 'r_stream', tables: ['s'], conflicts: { policy: 'custom', resolver } })));
@@ -211,7 +211,15 @@ describe('conflicts: custom resolver', { timeout: 900_000 }, () => {
     assert.equal(Number((await texts(p.dst, `SELECT count(*)::text AS r FROM s`))[0]), 3000);
     const log = await conflictLog(p, 'r_stream');
     assert.deepEqual(log.map((r) => `${r.key.id} ${r.resolution} ${r.source_xid === tx!.xid} ${r.source_commit_lsn}`), ['12 custom:apply_remote true null', '13 custom:merge true null']);
-    await running.stop();
+
+    // A resolver that stops inside a streamed transaction stops apply: the streamed writer's failure is
+    // what is reported, not hidden by handing the replication origin back (that was a retry loop).
+    await p.dst.unsafe(`INSERT INTO s VALUES (5009, 'local')`);
+    await p.src.unsafe(`INSERT INTO s SELECT g, 'r' || repeat('x', 100) FROM generate_series(5001, 8000) g`);
+    const stopped = await stoppedWith(running);
+    assert.equal(stopped.code, 'APPLY_CONFLICT');
+    assert.match(stopped.message, /key \{"id":"5009"\}.*decided to stop \(id 5009 needs a person\)/);
+    assert.deepEqual(await texts(p.dst, `SELECT count(*)::text AS r FROM s WHERE id > 5000`), ['1'], 'nothing of the streamed transaction is applied');
   });
 
   it('a bad resolver module is a config error at start: missing file, no default export, not a function', async () => {

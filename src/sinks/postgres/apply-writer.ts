@@ -99,7 +99,7 @@ export interface ApplyWriterOptions {
   /** After a batch that logged conflicts committed: one event per conflict_log row. */
   readonly onConflicts?: (events: readonly ConflictEvent[]) => void;
   /** Custom resolver tables applied awaited after a replay (resolver-replay.ts); default: all optimistic. */
-  readonly resolverModes?: ResolverModes;
+  readonly resolverModes?: Pick<ResolverModes, 'awaited'>;
   readonly logger: Logger;
 }
 

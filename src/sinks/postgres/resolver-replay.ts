@@ -58,3 +58,10 @@ export class ResolverModes {
     this.#until.set(table, until);
   }
 }
+
+/**
+ * For the writer of a large transaction applied while it streams: its runs go
+ * out chunk by chunk, so holding the pipeline per run costs about a round trip
+ * per chunk, while a replay would stream the whole transaction again.
+ */
+export const ALWAYS_AWAITED: Pick<ResolverModes, 'awaited'> = { awaited: () => true };
