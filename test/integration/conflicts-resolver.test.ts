@@ -21,9 +21,16 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { parseConfig, type ConfigInput } from '../../src/control/config.js';
 import { PgtideError } from '../../src/core/errors.js';
 import { collectStatus, formatStatus } from '../../src/control/status.js';
+import { ApplyWriter } from '../../src/sinks/postgres/apply-writer.js';
+import { ResolverModes, ResolverReplayError } from '../../src/sinks/postgres/resolver-replay.js';
+import { StateStore } from '../../src/state/state-store.js';
+import { RelationCache } from '../../src/changes/relation-cache.js';
+import type { OpId, TransactionInfo } from '../../src/changes/change.js';
+import type { PgTimestamp, Tuple } from '../../src/protocol/messages.js';
+import { lsn } from '../../src/core/lsn.js';
 import {
   TestScope, startPair, databasePair, ddlBoth, startEngine, configInput, withTimeout, waitFor, waitForCatchUp,
-  texts, writeConfigFile, cliConfig, startCli, runCli, capturingLogger, type Pair, type RunningEngine, type CliProcess,
+  texts, writeConfigFile, cliConfig, startCli, runCli, capturingLogger, testLogger, type Pair, type RunningEngine, type CliProcess,
 } from '../support/replication.js';
 
 interface LogRow {
@@ -300,6 +307,58 @@ describe('conflicts: custom resolver', { timeout: 900_000 }, () => {
     assert.deepEqual(log.map((r) => `${r.key.id} ${r.kind} ${r.resolution}`), ['22 insert_exists custom:apply_remote', '33 insert_exists custom:merge', '42 insert_exists custom:apply_remote'],
       'each conflict logged once: nothing of a rolled-back batch');
     await running.stop();
+  });
+
+  it('the writer: an optimistic probe answered before anything else was sent resolves in place and commits; one answered after later statements fails the batch, which does not commit', async () => {
+    const p = await databasePair(scope, pair, 'r_writer');
+    await ddlBoth(p, `CREATE TABLE w (id int PRIMARY KEY, v text)`);
+    await new StateStore(p.dst, 'r_writer').migrate();
+    await p.dst.unsafe(`INSERT INTO w VALUES (2, 'l2'), (4, 'l4')`);
+    const writer = await ApplyWriter.open({
+      url: p.targetUrl, subscription: 'r_writer', originName: 'pgtide_r_writer', batchMaxTransactions: 1000, batchMaxChanges: 20_000, batchMaxAgeMs: 600_000,
+      netEffect: true, copyMinRows: 0, logger: testLogger(), resolverModes: new ResolverModes(),
+      conflicts: { policy: 'custom', tables: new Map(), resolver: { module: 'inline', resolve: () => 'apply_remote' } },
+    });
+    scope.defer('close the writer', () => writer.close());
+    const relation = new RelationCache().update({
+      tag: 'relation', xid: undefined, relationOid: 4242, schema: 'public', name: 'w', replicaIdentity: 'default',
+      columns: [{ name: 'id', isKey: true, typeOid: 23, typeMod: -1 }, { name: 'v', isKey: false, typeOid: 25, typeMod: -1 }],
+    });
+    const tuple = (id: number, v: string): Tuple => [{ kind: 'text', value: String(id) }, { kind: 'text', value: v }];
+    let op = 0;
+    const tx = (n: number): TransactionInfo => ({ xid: 1000 + n, commitLsn: lsn(BigInt(0x1000 * n)), commitTime: 1000n as PgTimestamp, origin: undefined, streamed: false });
+    const end = (n: number) => ({ commitLsn: lsn(BigInt(0x1000 * n)), endLsn: lsn(BigInt(0x1000 * n + 8)), commitTime: 1000n as PgTimestamp });
+    const insert = (id: number, v: string) => writer.change({ kind: 'insert', opId: ++op as OpId, relation, newTuple: tuple(id, v) });
+    const update = (id: number, v: string) => writer.change({ kind: 'update', opId: ++op as OpId, relation, oldTuple: undefined, newTuple: tuple(id, v) });
+    const progress = async (): Promise<string[]> => texts(p.dst, `SELECT end_lsn::text AS r FROM pgtide.apply_progress WHERE subscription = 'r_writer'`);
+
+    // In place: the run's probe is sent, and nothing else until its answer is back.
+    writer.begin(tx(1));
+    await insert(1, 'r1');
+    await insert(2, 'r2');
+    writer.emitAll();
+    await sleep(500);
+    await update(2, 'after');
+    await writer.commit(end(1));
+    await writer.commitPending();
+    assert.deepEqual(await texts(p.dst, `SELECT id || ':' || v AS r FROM w ORDER BY id`), ['1:r1', '2:after', '4:l4'], 'resolved (apply_remote) before the later run of the table');
+    assert.deepEqual(await progress(), ['0/1008'], 'committed past the COMMIT guard: the conflict was counted down');
+    assert.equal(writer.durableLsn, lsn(0x1008n));
+
+    // Not in place: the next run (and the COMMIT) went out behind the probe.
+    writer.begin(tx(2));
+    await insert(4, 'r4');
+    await insert(5, 'r5');
+    await update(1, 'late');
+    await writer.commit(end(2));
+    const failed = await writer.commitPending().then(() => undefined, (error: unknown) => error);
+    assert.ok(failed instanceof ResolverReplayError, `a replay is asked for; got ${String(failed)}`);
+    assert.equal(failed.table, '"public"."w"');
+    assert.equal(failed.untilLsn, lsn(0x2000n));
+    assert.deepEqual(await texts(p.dst, `SELECT id || ':' || v AS r FROM w ORDER BY id`), ['1:r1', '2:after', '4:l4'], 'nothing of the batch committed');
+    assert.deepEqual(await progress(), ['0/1008']);
+    assert.equal(writer.durableLsn, lsn(0x1008n), 'nothing of the rolled-back batch is durable');
+    assert.deepEqual(await texts(p.dst, `SELECT key->>'id' AS r FROM pgtide.conflict_log WHERE subscription = 'r_writer' ORDER BY 1`), ['2'], 'only the conflict resolved in place is logged');
   });
 
   it('kill -9 during replays of batches whose early runs conflict: each conflict is resolved and logged exactly once', async () => {
