@@ -11,9 +11,9 @@
  * one backlog with detection on and one with it off, alternating which goes
  * first; with --repeat the figures are medians. With --with-resolver, each
  * round also drains one with every table under a custom resolver (policy
- * custom, a module that would keep the local row): each run of a resolver
- * table waits for its probe's answer before anything else is sent, so this
- * measures what that round trip per run costs. Run it with:
+ * custom, a module that would keep the local row): no conflict happens, so
+ * every probe stays optimistic (pipelined; resolver-apply.ts) and this
+ * measures what the probes cost against detection on. Run it with:
  *
  *   node dist/bench/run.js oltp-detect --repeat 3 [--with-resolver]
  */
