@@ -894,7 +894,8 @@ export class ApplyWriter implements Sink {
     const mark = this.#mark;
     this.#track(probed.then((rows) => {
       if (rows.length === 0) return;
-      if (this.#sent === sentAt && !this.#failures.pending) this.#hold(this.#sendResolution(run, rows, custom, context, true), context);
+      // In place only inside the live batch: a rollback under way sends its ROLLBACK without waiting for follow-ups.
+      if (this.#sent === sentAt && this.#batchOpen && !this.#failures.pending) this.#hold(this.#sendResolution(run, rows, custom, context, true), context);
       else this.#failures.record({ error: new ResolverReplayError(table, mark), context, mark });
     }, () => {}), context);
     return true;
