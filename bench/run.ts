@@ -22,8 +22,11 @@ import { largeTxn } from './scenarios/large-txn.js';
 import { decode } from './scenarios/decode.js';
 import { twoWay } from './scenarios/two-way.js';
 import { ddlLag } from './scenarios/ddl-lag.js';
+import { oltpDetect } from './scenarios/oltp-detect.js';
 
-const SCENARIOS: readonly Scenario[] = [initialCopy, bulk, oltp, largeTxn, decode, twoWay, ddlLag];
+const SCENARIOS: readonly Scenario[] = [initialCopy, bulk, oltp, largeTxn, decode, twoWay, ddlLag, oltpDetect];
+/** Run by name only: pgtide against itself (a setting on and off), not part of the side-by-side `all`. */
+const BY_NAME_ONLY: ReadonlySet<Scenario> = new Set([oltpDetect]);
 
 /** dist/bench/run.js -> <repo>/bench/results, wherever the command is run from. */
 const RESULTS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bench/results');
@@ -86,7 +89,7 @@ async function main(): Promise<number> {
     console.error(errorMessage(error));
     return 2;
   }
-  const chosen = options.scenario === 'all' ? SCENARIOS : SCENARIOS.filter((s) => s.name === options.scenario);
+  const chosen = options.scenario === 'all' ? SCENARIOS.filter((s) => !BY_NAME_ONLY.has(s)) : SCENARIOS.filter((s) => s.name === options.scenario);
   if (chosen.length === 0) {
     console.error(`unknown scenario "${options.scenario}"\n\n${USAGE}`);
     return 2;

@@ -33,11 +33,15 @@ export interface BenchOptions {
   readonly streamedApply: boolean | undefined;
   /** pgtide's apply.copyMinRows (insert runs sent as COPY from this length; 0: never); undefined: pgtide's default. */
   readonly copyMinRows: number | undefined;
+  /** pgtide's conflicts.detect (false: the plain statements, no detection); undefined: pgtide's default (on). */
+  readonly conflictDetect: boolean | undefined;
+  /** oltp-detect: also drain a backlog with every table under a custom resolver (policy custom). */
+  readonly withResolver: boolean;
 }
 
 export const USAGE = `usage: node dist/bench/run.js <scenario|all> [options]
 
-scenarios: initial-copy, bulk, oltp, large-txn, decode, two-way, ddl-lag, all
+scenarios: initial-copy, bulk, oltp, large-txn, decode, two-way, ddl-lag, oltp-detect, all
 
 options:
   --major N          PostgreSQL major for every cluster (14-18; default 18 or $PGTIDE_PG_MAJOR)
@@ -54,6 +58,8 @@ options:
   --builtin-binary on|off   built-in subscription binary option (default on)
   --streamed-apply on|off   pgtide apply.streamedApply: large transactions applied while they stream (default: pgtide's own, on)
   --copy-min-rows N         pgtide apply.copyMinRows: insert runs of N+ rows go through COPY, 0 never (default: pgtide's own, 0)
+  --conflict-detect on|off  pgtide conflicts.detect: off applies with the plain statements, no conflict detection (default: on)
+  --with-resolver           oltp-detect: also drain with every table under a custom resolver (the cost of its round trip per run)
 `;
 
 function positiveInt(name: string, raw: string | undefined, fallback: number): number {
@@ -88,6 +94,8 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
       'builtin-binary': { type: 'string' },
       'streamed-apply': { type: 'string' },
       'copy-min-rows': { type: 'string' },
+      'conflict-detect': { type: 'string' },
+      'with-resolver': { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -103,6 +111,8 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
   if (binary !== 'on' && binary !== 'off') throw new Error('--builtin-binary must be on or off');
   const streamed = values['streamed-apply'];
   if (streamed !== undefined && streamed !== 'on' && streamed !== 'off') throw new Error('--streamed-apply must be on or off');
+  const detect = values['conflict-detect'];
+  if (detect !== undefined && detect !== 'on' && detect !== 'off') throw new Error('--conflict-detect must be on or off');
   const quick = values.quick === true;
   return {
     scenario: positionals[0]!,
@@ -122,5 +132,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
     builtinBinary: binary === 'on',
     streamedApply: streamed === undefined ? undefined : streamed === 'on',
     copyMinRows: values['copy-min-rows'] === undefined ? undefined : nonNegativeInt('copy-min-rows', values['copy-min-rows']),
+    conflictDetect: detect === undefined ? undefined : detect === 'on',
+    withResolver: values['with-resolver'] === true,
   };
 }

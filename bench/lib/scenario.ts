@@ -99,7 +99,7 @@ export async function runLimit(ctx: ScenarioContext, body: (cleanup: Cleanup) =>
 
 /** Builds the side's replicator and registers its stop() (drop subscription / kill child) for clean-up. */
 export function createReplicator(side: Side, setup: ReplicatorSetup, options: BenchOptions, cleanup: Cleanup): Replicator {
-  const replicator: Replicator = side === 'builtin' ? new BuiltinReplicator(setup, { binary: options.builtinBinary }) : new PgtideReplicator(setup, { streamedApply: options.streamedApply, copyMinRows: options.copyMinRows });
+  const replicator: Replicator = side === 'builtin' ? new BuiltinReplicator(setup, { binary: options.builtinBinary }) : new PgtideReplicator(setup, { streamedApply: options.streamedApply, copyMinRows: options.copyMinRows, conflictDetect: options.conflictDetect });
   cleanup.add(`stop ${side}`, () => replicator.stop());
   return replicator;
 }

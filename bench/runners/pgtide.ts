@@ -59,7 +59,7 @@ export class PgtideReplicator implements Replicator {
   #started = false;
   #stopped = false;
 
-  constructor(setup: ReplicatorSetup, tuning: { readonly streamedApply?: boolean | undefined; readonly copyMinRows?: number | undefined; readonly ddlCapture?: boolean } = {}) {
+  constructor(setup: ReplicatorSetup, tuning: { readonly streamedApply?: boolean | undefined; readonly copyMinRows?: number | undefined; readonly ddlCapture?: boolean; readonly conflictDetect?: boolean | undefined; readonly conflictResolver?: string | undefined } = {}) {
     this.#setup = setup;
     const config: ConfigInput = {
       name: NAME,
@@ -70,6 +70,8 @@ export class PgtideReplicator implements Replicator {
       apply: { batchMaxTransactions: 1000, batchMaxChanges: 20000, batchMaxAgeMs: 10, ...(tuning.streamedApply === undefined ? {} : { streamedApply: tuning.streamedApply }), ...(tuning.copyMinRows === undefined ? {} : { copyMinRows: tuning.copyMinRows }) },
       memoryCap: '64MB',
       ...(tuning.ddlCapture ? { ddl: { capture: true } } : {}),
+      ...(tuning.conflictDetect === false ? { conflicts: { detect: false } } : {}),
+      ...(tuning.conflictResolver !== undefined ? { conflicts: { policy: 'custom', resolver: tuning.conflictResolver } } : {}),
     };
     // Validating against the engine's own schema turns a config drift into a
     // clear bench error instead of a child that exits at start-up.
@@ -78,7 +80,7 @@ export class PgtideReplicator implements Replicator {
     this.#configFile = path.join(this.#dir, 'pgtide.yaml');
     this.#logFile = path.join(this.#dir, 'pgtide.log');
     writeFileSync(this.#configFile, stringify(config));
-    this.settings = `copy.parallelism ${setup.copyParallelism}; apply batch ≤ 1000 tx / 20000 changes / 10 ms; memoryCap 64MB; streamedApply ${parsed.apply.streamedApply ? 'on' : 'off'}; copyMinRows ${parsed.apply.copyMinRows}${parsed.ddl.capture ? '; ddl.capture on' : ''}`;
+    this.settings = `copy.parallelism ${setup.copyParallelism}; apply batch ≤ 1000 tx / 20000 changes / 10 ms; memoryCap 64MB; streamedApply ${parsed.apply.streamedApply ? 'on' : 'off'}; copyMinRows ${parsed.apply.copyMinRows}${parsed.ddl.capture ? '; ddl.capture on' : ''}; conflict detection ${parsed.conflicts.detect === false ? 'off' : 'on'}${parsed.conflicts.policy === 'custom' ? ', policy custom (a resolver module)' : ''}`;
   }
 
   async start(): Promise<void> {

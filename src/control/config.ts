@@ -15,7 +15,8 @@ import { tlsSetting } from '../pg/connect.js';
 import { DEFAULT_SPLIT_THRESHOLD } from '../copy/plan.js';
 import { originsSetting, sourceTagSetting } from './topology-config.js';
 import { ndjsonRefusals, targetSchema, withTargetDefaults } from './target-config.js';
-import { conflictsSchema } from './conflict-config.js';
+import { conflictsSchema, resolveResolverPaths } from './conflict-config.js';
+import path from 'node:path';
 
 const SIZE_UNITS: Record<string, number> = { b: 1, kb: 1024, k: 1024, mb: 1024 ** 2, m: 1024 ** 2, gb: 1024 ** 3, g: 1024 ** 3 };
 
@@ -199,7 +200,9 @@ export function loadConfigFile(file: string): PgtideConfig {
     const detail = error instanceof YAMLParseError ? error.message : String(error);
     throw new ConfigError(`${file} is not valid YAML: ${redact(detail)}`);
   }
-  return parseConfig(raw, file);
+  const config = parseConfig(raw, file);
+  // Resolver module paths are relative to the config file (docs/conflicts.md, "Custom resolver").
+  return { ...config, conflicts: resolveResolverPaths(config.conflicts, path.dirname(path.resolve(file))) };
 }
 
 /** Derived names, so every component agrees on them. */

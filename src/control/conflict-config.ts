@@ -2,17 +2,21 @@
  * The `conflicts:` section of the config (docs/conflicts.md):
  *
  *   conflicts:
- *     policy: error            # error | skip | apply_remote | last_update_wins | first_update_wins
+ *     policy: error            # error | skip | apply_remote | last_update_wins | first_update_wins | custom
+ *     resolver: ./resolver.js  # the module of `custom` (relative to the config file)
  *     tables:
  *       public.audit: skip     # per-table override
+ *       public.accounts: { resolver: ./accounts.js }   # custom, with its own module
  *     detectOriginDiffers: false   # also log update/delete_origin_differs under skip and apply_remote
  *     nodeOrder: [ab, local]   # equal commit times: the writer listed first wins
+ *     detect: true             # false: no detection at all (policy error only; a benchmark baseline)
  *
  * Kept apart from config.ts so the conflict feature's validation is one file.
  */
 import { z } from 'zod';
 import { parseQualifiedName, qualify } from '../core/sql.js';
-import { CONFLICT_POLICIES, type ConflictPolicy, type ConflictSettings } from '../apply/conflict-policy.js';
+import path from 'node:path';
+import { CONFLICT_POLICIES, type ConflictPolicy, type ConflictSettings, type NamedResolver } from '../apply/conflict-policy.js';
 
 const conflictPolicy = z.string().transform((value, ctx): ConflictPolicy => {
   if ((CONFLICT_POLICIES as readonly string[]).includes(value)) return value as ConflictPolicy;
@@ -23,15 +27,50 @@ const conflictPolicy = z.string().transform((value, ctx): ConflictPolicy => {
   return z.NEVER;
 });
 
+/**
+ * A per-table entry: a policy, or `{ resolver: path }` (custom with its own module; `policy: custom`
+ * may be written too). Not a z.union: a union reports "Invalid input" instead of the policy's message.
+ */
+const tableObject = z.object({ policy: conflictPolicy.optional(), resolver: z.string().min(1) }).strict();
+type TableEntry = ConflictPolicy | z.infer<typeof tableObject>;
+const tableEntry = z.unknown().transform((value, ctx): TableEntry => {
+  const parsed = typeof value === 'string' ? conflictPolicy.safeParse(value) : tableObject.safeParse(value);
+  if (parsed.success) return parsed.data;
+  for (const issue of parsed.error.issues) ctx.addIssue({ code: 'custom', path: issue.path, message: issue.message });
+  if (typeof value !== 'string' && (value === null || typeof value !== 'object')) {
+    ctx.addIssue({ code: 'custom', message: 'write a policy (error, skip, apply_remote, custom) or { resolver: ./module.js }' });
+  }
+  return z.NEVER;
+});
+
 export const conflictsSchema = z.object({
   policy: conflictPolicy.default('error'),
-  tables: z.record(z.string(), conflictPolicy).default({}),
   detectOriginDiffers: z.boolean().default(false),
   /** Writers by name: `local` (rows written on the target outside pgtide) and pgtide subscription names. */
   nodeOrder: z.array(z.string().min(1)).optional(),
+  /** The resolver module of `custom` tables without one of their own (conflict-resolver.ts). */
+  resolver: z.string().min(1).optional(),
+  /** false: no detection (plain statements: a missing row counted and skipped, a duplicate key stops); policy error only. */
+  detect: z.boolean().optional(),
+  tables: z.record(z.string(), tableEntry).default({}),
 }).strict().superRefine((value, ctx) => {
-  for (const name of Object.keys(value.tables)) {
+  for (const [name, entry] of Object.entries(value.tables)) {
     if (!parseQualifiedName(name)) ctx.addIssue({ code: 'custom', path: ['tables', name], message: `"${name}" is not a table name; write schema.table` });
+    if (typeof entry === 'object' && entry.policy !== undefined && entry.policy !== 'custom') {
+      ctx.addIssue({ code: 'custom', path: ['tables', name], message: `a resolver is given with policy ${entry.policy}; a resolver decides only under policy custom (drop the policy, or the resolver)` });
+    }
+    if (entry === 'custom' && value.resolver === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['tables', name], message: 'policy custom needs a resolver module: set conflicts.resolver, or write { resolver: ./module.js } for this table (docs/conflicts.md, "Custom resolver")' });
+    }
+  }
+  if (value.policy === 'custom' && value.resolver === undefined) {
+    ctx.addIssue({ code: 'custom', path: ['resolver'], message: 'policy custom needs a resolver module: set conflicts.resolver to the path of a module whose default export decides each conflict (docs/conflicts.md, "Custom resolver")' });
+  }
+  if (value.detect === false) {
+    const policies = [value.policy, ...Object.values(value.tables).map((e) => (typeof e === 'object' ? 'custom' : e))];
+    if (policies.some((p) => p !== 'error')) {
+      ctx.addIssue({ code: 'custom', path: ['detect'], message: 'detect: false turns conflict detection off, which only policy error can do without (every other policy resolves what detection finds); remove detect, or set every policy to error' });
+    }
   }
   const order = value.nodeOrder ?? [];
   const repeated = order.find((name, i) => order.indexOf(name) !== i);
@@ -40,12 +79,49 @@ export const conflictsSchema = z.object({
 
 export type ConflictsConfig = z.infer<typeof conflictsSchema>;
 
-/** The settings the apply side uses: table names as Relation.qualifiedName spells them. */
-export function conflictSettings(config: ConflictsConfig): ConflictSettings {
+/**
+ * The settings the apply side uses: table names as Relation.qualifiedName
+ * spells them, and the loaded resolver modules (control/resolver-loader.ts).
+ */
+export function conflictSettings(config: ConflictsConfig, resolvers: LoadedResolvers = EMPTY_RESOLVERS): ConflictSettings {
   const tables = new Map<string, ConflictPolicy>();
-  for (const [name, policy] of Object.entries(config.tables)) {
+  const tableResolvers = new Map<string, NamedResolver>();
+  for (const [name, entry] of Object.entries(config.tables)) {
     const parsed = parseQualifiedName(name);
-    if (parsed) tables.set(qualify(parsed.schema, parsed.name), policy);
+    if (!parsed) continue;
+    const qualified = qualify(parsed.schema, parsed.name);
+    tables.set(qualified, typeof entry === 'object' ? 'custom' : entry);
+    const resolver = typeof entry === 'object' ? resolvers.byPath.get(entry.resolver) : undefined;
+    if (resolver) tableResolvers.set(qualified, resolver);
   }
-  return { policy: config.policy, tables, detectOriginDiffers: config.detectOriginDiffers, ...(config.nodeOrder ? { nodeOrder: config.nodeOrder } : {}) };
+  const resolver = config.resolver === undefined ? undefined : resolvers.byPath.get(config.resolver);
+  return {
+    policy: config.policy, tables, resolver, tableResolvers, detect: config.detect !== false,
+    detectOriginDiffers: config.detectOriginDiffers, ...(config.nodeOrder ? { nodeOrder: config.nodeOrder } : {}),
+  };
+}
+
+/** Resolver modules by the path the config names them with. */
+export interface LoadedResolvers {
+  readonly byPath: ReadonlyMap<string, NamedResolver>;
+}
+
+const EMPTY_RESOLVERS: LoadedResolvers = { byPath: new Map() };
+
+/** Every resolver module path the config names (pipeline and tables), as written. */
+export function resolverPaths(config: ConflictsConfig): string[] {
+  const paths = new Set<string>();
+  if (config.resolver !== undefined) paths.add(config.resolver);
+  for (const entry of Object.values(config.tables)) if (typeof entry === 'object') paths.add(entry.resolver);
+  return [...paths];
+}
+
+/** Resolver paths relative to the config file's folder made absolute (loadConfigFile). */
+export function resolveResolverPaths(config: ConflictsConfig, configDir: string): ConflictsConfig {
+  const abs = (p: string): string => path.resolve(configDir, p);
+  return {
+    ...config,
+    ...(config.resolver !== undefined ? { resolver: abs(config.resolver) } : {}),
+    tables: Object.fromEntries(Object.entries(config.tables).map(([name, entry]) => [name, typeof entry === 'object' ? { ...entry, resolver: abs(entry.resolver) } : entry])),
+  };
 }

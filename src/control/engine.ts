@@ -15,6 +15,7 @@ import { ReplicationConnection, protocolVersionFor } from '../source/replication
 import { copyTables } from '../copy/table-copy.js';
 import { formatLsn, maxLsn, ZERO_LSN, type Lsn } from '../core/lsn.js';
 import { FoldConflictError } from '../sinks/postgres/apply-writer.js';
+import { ResolverModes, ResolverReplayError } from '../sinks/postgres/resolver-replay.js';
 import { openPostgresSink } from '../sinks/postgres/postgres-sink.js';
 import { NdjsonSink } from '../sinks/ndjson/ndjson-sink.js';
 import type { OpenedSink } from '../sinks/sink.js';
@@ -47,9 +48,10 @@ import { ddlStages, installCapture } from './ddl-setup.js';
 import { DeferredIndexBuilder } from '../sinks/postgres/deferred-indexes.js';
 import type { TransactionSink } from '../changes/change.js';
 import type { ApplyWriter } from '../sinks/postgres/apply-writer.js';
-import { conflictSettings } from './conflict-config.js';
 import { checkCommitTimestamps } from './commit-timestamp-check.js';
 import { judgesByTime } from '../apply/conflict-time.js';
+import { conflictSettings, type LoadedResolvers } from './conflict-config.js';
+import { loadResolvers } from './resolver-loader.js';
 import type { ConflictEvent } from '../apply/conflict-policy.js';
 
 export interface EngineHooks {
@@ -95,6 +97,10 @@ export class Engine {
   #sourcePool: postgres.Sql | undefined;
   /** Sockets of the source and target pools, dropped when the watchdog fires. */
   #poolConnectors: readonly BoundedConnector[] = [];
+  /** Custom conflict resolver modules, loaded once at start (resolver-loader.ts). */
+  #resolvers: LoadedResolvers | undefined;
+  /** Resolver tables applied awaited after a replay (resolver-replay.ts). */
+  readonly #resolverModes = new ResolverModes();
 
   constructor(config: PgtideConfig, logger: Logger, hooks: EngineHooks = {}) {
     this.#config = config;
@@ -109,6 +115,8 @@ export class Engine {
   /** Runs until `signal` aborts (then shuts down cleanly and resolves) or a non-retryable error. */
   async run(signal: AbortSignal): Promise<void> {
     const config = this.#config;
+    // A wrong resolver path is a config error, before any server is touched.
+    this.#resolvers = await loadResolvers(config.conflicts);
     const sourceConnector = new BoundedConnector();
     const targetConnector = new BoundedConnector();
     this.#poolConnectors = [sourceConnector, targetConnector];
@@ -179,6 +187,10 @@ export class Engine {
               this.#noFoldTables.add(error.table);
               this.#logger.info({ table: error.table }, `net-effect folding is off for ${error.table} until pgtide restarts: its unique constraints tie rows together (for example a unique swap), so folding its changes can break them`);
             }
+            continue;
+          }
+          if (error instanceof ResolverReplayError && !signal.aborted) {
+            this.#resolverModes.replayed(error, this.#logger);
             continue;
           }
           // Whether to retry was decided once, where the error was made (core/error-class.ts).
@@ -504,8 +516,9 @@ export class Engine {
         exactUntil: this.#exactUntil,
         noFoldTables: this.#noFoldTables,
         addMissingColumns: config.ddl.addMissingColumns,
-        conflicts: conflictSettings(config.conflicts),
+        conflicts: conflictSettings(config.conflicts, this.#resolvers),
         onConflicts: this.#hooks.onConflicts,
+        resolverModes: this.#resolverModes,
         logger: this.#logger,
       },
       ...(ddlStage ? { ddlStage } : {}),

@@ -36,6 +36,8 @@ export type ErrorCode =
   | 'APPLY_FAILED'
   /** A conflict apply stops on (policy `error`, or a constraint only the target has; docs/conflicts.md). */
   | 'APPLY_CONFLICT'
+  /** A custom conflict resolver threw or returned no valid decision (docs/conflicts.md, "Custom resolver"). */
+  | 'CONFLICT_RESOLVER_FAILED'
   | 'SEQUENCE_MISMATCH'
   | 'SEQUENCE_OVERFLOW'
   | 'STATE_CORRUPT'

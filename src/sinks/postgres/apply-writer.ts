@@ -59,6 +59,8 @@ import { Fence } from './connection-fence.js';
 import { ConflictApply, conflictEvents, logCommittedConflicts, readLocalCommitInfo } from './conflict-apply.js';
 import type { ConflictEvent, ConflictSettings } from '../../apply/conflict-policy.js';
 import type { FullChange } from './conflict-statements.js';
+import { probeStatement, resolveConflicts, resolvedInPlace, runCommitLsn, UNRESOLVED_GUARD, type CustomRunOptions, type ProbeRow } from './resolver-apply.js';
+import { ResolverReplayError, type ResolverModes } from './resolver-replay.js';
 
 export interface ApplyWriterOptions {
   readonly url: string;
@@ -97,6 +99,8 @@ export interface ApplyWriterOptions {
   readonly conflicts?: ConflictSettings;
   /** After a batch that logged conflicts committed: one event per conflict_log row. */
   readonly onConflicts?: (events: readonly ConflictEvent[]) => void;
+  /** Custom resolver tables applied awaited after a replay (resolver-replay.ts); default: all optimistic. */
+  readonly resolverModes?: Pick<ResolverModes, 'awaited'>;
   readonly logger: Logger;
 }
 
@@ -198,6 +202,10 @@ export class ApplyWriter implements Sink {
    * are sent after it.
    */
   #copyGate: Promise<void> | undefined;
+  /** Statements sent so far: an optimistic resolver probe resolves in place only if nothing went out after it. */
+  #sent = 0;
+  /** The open batch sent an optimistic resolver probe: its COMMIT goes behind UNRESOLVED_GUARD. */
+  #probed = false;
   /** Settles once the last COPY completed on the server and postgres.js closed its stream. */
   #lastCopyDone: Promise<void> | undefined;
   #durable: Lsn;
@@ -377,6 +385,8 @@ export class ApplyWriter implements Sink {
     const last = this.#last;
     if (!last) throw new PgtideError('INTERNAL', 'flush with no committed source transaction in the batch');
     for (const queue of this.#queues.values()) this.#emitQueue(queue);
+    if (this.#probed) this.#issue(UNRESOLVED_GUARD, { echo: true });
+    this.#probed = false;
     const commitTime = pgTimestampToDate(last.commitTime).toISOString();
     this.#issue({
       text: `INSERT INTO pgtide.apply_progress AS p (subscription, end_lsn, commit_time, applied_at, transactions)
@@ -444,6 +454,7 @@ export class ApplyWriter implements Sink {
     this.#queuedChanges = 0;
     this.#mark = { folded: false, maxCommitLsn: ZERO_LSN };
     this.#batchTransactions = 0;
+    this.#probed = false;
     const wasOpen = this.#batchOpen;
     this.#batchOpen = false;
     this.#inSourceTx = false;
@@ -509,6 +520,7 @@ export class ApplyWriter implements Sink {
    */
   #send(text: string, params: readonly (string | null)[], options: typeof PREPARED | typeof UNPREPARED, evenIfCopyFailed = false): Promise<Rows> {
     const send = (): Promise<Rows> => this.#sql.unsafe(text, params as string[], options).execute() as unknown as Promise<Rows>;
+    this.#sent++;
     const gate = this.#copyGate;
     if (!gate) return send();
     return evenIfCopyFailed ? gate.then(send, send) : gate.then(send);
@@ -749,6 +761,7 @@ export class ApplyWriter implements Sink {
     if (queue.fold && queue.fold.size > 0) this.#drainFold(queue);
     const context: StatementContext = { table: queue.table.relation.qualifiedName, span: queue.span };
     for (const run of queue.runs) {
+      if (this.#issueResolved(run, context)) continue;
       switch (run.kind) {
         case 'insert': {
           const logged = this.#conflicts.insert(run.table, run.rows, run.sources);
@@ -844,6 +857,7 @@ export class ApplyWriter implements Sink {
     }
     this.stats.statements++;
     this.stats.copies++;
+    this.#sent++;
     const previousDone = this.#lastCopyDone;
     const done = deferred<void>();
     done.promise.catch(() => {});
@@ -870,6 +884,62 @@ export class ApplyWriter implements Sink {
     this.#track(gate, context);
     this.#track(done.promise, context);
     this.#lastCopyDone = done.promise;
+  }
+
+  /**
+   * A run of a table under a custom resolver (resolver-apply.ts). Optimistic:
+   * the probe is pipelined like any statement. Conflicts in its answer are
+   * resolved in place when nothing went out after it; otherwise the batch's
+   * COMMIT guard fails it and it is replayed (resolver-replay.ts), with the
+   * table awaited: its probe then holds the pipeline through the COPY gate
+   * (#send waits on it, later COPYs chain behind it) until the follow-ups are
+   * sent. False: not a resolver run.
+   */
+  #issueResolved(run: Run, context: StatementContext): boolean {
+    const custom = this.#conflicts.custom(run.table);
+    const table = run.table.relation.qualifiedName;
+    const optimistic = !(this.#options.resolverModes?.awaited(table, runCommitLsn(run)) ?? false);
+    const probe = custom ? probeStatement(run, custom.local, optimistic) : undefined;
+    if (!custom || !probe) return false;
+    const probed = this.#issue(probe, context);
+    if (!optimistic) {
+      this.#hold(probed.then((rows) => (rows.length > 0 ? this.#sendResolution(run, rows, custom, context, false) : undefined)), context);
+      return true;
+    }
+    this.#probed = true;
+    const sentAt = this.#sent;
+    const mark = this.#mark;
+    this.#track(probed.then((rows) => {
+      if (rows.length === 0) return;
+      // In place only inside the live batch: a rollback under way sends its ROLLBACK without waiting for follow-ups.
+      if (this.#sent === sentAt && this.#batchOpen && !this.#failures.pending) this.#hold(this.#sendResolution(run, rows, custom, context, true), context);
+      else this.#failures.record({ error: new ResolverReplayError(table, mark), context, mark });
+    }, () => {}), context);
+    return true;
+  }
+
+  /** Statements issued from now on wait until `gate` settles (the COPY gate). */
+  #hold(gate: Promise<void>, context: StatementContext): void {
+    this.#copyGate = gate;
+    gate.then(() => { if (this.#copyGate === gate) this.#copyGate = undefined; }, () => {});
+    this.#track(gate, context);
+  }
+
+  /** The resolver decides a probe's conflicts; their follow-ups are sent directly (#send would wait for the gate they hold). */
+  async #sendResolution(run: Run, rows: Rows, custom: CustomRunOptions, context: StatementContext, optimistic: boolean): Promise<void> {
+    const batch = this.#batchConflicts;
+    const resolution = await resolveConflicts(run, rows as unknown as readonly ProbeRow[], custom);
+    const sendNow = (statement: Statement): Promise<Rows> => {
+      if (this.#fence.closed) return this.#connectionLost();
+      this.stats.statements++;
+      this.#sent++;
+      const promise = this.#sql.unsafe(statement.text, statement.params as string[]).execute() as unknown as Promise<Rows>;
+      this.#track(promise, context);
+      return promise;
+    };
+    for (const write of resolution.writes) void sendNow(write);
+    sendNow(resolution.log).then((logged) => { batch.push(...conflictEvents(logged, context.table ?? '')); }, () => {});
+    if (optimistic) void sendNow(resolvedInPlace(rows.length));
   }
 
   /** A statement that resolved conflicts returns one (kind, resolution) row per conflict_log row it wrote. */

@@ -19,7 +19,8 @@ import { deleteLogged, deleteOrStop, fullLogged, fullOrStop, insertLogged, updat
 import { deleteCheckingOrigin, insertByTime, updateCheckingOrigin, type OriginCheckOptions } from './conflict-time-statements.js';
 import { checksOrigin, isTimePolicy, needsCommitTimestamps } from '../../apply/conflict-time.js';
 import { PgtideError } from '../../core/errors.js';
-import { DEFAULT_CONFLICT_SETTINGS, policyFor, type ConflictEvent, type ConflictKind, type ConflictPolicy, type ConflictResolution, type ConflictSettings } from '../../apply/conflict-policy.js';
+import type { CustomRunOptions } from './resolver-apply.js';
+import { DEFAULT_CONFLICT_SETTINGS, policyFor, resolverFor, type ConflictEvent, type ConflictKind, type ConflictPolicy, type ConflictResolution, type ConflictSettings } from '../../apply/conflict-policy.js';
 
 /** A run's statement: one that stops on a conflict (checked like any counted statement), or one that logs. */
 export type ConflictStep =
@@ -70,8 +71,20 @@ export class ConflictApply {
     return this.policy(table) === 'error';
   }
 
+  /** `conflicts.detect: false`: the plain statements, as before detection existed (conflict-policy.ts). */
+  get #detect(): boolean {
+    return this.#settings.detect !== false;
+  }
+
+  /** A `custom` table's resolver (resolver-apply.ts carries out its decisions), or undefined. */
+  custom(table: TargetTable): CustomRunOptions | undefined {
+    if (!this.#detect || this.policy(table) !== 'custom') return undefined;
+    const resolver = resolverFor(this.#settings, table.relation.qualifiedName);
+    return resolver ? { resolver, subscription: this.#subscription, local: this.#local } : undefined;
+  }
+
   foldStatements(table: TargetTable): FoldStatements {
-    if (this.policy(table) !== 'error') return PLAIN_FOLD_STATEMENTS;
+    if (this.policy(table) !== 'error' || !this.#detect) return PLAIN_FOLD_STATEMENTS;
     return {
       deleteByKey: (t, keys) => deleteOrStop(t, keys) ?? PLAIN_FOLD_STATEMENTS.deleteByKey(t, keys),
       keyedUpdates: (t, setColumns, rows) => {
@@ -83,13 +96,15 @@ export class ConflictApply {
 
   #logged(table: TargetTable): LoggedRunOptions | undefined {
     const policy = this.policy(table);
-    if (policy === 'error') return undefined;
+    // custom: resolver-apply.ts; a run it cannot probe gets error's statements (or the plain ones).
+    if (policy === 'error' || policy === 'custom') return undefined;
     // REPLICA IDENTITY FULL tables are not compared by time: a missing row is kept missing, as under skip.
     return { resolution: isTimePolicy(policy) ? 'skip' : policy, subscription: this.#subscription, local: this.#local };
   }
 
   /** Undefined: the plain INSERT (a duplicate key raises 23505, which stops apply). */
   insert(table: TargetTable, rows: readonly Tuple[], sources: readonly TransactionInfo[]): Statement | undefined {
+    if (!this.#detect) return undefined;
     const byTime = this.#originCheck(table);
     if (byTime && isTimePolicy(byTime.policy)) return sources.length === rows.length ? insertByTime(table, rows, sources, byTime) : undefined;
     const logged = this.#logged(table);
@@ -98,6 +113,7 @@ export class ConflictApply {
   }
 
   update(table: TargetTable, setColumns: readonly number[], rows: readonly KeyedUpdate[], sources: readonly TransactionInfo[]): ConflictStep | undefined {
+    if (!this.#detect) return undefined;
     const byOrigin = this.#originCheck(table);
     if (byOrigin) {
       const statement = sources.length === rows.length ? updateCheckingOrigin(table, setColumns, rows, sources, byOrigin) : undefined;
@@ -113,6 +129,7 @@ export class ConflictApply {
   }
 
   delete(table: TargetTable, keys: readonly (readonly string[])[], sources: readonly TransactionInfo[]): ConflictStep | undefined {
+    if (!this.#detect) return undefined;
     const byOrigin = this.#originCheck(table);
     if (byOrigin) {
       const statement = sources.length === keys.length ? deleteCheckingOrigin(table, keys, sources, byOrigin) : undefined;
@@ -129,6 +146,7 @@ export class ConflictApply {
 
   /** One UPDATE or DELETE of a REPLICA IDENTITY FULL table (its plain statement is `counted`). */
   full(table: TargetTable, counted: CountedStatement, change: FullChange): ConflictStep | undefined {
+    if (!this.#detect) return undefined;
     const logged = this.#logged(table);
     if (!logged) {
       const checked = fullOrStop(table, counted, change);

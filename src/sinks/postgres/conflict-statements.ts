@@ -192,7 +192,7 @@ function insertExistsLog(table: TargetTable, resolution: ConflictResolution, sub
 }
 
 export interface LoggedRunOptions {
-  readonly resolution: ConflictResolution;
+  readonly resolution: 'skip' | 'apply_remote';
   readonly subscription: string;
   readonly local: LocalCommitInfo;
 }
@@ -252,7 +252,7 @@ export function updateLogged(table: TargetTable, setColumns: readonly number[], 
 }
 
 /** The local row's last writer, from the row's xmin (NULL for a row of this very batch: not committed yet). */
-function localCommit(local: LocalCommitInfo): { readonly join: string; readonly origin: string; readonly time: string } {
+export function localCommit(local: LocalCommitInfo): { readonly join: string; readonly origin: string; readonly time: string } {
   switch (local) {
     case 'none': return { join: '', origin: 'NULL::text', time: 'NULL::timestamptz' };
     case 'time': return { join: '', origin: 'NULL::text', time: 'pg_xact_commit_timestamp(t.xmin)' };
@@ -357,7 +357,7 @@ function tupleJson(table: TargetTable, tuple: Tuple): string {
  * move (WITH … DELETE … INSERT, for a GENERATED ALWAYS identity column) has a
  * WITH of its own, which PostgreSQL does not allow inside a CTE: undefined.
  */
-function fullBody(statement: Statement): string | undefined {
+export function fullBody(statement: Statement): string | undefined {
   if (statement.text.startsWith('UPDATE ') || statement.text.startsWith('DELETE ')) return `${statement.text} RETURNING 1`;
   if (statement.text.startsWith('SELECT ')) return statement.text;
   return undefined;

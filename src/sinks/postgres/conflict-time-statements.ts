@@ -42,7 +42,8 @@ export interface OriginCheckOptions {
  */
 export function remoteWinsSql(policy: ConflictPolicy, remoteTime: string, localTime: string, remoteRank: string, localRank: string): string {
   switch (policy) {
-    case 'error': case 'skip': return 'false';
+    // custom tables are never judged here (resolver-apply.ts); as skip, should one be.
+    case 'error': case 'skip': case 'custom': return 'false';
     case 'apply_remote': return 'true';
     case 'last_update_wins':
       return `(${remoteTime} IS NULL OR ${localTime} IS NULL OR ${remoteTime} > ${localTime} OR (${remoteTime} = ${localTime} AND ${remoteRank} < ${localRank}))`;

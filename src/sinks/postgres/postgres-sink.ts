@@ -5,6 +5,7 @@
  */
 import { ApplyWriter, type ApplyWriterOptions } from './apply-writer.js';
 import { DirectStreamedApply } from './streamed-apply.js';
+import { ALWAYS_AWAITED } from './resolver-replay.js';
 import type { OpenedSink } from '../sink.js';
 import type { TransactionSink } from '../../changes/change.js';
 
@@ -36,7 +37,7 @@ export async function openPostgresSink(options: PostgresSinkOptions): Promise<Op
       main: writer, maxOpen: options.streamedConnections,
       ...(options.ddlStage ? { ddlStage: options.ddlStage } : {}),
       openWriter: async (slot) => {
-        const one = await ApplyWriter.open({ ...options.writer, holdsOrigin: false, netEffect: false, markOrigin: options.streamedOrigin(slot) });
+        const one = await ApplyWriter.open({ ...options.writer, holdsOrigin: false, netEffect: false, markOrigin: options.streamedOrigin(slot), resolverModes: ALWAYS_AWAITED });
         if (one.backendPid !== undefined) options.onSession?.(one.backendPid);
         return one;
       },

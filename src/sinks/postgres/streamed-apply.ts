@@ -142,6 +142,12 @@ export class DirectStreamedApply implements StreamedTransactionApplier {
         // Confirmed, not only sent: noteDurable below lets the slot move past this transaction.
         await stream.writer.commitPending();
         await stream.writer.releaseOrigin();
+      } catch (error) {
+        // The failed writer may still hold the origin: closing it frees the origin, so the main
+        // writer's taking it back does not fail and hide this error (which decides what follows:
+        // a replay, a retry or a stop).
+        await stream.writer.close();
+        throw error;
       } finally {
         await main.acquireOrigin();
       }
