@@ -161,6 +161,10 @@ export const MIGRATIONS: readonly string[] = [
   END
   $$;
   `,
+  // 8: the unique index a logged update_exists / multiple_unique_conflicts met (sinks/postgres/unique-conflicts.ts).
+  `
+  ALTER TABLE pgtide.conflict_log ADD COLUMN IF NOT EXISTS index_name text;
+  `,
 ];
 
 /**

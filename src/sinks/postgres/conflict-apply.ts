@@ -15,7 +15,7 @@ import type { Tuple } from '../../protocol/messages.js';
 import type { TargetTable } from './table-catalog.js';
 import type { KeyedUpdate, Statement } from './statements.js';
 import { PLAIN_FOLD_STATEMENTS, type CountedStatement, type FoldStatements } from './net-effect.js';
-import { deleteLogged, deleteOrStop, fullLogged, fullOrStop, insertLogged, updateLogged, updateOrStop, type FullChange, type LocalCommitInfo, type LoggedRunOptions } from './conflict-statements.js';
+import { deleteLogged, deleteOrStop, fullLogged, fullOrStop, insertLogged, updateLogged, updateOrStop, type FullChange, type LocalCommitInfo, type LoggedRunOptions, type UniqueGuard } from './conflict-statements.js';
 import { DEFAULT_CONFLICT_SETTINGS, policyFor, type ConflictEvent, type ConflictKind, type ConflictPolicy, type ConflictResolution, type ConflictSettings } from '../../apply/conflict-policy.js';
 
 /** A run's statement: one that stops on a conflict (checked like any counted statement), or one that logs. */
@@ -45,6 +45,9 @@ export class ConflictApply {
     this.#subscription = subscription;
     this.#local = local;
   }
+
+  /** What the target can say about a local row's last writer. */
+  get local(): LocalCommitInfo { return this.#local; }
 
   policy(table: TargetTable): ConflictPolicy {
     return policyFor(this.#settings, table.relation.qualifiedName);
@@ -79,13 +82,13 @@ export class ConflictApply {
     return insertLogged(table, rows, sources, logged);
   }
 
-  update(table: TargetTable, setColumns: readonly number[], rows: readonly KeyedUpdate[], sources: readonly TransactionInfo[]): ConflictStep | undefined {
+  update(table: TargetTable, setColumns: readonly number[], rows: readonly KeyedUpdate[], sources: readonly TransactionInfo[], guard?: UniqueGuard): ConflictStep | undefined {
     const logged = this.#logged(table);
     if (!logged) {
       const counted = updateOrStop(table, setColumns, rows);
       return counted ? { logs: false, counted } : undefined;
     }
-    const statement = sources.length === rows.length ? updateLogged(table, setColumns, rows, sources, logged) : undefined;
+    const statement = sources.length === rows.length ? updateLogged(table, setColumns, rows, sources, logged, guard) : undefined;
     return statement ? { logs: true, statement } : undefined;
   }
 

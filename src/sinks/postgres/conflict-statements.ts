@@ -49,17 +49,17 @@ export interface ConflictRow { readonly kind: ConflictKind; readonly resolution:
 /** The SQLSTATE `pgtide.conflict_stop` raises (state-schema.ts, migration 6). */
 export const CONFLICT_STOP_SQLSTATE = 'PTC01';
 
-const LOG_COLUMNS = 'subscription, kind, resolution, table_name, key, remote_old, remote_new, local_row, local_origin, local_commit_time, source_xid, source_commit_lsn, source_commit_time, source_origin';
-const SOURCE_COLUMNS = ['sx', 'sl', 'st', 'so'] as const;
+export const LOG_COLUMNS = 'subscription, kind, resolution, table_name, key, remote_old, remote_new, local_row, local_origin, local_commit_time, source_xid, source_commit_lsn, source_commit_time, source_origin';
+export const SOURCE_COLUMNS = ['sx', 'sl', 'st', 'so'] as const;
 /** pgoutput's commit time is microseconds since 2000-01-01 UTC: kept exact, not rounded through a JS Date. */
-const commitTimeOf = (alias: string): string => `'2000-01-01 00:00:00+00'::timestamptz + ${alias}.st::bigint * interval '1 microsecond'`;
+export const commitTimeOf = (alias: string): string => `'2000-01-01 00:00:00+00'::timestamptz + ${alias}.st::bigint * interval '1 microsecond'`;
 
-const literal = (text: string): string => `'${text.replace(/'/g, "''")}'`;
+export const literal = (text: string): string => `'${text.replace(/'/g, "''")}'`;
 const nameOf = (table: TargetTable, i: number): string => quoteIdent(table.columns[i]!.name);
 const typeOf = (table: TargetTable, i: number): string => table.columns[i]!.sqlType;
 
 /** A jsonb object of text values, marker-capped; ARRAY[] has no argument limit (jsonb_build_object has 100). */
-function jsonRow(names: readonly string[], expressions: readonly string[]): string {
+export function jsonRow(names: readonly string[], expressions: readonly string[]): string {
   if (names.length === 0) return `'{}'::jsonb`;
   return `pgtide.conflict_value(jsonb_object(ARRAY[${names.map(literal).join(', ')}]::text[], ARRAY[${expressions.join(', ')}]::text[]))`;
 }
@@ -70,7 +70,7 @@ function keyJson(table: TargetTable, alias: string, arrayOfKeyColumn: (i: number
 }
 
 /** Per-row source transaction arrays, aligned with the run's rows. A streamed transaction's commit is not known while it applies. */
-function sourceArrays(sources: readonly TransactionInfo[]): string[] {
+export function sourceArrays(sources: readonly TransactionInfo[]): string[] {
   return [
     textArrayLiteral(sources.map((s) => String(s.xid))),
     textArrayLiteral(sources.map((s) => (s.streamed ? null : formatLsn(s.commitLsn)))),
@@ -79,7 +79,7 @@ function sourceArrays(sources: readonly TransactionInfo[]): string[] {
   ];
 }
 
-function unnestAs(arrays: number, extra: readonly string[], ordinality: boolean, alias = 'v'): string {
+export function unnestAs(arrays: number, extra: readonly string[], ordinality: boolean, alias = 'v'): string {
   const params: string[] = [];
   const names: string[] = [];
   for (let i = 0; i < arrays; i++) {
@@ -210,7 +210,21 @@ export function deleteLogged(table: TargetTable, keys: readonly (readonly string
   };
 }
 
-export function updateLogged(table: TargetTable, setColumns: readonly number[], rows: readonly KeyedUpdate[], sources: readonly TransactionInfo[], options: LoggedRunOptions): ConflictStatement | undefined {
+/**
+ * A table in unique-check mode under `skip` (unique-conflicts.ts): CTEs that find, over `v`, the
+ * rows whose new values meet other local rows on a unique index and log them; those rows are
+ * left out of the UPDATE and of the missing-row lookup, and the log rows are returned too.
+ */
+export interface UniqueGuard {
+  /** CTE definitions placed right after `v` (without a leading comma). */
+  readonly ctes: string;
+  /** A condition on `v.ord`: true for the rows the UPDATE may apply. */
+  readonly keep: string;
+  /** The CTE that logged the guarded rows (RETURNING kind, resolution). */
+  readonly logged: string;
+}
+
+export function updateLogged(table: TargetTable, setColumns: readonly number[], rows: readonly KeyedUpdate[], sources: readonly TransactionInfo[], options: LoggedRunOptions, guard?: UniqueGuard): ConflictStatement | undefined {
   if (!keyedCheckable(table) || setColumns.some((i) => table.columns[i]!.identityAlways)) return undefined;
   const { set, where, arrays } = updateByKeyParts(table, setColumns, rows);
   const params = [...arrays.map(textArrayLiteral), ...sourceArrays(sources), options.subscription];
@@ -235,18 +249,20 @@ export function updateLogged(table: TargetTable, setColumns: readonly number[], 
     ? `, i AS (INSERT INTO ${name} (${table.columns.map((_, i) => nameOf(table, i)).join(', ')}) OVERRIDING SYSTEM VALUE
               SELECT ${table.columns.map((_, i) => `${valueOf(i)!}::${typeOf(table, i)}`).join(', ')} FROM m)`
     : '';
+  const missingLog = logInsert({ kind: 'update_missing', resolution, table, from: 'm', alias: 'm', subscriptionParam: params.length, key, remoteOld: key, remoteNew, localRow: 'NULL', localOrigin: 'NULL', localTime: 'NULL' });
+  const keep = guard ? ` AND ${guard.keep}` : '';
   return {
-    text: `WITH v AS (SELECT * FROM ${unnestAs(arrays.length, SOURCE_COLUMNS, true)}),
-      u AS (UPDATE ${name} AS t SET ${set} FROM v WHERE ${where} RETURNING v.ord),
-      m AS MATERIALIZED (${missingRows('u')})${insert}
-      ${logInsert({ kind: 'update_missing', resolution, table, from: 'm', alias: 'm', subscriptionParam: params.length, key, remoteOld: key, remoteNew, localRow: 'NULL', localOrigin: 'NULL', localTime: 'NULL' })}`,
+    text: `WITH v AS (SELECT * FROM ${unnestAs(arrays.length, SOURCE_COLUMNS, true)}),${guard ? `\n      ${guard.ctes},` : ''}
+      u AS (UPDATE ${name} AS t SET ${set} FROM v WHERE ${where}${keep} RETURNING v.ord),
+      m AS MATERIALIZED (${missingRows('u')}${keep})${insert}
+      ${guard ? `, lm AS (${missingLog}) SELECT kind, resolution FROM lm UNION ALL SELECT kind, resolution FROM ${guard.logged}` : missingLog}`,
     params,
     logs: true,
   };
 }
 
 /** The local row's last writer, from the row's xmin (NULL for a row of this very batch: not committed yet). */
-function localCommit(local: LocalCommitInfo): { readonly join: string; readonly origin: string; readonly time: string } {
+export function localCommit(local: LocalCommitInfo): { readonly join: string; readonly origin: string; readonly time: string } {
   switch (local) {
     case 'none': return { join: '', origin: 'NULL::text', time: 'NULL::timestamptz' };
     case 'time': return { join: '', origin: 'NULL::text', time: 'pg_xact_commit_timestamp(t.xmin)' };
