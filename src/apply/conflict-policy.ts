@@ -8,7 +8,7 @@
  * the sink's job (sinks/postgres/conflict-statements.ts).
  */
 
-export const CONFLICT_KINDS = ['insert_exists', 'update_missing', 'delete_missing', 'update_exists', 'multiple_unique_conflicts'] as const;
+export const CONFLICT_KINDS = ['insert_exists', 'update_missing', 'delete_missing', 'update_exists', 'multiple_unique_conflicts', 'update_deleted'] as const;
 export type ConflictKind = (typeof CONFLICT_KINDS)[number];
 
 /**
@@ -29,6 +29,11 @@ export interface ConflictSettings {
   readonly policy: ConflictPolicy;
   /** By quoted qualified name (`"schema"."table"`, as Relation.qualifiedName). */
   readonly tables: ReadonlyMap<string, ConflictPolicy>;
+  /**
+   * Keep tombstones of the deletes pgtide applies, so that an UPDATE for a row a
+   * newer DELETE removed is told apart as `update_deleted` (sinks/postgres/tombstones.ts).
+   */
+  readonly tombstones?: { readonly retentionMs: number };
 }
 
 export const DEFAULT_CONFLICT_SETTINGS: ConflictSettings = { policy: 'error', tables: new Map() };

@@ -25,14 +25,28 @@ const conflictPolicy = z.string().transform((value, ctx): ConflictPolicy => {
   return z.NEVER;
 });
 
+const DURATION_UNITS_MS: Readonly<Record<string, number>> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** '90s', '30m', '1h', '2d' → milliseconds. */
+const duration = z.string().default('1h').transform((value, ctx): number => {
+  const match = /^(\d+)\s*([smhd])$/.exec(value.trim());
+  if (match) return Number(match[1]) * DURATION_UNITS_MS[match[2]!]!;
+  ctx.addIssue({ code: 'custom', message: `"${value}" is not a duration; write a number and a unit: 90s, 30m, 1h or 2d` });
+  return z.NEVER;
+});
+
 export const conflictsSchema = z.object({
   policy: conflictPolicy.default('error'),
   tables: z.record(z.string(), conflictPolicy).default({}),
+  /** Tombstones of applied deletes, for update_deleted (docs/conflicts.md). */
+  tombstones: z.boolean().default(false),
+  /** How long a tombstone is kept: longer than any edge lags behind another. */
+  tombstoneRetention: duration,
 }).strict().superRefine((value, ctx) => {
   for (const name of Object.keys(value.tables)) {
     if (!parseQualifiedName(name)) ctx.addIssue({ code: 'custom', path: ['tables', name], message: `"${name}" is not a table name; write schema.table` });
   }
-}).default({ policy: 'error', tables: {} });
+}).default({ policy: 'error', tables: {}, tombstones: false, tombstoneRetention: 3_600_000 });
 
 export type ConflictsConfig = z.infer<typeof conflictsSchema>;
 
@@ -43,5 +57,5 @@ export function conflictSettings(config: ConflictsConfig): ConflictSettings {
     const parsed = parseQualifiedName(name);
     if (parsed) tables.set(qualify(parsed.schema, parsed.name), policy);
   }
-  return { policy: config.policy, tables };
+  return { policy: config.policy, tables, ...(config.tombstones ? { tombstones: { retentionMs: config.tombstoneRetention } } : {}) };
 }

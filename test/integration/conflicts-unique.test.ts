@@ -2,7 +2,9 @@
  * Unique conflicts on indexes other than the key's (docs/conflicts.md):
  * update_exists and multiple_unique_conflicts under error, skip and
  * apply_remote, with the conflict log checked row by row; kill -9 while
- * batches that resolved them commit logs each exactly once.
+ * batches that resolved them commit logs each exactly once. And
+ * update_deleted, with tombstones: two edges (A and C) apply into one target,
+ * A's delete and C's update of the same row meet there.
  *
  * One cluster pair, one database per case. The table has a key and two
  * more unique indexes; the first unique violation puts it in check mode
@@ -11,11 +13,13 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type postgres from 'postgres';
+import { defaultMajor } from '../../src/harness/cluster.js';
 import { parseConfig, type ConfigInput } from '../../src/control/config.js';
 import { PgtideError } from '../../src/core/errors.js';
 import {
   TestScope, startPair, databasePair, ddlBoth, startEngine, configInput, withTimeout, waitFor, waitForCatchUp,
-  assertTablesEqual, texts, writeConfigFile, cliConfig, startCli, type Pair, type RunningEngine, type CliProcess,
+  assertTablesEqual, texts, writeConfigFile, cliConfig, startCli, pinnedSql, type Pair, type RunningEngine, type CliProcess,
 } from '../support/replication.js';
 
 interface LogRow {
@@ -72,12 +76,71 @@ async function diverge(p: Pair): Promise<void> {
   await p.src.unsafe(`UPDATE u SET v = 'clean' WHERE id = 4`);
 }
 
+interface Mesh {
+  readonly p: Pair;
+  /** Node C: a second source database whose edge applies into the same target database. */
+  readonly c: postgres.Sql;
+  readonly a: RunningEngine;
+  readonly startC: () => RunningEngine;
+}
+
+/** Edge A (the pair's databases, with the initial copy) and edge C (no copy: C starts with A's rows) into one target. */
+async function mesh(scope: TestScope, pair: Pair, database: string, conflicts: ConfigInput['conflicts']): Promise<Mesh> {
+  const p = await databasePair(scope, pair, database);
+  await pair.source.createDatabase(`${database}_c`);
+  const c = pinnedSql(scope, pair.source, `${database}_c`);
+  const ddl = `CREATE TABLE t (id int PRIMARY KEY, v text); CREATE TABLE cmark (id bigserial PRIMARY KEY)`;
+  await ddlBoth(p, ddl);
+  await c.unsafe(ddl);
+  const rows = `INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 3) g`;
+  await p.src.unsafe(rows);
+  await c.unsafe(rows);
+  const a = startEngine(scope, parseConfig(configInput(p, { name: `${database}_a`, tables: ['t'], ...(conflicts ? { conflicts } : {}) })));
+  await withTimeout(a.streaming, 90_000, 'edge A streaming');
+  await waitForCatchUp(p, { engine: a });
+  const configC = parseConfig({
+    name: `${database}_c`, source: { url: pair.source.urlFor(`${database}_c`) }, target: { url: p.targetUrl }, tables: ['t', 'cmark'],
+    copy: { enabled: false }, apply: { batchMaxAgeMs: 10 }, statusIntervalMs: 1000, sequences: { enabled: false }, ...(conflicts ? { conflicts } : {}),
+  });
+  return { p, c, a, startC: () => startEngine(scope, configC) };
+}
+
+/** Everything committed on C so far is on the target (C's own marker table). */
+async function catchUpC(m: Mesh, engine: RunningEngine): Promise<void> {
+  const [row] = await m.c.unsafe<{ id: string }[]>(`INSERT INTO cmark DEFAULT VALUES RETURNING id::text AS id`);
+  await waitFor(`C's marker ${row!.id} on the target`, async () => ((await m.p.dst.unsafe(`SELECT 1 FROM cmark WHERE id = $1::bigint`, [row!.id])).length ? true : undefined),
+    { timeoutMs: 60_000, failFast: () => (engine.finished ? `edge C stopped: ${String(engine.error)}` : undefined) });
+}
+
+/**
+ * C's update of row 1 commits before A's delete of rows 1 and 2 (edge C is stopped meanwhile, so
+ * it arrives late); C's update of row 2 commits after that delete; row 3 is deleted on the target
+ * by hand (no tombstone) and updated on C. Then edge C starts and applies the three updates.
+ */
+async function concurrentDeleteAndUpdate(m: Mesh): Promise<RunningEngine> {
+  const first = m.startC();
+  await withTimeout(first.streaming, 90_000, 'edge C streaming');
+  await catchUpC(m, first);
+  await first.stop();
+  await m.c.unsafe(`UPDATE t SET v = 'c-early' WHERE id = 1`);
+  await m.p.src.unsafe(`DELETE FROM t WHERE id IN (1, 2)`);
+  await waitForCatchUp(m.p, { engine: m.a });
+  assert.deepEqual(await texts(m.p.dst, `SELECT key::text || ':' || (delete_commit_time IS NOT NULL) AS r FROM pgtide.tombstone ORDER BY key::text`),
+    ['{"id": "1"}:true', '{"id": "2"}:true'], 'the applied deletes left tombstones with their commit time');
+  await m.c.unsafe(`UPDATE t SET v = 'c-late' WHERE id = 2`);
+  await m.p.dst.unsafe(`DELETE FROM t WHERE id = 3`);
+  await m.c.unsafe(`UPDATE t SET v = 'c-miss' WHERE id = 3`);
+  return m.startC();
+}
+
 describe('conflicts on other unique indexes: update_exists, multiple_unique_conflicts', { timeout: 900_000 }, () => {
   const scope = new TestScope();
   let pair: Pair;
 
   before(async () => {
-    pair = await startPair(scope, { name: 'conflicts_unique', targetSettings: { track_commit_timestamp: 'on' } });
+    // Eleven subscriptions: on 18 each origin with progress takes one of max_active_replication_origins (default 10).
+    const major = defaultMajor();
+    pair = await startPair(scope, { name: 'conflicts_unique', major, targetSettings: { track_commit_timestamp: 'on', ...(major >= 18 ? { max_active_replication_origins: 40 } : {}) } });
   });
   after(() => scope.cleanup());
 
@@ -158,6 +221,71 @@ describe('conflicts on other unique indexes: update_exists, multiple_unique_conf
     await running.stop();
   });
 
+  it('update_deleted under error: the stop names it; nothing is logged', async () => {
+    const m = await mesh(scope, pair, 'd_error', { policy: 'error', tombstones: true });
+    const c = await concurrentDeleteAndUpdate(m);
+    const stop = await stoppedWith(c);
+    assert.equal(stop.code, 'APPLY_CONFLICT');
+    assert.equal(stop.retryable, false);
+    assert.match(stop.message, /conflict update_deleted on "public"\."t"/);
+    assert.match(stop.message, /key \{"id": "1"\}/);
+    assert.equal((await conflictLog(m.p, 'd_error_c')).length, 0);
+    await m.a.stop();
+  });
+
+  it('update_deleted under skip: every update of a deleted row is dropped and logged with the delete\'s time', async () => {
+    const m = await mesh(scope, pair, 'd_skip', { policy: 'skip', tombstones: true });
+    const c = await concurrentDeleteAndUpdate(m);
+    await withTimeout(c.streaming, 90_000, 'edge C streaming');
+    await catchUpC(m, c);
+    assert.deepEqual(await texts(m.p.dst, `SELECT id || ':' || v AS r FROM t ORDER BY id`), []);
+    const log = await conflictLog(m.p, 'd_skip_c');
+    assert.deepEqual(summary(log), [
+      'update_deleted skip {"id":"1"} - -',
+      'update_deleted skip {"id":"2"} - -',
+      'update_missing skip {"id":"3"} - -',
+    ]);
+    const [one] = log as [LogRow];
+    assert.deepEqual(one.remote_new, { id: '1', v: 'c-early' });
+    assert.ok(one.local_commit_time instanceof Date, 'the delete\'s commit time is logged as the local one');
+    await c.stop();
+    await m.a.stop();
+  });
+
+  it('update_deleted under apply_remote: a newer delete wins (update dropped), an older one does not (row inserted back)', async () => {
+    const m = await mesh(scope, pair, 'd_remote', { policy: 'apply_remote', tombstones: true });
+    const c = await concurrentDeleteAndUpdate(m);
+    await withTimeout(c.streaming, 90_000, 'edge C streaming');
+    await catchUpC(m, c);
+    assert.deepEqual(await texts(m.p.dst, `SELECT id || ':' || v AS r FROM t ORDER BY id`), ['2:c-late', '3:c-miss']);
+    assert.deepEqual(summary(await conflictLog(m.p, 'd_remote_c')), [
+      'update_deleted skip {"id":"1"} - -',
+      'update_deleted apply_remote {"id":"2"} - -',
+      'update_missing apply_remote {"id":"3"} - -',
+    ]);
+    await c.stop();
+    await m.a.stop();
+  });
+
+  it('tombstones are pruned by age while apply goes on', async () => {
+    const p = await databasePair(scope, pair, 'd_prune');
+    await ddlBoth(p, `CREATE TABLE t (id int PRIMARY KEY, v text)`);
+    await p.src.unsafe(`INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 3) g`);
+    const running = startEngine(scope, parseConfig(configInput(p, { name: 'd_prune', tables: ['t'], conflicts: { policy: 'skip', tombstones: true, tombstoneRetention: '1s' } })));
+    await withTimeout(running.streaming, 90_000, 'streaming');
+    await p.src.unsafe(`DELETE FROM t WHERE id = 1`);
+    await waitForCatchUp(p, { engine: running });
+    assert.deepEqual(await texts(p.dst, `SELECT key::text AS r FROM pgtide.tombstone`), ['{"id": "1"}']);
+    let i = 10;
+    await waitFor('the tombstone pruned', async () => {
+      await p.src.unsafe(`INSERT INTO t VALUES (${i++}, 'tick')`);
+      return (await p.dst.unsafe(`SELECT 1 FROM pgtide.tombstone`)).length === 0 ? true : undefined;
+    }, { timeoutMs: 30_000, intervalMs: 300 });
+    await waitForCatchUp(p, { engine: running });
+    await assertTablesEqual(p, 't', { orderBy: 'id' });
+    await running.stop();
+  });
+
   it('kill -9 while batches that resolved unique conflicts commit: each conflict is logged exactly once', async () => {
     const p = await databasePair(scope, pair, 'u_kill');
     await ddlBoth(p, `CREATE TABLE k (id int PRIMARY KEY, code text UNIQUE)`);
@@ -179,7 +307,7 @@ describe('conflicts on other unique indexes: update_exists, multiple_unique_conf
       const before = await logged();
       if (before >= N) break;
       cli = startCli(scope, ['start', '--config', file]);
-      await waitFor('conflicts logged by this process', async () => ((await logged()) > before ? true : undefined), { timeoutMs: 60_000, intervalMs: 5, failFast: () => cli.exitCode });
+      await waitFor('conflicts logged by this process', async () => ((await logged()) > before ? true : undefined), { timeoutMs: 60_000, intervalMs: 5, failFast: () => (cli.exitCode !== undefined ? `pgtide exited (${cli.exitCode}): ${cli.stderrTail()}` : undefined) });
       cli.kill('SIGKILL');
       await cli.exited;
       kills.push(await logged());

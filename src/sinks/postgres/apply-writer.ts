@@ -59,6 +59,8 @@ import { ConflictApply, conflictEvents, logCommittedConflicts, readLocalCommitIn
 import type { ConflictEvent, ConflictSettings } from '../../apply/conflict-policy.js';
 import type { FullChange } from './conflict-statements.js';
 import { UniqueChecks, UniqueConflictReplay } from './unique-conflicts.js';
+import { Tombstones } from './tombstones.js';
+import { combineGuards } from './conflict-statements.js';
 
 export interface ApplyWriterOptions {
   readonly url: string;
@@ -173,6 +175,7 @@ export class ApplyWriter implements Sink {
   readonly #catalog: TableCatalog;
   readonly #conflicts: ConflictApply;
   readonly #unique: UniqueChecks;
+  readonly #tombstones: Tombstones;
   /** Conflicts the open batch logged; reported once it commits. */
   #batchConflicts: ConflictEvent[] = [];
   readonly #queues = new Map<number, TableQueue>();
@@ -216,6 +219,7 @@ export class ApplyWriter implements Sink {
     this.#sql = sql;
     this.#conflicts = conflicts;
     this.#unique = new UniqueChecks(options.uniqueCheckTables, options.subscription, conflicts.local);
+    this.#tombstones = new Tombstones(options.conflicts?.tombstones?.retentionMs, options.subscription);
     this.#fence = fence;
     this.#connector = connector;
     this.#options = options;
@@ -321,6 +325,8 @@ export class ApplyWriter implements Sink {
       this.#batchOpen = true;
       this.#batchStartedAt = Date.now();
       this.#issue({ text: 'BEGIN READ WRITE', params: [] });
+      const prune = this.#tombstones.pruneDue();
+      if (prune) this.#issue(prune);
       const previous = this.#committing;
       if (previous && this.#options.holdsOrigin !== false) {
         // If the previous batch failed, its ROLLBACK must not let this one commit past the gap:
@@ -757,7 +763,8 @@ export class ApplyWriter implements Sink {
           const policy = this.#conflicts.policy(run.table);
           const before = this.#unique.beforeUpdate(run.table, run.setColumns, run.rows, run.sources, policy);
           if (before) this.#issueLogged(before, context);
-          const step = this.#conflicts.update(run.table, run.setColumns, run.rows, run.sources, this.#unique.skipGuard(run.table, run.setColumns, run.rows, policy));
+          const guard = combineGuards(this.#unique.skipGuard(run.table, run.setColumns, run.rows, policy), this.#tombstones.guard(run.table, run.setColumns, run.rows, policy));
+          const step = this.#conflicts.update(run.table, run.setColumns, run.rows, run.sources, guard);
           if (step?.logs) this.#issueLogged(step.statement, context);
           else if (step) this.#issueCounted(step.counted.statement, step.counted.expectedRows, run.table, 'UPDATE', context);
           else for (const c of keyedUpdateStatements(run.table, run.setColumns, run.rows)) this.#issueCounted(c.statement, c.expectedRows, run.table, c.operation, context);
@@ -765,6 +772,8 @@ export class ApplyWriter implements Sink {
         }
         case 'delete': {
           const step = this.#conflicts.delete(run.table, run.keys, run.sources);
+          const tombstones = this.#tombstones.record(run.table, run.keys, run.sources);
+          if (tombstones) this.#issue(tombstones, context);
           if (step?.logs) this.#issueLogged(step.statement, context);
           else if (step) this.#issueCounted(step.counted.statement, step.counted.expectedRows, run.table, 'DELETE', context);
           else this.#issueCounted(deleteByKeyStatement(run.table, run.keys), run.keys.length, run.table, 'DELETE', context);

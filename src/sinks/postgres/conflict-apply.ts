@@ -15,7 +15,7 @@ import type { Tuple } from '../../protocol/messages.js';
 import type { TargetTable } from './table-catalog.js';
 import type { KeyedUpdate, Statement } from './statements.js';
 import { PLAIN_FOLD_STATEMENTS, type CountedStatement, type FoldStatements } from './net-effect.js';
-import { deleteLogged, deleteOrStop, fullLogged, fullOrStop, insertLogged, updateLogged, updateOrStop, type FullChange, type LocalCommitInfo, type LoggedRunOptions, type UniqueGuard } from './conflict-statements.js';
+import { deleteLogged, deleteOrStop, fullLogged, fullOrStop, insertLogged, updateLogged, updateOrStop, type FullChange, type LocalCommitInfo, type LoggedRunOptions, type UpdateGuard } from './conflict-statements.js';
 import { DEFAULT_CONFLICT_SETTINGS, policyFor, type ConflictEvent, type ConflictKind, type ConflictPolicy, type ConflictResolution, type ConflictSettings } from '../../apply/conflict-policy.js';
 
 /** A run's statement: one that stops on a conflict (checked like any counted statement), or one that logs. */
@@ -53,9 +53,12 @@ export class ConflictApply {
     return policyFor(this.#settings, table.relation.qualifiedName);
   }
 
-  /** Folding loses each row's source transaction, which skip and apply_remote log: only `error` tables fold. */
+  /**
+   * Folding loses each row's source transaction, which skip and apply_remote log, and the
+   * commit time a tombstone records (tombstones.ts): only `error` tables without tombstones fold.
+   */
   foldable(table: TargetTable): boolean {
-    return this.policy(table) === 'error';
+    return this.policy(table) === 'error' && this.#settings.tombstones === undefined;
   }
 
   foldStatements(table: TargetTable): FoldStatements {
@@ -82,10 +85,10 @@ export class ConflictApply {
     return insertLogged(table, rows, sources, logged);
   }
 
-  update(table: TargetTable, setColumns: readonly number[], rows: readonly KeyedUpdate[], sources: readonly TransactionInfo[], guard?: UniqueGuard): ConflictStep | undefined {
+  update(table: TargetTable, setColumns: readonly number[], rows: readonly KeyedUpdate[], sources: readonly TransactionInfo[], guard?: UpdateGuard): ConflictStep | undefined {
     const logged = this.#logged(table);
     if (!logged) {
-      const counted = updateOrStop(table, setColumns, rows);
+      const counted = updateOrStop(table, setColumns, rows, this.#settings.tombstones !== undefined);
       return counted ? { logs: false, counted } : undefined;
     }
     const statement = sources.length === rows.length ? updateLogged(table, setColumns, rows, sources, logged, guard) : undefined;

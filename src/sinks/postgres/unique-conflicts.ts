@@ -18,7 +18,7 @@
  *   with the kind, the key, and per index the local row's key; the batch
  *   rolls back and apply stops (apply-failure.ts formats it).
  * - `skip` (UPDATE): the run's UPDATE leaves the blocked rows out and logs one
- *   conflict_log row per local row met (conflict-statements.ts, UniqueGuard).
+ *   conflict_log row per local row met (conflict-statements.ts, UpdateGuard).
  *   An INSERT under skip already keeps the local rows (ON CONFLICT DO NOTHING).
  * - `apply_remote`: a statement sent before the run deletes the local rows
  *   that block it on unique indexes other than the key's and logs each one;
@@ -37,7 +37,7 @@ import type { CatalogQuery, TargetTable } from './table-catalog.js';
 import { textOf, updateByKeyParts, type KeyedUpdate, type Statement } from './statements.js';
 import { quoteIdent, textArrayLiteral } from '../../core/sql.js';
 import { PgtideError, fromServerError } from '../../core/errors.js';
-import { LOG_COLUMNS, SOURCE_COLUMNS, commitTimeOf, jsonRow, literal, localCommit, sourceArrays, unnestAs, type LocalCommitInfo, type UniqueGuard } from './conflict-statements.js';
+import { LOG_COLUMNS, SOURCE_COLUMNS, commitTimeOf, jsonRow, literal, localCommit, sourceArrays, unnestAs, type LocalCommitInfo, type UpdateGuard } from './conflict-statements.js';
 import type { ConflictKind, ConflictPolicy, ConflictResolution } from '../../apply/conflict-policy.js';
 
 /**
@@ -280,7 +280,7 @@ export class UniqueChecks {
   }
 
   /** skip: the CTEs that keep the blocked rows out of the run's UPDATE and log them (conflict-statements.ts, updateLogged). */
-  skipGuard(table: TargetTable, setColumns: readonly number[], rows: readonly KeyedUpdate[], policy: ConflictPolicy): UniqueGuard | undefined {
+  skipGuard(table: TargetTable, setColumns: readonly number[], rows: readonly KeyedUpdate[], policy: ConflictPolicy): UpdateGuard | undefined {
     const indexes = this.#indexesOf(table);
     if (indexes.length === 0 || policy !== 'skip') return undefined;
     const shape = updateShape(table, setColumns, rows);
@@ -290,7 +290,7 @@ export class UniqueChecks {
       ctes: `${findCtes(shape, indexes, this.#local)},
       uq_l AS (${logBlockers(shape, 'skip', subscriptionParam)})`,
       keep: 'v.ord NOT IN (SELECT uq_b.ord FROM uq_b)',
-      logged: 'uq_l',
+      logged: ['uq_l'],
     };
   }
 }
