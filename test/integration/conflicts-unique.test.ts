@@ -153,7 +153,8 @@ describe('conflicts on other unique indexes: update_exists, multiple_unique_conf
     assert.equal(stop.retryable, false);
     assert.equal(stop.sqlState, '23505');
     assert.match(stop.message, /conflict update_exists on "public"\."u"/);
-    assert.match(stop.message, /Key \(email\)=\(x@1\) already exists in unique index u_email_key \(local key \{"id":"100"\}\)/);
+    assert.match(stop.message, /duplicate key value violates unique constraint "u_email_key" \(SQLSTATE 23505\)\. DETAIL: Key \(email\)=\(x@1\) already exists\./);
+    assert.match(stop.message, /u_email_key holds local row \{"id":"100"\}/);
     assert.match(stop.message, /remote key \{"id":"1"\}/);
     assert.match(stop.message, /xid \d+, commit LSN [0-9A-F]+\/[0-9A-F]+/);
     assert.deepEqual(await texts(p.dst, `SELECT id || ':' || email AS r FROM u WHERE id IN (1, 3) ORDER BY id`), ['1:e1', '3:e3'], 'the batch rolled back');
@@ -164,8 +165,8 @@ describe('conflicts on other unique indexes: update_exists, multiple_unique_conf
     const multiple = await stoppedWith(startEngine(scope, config));
     assert.equal(multiple.code, 'APPLY_CONFLICT');
     assert.match(multiple.message, /conflict multiple_unique_conflicts on "public"\."u"/);
-    assert.match(multiple.message, /Key \(code\)=\(cz\) already exists in unique index u_code_key \(local key \{"id":"201"\}\)/);
-    assert.match(multiple.message, /Key \(email\)=\(y@\) already exists in unique index u_email_key \(local key \{"id":"200"\}\)/);
+    assert.match(multiple.message, /DETAIL: Key \(code\)=\(cz\) already exists\. Key \(email\)=\(y@\) already exists\./);
+    assert.match(multiple.message, /u_code_key holds local row \{"id":"201"\}, u_email_key holds local row \{"id":"200"\}/);
     assert.deepEqual(await texts(p.dst, `SELECT id || ':' || email || ':' || code AS r FROM u WHERE id = 2`), ['2:e2:c2'], 'the change rolled back');
     assert.equal((await conflictLog(p, 'u_error')).length, 0, 'nothing is logged under error');
 

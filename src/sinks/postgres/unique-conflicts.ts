@@ -148,7 +148,7 @@ function findCtes(shape: Shape, indexes: readonly UniqueIndex[], local: LocalCom
     : '';
   const branches = indexes.map((index) => {
     const match = index.columns.map((i) => `t.${colName(table, i)} = uq_n.n${i}`).join(' AND ');
-    const what = `${literal(`Key (${index.columns.map((i) => table.columns[i]!.name).join(', ')})=(`)} || concat_ws(', ', ${index.columns.map((i) => `t.${colName(table, i)}::text`).join(', ')}) || ${literal(`) already exists in unique index ${index.name}`)}`;
+    const what = `${literal(`Key (${index.columns.map((i) => table.columns[i]!.name).join(', ')})=(`)} || concat_ws(', ', ${index.columns.map((i) => `t.${colName(table, i)}::text`).join(', ')}) || ') already exists'`;
     return `SELECT uq_n.ord, ${literal(index.name)}::text AS idx, ${keys.map((col, p) => `t.${colName(table, col)} AS b${p}`).join(', ')},
              ${lkey} AS lkey, to_jsonb(t) AS lrow, ${commit.origin} AS lorigin, ${commit.time} AS ltime, ${own} AS own, ${what} AS what
         FROM uq_n JOIN ${name} AS t ON ${match}${commit.join}
@@ -295,16 +295,23 @@ export class UniqueChecks {
   }
 }
 
+/** The stop of a unique conflict, worded as the server's 23505 (the statement that first met it raised one) plus what pgtide found. */
+export interface UniqueStop {
+  readonly message: string;
+  readonly detail: string;
+}
+
 interface StopDetail {
   readonly key?: unknown;
   readonly conflicts?: readonly { readonly index?: string; readonly local_key?: unknown; readonly what?: string }[];
 }
 
 /**
- * The stop message of a unique conflict under `error` (from conflict_stop's
- * DETAIL), or undefined when `kind` is not one of these.
+ * The stop of a unique conflict under `error`, from conflict_stop's DETAIL
+ * (JSON: the remote key and, per index met, the local row's key), or
+ * undefined when `kind` is not one of these.
  */
-export function uniqueStopMessage(kind: string, detail: string | undefined): string | undefined {
+export function uniqueStop(kind: string, detail: string | undefined): UniqueStop | undefined {
   if (kind !== 'insert_exists' && kind !== 'update_exists' && kind !== 'multiple_unique_conflicts') return undefined;
   let parsed: StopDetail;
   try {
@@ -312,9 +319,15 @@ export function uniqueStopMessage(kind: string, detail: string | undefined): str
   } catch {
     return undefined;
   }
-  const met = (parsed.conflicts ?? []).map((c) => `${c.what ?? `a row in unique index ${c.index ?? '?'}`} (local key ${JSON.stringify(c.local_key)})`);
-  const what = kind === 'update_exists' ? 'the UPDATE\'s new values meet another local row on a unique index'
-    : kind === 'insert_exists' ? 'the INSERT meets a local row on a unique index'
-      : 'the row meets local rows on more than one unique index';
-  return `${what}: ${met.join('; ')}; remote key ${JSON.stringify(parsed.key)}. The conflict policy for this table is error, so pgtide stops: remove or change the local row(s) on the target, or set conflicts.policy (or conflicts.tables) to skip (keep the local rows, drop the change) or apply_remote (remove the local rows that block it), then start pgtide again (see docs/conflicts.md).`;
+  const conflicts = parsed.conflicts ?? [];
+  if (conflicts.length === 0) return undefined;
+  const serverDetail = conflicts.map((c) => `${c.what ?? 'Key already exists'}.`).join(' ');
+  const held = conflicts.map((c) => `${c.index ?? '?'} holds local row ${JSON.stringify(c.local_key)}`).join(', ');
+  const what = kind === 'update_exists' ? 'The UPDATE\'s new values meet another local row on a unique index'
+    : kind === 'insert_exists' ? 'The INSERT meets a local row on a unique index'
+      : 'The row meets local rows on more than one unique index';
+  return {
+    message: `duplicate key value violates unique constraint "${conflicts[0]!.index ?? '?'}" (SQLSTATE 23505). DETAIL: ${serverDetail} ${what}: ${held}; remote key ${JSON.stringify(parsed.key)}. The conflict policy for this table is error, so pgtide stops: remove or change the local row(s) on the target, or set conflicts.policy (or conflicts.tables) to skip (keep the local rows, drop the change) or apply_remote (remove the local rows that block it), then start pgtide again (see docs/conflicts.md).`,
+    detail: serverDetail,
+  };
 }
