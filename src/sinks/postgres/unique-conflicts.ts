@@ -142,9 +142,10 @@ function findCtes(shape: Shape, indexes: readonly UniqueIndex[], local: LocalCom
   const commit = localCommit(local);
   const lkey = jsonRow(keys.map((i) => table.columns[i]!.name), keys.map((i) => `t.${colName(table, i)}::text`));
   const own = shape.operation === 'insert' ? `(${keys.map((col, p) => `t.${colName(table, col)} = uq_n.ok${p}`).join(' AND ')})` : 'false';
-  // UPDATE: not the row itself, nor any row this run rewrites (see the file comment).
+  // UPDATE: not the row itself, nor any row this run rewrites (see the file comment). NOT IN is
+  // a hashed subplan, which the apply session's enable_hashjoin = off does not touch (keys are NOT NULL).
   const exclusion = shape.operation === 'update'
-    ? `WHERE NOT EXISTS (SELECT 1 FROM v AS w WHERE ${keys.map((col, p) => `t.${colName(table, col)} = ${shape.ownKey(p, 'w')}`).join(' AND ')})`
+    ? `WHERE (${keys.map((col) => `t.${colName(table, col)}`).join(', ')}) NOT IN (SELECT ${keys.map((_, p) => shape.ownKey(p, 'w')).join(', ')} FROM v AS w)`
     : '';
   const branches = indexes.map((index) => {
     const match = index.columns.map((i) => `t.${colName(table, i)} = uq_n.n${i}`).join(' AND ');
@@ -270,9 +271,17 @@ export class UniqueChecks {
     return sources.length === rows.length ? removeStatement(shape, indexes, sources, this.#subscription, this.#local) : undefined;
   }
 
+  /**
+   * An UPDATE can meet another row only on an index with a column it sets: on
+   * any other (the key's, when the key stays) its new values are its own row's.
+   */
+  #updateIndexes(table: TargetTable, setColumns: readonly number[]): readonly UniqueIndex[] {
+    return this.#indexesOf(table).filter((index) => index.columns.some((i) => setColumns.includes(i)));
+  }
+
   /** Sent before an UPDATE run (skip resolves inside the run's statement: skipGuard). */
   beforeUpdate(table: TargetTable, setColumns: readonly number[], rows: readonly KeyedUpdate[], sources: readonly TransactionInfo[], policy: ConflictPolicy): Statement | undefined {
-    const indexes = this.#indexesOf(table);
+    const indexes = this.#updateIndexes(table, setColumns);
     if (indexes.length === 0 || policy === 'skip') return undefined;
     const shape = updateShape(table, setColumns, rows);
     if (policy === 'error') return stopStatement(shape, indexes);
@@ -281,7 +290,7 @@ export class UniqueChecks {
 
   /** skip: the CTEs that keep the blocked rows out of the run's UPDATE and log them (conflict-statements.ts, updateLogged). */
   skipGuard(table: TargetTable, setColumns: readonly number[], rows: readonly KeyedUpdate[], policy: ConflictPolicy): UpdateGuard | undefined {
-    const indexes = this.#indexesOf(table);
+    const indexes = this.#updateIndexes(table, setColumns);
     if (indexes.length === 0 || policy !== 'skip') return undefined;
     const shape = updateShape(table, setColumns, rows);
     // updateLogged's parameters: the arrays, the four source arrays, then the subscription.
