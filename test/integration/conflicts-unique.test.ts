@@ -19,7 +19,7 @@ import { parseConfig, type ConfigInput } from '../../src/control/config.js';
 import { PgtideError } from '../../src/core/errors.js';
 import {
   TestScope, startPair, databasePair, ddlBoth, startEngine, configInput, withTimeout, waitFor, waitForCatchUp,
-  assertTablesEqual, texts, writeConfigFile, cliConfig, startCli, pinnedSql, type Pair, type RunningEngine, type CliProcess,
+  assertTablesEqual, texts, writeConfigFile, cliConfig, startCli, runCli, pinnedSql, type Pair, type RunningEngine, type CliProcess,
 } from '../support/replication.js';
 
 interface LogRow {
@@ -220,6 +220,13 @@ describe('conflicts on other unique indexes: update_exists, multiple_unique_conf
       'multiple_unique_conflicts apply_remote {"id":"5"} u_email_key 300',
     ]);
     await running.stop();
+
+    const file = writeConfigFile(scope, cliConfig(p, { name: 'u_remote', tables: ['u'] }));
+    const result = await runCli(scope, ['conflicts', '--config', file]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stdout, /5 conflict\(s\) logged/);
+    assert.match(result.stdout, /3\s+multiple_unique_conflicts\s+apply_remote\s+"public"\."u"/);
+    assert.match(result.stdout, /local:\s+\{[^\n]*"id":300[^\n]*\} on u_email_key/, 'the removed local row and the index it was met on');
   });
 
   it('update_deleted under error: the stop names it; nothing is logged', async () => {
