@@ -138,7 +138,7 @@ describe('conflicts on other unique indexes: update_exists, multiple_unique_conf
   let pair: Pair;
 
   before(async () => {
-    // Eleven subscriptions: on 18 each origin with progress takes one of max_active_replication_origins (default 10).
+    // Thirteen subscriptions: on 18 each origin with progress takes one of max_active_replication_origins (default 10).
     const major = defaultMajor();
     pair = await startPair(scope, { name: 'conflicts_unique', major, targetSettings: { track_commit_timestamp: 'on', ...(major >= 18 ? { max_active_replication_origins: 40 } : {}) } });
   });
@@ -292,6 +292,56 @@ describe('conflicts on other unique indexes: update_exists, multiple_unique_conf
     await waitForCatchUp(p, { engine: running });
     await assertTablesEqual(p, 't', { orderBy: 'id' });
     await running.stop();
+  });
+
+  it('kill -9 while batches that resolved update_deleted commit: each conflict is logged exactly once', async () => {
+    const m = await mesh(scope, pair, 'd_kill', { policy: 'skip', tombstones: true });
+    const N = 150;
+    const more = `INSERT INTO t SELECT g, 'v' || g FROM generate_series(4, ${N}) g`;
+    await m.c.unsafe(more);
+    await m.p.src.unsafe(more);
+    // Edge C from the CLI, one source transaction per batch; its first start creates its slot.
+    const file = writeConfigFile(scope, {
+      name: 'd_kill_c', source: { url: pair.source.urlFor('d_kill_c') }, target: { url: m.p.targetUrl }, tables: ['t', 'cmark'],
+      copy: { enabled: false }, apply: { batchMaxTransactions: 1, batchMaxAgeMs: 0 }, statusIntervalMs: 1000, sequences: { enabled: false },
+      conflicts: { policy: 'skip', tombstones: true },
+    }, 'c.yaml');
+    let cli: CliProcess = startCli(scope, ['start', '--config', file]);
+    await cli.waitForStderr(/streaming started/, 120_000);
+    cli.kill('SIGKILL');
+    await cli.exited;
+
+    // A deletes every row (tombstones on the target); then C updates each, one transaction each.
+    await m.p.src.unsafe(`DELETE FROM t`);
+    await waitForCatchUp(m.p, { engine: m.a });
+    for (let i = 1; i <= N; i++) await m.c.unsafe(`UPDATE t SET v = 'late' WHERE id = ${i}`);
+    const logged = async (): Promise<number> => Number((await m.p.dst.unsafe<{ n: string }[]>(`SELECT count(*)::text AS n FROM pgtide.conflict_log WHERE subscription = 'd_kill_c'`))[0]!.n);
+    const kills: number[] = [];
+    for (let round = 0; round < 4; round++) {
+      const before = await logged();
+      if (before >= N) break;
+      cli = startCli(scope, ['start', '--config', file]);
+      await waitFor('conflicts logged by this process', async () => ((await logged()) > before ? true : undefined),
+        { timeoutMs: 60_000, intervalMs: 5, failFast: () => (cli.exitCode !== undefined ? `pgtide exited (${cli.exitCode}): ${cli.stderrTail()}` : undefined) });
+      cli.kill('SIGKILL');
+      await cli.exited;
+      kills.push(await logged());
+      await sleep(50);
+    }
+    assert.ok(kills.some((n) => n > 0 && n < N), `at least one kill fell while conflicts were still being resolved (logged at each kill: ${kills.join(', ')})`);
+    cli = startCli(scope, ['start', '--config', file]);
+    const [marker] = await m.c.unsafe<{ id: string }[]>(`INSERT INTO cmark DEFAULT VALUES RETURNING id::text AS id`);
+    await waitFor('C caught up', async () => ((await m.p.dst.unsafe(`SELECT 1 FROM cmark WHERE id = $1::bigint`, [marker!.id])).length ? true : undefined),
+      { timeoutMs: 120_000, failFast: () => (cli.exitCode !== undefined ? `pgtide exited (${cli.exitCode}): ${cli.stderrTail()}` : undefined) });
+    cli.kill('SIGTERM');
+    await cli.exited;
+
+    assert.equal(await logged(), N, 'every conflict is logged once');
+    const duplicates = await m.p.dst.unsafe(`SELECT key, count(*) FROM pgtide.conflict_log WHERE subscription = 'd_kill_c' GROUP BY key HAVING count(*) > 1`);
+    assert.equal(duplicates.length, 0, `no conflict logged twice: ${JSON.stringify([...duplicates])}`);
+    assert.deepEqual(await texts(m.p.dst, `SELECT kind || ':' || resolution || ':' || count(*) AS r FROM pgtide.conflict_log WHERE subscription = 'd_kill_c' GROUP BY kind, resolution`), [`update_deleted:skip:${N}`]);
+    assert.deepEqual(await texts(m.p.dst, `SELECT count(*)::text AS r FROM t`), ['0'], 'the rows stay deleted');
+    await m.a.stop();
   });
 
   it('kill -9 while batches that resolved unique conflicts commit: each conflict is logged exactly once', async () => {
