@@ -57,10 +57,9 @@ import type { Sink } from '../sink.js';
 import { BoundedConnector, CLEANUP_MS, settleWithin } from '../../pg/bounded.js';
 import { ConflictApply, conflictEvents, logCommittedConflicts, readLocalCommitInfo } from './conflict-apply.js';
 import type { ConflictEvent, ConflictSettings } from '../../apply/conflict-policy.js';
-import type { FullChange } from './conflict-statements.js';
+import { combineGuards, type FullChange } from './conflict-statements.js';
 import { UniqueChecks, UniqueConflictReplay } from './unique-conflicts.js';
 import { Tombstones } from './tombstones.js';
-import { combineGuards } from './conflict-statements.js';
 
 export interface ApplyWriterOptions {
   readonly url: string;
