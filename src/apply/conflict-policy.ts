@@ -10,7 +10,7 @@
 
 import type { ConflictResolver } from './conflict-resolver.js';
 
-export const CONFLICT_KINDS = ['insert_exists', 'update_missing', 'delete_missing', 'update_exists', 'multiple_unique_conflicts', 'update_origin_differs', 'delete_origin_differs'] as const;
+export const CONFLICT_KINDS = ['insert_exists', 'update_missing', 'delete_missing', 'update_exists', 'multiple_unique_conflicts', 'update_origin_differs', 'delete_origin_differs', 'update_deleted'] as const;
 export type ConflictKind = (typeof CONFLICT_KINDS)[number];
 
 /**
@@ -54,6 +54,11 @@ export interface ConflictSettings {
    * Only with policy `error` everywhere (the config refuses anything else).
    */
   readonly detect?: boolean;
+  /**
+   * Keep tombstones of the deletes pgtide applies, so that an UPDATE for a row a
+   * newer DELETE removed is told apart as `update_deleted` (sinks/postgres/tombstones.ts).
+   */
+  readonly tombstones?: { readonly retentionMs: number };
 }
 
 export const DEFAULT_CONFLICT_SETTINGS: ConflictSettings = { policy: 'error', tables: new Map() };

@@ -43,6 +43,16 @@ const tableEntry = z.unknown().transform((value, ctx): TableEntry => {
   return z.NEVER;
 });
 
+const DURATION_UNITS_MS: Readonly<Record<string, number>> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** '90s', '30m', '1h', '2d' → milliseconds. */
+const duration = z.string().default('1h').transform((value, ctx): number => {
+  const match = /^(\d+)\s*([smhd])$/.exec(value.trim());
+  if (match) return Number(match[1]) * DURATION_UNITS_MS[match[2]!]!;
+  ctx.addIssue({ code: 'custom', message: `"${value}" is not a duration; write a number and a unit: 90s, 30m, 1h or 2d` });
+  return z.NEVER;
+});
+
 export const conflictsSchema = z.object({
   policy: conflictPolicy.default('error'),
   detectOriginDiffers: z.boolean().default(false),
@@ -53,6 +63,10 @@ export const conflictsSchema = z.object({
   /** false: no detection (plain statements: a missing row counted and skipped, a duplicate key stops); policy error only. */
   detect: z.boolean().optional(),
   tables: z.record(z.string(), tableEntry).default({}),
+  /** Tombstones of applied deletes, for update_deleted (docs/conflicts.md). */
+  tombstones: z.boolean().default(false),
+  /** How long a tombstone is kept: longer than any edge lags behind another. */
+  tombstoneRetention: duration,
 }).strict().superRefine((value, ctx) => {
   for (const [name, entry] of Object.entries(value.tables)) {
     if (!parseQualifiedName(name)) ctx.addIssue({ code: 'custom', path: ['tables', name], message: `"${name}" is not a table name; write schema.table` });
@@ -75,7 +89,7 @@ export const conflictsSchema = z.object({
   const order = value.nodeOrder ?? [];
   const repeated = order.find((name, i) => order.indexOf(name) !== i);
   if (repeated !== undefined) ctx.addIssue({ code: 'custom', path: ['nodeOrder'], message: `"${repeated}" is listed twice; each writer has one place in the tie-break order` });
-}).default({ policy: 'error', tables: {}, detectOriginDiffers: false });
+}).default({ policy: 'error', tables: {}, detectOriginDiffers: false, tombstones: false, tombstoneRetention: 3_600_000 });
 
 export type ConflictsConfig = z.infer<typeof conflictsSchema>;
 
@@ -98,6 +112,7 @@ export function conflictSettings(config: ConflictsConfig, resolvers: LoadedResol
   return {
     policy: config.policy, tables, resolver, tableResolvers, detect: config.detect !== false,
     detectOriginDiffers: config.detectOriginDiffers, ...(config.nodeOrder ? { nodeOrder: config.nodeOrder } : {}),
+    ...(config.tombstones ? { tombstones: { retentionMs: config.tombstoneRetention } } : {}),
   };
 }
 

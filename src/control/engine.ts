@@ -16,6 +16,7 @@ import { copyTables } from '../copy/table-copy.js';
 import { formatLsn, maxLsn, ZERO_LSN, type Lsn } from '../core/lsn.js';
 import { FoldConflictError } from '../sinks/postgres/apply-writer.js';
 import { ResolverModes, ResolverReplayError } from '../sinks/postgres/resolver-replay.js';
+import { UniqueConflictReplay } from '../sinks/postgres/unique-conflicts.js';
 import { openPostgresSink } from '../sinks/postgres/postgres-sink.js';
 import { NdjsonSink } from '../sinks/ndjson/ndjson-sink.js';
 import type { OpenedSink } from '../sinks/sink.js';
@@ -89,6 +90,8 @@ export class Engine {
   #exactUntil: Lsn = ZERO_LSN;
   /** Tables that met a fold conflict: applied unfolded for the rest of this process's life. */
   readonly #noFoldTables = new Set<string>();
+  /** Tables that met a unique violation: checked index by index until pgtide restarts (unique-conflicts.ts). */
+  readonly #uniqueCheckTables = new Set<string>();
   /** Apply sessions abandoned by the watchdog, ended before the next attempt opens its own. */
   #abandonedApplyPids: number[] = [];
   /** Backend pids of the apply sessions (main and streamed) of the current attempt. */
@@ -191,6 +194,11 @@ export class Engine {
           }
           if (error instanceof ResolverReplayError && !signal.aborted) {
             this.#resolverModes.replayed(error, this.#logger);
+            continue;
+          }
+          if (error instanceof UniqueConflictReplay && !signal.aborted) {
+            this.#uniqueCheckTables.add(error.table);
+            this.#logger.info({ table: error.table }, error.message);
             continue;
           }
           // Whether to retry was decided once, where the error was made (core/error-class.ts).
@@ -515,6 +523,7 @@ export class Engine {
         copyMinRows: config.apply.copyMinRows,
         exactUntil: this.#exactUntil,
         noFoldTables: this.#noFoldTables,
+        uniqueCheckTables: this.#uniqueCheckTables,
         addMissingColumns: config.ddl.addMissingColumns,
         conflicts: conflictSettings(config.conflicts, this.#resolvers),
         onConflicts: this.#hooks.onConflicts,

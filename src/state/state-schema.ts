@@ -161,6 +161,28 @@ export const MIGRATIONS: readonly string[] = [
   END
   $$;
   `,
+  // 8: the unique index a logged update_exists / multiple_unique_conflicts met (sinks/postgres/unique-conflicts.ts).
+  `
+  ALTER TABLE pgtide.conflict_log ADD COLUMN IF NOT EXISTS index_name text;
+  `,
+  // 9: tombstones of the deletes pgtide applied (sinks/postgres/tombstones.ts), for update_deleted.
+  // One per table and key, whichever subscription applied the delete: in a mesh the delete and
+  // the late update arrive on different edges. Pruned by age (recorded_at, the target's clock).
+  `
+  CREATE TABLE pgtide.tombstone (
+    table_name          text NOT NULL,
+    -- The replica identity key as a JSON object of text values (as conflict_log.key).
+    key                 jsonb NOT NULL,
+    subscription        text NOT NULL,
+    source_origin       text,
+    delete_commit_time  timestamptz,
+    delete_commit_lsn   pg_lsn,
+    source_xid          bigint,
+    recorded_at         timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (table_name, key)
+  );
+  CREATE INDEX tombstone_recorded_at ON pgtide.tombstone (recorded_at);
+  `,
 ];
 
 /**

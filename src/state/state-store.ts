@@ -177,7 +177,7 @@ export class StateStore {
     const deleted = await this.#sql.unsafe(`DELETE FROM pgtide.subscription WHERE name = $1`, [this.subscription]);
     // Tables of later migrations: an older state schema may not have them yet.
     await this.#sql.unsafe(`DELETE FROM pgtide.sequence_state WHERE subscription = $1`, [this.subscription]).catch(() => {});
-    for (const table of ['last_error', 'conflict_log', 'ddl_snapshot', 'ddl_unhandled', 'ddl_deferred']) {
+    for (const table of ['last_error', 'conflict_log', 'ddl_snapshot', 'ddl_unhandled', 'ddl_deferred', 'tombstone']) {
       await this.#sql.unsafe(`DELETE FROM pgtide.${table} WHERE subscription = $1`, [this.subscription]).catch(() => {});
     }
     return deleted.count > 0;

@@ -21,7 +21,7 @@ import { deleteFullStatement } from '../../src/sinks/postgres/statements.js';
 const base = { source: { url: 'postgres://u:s3cret@127.0.0.1:5432/a' }, target: { url: 'postgres://u:s3cret@127.0.0.1:5433/b' } };
 
 test('conflicts: error by default; a pipeline policy and per-table overrides by qualified name', () => {
-  assert.deepEqual(parseConfig(base).conflicts, { policy: 'error', tables: {}, detectOriginDiffers: false });
+  assert.deepEqual(parseConfig(base).conflicts, { policy: 'error', tables: {}, detectOriginDiffers: false, tombstones: false, tombstoneRetention: 3_600_000 });
   const config = parseConfig({ ...base, conflicts: { policy: 'skip', tables: { 'public.a': 'apply_remote', '"My S"."T"': 'error' } } });
   const settings = conflictSettings(config.conflicts);
   assert.equal(policyFor(settings, '"public"."a"'), 'apply_remote');

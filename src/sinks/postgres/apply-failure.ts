@@ -20,6 +20,7 @@ import type { TransactionInfo } from '../../changes/change.js';
 import { fromServerError, PgtideError, redact } from '../../core/errors.js';
 import { classify, isRetried, serverErrorFields, type ServerErrorFields } from '../../core/error-class.js';
 import { CONFLICT_STOP_SQLSTATE } from './conflict-statements.js';
+import { uniqueStop } from './unique-conflicts.js';
 
 /** A batch's fold state, shared by reference with the records of its statements. */
 export interface BatchMark {
@@ -141,7 +142,11 @@ function conflictStop(record: FailureRecord, fields: ServerErrorFields, sqlState
   const options = { sqlState, detail: fields.detail, retryable: false, cause };
   if (sqlState === CONFLICT_STOP_SQLSTATE) {
     const kind = fields.hint ?? 'conflict';
-    const what = kind === 'update_missing' ? 'the row an UPDATE changes is missing on the target' : kind === 'delete_missing' ? 'the row a DELETE removes is missing on the target' : 'the target diverged from the source';
+    // A unique conflict named by the check-mode statement: the server's SQLSTATE was 23505.
+    const unique = uniqueStop(kind, fields.detail);
+    if (unique) return new PgtideError('APPLY_CONFLICT', `conflict ${kind} on ${table}${span}: ${unique.message}`, { ...options, sqlState: '23505', detail: unique.detail });
+    const what = kind === 'update_missing' ? 'the row an UPDATE changes is missing on the target'
+      : kind === 'update_deleted' ? 'the row an UPDATE changes was removed on the target by a DELETE pgtide applied (its tombstone holds the key; see conflicts.tombstones)' : kind === 'delete_missing' ? 'the row a DELETE removes is missing on the target' : 'the target diverged from the source';
     return new PgtideError('APPLY_CONFLICT', `conflict ${kind} on ${table}${span}: ${what} (key ${fields.detail ?? 'unknown'}). The conflict policy for this table is error, so pgtide stops: fix the row on the target, or set conflicts.policy (or conflicts.tables) to skip or apply_remote, then start pgtide again (see docs/conflicts.md).`, options);
   }
   const server = redact(fields.message ?? String(cause));

@@ -58,9 +58,11 @@ import { BoundedConnector, CLEANUP_MS, settleWithin } from '../../pg/bounded.js'
 import { Fence } from './connection-fence.js';
 import { ConflictApply, conflictEvents, logCommittedConflicts, readLocalCommitInfo } from './conflict-apply.js';
 import type { ConflictEvent, ConflictSettings } from '../../apply/conflict-policy.js';
-import type { FullChange } from './conflict-statements.js';
 import { probeStatement, resolveConflicts, resolvedInPlace, runCommitLsn, UNRESOLVED_GUARD, type CustomRunOptions, type ProbeRow } from './resolver-apply.js';
 import { ResolverReplayError, type ResolverModes } from './resolver-replay.js';
+import { combineGuards, type FullChange } from './conflict-statements.js';
+import { UniqueChecks, UniqueConflictReplay } from './unique-conflicts.js';
+import { Tombstones } from './tombstones.js';
 
 export interface ApplyWriterOptions {
   readonly url: string;
@@ -81,6 +83,8 @@ export interface ApplyWriterOptions {
    * reconnect and a replay, which under a steady stream of swaps never catches up.
    */
   readonly noFoldTables?: ReadonlySet<string>;
+  /** Tables that met a unique violation: applied with per-index checks (unique-conflicts.ts). */
+  readonly uniqueCheckTables?: ReadonlySet<string>;
   /**
    * False for a writer that applies one streamed transaction beside the main
    * writer: it binds the replication origin only around its own commit.
@@ -173,6 +177,8 @@ export class ApplyWriter implements Sink {
   readonly #options: ApplyWriterOptions;
   readonly #catalog: TableCatalog;
   readonly #conflicts: ConflictApply;
+  readonly #unique: UniqueChecks;
+  readonly #tombstones: Tombstones;
   /** Conflicts the open batch logged; reported once it commits. */
   #batchConflicts: ConflictEvent[] = [];
   readonly #queues = new Map<number, TableQueue>();
@@ -219,6 +225,8 @@ export class ApplyWriter implements Sink {
   private constructor(sql: postgres.Sql, options: ApplyWriterOptions, durable: Lsn, fence: Fence, connector: BoundedConnector, conflicts: ConflictApply) {
     this.#sql = sql;
     this.#conflicts = conflicts;
+    this.#unique = new UniqueChecks(options.uniqueCheckTables, options.subscription, conflicts.local);
+    this.#tombstones = new Tombstones(options.conflicts?.tombstones?.retentionMs, options.subscription);
     this.#fence = fence;
     this.#connector = connector;
     this.#options = options;
@@ -324,6 +332,8 @@ export class ApplyWriter implements Sink {
       this.#batchOpen = true;
       this.#batchStartedAt = Date.now();
       this.#issue({ text: 'BEGIN READ WRITE', params: [] });
+      const prune = this.#tombstones.pruneDue();
+      if (prune) this.#issue(prune);
       const previous = this.#committing;
       if (previous && this.#options.holdsOrigin !== false) {
         // If the previous batch failed, its ROLLBACK must not let this one commit past the gap:
@@ -356,7 +366,7 @@ export class ApplyWriter implements Sink {
     const table = await this.#resolve(change.relation);
     if (hasReplicaTriggers(table)) noteReplicaTriggers(this.#options.logger, this.#options.subscription, table);
     const foldable = table.relation.replicaIdentity !== 'full' && table.relation.keyIndexes.length > 0 && !hasReplicaTriggers(table)
-      && !(this.#options.noFoldTables?.has(table.relation.qualifiedName) ?? false) && this.#conflicts.foldable(table);
+      && !(this.#options.noFoldTables?.has(table.relation.qualifiedName) ?? false) && this.#conflicts.foldable(table) && !this.#unique.checks(table);
     const queue: TableQueue = { table, runs: [], fold: foldable ? new NetEffectTable(table, this.#conflicts.foldStatements(table)) : undefined };
     this.#queues.delete(change.relation.oid);
     this.#queues.set(change.relation.oid, queue);
@@ -741,7 +751,13 @@ export class ApplyWriter implements Sink {
    */
   async #resolve(relation: Relation): Promise<TargetTable> {
     try {
-      return await this.#catalog.resolve(relation);
+      const table = await this.#catalog.resolve(relation);
+      await this.#unique.load(table, (text, params) => {
+        const promise = this.#control(text, params);
+        this.#track(promise, { echo: false });
+        return promise;
+      });
+      return table;
     } catch (error) {
       await this.#settled([...(this.#committing?.promises ?? []), ...this.#inFlight]);
       this.#throwIfFailed();
@@ -764,6 +780,8 @@ export class ApplyWriter implements Sink {
       if (this.#issueResolved(run, context)) continue;
       switch (run.kind) {
         case 'insert': {
+          const before = this.#unique.beforeInsert(run.table, run.rows, run.sources, this.#conflicts.policy(run.table));
+          if (before) this.#issueLogged(before, context);
           const logged = this.#conflicts.insert(run.table, run.rows, run.sources);
           if (logged) this.#issueLogged(logged, context);
           else if (this.#options.copyMinRows > 0 && run.rows.length >= this.#options.copyMinRows) this.#issueCopy(copyInsertStatement(run.table, run.rows), context);
@@ -771,7 +789,11 @@ export class ApplyWriter implements Sink {
           break;
         }
         case 'update': {
-          const step = this.#conflicts.update(run.table, run.setColumns, run.rows, run.sources);
+          const policy = this.#conflicts.policy(run.table);
+          const before = this.#unique.beforeUpdate(run.table, run.setColumns, run.rows, run.sources, policy);
+          if (before) this.#issueLogged(before, context);
+          const guard = combineGuards(this.#unique.skipGuard(run.table, run.setColumns, run.rows, policy), this.#tombstones.guard(run.table, run.setColumns, run.rows, policy));
+          const step = this.#conflicts.update(run.table, run.setColumns, run.rows, run.sources, guard);
           if (step?.logs) this.#issueLogged(step.statement, context);
           else if (step) this.#issueCounted(step.counted.statement, step.counted.expectedRows, run.table, 'UPDATE', context);
           else for (const c of keyedUpdateStatements(run.table, run.setColumns, run.rows)) this.#issueCounted(c.statement, c.expectedRows, run.table, c.operation, context);
@@ -779,6 +801,8 @@ export class ApplyWriter implements Sink {
         }
         case 'delete': {
           const step = this.#conflicts.delete(run.table, run.keys, run.sources);
+          const tombstones = this.#tombstones.record(run.table, run.keys, run.sources);
+          if (tombstones) this.#issue(tombstones, context);
           if (step?.logs) this.#issueLogged(step.statement, context);
           else if (step) this.#issueCounted(step.counted.statement, step.counted.expectedRows, run.table, 'DELETE', context);
           else this.#issueCounted(deleteByKeyStatement(run.table, run.keys), run.keys.length, run.table, 'DELETE', context);
@@ -978,6 +1002,7 @@ export class ApplyWriter implements Sink {
       if (failure instanceof PgtideError) throw failure;
       const sqlState = fromServerError(failure, 'target').sqlState;
       if (record.mark.folded && (sqlState === '23505' || sqlState === '23P01')) throw new FoldConflictError(record.mark.maxCommitLsn, failure, record.context.table);
+      if (sqlState === '23505' && record.context.table !== undefined && this.#unique.replays(record.context.table)) throw new UniqueConflictReplay(record.context.table, failure);
       throw applyError(record, this.#options.url);
     }
   }

@@ -15,7 +15,7 @@ import type { Tuple } from '../../protocol/messages.js';
 import type { TargetTable } from './table-catalog.js';
 import type { KeyedUpdate, Statement } from './statements.js';
 import { PLAIN_FOLD_STATEMENTS, type CountedStatement, type FoldStatements } from './net-effect.js';
-import { deleteLogged, deleteOrStop, fullLogged, fullOrStop, insertLogged, updateLogged, updateOrStop, type FullChange, type LocalCommitInfo, type LoggedRunOptions } from './conflict-statements.js';
+import { deleteLogged, deleteOrStop, fullLogged, fullOrStop, insertLogged, updateLogged, updateOrStop, type FullChange, type LocalCommitInfo, type LoggedRunOptions, type UpdateGuard } from './conflict-statements.js';
 import { deleteCheckingOrigin, insertByTime, updateCheckingOrigin, type OriginCheckOptions } from './conflict-time-statements.js';
 import { checksOrigin, isTimePolicy, needsCommitTimestamps } from '../../apply/conflict-time.js';
 import { PgtideError } from '../../core/errors.js';
@@ -62,13 +62,19 @@ export class ConflictApply {
     return { policy, subscription: this.#subscription, originName: this.#originName, nodeOrder: this.#settings.nodeOrder };
   }
 
+  /** What the target can say about a local row's last writer. */
+  get local(): LocalCommitInfo { return this.#local; }
+
   policy(table: TargetTable): ConflictPolicy {
     return policyFor(this.#settings, table.relation.qualifiedName);
   }
 
-  /** Folding loses each row's source transaction, which skip and apply_remote log: only `error` tables fold. */
+  /**
+   * Folding loses each row's source transaction, which skip and apply_remote log, and the
+   * commit time a tombstone records (tombstones.ts): only `error` tables without tombstones fold.
+   */
   foldable(table: TargetTable): boolean {
-    return this.policy(table) === 'error';
+    return this.policy(table) === 'error' && this.#settings.tombstones === undefined;
   }
 
   /** `conflicts.detect: false`: the plain statements, as before detection existed (conflict-policy.ts). */
@@ -112,7 +118,7 @@ export class ConflictApply {
     return insertLogged(table, rows, sources, logged);
   }
 
-  update(table: TargetTable, setColumns: readonly number[], rows: readonly KeyedUpdate[], sources: readonly TransactionInfo[]): ConflictStep | undefined {
+  update(table: TargetTable, setColumns: readonly number[], rows: readonly KeyedUpdate[], sources: readonly TransactionInfo[], guard?: UpdateGuard): ConflictStep | undefined {
     if (!this.#detect) return undefined;
     const byOrigin = this.#originCheck(table);
     if (byOrigin) {
@@ -121,10 +127,10 @@ export class ConflictApply {
     }
     const logged = this.#logged(table);
     if (!logged) {
-      const counted = updateOrStop(table, setColumns, rows);
+      const counted = updateOrStop(table, setColumns, rows, this.#settings.tombstones !== undefined);
       return counted ? { logs: false, counted } : undefined;
     }
-    const statement = sources.length === rows.length ? updateLogged(table, setColumns, rows, sources, logged) : undefined;
+    const statement = sources.length === rows.length ? updateLogged(table, setColumns, rows, sources, logged, guard) : undefined;
     return statement ? { logs: true, statement } : undefined;
   }
 

@@ -136,14 +136,18 @@ export function keyedCheckable(table: TargetTable): boolean {
  * rows the UPDATE/DELETE could match) — an index probe per key, on the stop
  * path only.
  */
-function stopOnMissing(kind: 'update_missing' | 'delete_missing', table: TargetTable, changed: string): string {
+function stopOnMissing(kind: 'update_missing' | 'delete_missing', table: TargetTable, changed: string, tombstones = false): string {
   const keyIndexes = table.relation.keyIndexes;
   const k = keyIndexes.length;
   const key = jsonRow(keyIndexes.map((i) => table.columns[i]!.name), keyIndexes.map((_, i) => `m.c${i}`));
   const absent = keyIndexes.map((col, i) => `t.${nameOf(table, col)} = m.c${i}::${typeOf(table, col)}`).join(' AND ');
+  const missingKey = `(SELECT ${key} FROM ${unnestAs(k, [], false, 'm')} WHERE NOT EXISTS (SELECT 1 FROM ${table.relation.qualifiedName} AS t WHERE ${absent}) LIMIT 1)`;
+  // With tombstones (tombstones.ts), a missing row that an applied DELETE removed is update_deleted.
+  const kindSql = tombstones
+    ? `CASE WHEN EXISTS (SELECT 1 FROM pgtide.tombstone AS ts WHERE ts.table_name = ${literal(table.relation.qualifiedName)} AND ts.key = ${missingKey}) THEN 'update_deleted' ELSE ${literal(kind)} END`
+    : literal(kind);
   return `WITH u AS (${changed})
-    SELECT pgtide.conflict_stop(${literal(kind)}, ${literal(table.relation.qualifiedName)},
-             (SELECT ${key} FROM ${unnestAs(k, [], false, 'm')} WHERE NOT EXISTS (SELECT 1 FROM ${table.relation.qualifiedName} AS t WHERE ${absent}) LIMIT 1))
+    SELECT pgtide.conflict_stop(${kindSql}, ${literal(table.relation.qualifiedName)}, ${missingKey})
      WHERE (SELECT count(*) FROM u) < cardinality($1::text[])`;
 }
 
@@ -164,12 +168,12 @@ export function deleteOrStop(table: TargetTable, keys: readonly (readonly string
 }
 
 /** A keyed UPDATE that stops with PTC01 on a missing row; undefined where it cannot be checked per key or must move rows. */
-export function updateOrStop(table: TargetTable, setColumns: readonly number[], rows: readonly KeyedUpdate[]): CountedStatement | undefined {
+export function updateOrStop(table: TargetTable, setColumns: readonly number[], rows: readonly KeyedUpdate[], tombstones = false): CountedStatement | undefined {
   if (!keyedCheckable(table) || setColumns.some((i) => table.columns[i]!.identityAlways)) return undefined;
   const { set, where, arrays } = updateByKeyParts(table, setColumns, rows);
   return {
     statement: {
-      text: stopOnMissing('update_missing', table, `UPDATE ${table.relation.qualifiedName} AS t SET ${set} FROM ${unnestAs(arrays.length, [], false)} WHERE ${where} RETURNING 1`),
+      text: stopOnMissing('update_missing', table, `UPDATE ${table.relation.qualifiedName} AS t SET ${set} FROM ${unnestAs(arrays.length, [], false)} WHERE ${where} RETURNING 1`, tombstones),
       params: arrays.map(textArrayLiteral),
     },
     expectedRows: 0,
@@ -216,7 +220,36 @@ export function deleteLogged(table: TargetTable, keys: readonly (readonly string
   };
 }
 
-export function updateLogged(table: TargetTable, setColumns: readonly number[], rows: readonly KeyedUpdate[], sources: readonly TransactionInfo[], options: LoggedRunOptions): ConflictStatement | undefined {
+/**
+ * Other conflict kinds an UPDATE run resolves in its own statement, beside update_missing:
+ * update_exists / multiple_unique_conflicts under skip (unique-conflicts.ts) and update_deleted
+ * (tombstones.ts). Their CTEs log what they resolve and name the rows the run leaves alone.
+ */
+export interface UpdateGuard {
+  /** CTE definitions placed right after `v` (no leading comma). */
+  readonly ctes?: string;
+  /** A condition on `v`: true for the rows the UPDATE may apply (and look for when missing). */
+  readonly keep?: string;
+  /** CTE definitions placed after `u` (the ords the UPDATE matched), before the missing rows `m`. */
+  readonly missingCtes?: string;
+  /** A condition on `v`: true for the missing rows that are update_missing. */
+  readonly missingKeep?: string;
+  /** CTEs that logged conflicts (RETURNING kind, resolution). */
+  readonly logged: readonly string[];
+}
+
+/** Both guards' CTEs and conditions; their log rows are returned together. */
+export function combineGuards(a: UpdateGuard | undefined, b: UpdateGuard | undefined): UpdateGuard | undefined {
+  if (!a || !b) return a ?? b;
+  const join = (x: string | undefined, y: string | undefined, by: string): string | undefined => (x && y ? `${x}${by}${y}` : x ?? y);
+  const ctes = join(a.ctes, b.ctes, ',\n      ');
+  const keep = join(a.keep, b.keep, ' AND ');
+  const missingCtes = join(a.missingCtes, b.missingCtes, ',\n      ');
+  const missingKeep = join(a.missingKeep, b.missingKeep, ' AND ');
+  return { ...(ctes ? { ctes } : {}), ...(keep ? { keep } : {}), ...(missingCtes ? { missingCtes } : {}), ...(missingKeep ? { missingKeep } : {}), logged: [...a.logged, ...b.logged] };
+}
+
+export function updateLogged(table: TargetTable, setColumns: readonly number[], rows: readonly KeyedUpdate[], sources: readonly TransactionInfo[], options: LoggedRunOptions, guard?: UpdateGuard): ConflictStatement | undefined {
   if (!keyedCheckable(table) || setColumns.some((i) => table.columns[i]!.identityAlways)) return undefined;
   const { set, where, arrays } = updateByKeyParts(table, setColumns, rows);
   const params = [...arrays.map(textArrayLiteral), ...sourceArrays(sources), options.subscription];
@@ -241,11 +274,17 @@ export function updateLogged(table: TargetTable, setColumns: readonly number[], 
     ? `, i AS (INSERT INTO ${name} (${table.columns.map((_, i) => nameOf(table, i)).join(', ')}) OVERRIDING SYSTEM VALUE
               SELECT ${table.columns.map((_, i) => `${valueOf(i)!}::${typeOf(table, i)}`).join(', ')} FROM m)`
     : '';
+  const missingLog = logInsert({ kind: 'update_missing', resolution, table, from: 'm', alias: 'm', subscriptionParam: params.length, key, remoteOld: key, remoteNew, localRow: 'NULL', localOrigin: 'NULL', localTime: 'NULL' });
+  const keep = guard?.keep ? ` AND ${guard.keep}` : '';
+  const missingKeep = guard?.missingKeep ? ` AND ${guard.missingKeep}` : '';
+  const logged = guard?.logged.length
+    ? `, lm AS (${missingLog}) SELECT kind, resolution FROM lm${guard.logged.map((cte) => ` UNION ALL SELECT kind, resolution FROM ${cte}`).join('')}`
+    : missingLog;
   return {
-    text: `WITH v AS (SELECT * FROM ${unnestAs(arrays.length, SOURCE_COLUMNS, true)}),
-      u AS (UPDATE ${name} AS t SET ${set} FROM v WHERE ${where} RETURNING v.ord),
-      m AS MATERIALIZED (${missingRows('u')})${insert}
-      ${logInsert({ kind: 'update_missing', resolution, table, from: 'm', alias: 'm', subscriptionParam: params.length, key, remoteOld: key, remoteNew, localRow: 'NULL', localOrigin: 'NULL', localTime: 'NULL' })}`,
+    text: `WITH v AS (SELECT * FROM ${unnestAs(arrays.length, SOURCE_COLUMNS, true)}),${guard?.ctes ? `\n      ${guard.ctes},` : ''}
+      u AS (UPDATE ${name} AS t SET ${set} FROM v WHERE ${where}${keep} RETURNING v.ord),${guard?.missingCtes ? `\n      ${guard.missingCtes},` : ''}
+      m AS MATERIALIZED (${missingRows('u')}${keep}${missingKeep})${insert}
+      ${logged}`,
     params,
     logs: true,
   };
