@@ -59,6 +59,12 @@ export type ErrorCode =
   | 'KEYSPACE_OVERLAP'
   /** A column added on the source with values the target cannot reproduce, under ddl.rewriteVolatile: error. */
   | 'DDL_REWRITE_VOLATILE'
+  /** `pgtide skip` found no stopped transaction to skip (and no --lsn was given). */
+  | 'NOTHING_TO_SKIP'
+  /** `pgtide quarantine replay | drop`: no quarantined transaction with that id. */
+  | 'QUARANTINE_NOT_FOUND'
+  /** `pgtide quarantine replay`: the transaction failed again on the target; it stays quarantined. */
+  | 'QUARANTINE_REPLAY_FAILED'
   | 'INTERNAL';
 
 export interface PgtideErrorOptions {

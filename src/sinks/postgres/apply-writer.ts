@@ -58,6 +58,7 @@ import { BoundedConnector, CLEANUP_MS, settleWithin } from '../../pg/bounded.js'
 import { ConflictApply, conflictEvents, logCommittedConflicts, readLocalCommitInfo } from './conflict-apply.js';
 import type { ConflictEvent, ConflictSettings } from '../../apply/conflict-policy.js';
 import type { FullChange } from './conflict-statements.js';
+import { withStoppedSpan } from './apply-stop.js';
 
 export interface ApplyWriterOptions {
   readonly url: string;
@@ -552,6 +553,16 @@ export class ApplyWriter implements Sink {
     }
   }
 
+  /**
+   * A statement of pgtide's own state in the open batch, after everything queued
+   * (the quarantine row of isolation-stage.ts): it commits with the batch's position.
+   */
+  issueInBatch(statement: { readonly text: string; readonly params: readonly (string | null)[] }): void {
+    if (!this.#batchOpen) throw new PgtideError('INTERNAL', 'a state statement was issued outside a batch');
+    this.emitAll();
+    this.#issue(statement);
+  }
+
   /** Sends every queued statement now, without waiting for the results. */
   emitAll(): void {
     for (const queue of this.#queues.values()) this.#emitQueue(queue);
@@ -891,7 +902,7 @@ export class ApplyWriter implements Sink {
       if (failure instanceof PgtideError) throw failure;
       const sqlState = fromServerError(failure, 'target').sqlState;
       if (record.mark.folded && (sqlState === '23505' || sqlState === '23P01')) throw new FoldConflictError(record.mark.maxCommitLsn, failure, record.context.table);
-      throw applyError(record, this.#options.url);
+      throw withStoppedSpan(applyError(record, this.#options.url), record);
     }
   }
 }
