@@ -66,7 +66,9 @@ export async function clearApplyStop(sql: postgres.Sql, subscription: string, du
  * recorded stop, or (with `lsn`) the transaction that commits at `lsn`.
  */
 export async function requestSkip(sql: postgres.Sql, subscription: string, lsn: Lsn | undefined, applied: Lsn): Promise<ApplyStop> {
-  const stop = await readApplyStop(sql, subscription);
+  const recorded = await readApplyStop(sql, subscription);
+  // Apply moved past a stop the engine has not cleared yet (it clears at its next attempt).
+  const stop = recorded && recorded.untilLsn > applied ? recorded : undefined;
   if (lsn !== undefined && lsn <= applied) {
     throw new PgtideError('NOTHING_TO_SKIP', `the source transaction committed at ${formatLsn(lsn)} is already behind the applied position ${formatLsn(applied)}: it was applied (or quarantined) before. Nothing was changed.`);
   }
