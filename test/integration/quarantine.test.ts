@@ -177,6 +177,48 @@ describe('quarantine: pgtide skip, onDeterministicError, list/replay/drop', { ti
     await running.stop();
   });
 
+  it('pgtide skip --lsn quarantines the transaction named by its commit LSN; bad --lsn values are refused', async () => {
+    const p = await databasePair(scope, pair, 'lsn');
+    await ddlBoth(p, CHECK_DDL);
+    await p.dst.unsafe(TARGET_CHECK);
+    // batchMaxAgeMs 0: every source transaction is its own batch, so the stop names exactly one.
+    const input = configInput(p, { name: 'q_lsn', tables: ['acct'], apply: { batchMaxAgeMs: 0 } });
+    const config = parseConfig(input);
+    const running = startEngine(scope, config);
+    await withTimeout(running.streaming, 60_000, 'streaming');
+    await waitForCatchUp(p, { engine: running });
+    await insertTx(p, 'acct', [[1, 1]]);
+    const badXid = await insertTx(p, 'acct', [[2, -2]]);
+    await insertTx(p, 'acct', [[3, 3]]);
+    const error = await stoppedWith(running);
+    const named = new RegExp(`source transaction xid ${badXid}, commit LSN ([0-9A-F]+/[0-9A-F]+)`).exec(error.message);
+    assert.ok(named, `the stop names the one transaction: ${error.message}`);
+    const lsn = named[1]!;
+
+    const file = writeConfigFile(scope, cliConfig(p, input as unknown as Record<string, unknown>));
+    const garbage = await runCli(scope, ['skip', '--config', file, '--lsn', 'yesterday']);
+    assert.equal(garbage.code, 1);
+    assert.match(garbage.stderr, /CONFIG_INVALID.*not an LSN/);
+    const behind = await runCli(scope, ['skip', '--config', file, '--lsn', '0/10']);
+    assert.equal(behind.code, 1);
+    assert.match(behind.stderr, /NOTHING_TO_SKIP.*already behind the applied position/);
+    const skip = await runCli(scope, ['skip', '--config', file, '--lsn', lsn]);
+    assert.equal(skip.code, 0, skip.stderr);
+    assert.match(skip.stdout, new RegExp(`quarantines the source transaction committed at ${lsn.replace('/', '\\/')}`));
+
+    const resumed = startEngine(scope, config);
+    await withTimeout(resumed.streaming, 60_000, 'streaming after skip --lsn');
+    await waitForCatchUp(p, { engine: resumed });
+    assert.deepEqual([...await p.dst.unsafe(`SELECT id FROM acct ORDER BY id`)].map((r) => r.id), [1, 3]);
+    const held = await p.dst.unsafe<{ source_xid: string; commit_lsn: string; error_message: string }[]>(
+      `SELECT source_xid::text, commit_lsn::text, error_message FROM pgtide.quarantine WHERE subscription = 'q_lsn'`);
+    assert.equal(held.length, 1);
+    assert.equal(held[0]!.source_xid, badXid);
+    assert.equal(held[0]!.commit_lsn, lsn);
+    assert.match(held[0]!.error_message, new RegExp(`skipped by pgtide skip --lsn ${lsn.replace('/', '\\/')}; apply had stopped with: .*acct_v_nonneg`));
+    await resumed.stop();
+  });
+
   it('kill -9 during the skip start: every transaction applied or quarantined exactly once', async () => {
     const p = await databasePair(scope, pair, 'kill');
     // No key and REPLICA IDENTITY FULL: a transaction applied twice would show as a duplicate row.
