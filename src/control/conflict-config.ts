@@ -5,6 +5,8 @@
  *     policy: error            # error | skip | apply_remote
  *     tables:
  *       public.audit: skip     # per-table override
+ *     deltaColumns:            # columns updated by difference (counters; REPLICA IDENTITY FULL)
+ *       public.acct: [balance]
  *
  * Kept apart from config.ts so the conflict feature's validation is one file.
  */
@@ -28,11 +30,15 @@ const conflictPolicy = z.string().transform((value, ctx): ConflictPolicy => {
 export const conflictsSchema = z.object({
   policy: conflictPolicy.default('error'),
   tables: z.record(z.string(), conflictPolicy).default({}),
+  deltaColumns: z.record(z.string(), z.array(z.string().min(1)).min(1)).default({}),
 }).strict().superRefine((value, ctx) => {
   for (const name of Object.keys(value.tables)) {
     if (!parseQualifiedName(name)) ctx.addIssue({ code: 'custom', path: ['tables', name], message: `"${name}" is not a table name; write schema.table` });
   }
-}).default({ policy: 'error', tables: {} });
+  for (const name of Object.keys(value.deltaColumns)) {
+    if (!parseQualifiedName(name)) ctx.addIssue({ code: 'custom', path: ['deltaColumns', name], message: `"${name}" is not a table name; write schema.table` });
+  }
+}).default({ policy: 'error', tables: {}, deltaColumns: {} });
 
 export type ConflictsConfig = z.infer<typeof conflictsSchema>;
 
@@ -44,4 +50,14 @@ export function conflictSettings(config: ConflictsConfig): ConflictSettings {
     if (parsed) tables.set(qualify(parsed.schema, parsed.name), policy);
   }
   return { policy: config.policy, tables };
+}
+
+/** Delta columns by table, keyed as Relation.qualifiedName spells it (sinks/postgres/delta-statements.ts). */
+export function deltaColumnSettings(config: ConflictsConfig): Map<string, ReadonlySet<string>> {
+  const tables = new Map<string, ReadonlySet<string>>();
+  for (const [name, columns] of Object.entries(config.deltaColumns)) {
+    const parsed = parseQualifiedName(name);
+    if (parsed) tables.set(qualify(parsed.schema, parsed.name), new Set(columns));
+  }
+  return tables;
 }

@@ -47,7 +47,8 @@ import { ddlStages, installCapture } from './ddl-setup.js';
 import { DeferredIndexBuilder } from '../sinks/postgres/deferred-indexes.js';
 import type { TransactionSink } from '../changes/change.js';
 import type { ApplyWriter } from '../sinks/postgres/apply-writer.js';
-import { conflictSettings } from './conflict-config.js';
+import { conflictSettings, deltaColumnSettings } from './conflict-config.js';
+import { checkDeltaColumns } from './delta-columns.js';
 import type { ConflictEvent } from '../apply/conflict-policy.js';
 import { QuarantineControl } from './quarantine-control.js';
 import type { QuarantinedInfo } from '../sinks/postgres/isolation-stage.js';
@@ -245,6 +246,7 @@ export class Engine {
       this.#logger.info({ tables: installed.tables }, 'DDL capture installed on the source');
     }
     await this.#checkTargetTables(target, tables);
+    await checkDeltaColumns(source, target, config.conflicts, tables);
 
     let subscription = await store.getSubscription();
     refuseOtherSource(subscription, info.systemId);
@@ -513,6 +515,7 @@ export class Engine {
         noFoldTables: this.#noFoldTables,
         addMissingColumns: config.ddl.addMissingColumns,
         conflicts: conflictSettings(config.conflicts),
+        deltaColumns: deltaColumnSettings(config.conflicts),
         onConflicts: this.#hooks.onConflicts,
         logger: this.#logger,
       },

@@ -65,6 +65,8 @@ export type ErrorCode =
   | 'QUARANTINE_NOT_FOUND'
   /** `pgtide quarantine replay`: the transaction failed again on the target; it stays quarantined. */
   | 'QUARANTINE_REPLAY_FAILED'
+  /** conflicts.deltaColumns names a column that cannot take deltas (not numeric, no REPLICA IDENTITY FULL). */
+  | 'DELTA_COLUMNS_REFUSED'
   | 'INTERNAL';
 
 export interface PgtideErrorOptions {

@@ -219,6 +219,55 @@ describe('quarantine: pgtide skip, onDeterministicError, list/replay/drop', { ti
     await resumed.stop();
   });
 
+  it('delta columns on a two-way pair: concurrent increments on both nodes converge; refused without REPLICA IDENTITY FULL or a numeric type', async () => {
+    const ab = await databasePair(scope, pair, 'delta');
+    const ba = { src: ab.dst, dst: ab.src, sourceUrl: ab.targetUrl, targetUrl: ab.sourceUrl };
+    const [A, B] = [ab.src, ab.dst];
+    const ddl = `CREATE TABLE acct (id int PRIMARY KEY, balance numeric NOT NULL, hits bigint NOT NULL DEFAULT 0, note text);
+      ALTER TABLE acct REPLICA IDENTITY FULL;
+      CREATE TABLE plain (id int PRIMARY KEY, n int, label text)`;
+    await A.unsafe(ddl);
+    await B.unsafe(ddl);
+    await B.unsafe(`ALTER SEQUENCE pgtide_test_marker_id_seq RESTART WITH 1000000000`);
+    await A.unsafe(`INSERT INTO acct SELECT i, 100, 0, 'n' FROM generate_series(1, 5) AS i`);
+
+    // Refused at start, all problems named at once: a table without REPLICA IDENTITY FULL, a text column.
+    const refused = startEngine(scope, parseConfig(configInput(ab, {
+      name: 'd_refused', tables: ['acct', 'plain'], origins: 'none',
+      conflicts: { deltaColumns: { 'public.plain': ['n'], 'public.acct': ['note'] } },
+    })));
+    const error = await stoppedWith(refused);
+    assert.equal(error.code, 'DELTA_COLUMNS_REFUSED');
+    assert.match(error.message, /"public"."plain" has REPLICA IDENTITY DEFAULT on the source.*REPLICA IDENTITY FULL/);
+    assert.match(error.message, /column "note" of "public"."acct" is text on the source, not a numeric type/);
+
+    const delta = { deltaColumns: { 'public.acct': ['balance', 'hits'] } };
+    const edgeAB = startEngine(scope, parseConfig(configInput(ab, { name: 'd_ab', tables: ['acct'], origins: 'none', conflicts: delta })));
+    await withTimeout(edgeAB.streaming, 60_000, 'A → B streaming');
+    const edgeBA = startEngine(scope, parseConfig(configInput(ba, { name: 'd_ba', tables: ['acct'], origins: 'none', conflicts: delta, copy: { enabled: false } })));
+    await withTimeout(edgeBA.streaming, 60_000, 'B → A streaming');
+    await waitForCatchUp(ab, { engine: edgeAB });
+    await waitForCatchUp(ba, { engine: edgeBA });
+
+    // Both nodes increment the same rows at the same time; each UPDATE's old row on the other
+    // node is stale by then, so writing the new value would lose the other node's increments.
+    const rounds = 40;
+    const bump = (sql: typeof A, by: number) => (async () => {
+      for (let i = 0; i < rounds; i++) await sql.unsafe(`UPDATE acct SET balance = balance + $1, hits = hits + 1 WHERE id = $2`, [by, (i % 5) + 1]);
+    })();
+    await Promise.all([bump(A, 1), bump(B, 2.5)]);
+    await waitForCatchUp(ab, { engine: edgeAB, timeoutMs: 90_000 });
+    await waitForCatchUp(ba, { engine: edgeBA, timeoutMs: 90_000 });
+    await waitForCatchUp(ab, { engine: edgeAB, timeoutMs: 90_000 });
+
+    await assertTablesEqual(ab, 'acct', { orderBy: 't.id' });
+    const [sum] = await A.unsafe<{ balance: string; hits: string }[]>(`SELECT sum(balance)::text AS balance, sum(hits)::text AS hits FROM acct`);
+    assert.deepEqual({ balance: Number(sum!.balance), hits: Number(sum!.hits) }, { balance: 500 + rounds * 1 + rounds * 2.5, hits: 2 * rounds }, 'every increment of both nodes counted once');
+    assert.equal(edgeAB.finished || edgeBA.finished, false, `both edges keep running: ${String(edgeAB.error ?? edgeBA.error)}`);
+    await edgeAB.stop();
+    await edgeBA.stop();
+  });
+
   it('kill -9 during the skip start: every transaction applied or quarantined exactly once', async () => {
     const p = await databasePair(scope, pair, 'kill');
     // No key and REPLICA IDENTITY FULL: a transaction applied twice would show as a duplicate row.

@@ -59,6 +59,7 @@ import { ConflictApply, conflictEvents, logCommittedConflicts, readLocalCommitIn
 import type { ConflictEvent, ConflictSettings } from '../../apply/conflict-policy.js';
 import type { FullChange } from './conflict-statements.js';
 import { withStoppedSpan } from './apply-stop.js';
+import { deltaUpdateStatement, refuseDeltaWithoutOldRow, type DeltaColumns } from './delta-statements.js';
 
 export interface ApplyWriterOptions {
   readonly url: string;
@@ -95,6 +96,8 @@ export interface ApplyWriterOptions {
   readonly addMissingColumns?: boolean;
   /** Conflict policies (docs/conflicts.md); default: `error` for every table. */
   readonly conflicts?: ConflictSettings;
+  /** Columns updated by difference (`col = col + (new - old)`), per qualified table name; delta-statements.ts. */
+  readonly deltaColumns?: DeltaColumns;
   /** After a batch that logged conflicts committed: one event per conflict_log row. */
   readonly onConflicts?: (events: readonly ConflictEvent[]) => void;
   readonly logger: Logger;
@@ -638,9 +641,12 @@ export class ApplyWriter implements Sink {
         return;
       }
       case 'update': {
+        refuseDeltaWithoutOldRow(relation, this.#options.deltaColumns);
         if (relation.replicaIdentity === 'full' || relation.keyIndexes.length === 0) {
           this.#requireIdentity(relation, 'UPDATE', change.oldTuple);
-          queue.runs.push({ kind: 'counted', table, counted: { statement: updateFullStatement(table, change.oldTuple ?? change.newTuple, change.newTuple), expectedRows: 1, operation: 'UPDATE' },
+          const old = change.oldTuple ?? change.newTuple;
+          const statement = deltaUpdateStatement(table, old, change.newTuple, this.#options.deltaColumns) ?? updateFullStatement(table, old, change.newTuple);
+          queue.runs.push({ kind: 'counted', table, counted: { statement, expectedRows: 1, operation: 'UPDATE' },
             full: { oldTuple: change.oldTuple ?? change.newTuple, newTuple: change.newTuple, source: this.#tx! } });
           return;
         }
