@@ -144,3 +144,9 @@ export async function deleteQuarantined(sql: postgres.Sql, subscription: string,
 function notFound(subscription: string, id: string): PgtideError {
   return new PgtideError('QUARANTINE_NOT_FOUND', `subscription "${subscription}" holds no quarantined transaction with id ${id}; pgtide quarantine list --config F shows the ids.`);
 }
+
+/** 0 when there are none, or the state schema predates quarantine. */
+export async function countQuarantined(sql: postgres.Sql, subscription: string): Promise<number> {
+  const rows = await sql.unsafe<{ n: number }[]>(`SELECT count(*)::int AS n FROM pgtide.quarantine WHERE subscription = $1`, [subscription]).catch(() => []);
+  return rows[0]?.n ?? 0;
+}

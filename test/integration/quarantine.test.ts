@@ -15,6 +15,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseConfig } from '../../src/control/config.js';
 import { PgtideError } from '../../src/core/errors.js';
+import { collectStatus, formatStatus } from '../../src/control/status.js';
 import {
   TestScope, startPair, databasePair, ddlBoth, startEngine, configInput, withTimeout, waitFor, waitForCatchUp, capturingLogger,
   assertTablesEqual, writeConfigFile, cliConfig, startCli, runCli, type Pair, type RunningEngine,
@@ -76,6 +77,7 @@ describe('quarantine: pgtide skip, onDeterministicError, list/replay/drop', { ti
     const [stop] = await p.dst.unsafe(`SELECT skip, until_lsn > from_lsn AS spans FROM pgtide.apply_stop WHERE subscription = 'q_skip'`);
     assert.deepEqual({ ...stop }, { skip: false, spans: true });
 
+    assert.match(formatStatus(await collectStatus(config)), /not retried: pgtide stopped[\s\S]*run pgtide skip to quarantine the failing transaction/);
     const file = writeConfigFile(scope, cliConfig(p, input as unknown as Record<string, unknown>));
     const skip = await runCli(scope, ['skip', '--config', file]);
     assert.equal(skip.code, 0, skip.stderr);
@@ -108,6 +110,7 @@ describe('quarantine: pgtide skip, onDeterministicError, list/replay/drop', { ti
     await waitForCatchUp(p, { engine: resumed });
     assert.equal((await p.dst.unsafe(`SELECT count(*)::int AS n FROM acct WHERE id = 5`))[0]!.n, 1);
 
+    assert.match(formatStatus(await collectStatus(config)), /quarantined   1 source transaction\(s\) held instead of applied: pgtide quarantine list/);
     const list = await runCli(scope, ['quarantine', 'list', '--config', file]);
     assert.equal(list.code, 0, list.stderr);
     assert.match(list.stdout, new RegExp(`#${q.id}  xid ${badXid}  commit LSN [0-9A-F]+/[0-9A-F]+  2 change\\(s\\) on "public"."acct"`));
