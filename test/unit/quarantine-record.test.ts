@@ -10,6 +10,7 @@ import { quarantinedChange, tablesOf } from '../../src/sinks/postgres/quarantine
 import { deltaUpdateStatement } from '../../src/sinks/postgres/delta-statements.js';
 import type { TargetTable } from '../../src/sinks/postgres/table-catalog.js';
 import type { ReplicaIdentity } from '../../src/protocol/messages.js';
+import { Metrics } from '../../src/control/metrics.js';
 
 function relation(replicaIdentity: ReplicaIdentity) {
   return new RelationCache().update({
@@ -53,4 +54,12 @@ test('delta UPDATE: col = col + (new - old) for delta columns, the row found wit
   assert.equal(deltaUpdateStatement(table, [text('1'), text('10'), text('a')], [text('1'), text('12.5'), text('b')], new Map()), undefined);
   // A NULL on either side has no difference: the new value is written.
   assert.match(deltaUpdateStatement(table, [text('1'), { kind: 'null' }, text('a')], [text('1'), text('3'), text('a')], delta)!.text, /"balance" = \$2::text::numeric/);
+});
+
+test('metrics: quarantined transactions are counted', async () => {
+  const metrics = new Metrics('unit');
+  metrics.quarantined();
+  metrics.quarantined();
+  const body = await metrics.registry.metrics();
+  assert.match(body, /^pgtide_quarantined_total\{subscription="unit"\} 2$/m);
 });
