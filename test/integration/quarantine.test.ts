@@ -140,7 +140,7 @@ describe('quarantine: pgtide skip, onDeterministicError, list/replay/drop', { ti
     await resumed.stop();
   });
 
-  it('apply.onDeterministicError: quarantine quarantines each failing transaction and goes on; drop', async () => {
+  it('apply.onDeterministicError: quarantine quarantines each failing transaction and goes on; drop; replay of an UPDATE and a DELETE', async () => {
     const p = await databasePair(scope, pair, 'auto');
     await ddlBoth(p, CHECK_DDL);
     await p.dst.unsafe(TARGET_CHECK);
@@ -154,6 +154,7 @@ describe('quarantine: pgtide skip, onDeterministicError, list/replay/drop', { ti
     const bad1 = await insertTx(p, 'acct', [[2, -2]]);
     await insertTx(p, 'acct', [[3, 3]]);
     const bad2 = await p.src.begin(async (tx) => {
+      await tx.unsafe(`DELETE FROM acct WHERE id = 3`);
       await tx.unsafe(`UPDATE acct SET v = -1 WHERE id = 1`);
       const [row] = await tx.unsafe<{ xid: string }[]>(`SELECT txid_current()::text AS xid`);
       return row!.xid;
@@ -165,7 +166,10 @@ describe('quarantine: pgtide skip, onDeterministicError, list/replay/drop', { ti
     assert.deepEqual([...await p.dst.unsafe(`SELECT id, v FROM acct ORDER BY id`)], [{ id: 1, v: 1 }, { id: 3, v: 3 }, { id: 5, v: 5 }]);
     const held = await p.dst.unsafe<{ id: string; source_xid: string; changes: unknown }[]>(`SELECT id::text, source_xid::text, changes FROM pgtide.quarantine WHERE subscription = 'q_auto' ORDER BY commit_lsn`);
     assert.deepEqual(held.map((r) => r.source_xid), [bad1, bad2]);
-    assert.deepEqual(held[1]!.changes, [{ kind: 'update', table: '"public"."acct"', identity: 'key', key: { id: '1' }, new: { id: '1', v: '-1' } }]);
+    assert.deepEqual(held[1]!.changes, [
+      { kind: 'delete', table: '"public"."acct"', identity: 'key', key: { id: '3' } },
+      { kind: 'update', table: '"public"."acct"', identity: 'key', key: { id: '1' }, new: { id: '1', v: '-1' } },
+    ], 'the whole transaction: the DELETE that would have applied, and the UPDATE that fails');
     assert.ok(lines.some((l) => l.includes('apply.onDeterministicError is quarantine')), 'a warning says why');
     assert.equal(await p.dst.unsafe(`SELECT 1 FROM pgtide.last_error WHERE subscription = 'q_auto' AND NOT retrying`).then((r) => r.length), 0, 'not recorded as a stop');
 
@@ -177,6 +181,14 @@ describe('quarantine: pgtide skip, onDeterministicError, list/replay/drop', { ti
     const again = await runCli(scope, ['quarantine', 'drop', '--config', file, '--id', held[0]!.id]);
     assert.equal(again.code, 1);
     assert.match(again.stderr, /QUARANTINE_NOT_FOUND/);
+
+    // Once the target accepts it, the replay applies the DELETE and the UPDATE and empties the quarantine.
+    await p.dst.unsafe(`ALTER TABLE acct DROP CONSTRAINT acct_v_nonneg`);
+    const replayed = await runCli(scope, ['quarantine', 'replay', '--config', file, '--id', held[1]!.id]);
+    assert.equal(replayed.code, 0, replayed.stderr);
+    assert.deepEqual([...await p.dst.unsafe(`SELECT id, v FROM acct ORDER BY id`)], [{ id: 1, v: -1 }, { id: 5, v: 5 }]);
+    assert.deepEqual([...await p.src.unsafe(`SELECT id, v FROM acct ORDER BY id`)], [{ id: 1, v: -1 }, { id: 2, v: -2 }, { id: 5, v: 5 }], 'only the dropped insert of row 2 is missing on the target');
+    assert.equal((await p.dst.unsafe(`SELECT count(*)::int AS n FROM pgtide.quarantine WHERE subscription = 'q_auto'`))[0]!.n, 0);
     await running.stop();
   });
 

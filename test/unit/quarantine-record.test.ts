@@ -30,6 +30,7 @@ test('quarantine record: key from the old row when sent, unchanged TOAST listed 
   assert.ok(moved.kind === 'update');
   assert.deepEqual(moved.key, { id: '1' }, 'a changed key is found by its old value');
   assert.deepEqual(moved.new, { id: '2', balance: '5', doc: 'd' });
+  assert.equal(moved.old, undefined, 'a key-only old tuple is not kept as a row of NULLs');
   const full = relation('full');
   assert.deepEqual(quarantinedChange({ kind: 'delete', opId: op, relation: full, oldTuple: [text('1'), text('9'), text('x')] }), {
     kind: 'delete', table: '"public"."acct"', identity: 'full', key: { id: '1', balance: '9', doc: 'x' }, old: { id: '1', balance: '9', doc: 'x' },

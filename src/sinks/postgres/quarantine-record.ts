@@ -5,7 +5,7 @@
  * target's columns are then.
  *
  *   { "kind": "insert", "table": "\"public\".\"t\"", "new": { "id": "1", ... } }
- *   { "kind": "update", "table": …, "identity": "key", "key": { "id": "1" }, "old": {…}?, "new": {…}, "unchanged": ["doc"] }
+ *   { "kind": "update", "table": …, "identity": "key", "key": { "id": "1" }, "new": {…}, "unchanged": ["doc"] }
  *   { "kind": "delete", "table": …, "identity": "full", "key": { …the whole old row… }, "old": {…} }
  *   { "kind": "truncate", "tables": [...], "cascade": false, "restart_identity": false }
  *   { "kind": "message", "prefix": "…", "content_base64": "…" }
@@ -25,7 +25,7 @@ export type RowValues = Record<string, string | null>;
 export type QuarantinedChange =
   | { readonly kind: 'insert'; readonly table: string; readonly new: RowValues }
   | { readonly kind: 'update'; readonly table: string; readonly identity: 'key' | 'full'; readonly key: RowValues; readonly old?: RowValues; readonly new: RowValues; readonly unchanged?: readonly string[] }
-  | { readonly kind: 'delete'; readonly table: string; readonly identity: 'key' | 'full'; readonly key: RowValues; readonly old: RowValues }
+  | { readonly kind: 'delete'; readonly table: string; readonly identity: 'key' | 'full'; readonly key: RowValues; readonly old?: RowValues }
   | { readonly kind: 'truncate'; readonly tables: readonly string[]; readonly cascade: boolean; readonly restart_identity: boolean }
   | { readonly kind: 'message'; readonly prefix: string; readonly content_base64: string };
 
@@ -59,6 +59,14 @@ function keyOf(relation: Relation, oldTuple: Tuple | undefined, newTuple: Tuple 
   return { identity: 'key', key };
 }
 
+/**
+ * The old row, under REPLICA IDENTITY FULL only: otherwise pgoutput sends the key columns alone
+ * (the others as NULL, which would read as values), and `key` already holds them.
+ */
+function oldRow(relation: Relation, oldTuple: Tuple | undefined): { old?: RowValues } {
+  return oldTuple && (relation.replicaIdentity === 'full' || relation.keyIndexes.length === 0) ? { old: valuesOf(relation, oldTuple).values } : {};
+}
+
 export function quarantinedChange(change: RowChange): QuarantinedChange {
   switch (change.kind) {
     case 'insert':
@@ -67,12 +75,12 @@ export function quarantinedChange(change: RowChange): QuarantinedChange {
       const { values, unchanged } = valuesOf(change.relation, change.newTuple);
       return {
         kind: 'update', table: change.relation.qualifiedName, ...keyOf(change.relation, change.oldTuple, change.newTuple),
-        ...(change.oldTuple ? { old: valuesOf(change.relation, change.oldTuple).values } : {}),
+        ...oldRow(change.relation, change.oldTuple),
         new: values, ...(unchanged.length > 0 ? { unchanged } : {}),
       };
     }
     case 'delete':
-      return { kind: 'delete', table: change.relation.qualifiedName, ...keyOf(change.relation, change.oldTuple, undefined), old: valuesOf(change.relation, change.oldTuple).values };
+      return { kind: 'delete', table: change.relation.qualifiedName, ...keyOf(change.relation, change.oldTuple, undefined), ...oldRow(change.relation, change.oldTuple) };
     case 'truncate':
       return { kind: 'truncate', tables: change.relations.map((r) => r.qualifiedName), cascade: change.cascade, restart_identity: change.restartIdentity };
     case 'message':
