@@ -11,7 +11,8 @@
  */
 import type postgres from 'postgres';
 import { formatLsn, parseLsn, type Lsn } from '../core/lsn.js';
-import { PgtideError, redact } from '../core/errors.js';
+import { fromServerError, PgtideError, redact } from '../core/errors.js';
+import { serverErrorFields } from '../core/error-class.js';
 
 export interface ApplyStop {
   /** The applied position when apply stopped: the failed batch began after it. */
@@ -43,11 +44,17 @@ export async function recordApplyStop(sql: postgres.Sql, subscription: string, s
     [subscription, formatLsn(stop.fromLsn), formatLsn(stop.untilLsn), stop.error.code, stop.error.sqlState ?? null, redact(stop.error.message)]);
 }
 
-/** Undefined when there is none, or the state schema predates it. */
+/**
+ * Undefined when there is none, or the state schema predates it. Any other failure is thrown:
+ * a start that could not read a skip request must not apply as if there were none.
+ */
 export async function readApplyStop(sql: postgres.Sql, subscription: string): Promise<ApplyStop | undefined> {
   const rows = await sql.unsafe<{ from_lsn: string; until_lsn: string; error_code: string; sql_state: string | null; error_message: string; skip: boolean; skip_lsn: string | null }[]>(
     `SELECT from_lsn::text, until_lsn::text, error_code, sql_state, error_message, skip, skip_lsn::text FROM pgtide.apply_stop WHERE subscription = $1`,
-    [subscription]).catch(() => []);
+    [subscription]).catch((error: unknown) => {
+    if (serverErrorFields(error).code === '42P01') return [];
+    throw fromServerError(error, 'target');
+  });
   const row = rows[0];
   if (!row) return undefined;
   return {
