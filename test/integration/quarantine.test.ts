@@ -18,7 +18,7 @@ import { PgtideError } from '../../src/core/errors.js';
 import { collectStatus, formatStatus } from '../../src/control/status.js';
 import {
   TestScope, startPair, databasePair, ddlBoth, startEngine, configInput, withTimeout, waitFor, waitForCatchUp, capturingLogger,
-  assertTablesEqual, writeConfigFile, cliConfig, startCli, runCli, type Pair, type RunningEngine,
+  assertTablesEqual, writeConfigFile, cliConfig, startCli, runCli, texts, type Pair, type RunningEngine,
 } from '../support/replication.js';
 
 async function stoppedWith(running: RunningEngine, timeoutMs = 60_000): Promise<PgtideError> {
@@ -138,6 +138,39 @@ describe('quarantine: pgtide skip, onDeterministicError, list/replay/drop', { ti
     assert.equal(nothing.code, 1);
     assert.match(nothing.stderr, /NOTHING_TO_SKIP/);
     await resumed.stop();
+  });
+
+  it('pgtide skip quarantines one transaction: a second failing one of the span stops, named exactly, and a second skip takes it', async () => {
+    const p = await databasePair(scope, pair, 'twice');
+    await ddlBoth(p, CHECK_DDL);
+    await p.dst.unsafe(TARGET_CHECK);
+    const input = configInput(p, { name: 'q_twice', tables: ['acct'], apply: { batchMaxAgeMs: 1000 } });
+    const config = parseConfig(input);
+    const first = startEngine(scope, config);
+    await withTimeout(first.streaming, 60_000, 'streaming');
+    await waitForCatchUp(p, { engine: first });
+    await first.stop();
+    await insertTx(p, 'acct', [[1, 1]]);
+    const bad1 = await insertTx(p, 'acct', [[2, -2]]);
+    await insertTx(p, 'acct', [[3, 3]]);
+    const bad2 = await insertTx(p, 'acct', [[4, -4]]);
+    await insertTx(p, 'acct', [[5, 5]]);
+    await stoppedWith(startEngine(scope, config));
+
+    const file = writeConfigFile(scope, cliConfig(p, input as unknown as Record<string, unknown>));
+    assert.equal((await runCli(scope, ['skip', '--config', file])).code, 0);
+    const second = await stoppedWith(startEngine(scope, config));
+    assert.match(second.message, new RegExp(`source transaction xid ${bad2}, commit LSN [0-9A-F]+/[0-9A-F]+:`), second.message);
+    assert.deepEqual([...await p.dst.unsafe(`SELECT id FROM acct ORDER BY id`)].map((r) => r.id), [1, 3]);
+    assert.deepEqual(await texts(p.dst, `SELECT source_xid::text AS r FROM pgtide.quarantine WHERE subscription = 'q_twice'`), [bad1]);
+
+    assert.equal((await runCli(scope, ['skip', '--config', file])).code, 0);
+    const third = startEngine(scope, config);
+    await withTimeout(third.streaming, 60_000, 'streaming after the second skip');
+    await waitForCatchUp(p, { engine: third });
+    assert.deepEqual([...await p.dst.unsafe(`SELECT id FROM acct ORDER BY id`)].map((r) => r.id), [1, 3, 5]);
+    assert.deepEqual(await texts(p.dst, `SELECT source_xid::text AS r FROM pgtide.quarantine WHERE subscription = 'q_twice' ORDER BY id`), [bad1, bad2]);
+    await third.stop();
   });
 
   it('apply.onDeterministicError: quarantine quarantines each failing transaction and goes on; drop; replay of an UPDATE and a DELETE', async () => {
