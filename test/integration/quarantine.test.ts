@@ -347,6 +347,8 @@ describe('quarantine: pgtide skip, onDeterministicError, list/replay/drop', { ti
     await cli.exited;
     const atKill = (await p.dst.unsafe<{ n: number }[]>(`SELECT count(*)::int AS n FROM ev`))[0]!.n;
     assert.ok(atKill < total - 1, `the kill came before the end of the stopped stretch (${atKill} rows at the kill, ${seen} seen)`);
+    // Killed before the failing transaction was reached: the restart must find it again.
+    assert.equal(atKill < badAt - 1, (await p.dst.unsafe(`SELECT count(*)::int AS n FROM pgtide.quarantine`))[0]!.n === 0, `${atKill} rows at the kill`);
 
     const resumed = startEngine(scope, parseConfig(input));
     await withTimeout(resumed.streaming, 60_000, 'streaming after the kill');
