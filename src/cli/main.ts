@@ -21,6 +21,7 @@ import { registerCheckCommand } from './check-command.js';
 import { registerDdlCommands } from './ddl-command.js';
 import { registerConflictsCommand } from './conflicts-command.js';
 import { registerJoinCommand } from './join-command.js';
+import { registerQuarantineCommands } from './quarantine-command.js';
 
 const program = new Command();
 program
@@ -56,7 +57,7 @@ program.command('start')
     const engine = new Engine(config, logger, {
       onCopyProgress: (p) => { progress.update(p); metrics?.copyProgress(p); },
       onCopyDone: () => progress.finish(),
-      ...(metrics ? { onApplied: (info) => metrics.applied(info), onSequenceReport: (r) => metrics.sequences(r), onConflicts: (events) => metrics.conflicts(events) } : {}),
+      ...(metrics ? { onApplied: (info) => metrics.applied(info), onSequenceReport: (r) => metrics.sequences(r), onConflicts: (events) => metrics.conflicts(events), onQuarantined: () => metrics.quarantined() } : {}),
     });
     try {
       await engine.run(controller.signal);
@@ -110,6 +111,7 @@ registerCheckCommand(program, load);
 registerDdlCommands(program, load);
 registerConflictsCommand(program, load);
 registerJoinCommand(program, load);
+registerQuarantineCommands(program, load);
 
 function printError(error: unknown): void {
   if (error instanceof PgtideError) {

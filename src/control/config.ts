@@ -103,7 +103,9 @@ export const configSchema = z.object({
      * target was not the bottleneck), so it is for targets short of CPU. See ARCHITECTURE.md.
      */
     copyMinRows: z.number().int().min(0).default(0),
-  }).strict().default({ batchMaxTransactions: 1000, batchMaxChanges: 20000, batchMaxAgeMs: 10, netEffect: true, streamedApply: true, copyMinRows: 0 }),
+    /** A deterministic apply error: stop (default), or quarantine the failing source transaction and go on (docs/quarantine.md). */
+    onDeterministicError: z.enum(['stop', 'quarantine']).default('stop'),
+  }).strict().default({ batchMaxTransactions: 1000, batchMaxChanges: 20000, batchMaxAgeMs: 10, netEffect: true, streamedApply: true, copyMinRows: 0, onDeterministicError: 'stop' }),
   /** Memory for streamed (in-progress) transactions; beyond it changes are spilled to disk. */
   memoryCap: byteSize.default(64 * 1024 * 1024),
   spillDir: z.string().optional(),

@@ -10,6 +10,8 @@
  *     detectOriginDiffers: false   # also log update/delete_origin_differs under skip and apply_remote
  *     nodeOrder: [ab, local]   # equal commit times: the writer listed first wins
  *     detect: true             # false: no detection at all (policy error only; a benchmark baseline)
+ *     deltaColumns:            # columns updated by difference (counters; REPLICA IDENTITY FULL)
+ *       public.acct: [balance]
  *
  * Kept apart from config.ts so the conflict feature's validation is one file.
  */
@@ -67,6 +69,7 @@ export const conflictsSchema = z.object({
   tombstones: z.boolean().default(false),
   /** How long a tombstone is kept: longer than any edge lags behind another. */
   tombstoneRetention: duration,
+  deltaColumns: z.record(z.string(), z.array(z.string().min(1)).min(1)).default({}),
 }).strict().superRefine((value, ctx) => {
   for (const [name, entry] of Object.entries(value.tables)) {
     if (!parseQualifiedName(name)) ctx.addIssue({ code: 'custom', path: ['tables', name], message: `"${name}" is not a table name; write schema.table` });
@@ -89,7 +92,10 @@ export const conflictsSchema = z.object({
   const order = value.nodeOrder ?? [];
   const repeated = order.find((name, i) => order.indexOf(name) !== i);
   if (repeated !== undefined) ctx.addIssue({ code: 'custom', path: ['nodeOrder'], message: `"${repeated}" is listed twice; each writer has one place in the tie-break order` });
-}).default({ policy: 'error', tables: {}, detectOriginDiffers: false, tombstones: false, tombstoneRetention: 3_600_000 });
+  for (const name of Object.keys(value.deltaColumns)) {
+    if (!parseQualifiedName(name)) ctx.addIssue({ code: 'custom', path: ['deltaColumns', name], message: `"${name}" is not a table name; write schema.table` });
+  }
+}).default({ policy: 'error', tables: {}, detectOriginDiffers: false, tombstones: false, tombstoneRetention: 3_600_000, deltaColumns: {} });
 
 export type ConflictsConfig = z.infer<typeof conflictsSchema>;
 
@@ -139,4 +145,14 @@ export function resolveResolverPaths(config: ConflictsConfig, configDir: string)
     ...(config.resolver !== undefined ? { resolver: abs(config.resolver) } : {}),
     tables: Object.fromEntries(Object.entries(config.tables).map(([name, entry]) => [name, typeof entry === 'object' ? { ...entry, resolver: abs(entry.resolver) } : entry])),
   };
+}
+
+/** Delta columns by table, keyed as Relation.qualifiedName spells it (sinks/postgres/delta-statements.ts). */
+export function deltaColumnSettings(config: ConflictsConfig): Map<string, ReadonlySet<string>> {
+  const tables = new Map<string, ReadonlySet<string>>();
+  for (const [name, columns] of Object.entries(config.deltaColumns)) {
+    const parsed = parseQualifiedName(name);
+    if (parsed) tables.set(qualify(parsed.schema, parsed.name), new Set(columns));
+  }
+  return tables;
 }

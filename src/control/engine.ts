@@ -53,7 +53,11 @@ import { checkCommitTimestamps } from './commit-timestamp-check.js';
 import { judgesByTime } from '../apply/conflict-time.js';
 import { conflictSettings, type LoadedResolvers } from './conflict-config.js';
 import { loadResolvers } from './resolver-loader.js';
+import { deltaColumnSettings } from './conflict-config.js';
+import { checkDeltaColumns } from './delta-columns.js';
 import type { ConflictEvent } from '../apply/conflict-policy.js';
+import { QuarantineControl } from './quarantine-control.js';
+import type { QuarantinedInfo } from '../sinks/postgres/isolation-stage.js';
 
 export interface EngineHooks {
   readonly onCopyProgress?: (progress: readonly CopyProgress[]) => void;
@@ -64,6 +68,8 @@ export interface EngineHooks {
   readonly onSequenceReport?: (report: SequenceSyncReport) => void;
   /** After a batch that resolved conflicts by policy committed (one event per conflict_log row). */
   readonly onConflicts?: (events: readonly ConflictEvent[]) => void;
+  /** After a source transaction was quarantined instead of applied (docs/quarantine.md). */
+  readonly onQuarantined?: (info: QuarantinedInfo) => void;
   /** First start, slot created, copy not begun: the snapshot the copy reads (`pgtide join` reads the peer edges' positions under it; control/join.ts). */
   readonly onSnapshot?: (snapshot: { readonly name: string; readonly consistentPoint: Lsn }) => Promise<void>;
 }
@@ -104,6 +110,8 @@ export class Engine {
   #resolvers: LoadedResolvers | undefined;
   /** Resolver tables applied awaited after a replay (resolver-replay.ts). */
   readonly #resolverModes = new ResolverModes();
+  /** Stops on deterministic apply errors, `pgtide skip`, and quarantine (quarantine-control.ts). */
+  #quarantine: QuarantineControl | undefined;
 
   constructor(config: PgtideConfig, logger: Logger, hooks: EngineHooks = {}) {
     this.#config = config;
@@ -134,6 +142,7 @@ export class Engine {
     let sequences: { readonly loop: SequenceSyncLoop; readonly sync: SequenceSync } | undefined;
     const lastError: Pick<LastErrorStore, 'record' | 'clear'> = target ? new LastErrorStore(target, config.name) : { record: async () => {}, clear: async () => {} };
     let leader: LeaderLock | undefined;
+    this.#quarantine = new QuarantineControl({ subscription: config.name, policy: config.apply.onDeterministicError, target, logger: this.#logger, onQuarantined: this.#hooks.onQuarantined });
     try {
       let prepared: Prepared;
       for (let attempt = 0; ; attempt++) {
@@ -182,7 +191,14 @@ export class Engine {
           // Tables a replicated schema change sent back to init (ddl.rewriteVolatile: resync).
           if (prepared.state instanceof StateStore) await this.#copyPending(prepared.state, () => publishedTables(source, prepared.publications), prepared.slot, signal);
           await this.#streamOnce(prepared, signal, () => { attempt = 0; void lastError.clear(); });
-        } catch (error) {
+        } catch (caught) {
+          let error = caught;
+          const decision = signal.aborted ? undefined : this.#quarantine.decide(error, this.#durable ?? ZERO_LSN);
+          if (decision?.kind === 'retry') continue;
+          if (decision?.kind === 'stop') {
+            error = decision.error;
+            await this.#quarantine.recordStop(error);
+          }
           if (error instanceof FoldConflictError && !signal.aborted) {
             this.#exactUntil = maxLsn(this.#exactUntil, error.untilLsn);
             this.#logger.info({ untilLsn: formatLsn(error.untilLsn) }, error.message);
@@ -257,6 +273,7 @@ export class Engine {
     await this.#checkTargetTables(target, tables);
     await checkCommitTimestamps(target, config);
     this.#copyOrigin = originName(config, targetDb!.oid);
+    await checkDeltaColumns(source, target, config.conflicts, tables);
 
     let subscription = await store.getSubscription();
     refuseOtherSource(subscription, info.systemId);
@@ -456,6 +473,7 @@ export class Engine {
       await guardSlot(prepared.guard(await repl.identifySystem()), sink.durableLsn);
       const startLsn = maxLsn(sink.durableLsn, prepared.startLsn);
       this.#durable = sink.durableLsn;
+      const entry = await watchdog.guard(this.#quarantine!.entry(sink, opened.entry, sink.durableLsn), 'reading the stopped span on the target');
       const origins = new OriginMatcher(originPolicy(config.origins));
       let originFilter: ReturnType<typeof topologyStages>['originFilter'];
       signal.addEventListener('abort', endAttempt, { once: true });
@@ -467,7 +485,7 @@ export class Engine {
           return stages;
         },
         originNone: origins.serverFilters(prepared.protocolVersion),
-        sink, entry: opened.entry, streamed: opened.streamed, tables: gateMap, replication: repl,
+        sink, entry, streamed: opened.streamed, tables: gateMap, replication: repl,
         slot: prepared.slot, publications: prepared.publications, protocolVersion: prepared.protocolVersion, startLsn,
         buffering: { memoryCap: config.memoryCap, spillDir: config.spillDir },
         statusIntervalMs: config.statusIntervalMs, receiveTimeoutMs: config.receiveTimeoutMs,
@@ -526,6 +544,7 @@ export class Engine {
         uniqueCheckTables: this.#uniqueCheckTables,
         addMissingColumns: config.ddl.addMissingColumns,
         conflicts: conflictSettings(config.conflicts, this.#resolvers),
+        deltaColumns: deltaColumnSettings(config.conflicts),
         onConflicts: this.#hooks.onConflicts,
         resolverModes: this.#resolverModes,
         logger: this.#logger,

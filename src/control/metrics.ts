@@ -20,6 +20,7 @@ export class Metrics {
   readonly #sequenceRounds: Counter;
   readonly #copyRows: Gauge;
   readonly #conflicts: Counter;
+  readonly #quarantined: Counter;
 
   constructor(subscription: string) {
     this.registry.setDefaultLabels({ subscription });
@@ -34,6 +35,7 @@ export class Metrics {
     this.#sequenceRounds = new Counter({ name: 'pgtide_sequence_sync_rounds_total', help: 'Sequence sync rounds', labelNames: ['ok'], registers: r });
     this.#copyRows = new Gauge({ name: 'pgtide_copy_rows', help: 'Rows copied by the initial copy', labelNames: ['table'], registers: r });
     this.#conflicts = new Counter({ name: 'pgtide_conflicts_total', help: 'Conflicts resolved by policy and logged in pgtide.conflict_log (counted once their batch committed)', labelNames: ['kind', 'resolution', 'table'], registers: r });
+    this.#quarantined = new Counter({ name: 'pgtide_quarantined_total', help: 'Source transactions moved to pgtide.quarantine instead of being applied (docs/quarantine.md)', registers: r });
   }
 
   applied(info: { readonly durableLsn: Lsn; readonly serverWalEnd: Lsn; readonly transactions: number; readonly changes: number }): void {
@@ -46,6 +48,10 @@ export class Metrics {
 
   copyProgress(progress: readonly { readonly table: string; readonly rows: number }[]): void {
     for (const p of progress) this.#copyRows.set({ table: p.table }, p.rows);
+  }
+
+  quarantined(): void {
+    this.#quarantined.inc();
   }
 
   conflicts(events: readonly ConflictEvent[]): void {

@@ -10,6 +10,7 @@ import { fromServerError, PgtideError } from '../core/errors.js';
 import { formatLsn, parseLsn, type Lsn } from '../core/lsn.js';
 import { StateStore, type TableStateRow } from '../state/state-store.js';
 import { readLastError, type LastErrorRow } from '../state/last-error.js';
+import { countQuarantined } from '../state/quarantine-state.js';
 import { ndjsonStatePath, postgresTargetUrl } from './target-config.js';
 import { NdjsonStateFile } from '../sinks/ndjson/state-file.js';
 import type postgres from 'postgres';
@@ -27,6 +28,8 @@ export interface StatusReport {
   readonly sequences: readonly { readonly name: string; readonly sourceValue: string | null; readonly targetValue: string | null; readonly syncedAt: Date | null }[];
   /** The last error the engine retried or stopped on; cleared once apply made progress again. */
   readonly lastError: LastErrorRow | undefined;
+  /** Source transactions held in pgtide.quarantine (docs/quarantine.md). */
+  readonly quarantined?: number;
 }
 
 export async function collectStatus(config: PgtideConfig): Promise<StatusReport> {
@@ -49,7 +52,7 @@ export async function collectStatus(config: PgtideConfig): Promise<StatusReport>
       `SELECT format('%I.%I', schema_name, sequence_name) AS name, source_value::text, target_value::text, synced_at FROM pgtide.sequence_state WHERE subscription = $1 ORDER BY 1`, [config.name]).catch(() => []);
     const lastError = await readLastError(target, config.name);
     const onSource = await slotAndLag(source, config, appliedLsn, subscription?.ackedLsn, Math.max(progress?.commitTime?.getTime() ?? 0, subscription?.ackedAt?.getTime() ?? 0));
-    return { subscription: config.name, tables, appliedLsn, ...onSource, lastCommitTime: progress?.commitTime ?? null, sequences: sequences.map((s) => ({ name: s.name, sourceValue: s.source_value, targetValue: s.target_value, syncedAt: s.synced_at })), lastError };
+    return { subscription: config.name, tables, appliedLsn, ...onSource, lastCommitTime: progress?.commitTime ?? null, sequences: sequences.map((s) => ({ name: s.name, sourceValue: s.source_value, targetValue: s.target_value, syncedAt: s.synced_at })), lastError, quarantined: await countQuarantined(target, config.name) };
   } finally {
     await Promise.allSettled([target.end({ timeout: 1 }), source.end({ timeout: 1 })]);
   }
@@ -125,7 +128,9 @@ export function formatStatus(report: StatusReport): string {
     lines.push(`last error    ${e.code}${e.sqlState ? ` (SQLSTATE ${e.sqlState})` : ''} at ${e.occurredAt.toISOString()}, ${e.retrying ? 'retrying' : 'not retried: pgtide stopped'}`);
     lines.push(`              ${e.message}`);
     if (e.detail) lines.push(`              DETAIL: ${e.detail}`);
+    if (!e.retrying && (e.code === 'APPLY_CONFLICT' || e.code === 'APPLY_FAILED')) lines.push(`              fix the target and start again, or run pgtide skip to quarantine the failing transaction (docs/quarantine.md)`);
   }
+  if (report.quarantined) lines.push(`quarantined   ${report.quarantined} source transaction(s) held instead of applied: pgtide quarantine list`);
   lines.push('');
   lines.push('tables');
   const width = Math.max(5, ...report.tables.map((t) => `${t.schema}.${t.name}`.length));

@@ -63,6 +63,14 @@ export type ErrorCode =
   | 'DDL_REWRITE_VOLATILE'
   /** A conflict setting needs the local row's commit time and the target has track_commit_timestamp off. */
   | 'COMMIT_TIMESTAMP_OFF'
+  /** `pgtide skip` found no stopped transaction to skip (and no --lsn was given). */
+  | 'NOTHING_TO_SKIP'
+  /** `pgtide quarantine replay | drop`: no quarantined transaction with that id. */
+  | 'QUARANTINE_NOT_FOUND'
+  /** `pgtide quarantine replay`: the transaction failed again on the target; it stays quarantined. */
+  | 'QUARANTINE_REPLAY_FAILED'
+  /** conflicts.deltaColumns names a column that cannot take deltas (not numeric, no REPLICA IDENTITY FULL). */
+  | 'DELTA_COLUMNS_REFUSED'
   | 'INTERNAL';
 
 export interface PgtideErrorOptions {

@@ -183,6 +183,40 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX tombstone_recorded_at ON pgtide.tombstone (recorded_at);
   `,
+  // 10: quarantine (dead letters) of failing source transactions and the stop a `pgtide skip`
+  // acts on (docs/quarantine.md, state/quarantine-state.ts, sinks/postgres/isolation-stage.ts).
+  // A quarantine row is written in the apply transaction that moves the applied position past
+  // its transaction: UNIQUE (subscription, commit_lsn) makes a second copy impossible.
+  `
+  CREATE TABLE pgtide.quarantine (
+    id             bigserial PRIMARY KEY,
+    subscription   text NOT NULL,
+    source_xid     bigint NOT NULL,
+    commit_lsn     pg_lsn NOT NULL,
+    end_lsn        pg_lsn NOT NULL,
+    commit_time    timestamptz,
+    origin         text,
+    error_code     text NOT NULL,
+    sql_state      text,
+    error_message  text NOT NULL,
+    tables         text[] NOT NULL,
+    changes        jsonb NOT NULL,
+    quarantined_at timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (subscription, commit_lsn)
+  );
+  -- The batch apply stopped on (its last commit LSN) and whether the user asked to skip past it.
+  CREATE TABLE pgtide.apply_stop (
+    subscription   text PRIMARY KEY,
+    from_lsn       pg_lsn NOT NULL,
+    until_lsn      pg_lsn NOT NULL,
+    error_code     text NOT NULL,
+    sql_state      text,
+    error_message  text NOT NULL,
+    skip           boolean NOT NULL DEFAULT false,
+    skip_lsn       pg_lsn,
+    recorded_at    timestamptz NOT NULL DEFAULT now()
+  );
+  `,
 ];
 
 /**

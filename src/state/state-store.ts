@@ -180,6 +180,10 @@ export class StateStore {
     for (const table of ['last_error', 'conflict_log', 'ddl_snapshot', 'ddl_unhandled', 'ddl_deferred', 'tombstone']) {
       await this.#sql.unsafe(`DELETE FROM pgtide.${table} WHERE subscription = $1`, [this.subscription]).catch(() => {});
     }
+    // Quarantine (docs/quarantine.md): what the subscription held back goes with it.
+    for (const table of ['quarantine', 'apply_stop']) {
+      await this.#sql.unsafe(`DELETE FROM pgtide.${table} WHERE subscription = $1`, [this.subscription]).catch(() => {});
+    }
     return deleted.count > 0;
   }
 }

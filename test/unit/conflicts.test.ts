@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseConfig } from '../../src/control/config.js';
 import { ConfigError } from '../../src/core/errors.js';
-import { conflictSettings } from '../../src/control/conflict-config.js';
+import { conflictSettings, deltaColumnSettings } from '../../src/control/conflict-config.js';
 import { policyFor } from '../../src/apply/conflict-policy.js';
 import { ConflictApply } from '../../src/sinks/postgres/conflict-apply.js';
 import { RelationCache } from '../../src/changes/relation-cache.js';
@@ -21,7 +21,7 @@ import { deleteFullStatement } from '../../src/sinks/postgres/statements.js';
 const base = { source: { url: 'postgres://u:s3cret@127.0.0.1:5432/a' }, target: { url: 'postgres://u:s3cret@127.0.0.1:5433/b' } };
 
 test('conflicts: error by default; a pipeline policy and per-table overrides by qualified name', () => {
-  assert.deepEqual(parseConfig(base).conflicts, { policy: 'error', tables: {}, detectOriginDiffers: false, tombstones: false, tombstoneRetention: 3_600_000 });
+  assert.deepEqual(parseConfig(base).conflicts, { policy: 'error', tables: {}, detectOriginDiffers: false, tombstones: false, tombstoneRetention: 3_600_000, deltaColumns: {} });
   const config = parseConfig({ ...base, conflicts: { policy: 'skip', tables: { 'public.a': 'apply_remote', '"My S"."T"': 'error' } } });
   const settings = conflictSettings(config.conflicts);
   assert.equal(policyFor(settings, '"public"."a"'), 'apply_remote');
@@ -32,6 +32,21 @@ test('conflicts: error by default; a pipeline policy and per-table overrides by 
 test('conflicts: an unknown policy is refused by name', () => {
   assert.throws(() => parseConfig({ ...base, conflicts: { policy: 'newest' } }), (e: unknown) => e instanceof ConfigError && /conflicts\.policy: "newest" is not a conflict policy/.test(e.message));
   assert.throws(() => parseConfig({ ...base, conflicts: { tables: { 'a.b.c': 'skip' } } }), (e: unknown) => e instanceof ConfigError && /not a table name/.test(e.message));
+});
+
+test('conflicts.deltaColumns: keyed by qualified name; a bad table name or an empty column list is refused', () => {
+  const config = parseConfig({ ...base, conflicts: { deltaColumns: { 'public.acct': ['balance', 'hits'], '"My S"."T"': ['n'] } } });
+  const delta = deltaColumnSettings(config.conflicts);
+  assert.deepEqual([...delta.keys()], ['"public"."acct"', '"My S"."T"']);
+  assert.deepEqual([...delta.get('"public"."acct"')!], ['balance', 'hits']);
+  assert.throws(() => parseConfig({ ...base, conflicts: { deltaColumns: { 'a.b.c': ['n'] } } }), (e: unknown) => e instanceof ConfigError && /deltaColumns.*not a table name/.test(e.message));
+  assert.throws(() => parseConfig({ ...base, conflicts: { deltaColumns: { 'public.acct': [] } } }), (e: unknown) => e instanceof ConfigError && /deltaColumns/.test(e.message));
+});
+
+test('apply.onDeterministicError: stop by default; quarantine; anything else refused', () => {
+  assert.equal(parseConfig(base).apply.onDeterministicError, 'stop');
+  assert.equal(parseConfig({ ...base, apply: { onDeterministicError: 'quarantine' } }).apply.onDeterministicError, 'quarantine');
+  assert.throws(() => parseConfig({ ...base, apply: { onDeterministicError: 'skip' } }), (e: unknown) => e instanceof ConfigError && /onDeterministicError/.test(e.message));
 });
 
 function table(keyUnique: boolean): TargetTable {

@@ -63,6 +63,8 @@ import { ResolverReplayError, type ResolverModes } from './resolver-replay.js';
 import { combineGuards, type FullChange } from './conflict-statements.js';
 import { UniqueChecks, UniqueConflictReplay } from './unique-conflicts.js';
 import { Tombstones } from './tombstones.js';
+import { withStoppedSpan } from './apply-stop.js';
+import { deltaUpdateStatement, refuseDeltaWithoutOldRow, type DeltaColumns } from './delta-statements.js';
 
 export interface ApplyWriterOptions {
   readonly url: string;
@@ -101,6 +103,8 @@ export interface ApplyWriterOptions {
   readonly addMissingColumns?: boolean;
   /** Conflict policies (docs/conflicts.md); default: `error` for every table. */
   readonly conflicts?: ConflictSettings;
+  /** Columns updated by difference (`col = col + (new - old)`), per qualified table name; delta-statements.ts. */
+  readonly deltaColumns?: DeltaColumns;
   /** After a batch that logged conflicts committed: one event per conflict_log row. */
   readonly onConflicts?: (events: readonly ConflictEvent[]) => void;
   /** Custom resolver tables applied awaited after a replay (resolver-replay.ts); default: all optimistic. */
@@ -574,6 +578,16 @@ export class ApplyWriter implements Sink {
     }
   }
 
+  /**
+   * A statement of pgtide's own state in the open batch, after everything queued
+   * (the quarantine row of isolation-stage.ts): it commits with the batch's position.
+   */
+  issueInBatch(statement: { readonly text: string; readonly params: readonly (string | null)[] }): void {
+    if (!this.#batchOpen) throw new PgtideError('INTERNAL', 'a state statement was issued outside a batch');
+    this.emitAll();
+    this.#issue(statement);
+  }
+
   /** Sends every queued statement now, without waiting for the results. */
   emitAll(): void {
     for (const queue of this.#queues.values()) this.#emitQueue(queue);
@@ -649,9 +663,12 @@ export class ApplyWriter implements Sink {
         return;
       }
       case 'update': {
+        refuseDeltaWithoutOldRow(relation, this.#options.deltaColumns);
         if (relation.replicaIdentity === 'full' || relation.keyIndexes.length === 0) {
           this.#requireIdentity(relation, 'UPDATE', change.oldTuple);
-          queue.runs.push({ kind: 'counted', table, counted: { statement: updateFullStatement(table, change.oldTuple ?? change.newTuple, change.newTuple), expectedRows: 1, operation: 'UPDATE' },
+          const old = change.oldTuple ?? change.newTuple;
+          const statement = deltaUpdateStatement(table, old, change.newTuple, this.#options.deltaColumns) ?? updateFullStatement(table, old, change.newTuple);
+          queue.runs.push({ kind: 'counted', table, counted: { statement, expectedRows: 1, operation: 'UPDATE' },
             full: { oldTuple: change.oldTuple ?? change.newTuple, newTuple: change.newTuple, source: this.#tx! } });
           return;
         }
@@ -1003,7 +1020,7 @@ export class ApplyWriter implements Sink {
       const sqlState = fromServerError(failure, 'target').sqlState;
       if (record.mark.folded && (sqlState === '23505' || sqlState === '23P01')) throw new FoldConflictError(record.mark.maxCommitLsn, failure, record.context.table);
       if (sqlState === '23505' && record.context.table !== undefined && this.#unique.replays(record.context.table)) throw new UniqueConflictReplay(record.context.table, failure);
-      throw applyError(record, this.#options.url);
+      throw withStoppedSpan(applyError(record, this.#options.url), record);
     }
   }
 }

@@ -254,12 +254,13 @@ function quoteLiteral(text: string): string {
  */
 const ONE_ROW = '(tableoid, ctid)';
 
-function fullMatch(table: TargetTable, oldTuple: Tuple, firstParam: number): { readonly where: string; readonly params: (string | null)[] } {
+/** The old row's match (alias `f`); columns in `skip` are left out (delta columns, delta-statements.ts). */
+export function fullMatch(table: TargetTable, oldTuple: Tuple, firstParam: number, skip?: ReadonlySet<number>): { readonly where: string; readonly params: (string | null)[] } {
   const parts: string[] = [];
   const params: (string | null)[] = [];
   table.columns.forEach((_, i) => {
     const value = oldTuple[i];
-    if (!value || value.kind === 'unchanged') return;
+    if (!value || value.kind === 'unchanged' || skip?.has(i)) return;
     params.push(textOf(value, table, i));
     parts.push(matches(table, i, `$${firstParam + params.length - 1}`, 'f'));
   });
