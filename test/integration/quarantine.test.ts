@@ -316,6 +316,37 @@ describe('quarantine: pgtide skip, onDeterministicError, list/replay/drop', { ti
     await edgeBA.stop();
   });
 
+  it('a REPLICA IDENTITY FULL change that waits for a local write on its row applies to the row that write left (no false update_missing)', async () => {
+    const ab = await databasePair(scope, pair, 'fullwait');
+    const ddl = `CREATE TABLE acct (id int PRIMARY KEY, balance numeric NOT NULL, note text); ALTER TABLE acct REPLICA IDENTITY FULL`;
+    await ab.src.unsafe(ddl);
+    await ab.dst.unsafe(ddl);
+    await ab.src.unsafe(`INSERT INTO acct VALUES (1, 100, 'n')`);
+    const edge = startEngine(scope, parseConfig(configInput(ab, { name: 'fullwait', tables: ['acct'], conflicts: { deltaColumns: { 'public.acct': ['balance'] } } })));
+    await withTimeout(edge.streaming, 60_000, 'streaming');
+    await waitForCatchUp(ab, { engine: edge });
+    // A local write on the target holds the row; the source's change arrives meanwhile and must wait
+    // for it, then apply its difference to the version that write left (at another ctid).
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => { release = resolve; });
+    const local = ab.dst.begin(async (tx) => {
+      await tx.unsafe(`UPDATE acct SET balance = balance + 5 WHERE id = 1`);
+      await held;
+    });
+    await ab.src.unsafe(`UPDATE acct SET balance = balance + 1 WHERE id = 1`);
+    await waitFor('the apply session waits for the local row lock', async () => {
+      const rows = await ab.dst.unsafe(`SELECT 1 FROM pg_stat_activity WHERE application_name = 'pgtide-apply' AND wait_event_type = 'Lock'`);
+      return rows.length > 0 ? true : undefined;
+    }, { timeoutMs: 30_000, failFast: () => edge.error });
+    release();
+    await local;
+    await waitForCatchUp(ab, { engine: edge });
+    const [row] = await ab.dst.unsafe<{ balance: string }[]>(`SELECT balance::text AS balance FROM acct WHERE id = 1`);
+    assert.equal(Number(row!.balance), 106, 'the local +5 and the source\'s +1 both count');
+    assert.equal(edge.finished, false, `the edge keeps running: ${String(edge.error)}`);
+    await edge.stop();
+  });
+
   it('kill -9 during the skip start: every transaction applied or quarantined exactly once', async () => {
     const p = await databasePair(scope, pair, 'kill');
     // No key and REPLICA IDENTITY FULL: a transaction applied twice would show as a duplicate row.

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { RelationCache } from '../../src/changes/relation-cache.js';
 import type { OpId } from '../../src/changes/change.js';
 import { quarantinedChange, tablesOf } from '../../src/sinks/postgres/quarantine-record.js';
-import { deltaUpdateStatement } from '../../src/sinks/postgres/delta-statements.js';
+import { deltaLockStatement, deltaUpdateStatement } from '../../src/sinks/postgres/delta-statements.js';
 import type { TargetTable } from '../../src/sinks/postgres/table-catalog.js';
 import type { ReplicaIdentity } from '../../src/protocol/messages.js';
 import { Metrics } from '../../src/control/metrics.js';
@@ -55,6 +55,11 @@ test('delta UPDATE: col = col + (new - old) for delta columns, the row found wit
   assert.equal(deltaUpdateStatement(table, [text('1'), text('10'), text('a')], [text('1'), text('12.5'), text('b')], new Map()), undefined);
   // A NULL on either side has no difference: the new value is written.
   assert.match(deltaUpdateStatement(table, [text('1'), { kind: 'null' }, text('a')], [text('1'), text('3'), text('a')], delta)!.text, /"balance" = \$2::text::numeric/);
+  // The lock sent before it: the same match, every matching row locked, one row back.
+  const lock = deltaLockStatement(table, [text('1'), text('10'), text('a')], delta)!;
+  assert.equal(lock.text, 'SELECT count(*) FROM (SELECT 1 FROM "public"."acct" AS f WHERE f."id" IS NOT DISTINCT FROM $1::text::integer AND f."doc" IS NOT DISTINCT FROM $2::text::text FOR UPDATE) AS locked');
+  assert.deepEqual(lock.params, ['1', 'a']);
+  assert.equal(deltaLockStatement(table, [text('1'), text('10'), text('a')], new Map()), undefined);
 });
 
 test('metrics: quarantined transactions are counted', async () => {

@@ -64,7 +64,7 @@ import { combineGuards, type FullChange } from './conflict-statements.js';
 import { UniqueChecks, UniqueConflictReplay } from './unique-conflicts.js';
 import { Tombstones } from './tombstones.js';
 import { withStoppedSpan } from './apply-stop.js';
-import { deltaUpdateStatement, refuseDeltaWithoutOldRow, type DeltaColumns } from './delta-statements.js';
+import { deltaLockStatement, deltaUpdateStatement, refuseDeltaWithoutOldRow, type DeltaColumns } from './delta-statements.js';
 
 export interface ApplyWriterOptions {
   readonly url: string;
@@ -668,6 +668,8 @@ export class ApplyWriter implements Sink {
           this.#requireIdentity(relation, 'UPDATE', change.oldTuple);
           const old = change.oldTuple ?? change.newTuple;
           const statement = deltaUpdateStatement(table, old, change.newTuple, this.#options.deltaColumns) ?? updateFullStatement(table, old, change.newTuple);
+          const lock = deltaLockStatement(table, old, this.#options.deltaColumns);
+          if (lock) queue.runs.push({ kind: 'counted', table, counted: { statement: lock, expectedRows: 1, operation: 'UPDATE' } });
           queue.runs.push({ kind: 'counted', table, counted: { statement, expectedRows: 1, operation: 'UPDATE' },
             full: { oldTuple: change.oldTuple ?? change.newTuple, newTuple: change.newTuple, source: this.#tx! } });
           return;

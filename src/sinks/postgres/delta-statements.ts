@@ -69,6 +69,34 @@ export function deltaUpdateStatement(table: TargetTable, oldTuple: Tuple, newTup
  * replica identity was changed after the start check): applying `col = new`
  * would silently undo the other node's increments, so apply stops.
  */
+/**
+ * Sent right before a delta UPDATE: locks the rows its old values match
+ * (delta columns left out), waiting for a local write that holds one.
+ *
+ * Why a statement of its own: the UPDATE picks one row by (tableoid, ctid)
+ * under its snapshot. A local write (the other node's increment, applied or
+ * made here) that commits after that snapshot moves the row to a new ctid;
+ * READ COMMITTED then re-checks `ctid = the picked one` on the new version,
+ * which fails, and the change finds "no row" (a false update_missing). Once
+ * this statement returns, the write it waited for has committed, the rows
+ * are ours until the batch commits, and the UPDATE that follows takes a new
+ * snapshot in which it sees them. One extra statement per delta UPDATE,
+ * pipelined (no round trip); only tables with delta columns pay it. It
+ * returns one row, so it runs as a counted statement expecting one.
+ */
+export function deltaLockStatement(table: TargetTable, oldTuple: Tuple, delta: DeltaColumns | undefined): Statement | undefined {
+  const names = delta?.get(table.relation.qualifiedName);
+  if (!names || names.size === 0) return undefined;
+  const deltaIndexes = new Set<number>();
+  table.columns.forEach((c, i) => { if (names.has(c.name)) deltaIndexes.add(i); });
+  if (deltaIndexes.size === 0) return undefined;
+  const match = fullMatch(table, oldTuple, 1, deltaIndexes);
+  return {
+    text: `SELECT count(*) FROM (SELECT 1 FROM ${table.relation.qualifiedName} AS f WHERE ${match.where} FOR UPDATE) AS locked`,
+    params: match.params,
+  };
+}
+
 export function refuseDeltaWithoutOldRow(relation: Relation, delta: DeltaColumns | undefined): void {
   if (relation.replicaIdentity === 'full' || !delta?.has(relation.qualifiedName)) return;
   throw new PgtideError('DELTA_COLUMNS_REFUSED', `${relation.qualifiedName} has delta columns (conflicts.deltaColumns) but its changes arrive with REPLICA IDENTITY ${relation.replicaIdentity.toUpperCase()}, without the old values a delta needs. Run ALTER TABLE ${relation.qualifiedName} REPLICA IDENTITY FULL on the source (or remove the table from conflicts.deltaColumns), then start pgtide again.`);
