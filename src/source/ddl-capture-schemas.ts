@@ -20,7 +20,8 @@
  */
 
 export const SCHEMA_FUNCTIONS_SQL = `
-CREATE TABLE IF NOT EXISTS pgtide.ddl_source_schema (nsp oid PRIMARY KEY, name text NOT NULL);
+-- former: the names it had before its renames (a newTableSchemas list naming one of them follows it).
+CREATE TABLE IF NOT EXISTS pgtide.ddl_source_schema (nsp oid PRIMARY KEY, name text NOT NULL, former text[] NOT NULL DEFAULT '{}');
 REVOKE ALL ON pgtide.ddl_source_schema FROM PUBLIC;
 
 -- Records the schema of each table in scope, and the existing schemas named in newTableSchemas
@@ -28,7 +29,7 @@ REVOKE ALL ON pgtide.ddl_source_schema FROM PUBLIC;
 CREATE OR REPLACE FUNCTION pgtide.ddl_note_schemas() RETURNS void
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
   INSERT INTO pgtide.ddl_source_schema
-  SELECT DISTINCT n.oid, n.nspname FROM pg_namespace n
+  SELECT DISTINCT n.oid, n.nspname, '{}'::text[] FROM pg_namespace n
    WHERE n.oid IN (SELECT c.relnamespace FROM pgtide.ddl_source_snapshot s JOIN pg_class c ON c.oid = s.table_oid)
       OR n.nspname IN (SELECT unnest(schemas) FROM pgtide.ddl_scope)
   ON CONFLICT (nsp) DO NOTHING
@@ -54,7 +55,7 @@ BEGIN
     INTO old_name;
   SELECT nspname INTO new_name FROM pg_namespace WHERE oid = schema_oid;
   IF old_name IS NULL OR new_name IS NULL OR old_name = new_name THEN RETURN; END IF;
-  INSERT INTO pgtide.ddl_source_schema VALUES (schema_oid, new_name) ON CONFLICT (nsp) DO UPDATE SET name = EXCLUDED.name;
+  INSERT INTO pgtide.ddl_source_schema AS s VALUES (schema_oid, new_name, ARRAY[old_name]) ON CONFLICT (nsp) DO UPDATE SET name = EXCLUDED.name, former = s.former || old_name;
   UPDATE pgtide.ddl_scope SET schemas = array_replace(schemas, old_name, new_name) WHERE old_name = ANY (schemas);
   FOR r IN SELECT s.table_oid, s.snapshot FROM pgtide.ddl_source_snapshot s ORDER BY s.table_oid LOOP
     after_snap := pgtide.ddl_table_snapshot(r.table_oid);
@@ -89,7 +90,17 @@ $fn$;
 REVOKE ALL ON FUNCTION pgtide.ddl_schemas_dropped() FROM PUBLIC;
 `;
 
-export const SCHEMA_INSTALL_SQL = `SELECT pgtide.ddl_note_schemas();`;
+/**
+ * Run at install after pgtide.ddl_scope was written from the configuration: a
+ * newTableSchemas name that no schema has any more, but that a recorded schema
+ * had before a rename, stands for that schema under its current name.
+ */
+export const SCHEMA_INSTALL_SQL = `
+UPDATE pgtide.ddl_scope sc SET schemas = coalesce((
+  SELECT array_agg(coalesce(CASE WHEN to_regnamespace(quote_ident(u.x)) IS NULL
+                                 THEN (SELECT s.name FROM pgtide.ddl_source_schema s WHERE u.x = ANY (s.former) ORDER BY s.nsp LIMIT 1) END, u.x) ORDER BY u.o)
+    FROM unnest(sc.schemas) WITH ORDINALITY AS u(x, o)), '{}');
+SELECT pgtide.ddl_note_schemas();`;
 
 export const SCHEMA_UNINSTALL_SQL = `
 DROP FUNCTION IF EXISTS pgtide.ddl_schema_altered(oid, text, text, text);

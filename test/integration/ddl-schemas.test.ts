@@ -30,8 +30,8 @@ describe('DDL replication: schemas', { timeout: 600_000 }, () => {
     const pair = await databasePair(scope, base, 'ddl_schema_rename');
     await ddlBoth(pair, `CREATE SCHEMA app; CREATE TABLE app.t (id int PRIMARY KEY, v text); CREATE SEQUENCE app.seq; CREATE TABLE public.u (id int PRIMARY KEY, n bigint DEFAULT nextval('app.seq'))`);
     await pair.src.unsafe(`INSERT INTO app.t SELECT g, 'v' || g FROM generate_series(1, 10) g; INSERT INTO public.u (id) VALUES (1)`);
-    const config = parseConfig(configInput(pair, { name: pair.database, tables: ['app.t', 'public.u'], ddl: { capture: true } }));
-    const engine = startEngine(scope, config);
+    const ddl = { capture: true, newTableSchemas: ['app', 'public'] };
+    let engine = startEngine(scope, parseConfig(configInput(pair, { name: pair.database, tables: ['app.t', 'public.u'], ddl })));
     await withTimeout(engine.streaming, 120_000, 'engine did not reach streaming');
 
     await pair.src.begin(async (tx) => {
@@ -61,6 +61,20 @@ describe('DDL replication: schemas', { timeout: 600_000 }, () => {
     assert.deepEqual(await texts(pair.dst, `SELECT pg_get_expr(adbin, adrelid) AS r FROM pg_attrdef WHERE adrelid = 'public.u'::regclass`),
       await texts(pair.src, `SELECT pg_get_expr(adbin, adrelid) AS r FROM pg_attrdef WHERE adrelid = 'public.u'::regclass`));
     assert.deepEqual(await texts(pair.dst, `SELECT pg_get_userbyid(nspowner)::text AS r FROM pg_namespace WHERE nspname = 'app2'`), [await texts(pair.dst, `SELECT current_user::text AS r`).then((r) => r[0])], 'the owner is not replicated');
+    await engine.stop();
+
+    // Started again with newTableSchemas still naming app (and the table by its new name): app stands for
+    // the renamed schema, so a table created in app2 joins.
+    engine = startEngine(scope, parseConfig(configInput(pair, { name: pair.database, tables: ['app2.t', 'public.u'], ddl })));
+    await withTimeout(engine.streaming, 120_000, 'engine did not reach streaming after the restart');
+    assert.deepEqual(await texts(pair.src, `SELECT schemas::text AS r FROM pgtide.ddl_scope`), ['{app2,public}']);
+    await pair.src.begin(async (tx) => {
+      await tx.unsafe(`CREATE TABLE app2.n (id int PRIMARY KEY, v text)`);
+      await tx.unsafe(`INSERT INTO app2.n VALUES (1, 'new in app2'); INSERT INTO app2.t VALUES (15, 'with n')`);
+    });
+    await waitForCatchUp(pair, { engine, timeoutMs: 120_000 });
+    await assertTablesEqual(pair, 'app2.n');
+    await assertTablesEqual(pair, 'app2.t');
     await engine.stop();
     await pair.src.unsafe(`DROP SCHEMA app2 CASCADE; DROP OWNED BY schema_owner_${process.pid}; DROP ROLE schema_owner_${process.pid}`).catch(() => undefined);
   });
