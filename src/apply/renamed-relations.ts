@@ -10,7 +10,10 @@
  * The DDL stage notes each table a rename moved, by OID (the capture names
  * them: src/source/ddl-capture-schemas.ts), and the rows that still carry the
  * old name are given the new one, until a Relation message with a name of its
- * own arrives for that OID.
+ * own arrives for that OID. The gate in front of this stage keeps a table's
+ * state by Relation object, found under the old name by the rows written
+ * before the rename (pgoutput sends a Relation before a table's first row),
+ * and that state moved with the rename (ddl-apply.ts).
  */
 import type { RowChange } from '../changes/change.js';
 import type { Relation } from '../changes/relation-cache.js';

@@ -17,9 +17,17 @@ import type { DdlStep } from './ddl-plan.js';
 
 export type SchemaRename = Extract<DdlEvent, { event: 'schema' }>;
 
-/** The schema a created or moved table needs, before the table. */
+/**
+ * The schema a created or moved table needs, before the table. Only when it
+ * is missing: CREATE SCHEMA checks CREATE on the database before IF NOT
+ * EXISTS, and a target role may have CREATE on its schemas only.
+ */
 export function ensureSchema(schema: string): DdlStep {
-  return { sql: `CREATE SCHEMA IF NOT EXISTS ${quoteIdent(schema)}`, destructive: false, what: `create schema ${schema}` };
+  const literal = `'${quoteIdent(schema).replace(/'/g, "''")}'`;
+  return {
+    sql: `DO $pgtide$ BEGIN IF pg_catalog.to_regnamespace(${literal}) IS NULL THEN CREATE SCHEMA ${quoteIdent(schema)}; END IF; END $pgtide$`,
+    destructive: false, what: `create schema ${schema}`,
+  };
 }
 
 /**
