@@ -94,6 +94,19 @@ const body = z.discriminatedUnion('event', [
     ...common,
     event: z.literal('sql_drop'),
     dropped: z.array(z.object({ oid: z.number().int(), schema: z.string(), name: z.string(), before: tableSnapshot.nullable() })),
+    // DROP SCHEMA: the schemas in scope it removed, dropped on the target once empty (absent otherwise).
+    schemas: z.array(z.object({ oid: z.number().int(), name: z.string() })).optional(),
+  }),
+  z.object({
+    ...common,
+    // ALTER SCHEMA … RENAME TO of a schema in scope (src/source/ddl-capture-schemas.ts), by the schema's OID;
+    // tables: the new snapshots of the tables in scope whose snapshot the rename changed.
+    event: z.literal('schema'),
+    action: z.literal('rename'),
+    oid: z.number().int(),
+    old: z.string(),
+    name: z.string(),
+    tables: z.array(z.object({ oid: z.number().int(), after: tableSnapshot })),
   }),
 ]);
 

@@ -16,6 +16,7 @@ import type { Logger } from 'pino';
 import type { CommitInfo, RowChange, TransactionInfo, TransactionSink } from '../changes/change.js';
 import { formatLsn, type Lsn } from '../core/lsn.js';
 import { messageText, verifyDdlMessage, type DdlEvent } from './ddl-event.js';
+import { RenamedRelations } from './renamed-relations.js';
 
 export const DDL_PREFIX = 'pgtide.ddl';
 
@@ -55,6 +56,7 @@ export class DdlStage implements TransactionSink {
   #keyLoaded = false;
   #tx: TransactionInfo | undefined;
   #ordinal = 0;
+  readonly #renamed = new RenamedRelations();
   applied = 0;
   refused = 0;
 
@@ -70,7 +72,7 @@ export class DdlStage implements TransactionSink {
   }
 
   change(change: RowChange): void | Promise<void> {
-    if (change.kind !== 'message' || change.prefix !== DDL_PREFIX) return this.#next.change(change);
+    if (change.kind !== 'message' || change.prefix !== DDL_PREFIX) return this.#next.change(this.#renamed.rename(change));
     return this.#ddl(change.content);
   }
 
@@ -99,10 +101,20 @@ export class DdlStage implements TransactionSink {
     if (this.#options.skip.has(ddlPositionKey(at))) {
       this.#options.logger.warn({ commitLsn: formatLsn(at.commitLsn), ordinal: at.ordinal, tag: verified.event.tag }, 'skipping a DDL change as asked by pgtide ddl skip');
       await this.#options.target.skip(verified.event, at);
+      this.#noteRenames(verified.event);
       return;
     }
     await this.#options.target.apply(verified.event, at);
+    this.#noteRenames(verified.event);
     this.applied++;
+  }
+
+  /** A schema rename: rows still described under the old name go to the renamed table (renamed-relations.ts). */
+  #noteRenames(event: DdlEvent): void {
+    if (event.event !== 'schema') return;
+    for (const t of event.tables) {
+      if (t.after.schema === event.name) this.#renamed.note(t.oid, { schema: event.old, name: t.after.name }, { schema: t.after.schema, name: t.after.name });
+    }
   }
 
   async #reloadKey(): Promise<void> {

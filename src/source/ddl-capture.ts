@@ -32,6 +32,7 @@ import { fromServerError, PgtideError } from '../core/errors.js';
 import { textArrayLiteral } from '../core/sql.js';
 import { MISSING_VALUE_FUNCTION, MISSING_VALUE_SNAPSHOT_FIELD, MISSING_VALUE_SNAPSHOT_JOIN, MISSING_VALUE_UNINSTALL } from './ddl-missing-value.js';
 import { SCOPE_FUNCTIONS_SQL, SCOPE_INSTALL_SQL, SCOPE_UNINSTALL_SQL } from './ddl-capture-scope.js';
+import { SCHEMA_FUNCTIONS_SQL, SCHEMA_INSTALL_SQL, SCHEMA_UNINSTALL_SQL } from './ddl-capture-schemas.js';
 
 export const DDL_MESSAGE_PREFIX = 'pgtide.ddl';
 
@@ -196,6 +197,7 @@ $fn$;
 REVOKE ALL ON FUNCTION pgtide.ddl_emit(jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION pgtide.ddl_emit_tables(text, text, text, oid[], oid[], jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION pgtide.ddl_table_snapshot(oid) FROM PUBLIC;
+${SCHEMA_FUNCTIONS_SQL}
 
 -- Views, functions, procedures and triggers are replayed on the target as statement text
 -- (src/sinks/postgres/ddl-objects.ts): in scope when they live in a schema of a table in scope
@@ -229,6 +231,13 @@ BEGIN
     -- GRANT/REVOKE name no object: replayed when they changed the ACL of a table in scope.
     IF r.command_tag IN ('GRANT', 'REVOKE') THEN
       other := other || pgtide.ddl_acl_changes(r.command_tag);
+      CONTINUE;
+    END IF;
+    -- ALTER SCHEMA (a rename is sent; ddl-capture-schemas.ts); CREATE SCHEMA of a newTableSchemas name is recorded.
+    IF r.object_type = 'schema' THEN
+      IF r.command_tag = 'ALTER SCHEMA' THEN PERFORM pgtide.ddl_schema_altered(r.objid, tag, path, query);
+      ELSE PERFORM pgtide.ddl_note_schemas();
+      END IF;
       CONTINUE;
     END IF;
     -- Only a statement that is ALTER SEQUENCE: ALTER TABLE … ADD COLUMN serial/identity reports
@@ -277,7 +286,10 @@ BEGIN
     IF NOT rel = ANY (rels) THEN rels := rels || rel; END IF;
     objs := objs || jsonb_build_object('tag', r.command_tag, 'type', r.object_type, 'identity', r.object_identity);
   END LOOP;
-  IF cardinality(rels) > 0 THEN PERFORM pgtide.ddl_emit_tables(tag, path, query, pgtide.ddl_partition_family(rels), created, objs); END IF;
+  IF cardinality(rels) > 0 THEN
+    PERFORM pgtide.ddl_emit_tables(tag, path, query, pgtide.ddl_partition_family(rels), created, objs);
+    PERFORM pgtide.ddl_note_schemas();
+  END IF;
   IF jsonb_array_length(other) > 0 THEN PERFORM pgtide.ddl_emit_object(tag, path, query, other); END IF;
   -- The rewrites noted during this command were for this command only.
   IF coalesce(current_setting('pgtide.ddl_rewritten', true), '') <> '' THEN PERFORM set_config('pgtide.ddl_rewritten', '', true); END IF;
@@ -309,6 +321,7 @@ DECLARE
   rel oid;
   before_snap jsonb;
   dropped jsonb := '[]';
+  schemas jsonb := '[]';
   gone oid[] := '{}';
   altered oid[] := '{}';
   objs jsonb := '[]';
@@ -346,9 +359,11 @@ BEGIN
     IF NOT FOUND THEN CONTINUE; END IF;
     dropped := dropped || jsonb_build_object('oid', r.objid::bigint, 'schema', r.schema_name, 'name', r.object_name, 'before', before_snap);
   END LOOP;
-  IF jsonb_array_length(dropped) = 0 THEN RETURN; END IF;
+  IF tag = 'DROP SCHEMA' THEN schemas := pgtide.ddl_schemas_dropped(); END IF;
+  IF jsonb_array_length(dropped) = 0 AND jsonb_array_length(schemas) = 0 THEN RETURN; END IF;
   PERFORM pgtide.ddl_emit(jsonb_build_object('v', 1, 'event', 'sql_drop', 'tag', tag, 'statement', query,
-    'search_path', path, 'dropped', dropped));
+    'search_path', path, 'dropped', dropped)
+    || CASE WHEN jsonb_array_length(schemas) > 0 THEN jsonb_build_object('schemas', schemas) ELSE '{}'::jsonb END);
 END
 $fn$;
 REVOKE ALL ON FUNCTION pgtide.ddl_capture(text, text, text) FROM PUBLIC;
@@ -429,7 +444,7 @@ DROP FUNCTION IF EXISTS pgtide.ddl_emit_object(text, text, text, jsonb);
 DROP FUNCTION IF EXISTS pgtide.ddl_object_schema_in_scope(text);
 DROP FUNCTION IF EXISTS pgtide.ddl_table_snapshot(oid);
 ${MISSING_VALUE_UNINSTALL}
-${SCOPE_UNINSTALL_SQL}DROP FUNCTION IF EXISTS pgtide.hmac_sha256(bytea, bytea);
+${SCOPE_UNINSTALL_SQL}${SCHEMA_UNINSTALL_SQL}DROP FUNCTION IF EXISTS pgtide.hmac_sha256(bytea, bytea);
 DROP TABLE IF EXISTS pgtide.ddl_source_snapshot;
 DROP TABLE IF EXISTS pgtide.ddl_scope;
 DROP TABLE IF EXISTS pgtide.ddl_key;
@@ -477,6 +492,7 @@ export async function installDdlCapture(sql: postgres.Sql, options: DdlInstallOp
         ON CONFLICT (table_oid) DO UPDATE SET snapshot = EXCLUDED.snapshot
         RETURNING table_oid::text AS oid`);
       await tx.unsafe(SCOPE_INSTALL_SQL);
+      await tx.unsafe(SCHEMA_INSTALL_SQL);
       return { tables: tables.length, keyCreated: inserted.length > 0 };
     });
   } catch (error) {

@@ -33,6 +33,8 @@ test('indexes of a partitioned table are made on its partitions too; a new parti
   assert.equal(withoutOnly('ALTER TABLE ONLY x'), 'ALTER TABLE ONLY x');
   const root = snap(10, 'root', { relkind: 'p', partkey: 'LIST (id)', comments: { 0: 'the root' } });
   assert.deepEqual(planCreate(root).map((s) => s.sql), [
+    // The schema first, when the target lacks it (ddl-schemas.ts).
+    `DO $pgtide$ BEGIN IF pg_catalog.to_regnamespace('"public"') IS NULL THEN CREATE SCHEMA "public"; END IF; END $pgtide$`,
     'CREATE TABLE IF NOT EXISTS "public"."root" ("id" integer, "v" integer) PARTITION BY LIST (id)',
     'ALTER TABLE "public"."root" REPLICA IDENTITY DEFAULT',
     `COMMENT ON TABLE "public"."root" IS 'the root'`,

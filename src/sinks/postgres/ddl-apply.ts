@@ -24,6 +24,7 @@ import { markForRecopy, rewriteVolatileError } from './recopy.js';
 import { planAlter, planCreate, planDrop, planEnum, type DdlStep } from './ddl-plan.js';
 import type { DeferredIndexBuilder } from './deferred-indexes.js';
 import { partitionChange, planPartition, recordPartitionState, withoutOnly } from './ddl-partitions.js';
+import { planSchemaDrops, planSchemaRename, type SchemaRename } from './ddl-schemas.js';
 
 export type DestructivePolicy = 'apply' | 'skip' | 'pause';
 export type DdlErrorPolicy = 'stop' | 'skip';
@@ -86,13 +87,19 @@ export class PostgresDdlTarget implements DdlTarget {
         await this.#object(query, event, at);
         return;
       }
+      if (event.event === 'schema') {
+        await this.#schemaRename(query, event, at, false);
+        return;
+      }
       for (const change of await this.#changes(query, event)) await this.#applyTable(query, event, at, change, false);
+      if (event.event === 'sql_drop' && event.schemas) await this.#dropSchemas(query, event, at, event.schemas);
     });
   }
 
   /** `pgtide ddl skip`: the change is not applied, but its snapshot is stored, so later changes diff from it. */
   skip(event: DdlEvent, at: DdlPosition): Promise<void> {
     return this.#writer.ddlBarrier(async (query) => {
+      if (event.event === 'schema') await this.#schemaRename(query, event, at, true);
       for (const change of await this.#changes(query, event)) await this.#applyTable(query, event, at, change, true);
       await this.#record(query, at, 'skipped', undefined, event.statement, 'skipped with pgtide ddl skip');
     });
@@ -120,9 +127,29 @@ export class PostgresDdlTarget implements DdlTarget {
     throw new PgtideError('DDL_FAILED', `a replicated schema change cannot be applied on the target: ${replay.reason} (${what}, from the statement ${quoteStatement(event.statement)} in the source transaction committed at LSN ${formatLsn(at.commitLsn)}, DDL #${at.ordinal} of it). Apply it on the target yourself and run \`pgtide ddl skip --config <file>\`, then restart pgtide; or set ddl.onError: skip.`);
   }
 
+  /** ALTER SCHEMA … RENAME TO (ddl-schemas.ts): one statement; the tables' snapshots, table_state and the gate follow. */
+  async #schemaRename(query: DdlQuery, event: SchemaRename, at: DdlPosition, skipping: boolean): Promise<void> {
+    const steps = skipping ? [] : await planSchemaRename(query, event);
+    if (steps.length > 0) await this.#run(query, event, at, `schema ${event.old}`, steps);
+    for (const t of event.tables) {
+      // Without a stored snapshot the table was still under the old name (for table_state and the gate).
+      const before = await this.#stored(query, t.oid) ?? { ...t.after, schema: t.after.schema === event.name ? event.old : t.after.schema };
+      await this.#remember(query, at, { oid: t.oid, before, after: t.after, created: false, recopy: false });
+    }
+  }
+
+  /** DROP SCHEMA: after its tables (#applyTable), the schemas that are empty on the target, under ddl.destructive. */
+  async #dropSchemas(query: DdlQuery, event: DdlEvent, at: DdlPosition, schemas: readonly { readonly name: string }[]): Promise<void> {
+    const plan = await planSchemaDrops(query, schemas);
+    for (const name of plan.kept) this.#options.logger.warn({ schema: name, commitLsn: formatLsn(at.commitLsn) }, `the source dropped schema ${name}; the target keeps it because objects are left in it there`);
+    const what = schemas.map((s) => `schema ${s.name}`).join(', ');
+    const steps = await this.#policy(query, event, at, what, plan.steps);
+    if (steps.length > 0) await this.#run(query, event, at, what, steps);
+  }
+
   async #changes(query: DdlQuery, event: DdlEvent): Promise<TableChange[]> {
     const changes: TableChange[] = [];
-    if (event.event === 'enum' || event.event === 'object') return changes;
+    if (event.event === 'enum' || event.event === 'object' || event.event === 'schema') return changes;
     if (event.event === 'sql_drop') {
       for (const d of event.dropped) {
         const stored = await this.#stored(query, d.oid);

@@ -21,6 +21,7 @@ import { tableKey, type TableGateState } from '../../core/table-sync.js';
 import type { DdlEvent, TableSnapshot } from '../../apply/ddl-event.js';
 import type { DdlQuery } from './apply-writer.js';
 import { planCreate, type DdlStep } from './ddl-plan.js';
+import { ensureSchema } from './ddl-schemas.js';
 import { markForRecopy } from './recopy.js';
 
 type Bound = NonNullable<TableSnapshot['partition']>;
@@ -81,7 +82,7 @@ export async function planPartition(query: DdlQuery, change: PartitionChange): P
   if (row?.['part'] === true) return [];
   if (row) return [{ sql: `ALTER TABLE ${parent} ATTACH PARTITION ${name} ${change.bound.bound}`, destructive: false, what: `attach partition ${name} to ${parent}` }];
   const table = change.table;
-  const steps: DdlStep[] = [{
+  const steps: DdlStep[] = [ensureSchema(change.table.schema), {
     sql: `CREATE TABLE IF NOT EXISTS ${name} PARTITION OF ${parent} ${change.bound.bound}${table.partkey ? ` PARTITION BY ${table.partkey}` : ''}`,
     destructive: false, what: `create partition ${name} of ${parent}`,
   }];

@@ -12,6 +12,7 @@ import type { ColumnSnapshot, IndexSnapshot, TableSnapshot } from '../../apply/d
 import { createSequences, ownSequences } from './ddl-sequences.js';
 import { seededColumn } from './ddl-missing-value.js';
 import { planComments } from './ddl-comments.js';
+import { ensureSchema } from './ddl-schemas.js';
 
 export interface DdlStep {
   readonly sql: string;
@@ -27,6 +28,7 @@ export function planCreate(table: TableSnapshot): DdlStep[] {
   const name = qualify(table.schema, table.name);
   const columns = table.columns.map((c) => columnDefinition(c));
   const steps: DdlStep[] = [
+    ensureSchema(table.schema),
     ...createSequences(null, table),
     { sql: `CREATE TABLE IF NOT EXISTS ${name} (${columns.join(', ')})${table.partkey ? ` PARTITION BY ${table.partkey}` : ''}`, destructive: false, what: `create table ${name}` },
     ...ownSequences(null, table),
@@ -73,6 +75,7 @@ export function planAlter(before: TableSnapshot, after: TableSnapshot, options: 
   const steps: DdlStep[] = createSequences(before, after);
   let name = qualify(before.schema, before.name);
   if (before.schema !== after.schema) {
+    steps.push(ensureSchema(after.schema));
     steps.push({ sql: `ALTER TABLE ${name} SET SCHEMA ${quoteIdent(after.schema)}`, destructive: false, what: `move ${name} to schema ${after.schema}` });
     name = qualify(after.schema, before.name);
   }
