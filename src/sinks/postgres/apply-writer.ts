@@ -41,10 +41,7 @@ import { formatLsn, parseLsn, ZERO_LSN, type Lsn } from '../../core/lsn.js';
 import { pgTimestampToDate, type PgTimestamp } from '../../protocol/messages.js';
 import { TableCatalog, type TargetTable } from './table-catalog.js';
 import { fromServerError, PgtideError } from '../../core/errors.js';
-import {
-  copyInsertStatement, deleteByKeyStatement, insertStatement, truncateStatement,
-  keyedUpdateStatements, type CopyStatement, type Statement,
-} from './statements.js';
+import { truncateStatement, type CopyStatement, type Statement } from './statements.js';
 import { hasReplicaTriggers, noteReplicaTriggers } from './replica-triggers.js';
 import { TEXT_FORMAT_SETTINGS } from '../../pg/text-format.js';
 import { copyIn } from '../../pg/copy-in.js';
@@ -58,12 +55,12 @@ import { ConflictApply, conflictEvents, logCommittedConflicts, readLocalCommitIn
 import type { ConflictEvent, ConflictSettings } from '../../apply/conflict-policy.js';
 import { probeStatement, resolveConflicts, resolvedInPlace, runCommitLsn, UNRESOLVED_GUARD, type CustomRunOptions, type ProbeRow } from './resolver-apply.js';
 import { ResolverReplayError, type ResolverModes } from './resolver-replay.js';
-import { combineGuards } from './conflict-statements.js';
 import { UniqueChecks, UniqueConflictReplay } from './unique-conflicts.js';
 import { Tombstones } from './tombstones.js';
 import { withStoppedSpan } from './apply-stop.js';
 import type { DeltaColumns } from './delta-statements.js';
 import { RunPlanner, type KeyedChange, type Run, type TableQueue } from './run-planner.js';
+import { RunStatements, type RunOutput } from './run-statements.js';
 
 export interface ApplyWriterOptions {
   readonly url: string;
@@ -174,6 +171,15 @@ export class ApplyWriter implements Sink {
   #batchConflicts: ConflictEvent[] = [];
   /** The open batch's changes as per-table runs (run-planner.ts). */
   readonly #planner: RunPlanner;
+  /** Each run's statements under its table's conflict hooks (run-statements.ts). */
+  readonly #runStatements: RunStatements;
+  /** Where #runStatements hands them: this writer's pipelined sends. */
+  readonly #runOutput: RunOutput = {
+    send: (statement, context) => { this.#issue(statement, context); },
+    sendLogged: (statement, context) => { this.#issueLogged(statement, context); },
+    sendCounted: (statement, expected, table, operation, context) => { this.#issueCounted(statement, expected, table, operation, context); },
+    sendCopy: (copy, context) => { this.#issueCopy(copy, context); },
+  };
   #inFlight: Promise<unknown>[] = [];
   /** The failure that caused any others (see apply-failure.ts); only it is ever reported. */
   readonly #failures = new FirstFailure();
@@ -219,6 +225,7 @@ export class ApplyWriter implements Sink {
     this.#tombstones = new Tombstones(options.conflicts?.tombstones?.retentionMs, options.subscription);
     const unique = this.#unique;
     this.#planner = new RunPlanner({ deltaColumns: options.deltaColumns, noFoldTables: options.noFoldTables, conflicts, uniqueChecks: (table) => unique.checks(table) });
+    this.#runStatements = new RunStatements(conflicts, this.#unique, this.#tombstones, options.copyMinRows);
     this.#fence = fence;
     this.#connector = connector;
     this.#options = options;
@@ -690,47 +697,7 @@ export class ApplyWriter implements Sink {
     const { runs, span } = queue.take();
     const context: StatementContext = { table: queue.table.relation.qualifiedName, span };
     for (const run of runs) {
-      if (this.#issueResolved(run, context)) continue;
-      switch (run.kind) {
-        case 'insert': {
-          const before = this.#unique.beforeInsert(run.table, run.rows, run.sources, this.#conflicts.policy(run.table));
-          if (before) this.#issueLogged(before, context);
-          const logged = this.#conflicts.insert(run.table, run.rows, run.sources);
-          if (logged) this.#issueLogged(logged, context);
-          else if (this.#options.copyMinRows > 0 && run.rows.length >= this.#options.copyMinRows) this.#issueCopy(copyInsertStatement(run.table, run.rows), context);
-          else this.#issue(insertStatement(run.table, run.rows), context);
-          break;
-        }
-        case 'update': {
-          const policy = this.#conflicts.policy(run.table);
-          const before = this.#unique.beforeUpdate(run.table, run.setColumns, run.rows, run.sources, policy);
-          if (before) this.#issueLogged(before, context);
-          const guard = combineGuards(this.#unique.skipGuard(run.table, run.setColumns, run.rows, policy), this.#tombstones.guard(run.table, run.setColumns, run.rows, policy));
-          const step = this.#conflicts.update(run.table, run.setColumns, run.rows, run.sources, guard);
-          if (step?.logs) this.#issueLogged(step.statement, context);
-          else if (step) this.#issueCounted(step.counted.statement, step.counted.expectedRows, run.table, 'UPDATE', context);
-          else for (const c of keyedUpdateStatements(run.table, run.setColumns, run.rows)) this.#issueCounted(c.statement, c.expectedRows, run.table, c.operation, context);
-          break;
-        }
-        case 'delete': {
-          const step = this.#conflicts.delete(run.table, run.keys, run.sources);
-          const tombstones = this.#tombstones.record(run.table, run.keys, run.sources);
-          if (tombstones) this.#issue(tombstones, context);
-          if (step?.logs) this.#issueLogged(step.statement, context);
-          else if (step) this.#issueCounted(step.counted.statement, step.counted.expectedRows, run.table, 'DELETE', context);
-          else this.#issueCounted(deleteByKeyStatement(run.table, run.keys), run.keys.length, run.table, 'DELETE', context);
-          break;
-        }
-        case 'counted': {
-          const step = run.full ? this.#conflicts.full(run.table, run.counted, run.full) : undefined;
-          if (step?.logs) this.#issueLogged(step.statement, context);
-          else {
-            const counted = step?.counted ?? run.counted;
-            this.#issueCounted(counted.statement, counted.expectedRows, run.table, counted.operation, context);
-          }
-          break;
-        }
-      }
+      if (!this.#issueResolved(run, context)) this.#runStatements.emit(run, context, this.#runOutput);
     }
   }
 
