@@ -26,11 +26,14 @@
  * and the batch commits atomically; order *within* a table is kept exactly,
  * and TRUNCATE or a changed table definition is a barrier. ENABLE ALWAYS /
  * ENABLE REPLICA triggers do fire, so their tables are never reordered or
- * folded (replica-triggers.ts).
+ * folded (replica-triggers.ts). The runs are planned in run-planner.ts and
+ * their statements chosen in run-statements.ts; this class decides when a
+ * queue is sent (barriers, drains, flush) and sends it.
  *
  * Size: one class because batching, the origin and the pipelined commits share
- * one connection's state (the fence, the COPY gate, the applied-position guard);
- * the run planner and the origin are the next pieces to move out (issue 12).
+ * one connection's state (the fence, the COPY gate, the applied-position guard,
+ * the failure bookkeeping each statement is tracked by); the origin (open,
+ * reconcile, hand-over) is the next piece that could move out.
  */
 import postgres from 'postgres';
 import { openPostgres } from '../../pg/connect.js';
