@@ -1,9 +1,10 @@
 /**
  * The run planner: turns the open batch's row changes, table by table, into
  * runs, each run becoming one set-based statement (run-statements.ts chooses
- * which). Taken out of the apply writer (apply-writer.ts), which keeps the
- * batches, commits, the origin, pipelining and failure bookkeeping; the
- * planner sends nothing and knows no connection.
+ * which). The apply writer (apply-writer.ts) decides when a queue is sent
+ * and keeps the batches, commits, the origin, pipelining and failure
+ * bookkeeping; the planner sends nothing and knows no connection, so its
+ * rules can be tested without a server (test/unit/run-planner.test.ts).
  *
  * Order: within a table, changes stay in source order exactly: a change
  * joins the last run only when the run's statement applies it as if it came

@@ -3,10 +3,11 @@
  * policy: the plain set-based statement, or the hooks' versions of it —
  * conflict detection and the conflict log (conflict-apply.ts), per-index
  * unique checks (unique-conflicts.ts), tombstones (tombstones.ts), COPY for
- * long insert runs. Taken out of the apply writer, which sends what this
- * chooses and keeps the bookkeeping each kind of statement needs (RunOutput).
- * A run under a custom resolver never gets here: the writer probes it first
- * (resolver-apply.ts), since its probe holds the pipeline.
+ * long insert runs. The apply writer sends what this chooses and keeps the
+ * bookkeeping each kind of statement needs (RunOutput): this module holds no
+ * connection and no batch state. A run the writer sends as a custom
+ * resolver's probe (resolver-apply.ts) does not come here: the probe and its
+ * follow-ups hold the pipeline, which is the writer's.
  *
  * The hooks only build text. The writer sends each statement as it is handed
  * out, so they run in this order in the batch's transaction: a unique check
