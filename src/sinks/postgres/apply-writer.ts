@@ -26,11 +26,14 @@
  * and the batch commits atomically; order *within* a table is kept exactly,
  * and TRUNCATE or a changed table definition is a barrier. ENABLE ALWAYS /
  * ENABLE REPLICA triggers do fire, so their tables are never reordered or
- * folded (replica-triggers.ts).
+ * folded (replica-triggers.ts). The runs are planned in run-planner.ts and
+ * their statements chosen in run-statements.ts; this class decides when a
+ * queue is sent (barriers, drains, flush) and sends it.
  *
  * Size: one class because batching, the origin and the pipelined commits share
- * one connection's state (the fence, the COPY gate, the applied-position guard);
- * the run planner and the origin are the next pieces to move out (issue 12).
+ * one connection's state (the fence, the COPY gate, the applied-position guard,
+ * the failure bookkeeping each statement is tracked by); the origin (open,
+ * reconcile, hand-over) is the next piece that could move out.
  */
 import postgres from 'postgres';
 import { openPostgres } from '../../pg/connect.js';
@@ -38,15 +41,10 @@ import type { Logger } from 'pino';
 import type { CommitInfo, RowChange, TransactionInfo } from '../../changes/change.js';
 import type { Relation } from '../../changes/relation-cache.js';
 import { formatLsn, parseLsn, ZERO_LSN, type Lsn } from '../../core/lsn.js';
-import { pgTimestampToDate, type PgTimestamp, type Tuple } from '../../protocol/messages.js';
+import { pgTimestampToDate, type PgTimestamp } from '../../protocol/messages.js';
 import { TableCatalog, type TargetTable } from './table-catalog.js';
 import { fromServerError, PgtideError } from '../../core/errors.js';
-import {
-  copyInsertStatement, deleteByKeyStatement, deleteFullStatement, insertStatement, textOf, truncateStatement,
-  keyedUpdateStatements, updateFullStatement, hasSettableKey, type CopyStatement, type KeyedUpdate, type Statement,
-} from './statements.js';
-import { NetEffectTable, type CountedStatement } from './net-effect.js';
-import { withUnchangedKeyFromOld } from './row-image.js';
+import { truncateStatement, type CopyStatement, type Statement } from './statements.js';
 import { hasReplicaTriggers, noteReplicaTriggers } from './replica-triggers.js';
 import { TEXT_FORMAT_SETTINGS } from '../../pg/text-format.js';
 import { copyIn } from '../../pg/copy-in.js';
@@ -60,11 +58,12 @@ import { ConflictApply, conflictEvents, logCommittedConflicts, readLocalCommitIn
 import type { ConflictEvent, ConflictSettings } from '../../apply/conflict-policy.js';
 import { probeStatement, resolveConflicts, resolvedInPlace, runCommitLsn, UNRESOLVED_GUARD, type CustomRunOptions, type ProbeRow } from './resolver-apply.js';
 import { ResolverReplayError, type ResolverModes } from './resolver-replay.js';
-import { combineGuards, type FullChange } from './conflict-statements.js';
 import { UniqueChecks, UniqueConflictReplay } from './unique-conflicts.js';
 import { Tombstones } from './tombstones.js';
 import { withStoppedSpan } from './apply-stop.js';
-import { deltaLockStatement, deltaUpdateStatement, refuseDeltaWithoutOldRow, type DeltaColumns } from './delta-statements.js';
+import type { DeltaColumns } from './delta-statements.js';
+import { RunPlanner, type KeyedChange, type Run, type TableQueue } from './run-planner.js';
+import { RunStatements, type RunOutput } from './run-statements.js';
 
 export interface ApplyWriterOptions {
   readonly url: string;
@@ -141,13 +140,6 @@ export interface ApplyStats {
   missingRows: number;
 }
 
-// `sources`: each row's source transaction, for the conflict log (empty for folded rows).
-type Run =
-  | { readonly kind: 'insert'; readonly table: TargetTable; readonly rows: Tuple[]; readonly sources: TransactionInfo[] }
-  | { readonly kind: 'update'; readonly table: TargetTable; readonly setColumns: readonly number[]; readonly maskKey: string; readonly rows: KeyedUpdate[]; readonly keys: Set<string>; readonly sources: TransactionInfo[] }
-  | { readonly kind: 'delete'; readonly table: TargetTable; readonly keys: (readonly string[])[]; readonly sources: TransactionInfo[] }
-  | { readonly kind: 'counted'; readonly table: TargetTable; readonly counted: CountedStatement; readonly full?: FullChange };
-
 /** Set when the apply connection closed: nothing more may be sent through this writer. */
 
 interface CommittingBatch {
@@ -159,8 +151,6 @@ interface CommittingBatch {
   readonly conflicts: readonly ConflictEvent[];
 }
 
-interface TableQueue { readonly table: TargetTable; readonly runs: Run[]; readonly fold: NetEffectTable | undefined; span?: SourceSpan | undefined }
-
 type Rows = postgres.RowList<postgres.Row[]>;
 
 /** A statement run inside a DDL barrier; its failure is the caller's to handle. */
@@ -168,9 +158,6 @@ export type DdlQuery = (text: string, params?: readonly (string | null)[]) => Pr
 
 const PREPARED = { prepare: true } as const;
 const UNPREPARED = {} as const;
-
-/** A key is unique per table; \u0001 cannot appear in a text value sent by PostgreSQL. */
-const keyString = (key: readonly string[]): string => (key.length === 1 ? key[0]! : key.join('\u0001'));
 
 export class ApplyWriter implements Sink {
   readonly #sql: postgres.Sql;
@@ -185,9 +172,17 @@ export class ApplyWriter implements Sink {
   readonly #tombstones: Tombstones;
   /** Conflicts the open batch logged; reported once it commits. */
   #batchConflicts: ConflictEvent[] = [];
-  readonly #queues = new Map<number, TableQueue>();
-  /** The queue of the last change enqueued: a switch into or out of a replica-trigger table is a barrier. */
-  #lastQueue: TableQueue | undefined;
+  /** The open batch's changes as per-table runs (run-planner.ts). */
+  readonly #planner: RunPlanner;
+  /** Each run's statements under its table's conflict hooks (run-statements.ts). */
+  readonly #runStatements: RunStatements;
+  /** Where #runStatements hands them: this writer's pipelined sends. */
+  readonly #runOutput: RunOutput = {
+    send: (statement, context) => { this.#issue(statement, context); },
+    sendLogged: (statement, context) => { this.#issueLogged(statement, context); },
+    sendCounted: (statement, expected, table, operation, context) => { this.#issueCounted(statement, expected, table, operation, context); },
+    sendCopy: (copy, context) => { this.#issueCopy(copy, context); },
+  };
   #inFlight: Promise<unknown>[] = [];
   /** The failure that caused any others (see apply-failure.ts); only it is ever reported. */
   readonly #failures = new FirstFailure();
@@ -231,6 +226,9 @@ export class ApplyWriter implements Sink {
     this.#conflicts = conflicts;
     this.#unique = new UniqueChecks(options.uniqueCheckTables, options.subscription, conflicts.local);
     this.#tombstones = new Tombstones(options.conflicts?.tombstones?.retentionMs, options.subscription);
+    const unique = this.#unique;
+    this.#planner = new RunPlanner({ deltaColumns: options.deltaColumns, noFoldTables: options.noFoldTables, conflicts, uniqueChecks: (table) => unique.checks(table) });
+    this.#runStatements = new RunStatements(conflicts, this.#unique, this.#tombstones, options.copyMinRows);
     this.#fence = fence;
     this.#connector = connector;
     this.#options = options;
@@ -355,26 +353,21 @@ export class ApplyWriter implements Sink {
   change(change: RowChange): void | Promise<void> {
     if (change.kind === 'message') return;
     if (change.kind === 'truncate') return this.#truncate(change.relations, change.restartIdentity);
-    const queue = this.#queues.get(change.relation.oid);
-    if (queue && queue.table.relation.version === change.relation.version) {
+    const queue = this.#planner.current(change.relation);
+    if (queue) {
       this.#enqueue(queue, change);
       return this.#maybeDrain();
     }
     return this.#enqueueResolving(change);
   }
 
-  async #enqueueResolving(change: Exclude<RowChange, { kind: 'message' | 'truncate' }>): Promise<void> {
-    const old = this.#queues.get(change.relation.oid);
+  async #enqueueResolving(change: KeyedChange): Promise<void> {
+    const old = this.#planner.superseded(change.relation);
     // A new definition of a table already queued (DDL) is a barrier for that table.
     if (old) this.#emitQueue(old);
     const table = await this.#resolve(change.relation);
     if (hasReplicaTriggers(table)) noteReplicaTriggers(this.#options.logger, this.#options.subscription, table);
-    const foldable = table.relation.replicaIdentity !== 'full' && table.relation.keyIndexes.length > 0 && !hasReplicaTriggers(table)
-      && !(this.#options.noFoldTables?.has(table.relation.qualifiedName) ?? false) && this.#conflicts.foldable(table) && !this.#unique.checks(table);
-    const queue: TableQueue = { table, runs: [], fold: foldable ? new NetEffectTable(table, this.#conflicts.foldStatements(table)) : undefined };
-    this.#queues.delete(change.relation.oid);
-    this.#queues.set(change.relation.oid, queue);
-    this.#enqueue(queue, change);
+    this.#enqueue(this.#planner.open(table), change);
     await this.#maybeDrain();
   }
 
@@ -398,7 +391,7 @@ export class ApplyWriter implements Sink {
     if (!this.#batchOpen || this.#inSourceTx) return;
     const last = this.#last;
     if (!last) throw new PgtideError('INTERNAL', 'flush with no committed source transaction in the batch');
-    for (const queue of this.#queues.values()) this.#emitQueue(queue);
+    for (const queue of this.#planner.queues()) this.#emitQueue(queue);
     if (this.#probed) this.#issue(UNRESOLVED_GUARD, { echo: true });
     this.#probed = false;
     const commitTime = pgTimestampToDate(last.commitTime).toISOString();
@@ -462,9 +455,8 @@ export class ApplyWriter implements Sink {
 
   /** Abandons the open batch (shutdown or a failure elsewhere); the origin position does not move. */
   async rollback(): Promise<void> {
-    this.#queues.clear();
+    this.#planner.clear();
     this.#batchConflicts = [];
-    this.#lastQueue = undefined;
     this.#queuedChanges = 0;
     this.#mark = { folded: false, maxCommitLsn: ZERO_LSN };
     this.#batchTransactions = 0;
@@ -573,8 +565,7 @@ export class ApplyWriter implements Sink {
       return await work((text, params = []) => this.#control(text, params));
     } finally {
       this.#catalog.clear();
-      this.#queues.clear();
-      this.#lastQueue = undefined;
+      this.#planner.clear();
     }
   }
 
@@ -590,7 +581,7 @@ export class ApplyWriter implements Sink {
 
   /** Sends every queued statement now, without waiting for the results. */
   emitAll(): void {
-    for (const queue of this.#queues.values()) this.#emitQueue(queue);
+    for (const queue of this.#planner.queues()) this.#emitQueue(queue);
     this.#queuedChanges = 0;
   }
 
@@ -631,98 +622,19 @@ export class ApplyWriter implements Sink {
     this.#connector.destroyAll();
   }
 
-  #enqueue(queue: TableQueue, keyed: Exclude<RowChange, { kind: 'message' | 'truncate' }>): void {
-    const change = keyed.kind === 'update' ? withUnchangedKeyFromOld(keyed) : keyed;
+  #enqueue(queue: TableQueue, change: KeyedChange): void {
     // Into or out of a table with replica triggers: what is queued before goes first (replica-triggers.ts).
-    const previousQueue = this.#lastQueue;
-    this.#lastQueue = queue;
-    const exact = hasReplicaTriggers(queue.table);
-    if (previousQueue !== queue && (exact || (previousQueue !== undefined && hasReplicaTriggers(previousQueue.table)))) {
-      for (const other of this.#queues.values()) this.#emitQueue(other);
+    if (this.#planner.switchTo(queue)) {
+      for (const other of this.#planner.queues()) this.#emitQueue(other);
     }
     this.#queuedChanges++;
     this.stats.changes++;
-    queue.span = extendSpan(queue.span, this.#tx);
-    const { table } = queue;
-    const relation = table.relation;
-    if (queue.fold) {
-      if (this.#foldThisTx && queue.fold.add(change)) {
-        this.#mark.folded = true;
-        return;
-      }
-      // Not foldable here: what is folded so far runs first, then this change in order.
-      if (queue.fold.size > 0) this.#drainFold(queue);
-    }
-    const last = queue.runs[queue.runs.length - 1];
-    switch (change.kind) {
-      case 'insert': {
-        if (last?.kind === 'insert') {
-          last.rows.push(change.newTuple);
-          last.sources.push(this.#tx!);
-        } else queue.runs.push({ kind: 'insert', table, rows: [change.newTuple], sources: [this.#tx!] });
-        return;
-      }
-      case 'update': {
-        refuseDeltaWithoutOldRow(relation, this.#options.deltaColumns);
-        if (relation.replicaIdentity === 'full' || relation.keyIndexes.length === 0) {
-          this.#requireIdentity(relation, 'UPDATE', change.oldTuple);
-          const old = change.oldTuple ?? change.newTuple;
-          const statement = deltaUpdateStatement(table, old, change.newTuple, this.#options.deltaColumns) ?? updateFullStatement(table, old, change.newTuple);
-          const lock = deltaLockStatement(table, old, this.#options.deltaColumns);
-          if (lock) queue.runs.push({ kind: 'counted', table, counted: { statement: lock, expectedRows: 1, operation: 'UPDATE' } });
-          queue.runs.push({ kind: 'counted', table, counted: { statement, expectedRows: 1, operation: 'UPDATE' },
-            full: { oldTuple: change.oldTuple ?? change.newTuple, newTuple: change.newTuple, source: this.#tx! } });
-          return;
-        }
-        const key = relation.keyIndexes.map((i) => textOf((change.oldTuple ?? change.newTuple)[i], table, i) ?? '');
-        const newKey = change.oldTuple ? relation.keyIndexes.map((i) => textOf(change.newTuple[i], table, i) ?? '') : key;
-        const keyChanged = keyString(newKey) !== keyString(key);
-        // Unchanged-TOAST columns stay out of SET (the target keeps its value); so do key
-        // columns when the key did not change, which also keeps GENERATED ALWAYS identity
-        // keys updatable (they may only be SET to DEFAULT).
-        const setColumns: number[] = [];
-        change.newTuple.forEach((value, index) => {
-          if (value.kind !== 'unchanged' && (keyChanged || !relation.keyIndexes.includes(index))) setColumns.push(index);
-        });
-        if (setColumns.length === 0 && !hasSettableKey(table)) return;
-        const maskKey = setColumns.join(',');
-        const k = keyString(key);
-        // A joined UPDATE applies one match per target row, so a key may appear once per run;
-        // a changed key could be matched by a later row of the same run, so it runs alone.
-        if (!keyChanged && !exact && last?.kind === 'update' && last.maskKey === maskKey && !last.keys.has(k)) {
-          last.rows.push({ key, newTuple: change.newTuple });
-          last.keys.add(k);
-          last.sources.push(this.#tx!);
-        } else {
-          queue.runs.push({ kind: 'update', table, setColumns, maskKey: keyChanged ? `${maskKey}!` : maskKey, rows: [{ key, newTuple: change.newTuple }], keys: new Set([k]), sources: [this.#tx!] });
-        }
-        return;
-      }
-      case 'delete': {
-        if (relation.replicaIdentity === 'full' || relation.keyIndexes.length === 0) {
-          this.#requireIdentity(relation, 'DELETE', change.oldTuple);
-          queue.runs.push({ kind: 'counted', table, counted: { statement: deleteFullStatement(table, change.oldTuple), expectedRows: 1, operation: 'DELETE' },
-            full: { oldTuple: change.oldTuple, newTuple: undefined, source: this.#tx! } });
-          return;
-        }
-        const key = relation.keyIndexes.map((i) => textOf(change.oldTuple[i], table, i) ?? '');
-        if (last?.kind === 'delete' && !exact) {
-          last.keys.push(key);
-          last.sources.push(this.#tx!);
-        } else queue.runs.push({ kind: 'delete', table, keys: [key], sources: [this.#tx!] });
-        return;
-      }
-    }
-  }
-
-  #requireIdentity(relation: Relation, what: string, oldTuple: Tuple | undefined): void {
-    if (relation.replicaIdentity === 'full' && oldTuple) return;
-    throw new PgtideError('UNSUPPORTED_OBJECT', `${what} on ${relation.qualifiedName} arrived without a replica identity (REPLICA IDENTITY ${relation.replicaIdentity.toUpperCase()} and no key). Give the source table a primary key, or ALTER TABLE ${relation.qualifiedName} REPLICA IDENTITY FULL.`);
+    if (queue.add(change, this.#tx, this.#foldThisTx)) this.#mark.folded = true;
   }
 
   async #truncate(relations: readonly Relation[], restartIdentity: boolean): Promise<void> {
     // TRUNCATE is a barrier: everything queued before it must run first.
-    for (const queue of this.#queues.values()) this.#emitQueue(queue);
+    for (const queue of this.#planner.queues()) this.#emitQueue(queue);
     const names: string[] = [];
     for (const relation of relations) names.push((await this.#resolve(relation)).relation.qualifiedName);
     if (names.length) this.#issue(truncateStatement(names, restartIdentity), { table: names.join(', '), span: extendSpan(undefined, this.#tx) });
@@ -736,7 +648,7 @@ export class ApplyWriter implements Sink {
     // decoded and built; at most two drains' statements (and their parameters) are in memory.
     const previous = this.#inFlight;
     this.#inFlight = [];
-    for (const queue of this.#queues.values()) this.#emitQueue(queue);
+    for (const queue of this.#planner.queues()) this.#emitQueue(queue);
     this.#queuedChanges = 0;
     return this.#settleSome(previous);
   }
@@ -784,62 +696,12 @@ export class ApplyWriter implements Sink {
     }
   }
 
-  #drainFold(queue: TableQueue): void {
-    for (const step of queue.fold!.drain()) {
-      queue.runs.push(step.operation === 'INSERT'
-        ? { kind: 'insert', table: queue.table, rows: [...step.rows], sources: [] }
-        : { kind: 'counted', table: queue.table, counted: step });
-    }
-  }
-
   #emitQueue(queue: TableQueue): void {
-    if (queue.fold && queue.fold.size > 0) this.#drainFold(queue);
-    const context: StatementContext = { table: queue.table.relation.qualifiedName, span: queue.span };
-    for (const run of queue.runs) {
-      if (this.#issueResolved(run, context)) continue;
-      switch (run.kind) {
-        case 'insert': {
-          const before = this.#unique.beforeInsert(run.table, run.rows, run.sources, this.#conflicts.policy(run.table));
-          if (before) this.#issueLogged(before, context);
-          const logged = this.#conflicts.insert(run.table, run.rows, run.sources);
-          if (logged) this.#issueLogged(logged, context);
-          else if (this.#options.copyMinRows > 0 && run.rows.length >= this.#options.copyMinRows) this.#issueCopy(copyInsertStatement(run.table, run.rows), context);
-          else this.#issue(insertStatement(run.table, run.rows), context);
-          break;
-        }
-        case 'update': {
-          const policy = this.#conflicts.policy(run.table);
-          const before = this.#unique.beforeUpdate(run.table, run.setColumns, run.rows, run.sources, policy);
-          if (before) this.#issueLogged(before, context);
-          const guard = combineGuards(this.#unique.skipGuard(run.table, run.setColumns, run.rows, policy), this.#tombstones.guard(run.table, run.setColumns, run.rows, policy));
-          const step = this.#conflicts.update(run.table, run.setColumns, run.rows, run.sources, guard);
-          if (step?.logs) this.#issueLogged(step.statement, context);
-          else if (step) this.#issueCounted(step.counted.statement, step.counted.expectedRows, run.table, 'UPDATE', context);
-          else for (const c of keyedUpdateStatements(run.table, run.setColumns, run.rows)) this.#issueCounted(c.statement, c.expectedRows, run.table, c.operation, context);
-          break;
-        }
-        case 'delete': {
-          const step = this.#conflicts.delete(run.table, run.keys, run.sources);
-          const tombstones = this.#tombstones.record(run.table, run.keys, run.sources);
-          if (tombstones) this.#issue(tombstones, context);
-          if (step?.logs) this.#issueLogged(step.statement, context);
-          else if (step) this.#issueCounted(step.counted.statement, step.counted.expectedRows, run.table, 'DELETE', context);
-          else this.#issueCounted(deleteByKeyStatement(run.table, run.keys), run.keys.length, run.table, 'DELETE', context);
-          break;
-        }
-        case 'counted': {
-          const step = run.full ? this.#conflicts.full(run.table, run.counted, run.full) : undefined;
-          if (step?.logs) this.#issueLogged(step.statement, context);
-          else {
-            const counted = step?.counted ?? run.counted;
-            this.#issueCounted(counted.statement, counted.expectedRows, run.table, counted.operation, context);
-          }
-          break;
-        }
-      }
+    const { runs, span } = queue.take();
+    const context: StatementContext = { table: queue.table.relation.qualifiedName, span };
+    for (const run of runs) {
+      if (!this.#issueResolved(run, context)) this.#runStatements.emit(run, context, this.#runOutput);
     }
-    queue.runs.length = 0;
-    queue.span = undefined;
   }
 
   /** Nothing may be sent once the connection closed: the batch fails and the engine reconnects. */

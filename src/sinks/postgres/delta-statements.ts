@@ -8,7 +8,7 @@
  * pgoutput sends the old values of every column only under REPLICA IDENTITY
  * FULL, which the engine checks at start (control/delta-columns.ts); and a
  * FULL table is applied one change per statement and never folded
- * (apply-writer.ts, net-effect.ts), so two deltas to one row are never merged
+ * (run-planner.ts, net-effect.ts), so two deltas to one row are never merged
  * into one: each is added on its own. The row is found by the old row minus
  * its delta columns (those may differ on this node: that is the point).
  */
