@@ -35,6 +35,7 @@ import type { CountedStatement } from './net-effect.js';
 import { quoteIdent, textArrayLiteral } from '../../core/sql.js';
 import { formatLsn } from '../../core/lsn.js';
 import type { ConflictKind, ConflictResolution } from '../../apply/conflict-policy.js';
+import { runColumns } from './update-run-columns.js';
 
 /** What the target can say about a local row's last writer (track_commit_timestamp, PostgreSQL 16+ for the origin). */
 export type LocalCommitInfo = 'none' | 'time' | 'origin';
@@ -254,21 +255,14 @@ export function updateLogged(table: TargetTable, setColumns: readonly number[], 
   const { set, where, arrays } = updateByKeyParts(table, setColumns, rows);
   const params = [...arrays.map(textArrayLiteral), ...sourceArrays(sources), options.subscription];
   const keyIndexes = table.relation.keyIndexes;
-  const k = keyIndexes.length;
   const name = table.relation.qualifiedName;
   // The new row's values as the run carries them: SET columns, and key columns that did not change.
-  const valueOf = (i: number): string | undefined => {
-    const at = setColumns.indexOf(i);
-    if (at >= 0) return `m.c${k + at}`;
-    const key = keyIndexes.indexOf(i);
-    return key >= 0 ? `m.c${key}` : undefined;
-  };
-  const present = table.columns.map((_, i) => i).filter((i) => valueOf(i) !== undefined);
+  const { carried, present, complete } = runColumns(table, setColumns);
+  const valueOf = (i: number): string | undefined => carried(i, 'm');
   const remoteNew = jsonRow(present.map((i) => table.columns[i]!.name), present.map((i) => valueOf(i)!));
   const key = keyJson(table, 'm', (i) => keyIndexes.indexOf(i));
   // apply_remote inserts the missing row only when the change carries every column (no unchanged
   // TOAST value, which only the missing row held); otherwise the row is logged and skipped.
-  const complete = present.length === table.columns.length;
   const resolution: ConflictResolution = options.resolution === 'apply_remote' && complete ? 'apply_remote' : 'skip';
   const insert = resolution === 'apply_remote'
     ? `, i AS (INSERT INTO ${name} (${table.columns.map((_, i) => nameOf(table, i)).join(', ')}) OVERRIDING SYSTEM VALUE
