@@ -32,6 +32,7 @@ import {
   TestScope, startPair, databasePair, ddlBoth, startEngine, configInput, withTimeout, waitFor, waitForCatchUp,
   texts, writeConfigFile, cliConfig, startCli, runCli, capturingLogger, testLogger, type Pair, type RunningEngine, type CliProcess,
 } from '../support/replication.js';
+import { finishLoggedOnce, killWhileLogging, loggedConflicts } from '../support/conflict-kills.js';
 
 interface LogRow {
   kind: string;
@@ -378,7 +379,8 @@ describe('conflicts: custom resolver', { timeout: 900_000 }, () => {
     const N = 120;
     await p.dst.unsafe(`INSERT INTO k SELECT g, 'local', -1 FROM generate_series(1, ${N}) g`);
     for (let i = 1; i <= N; i++) await p.src.unsafe(`INSERT INTO k VALUES (${i}, 'remote', 0); UPDATE k SET n = n + 1 WHERE id = 0; UPDATE k SET n = n + 1 WHERE id = 0`);
-    const logged = async (): Promise<number> => Number((await p.dst.unsafe<{ n: string }[]>(`SELECT count(*)::text AS n FROM pgtide.conflict_log WHERE subscription = 'r_kill_replay'`))[0]!.n);
+    const run = { dst: p.dst, file, subscription: 'r_kill_replay', total: N };
+    const logged = (): Promise<number> => loggedConflicts(run);
 
     const killedInReplay: number[] = [];
     for (let round = 0; round < 5; round++) {
@@ -392,14 +394,7 @@ describe('conflicts: custom resolver', { timeout: 900_000 }, () => {
       if (/the optimistic probe of/.test(cli.stderr())) killedInReplay.push(await logged());
     }
     assert.ok(killedInReplay.some((n) => n < N), `at least one process was killed after a replay began, before every conflict was logged (logged at those kills: ${killedInReplay.join(', ')})`);
-    cli = startCli(scope, ['start', '--config', file]);
-    await waitForCatchUp(p, { cli, timeoutMs: 120_000 });
-    cli.kill('SIGTERM');
-    await cli.exited;
-
-    assert.equal(await logged(), N, 'every conflict is logged once');
-    const duplicates = await p.dst.unsafe(`SELECT key, count(*) FROM pgtide.conflict_log WHERE subscription = 'r_kill_replay' GROUP BY key HAVING count(*) > 1`);
-    assert.equal(duplicates.length, 0, `no conflict logged twice: ${JSON.stringify([...duplicates])}`);
+    await finishLoggedOnce(scope, run, (last) => waitForCatchUp(p, { cli: last, timeoutMs: 120_000 }));
     assert.deepEqual(await texts(p.dst, `SELECT v || ':' || count(*) AS r FROM k WHERE id > 0 GROUP BY v ORDER BY v`), [`local+remote:${N / 2}`, `remote:${N / 2}`],
       'each merge applied once (a second would read local+remote+remote)');
     assert.deepEqual(await texts(p.dst, `SELECT n::text AS r FROM k WHERE id = 0`), [String(2 * N)], 'every update of the hot row applied once');
@@ -412,7 +407,7 @@ describe('conflicts: custom resolver', { timeout: 900_000 }, () => {
     writeFileSync(path.join(dir, 'k-resolver.mjs'), `export default (c) => (Number(c.key.id) % 2 === 0 ? 'apply_remote' : { action: 'merge', row: { v: c.local.row.v + '+' + c.remote.new.v } });`);
     const file = path.join(dir, 'pgtide.yaml');
     writeFileSync(file, JSON.stringify(cliConfig(p, { name: 'r_kill', tables: ['k'], conflicts: { policy: 'custom', resolver: './k-resolver.mjs' }, apply: { batchMaxTransactions: 1, batchMaxAgeMs: 0 } })));
-    let cli: CliProcess = startCli(scope, ['start', '--config', file]);
+    const cli = startCli(scope, ['start', '--config', file]);
     await cli.waitForStderr(/streaming started/, 120_000);
     cli.kill('SIGKILL');
     await cli.exited;
@@ -420,28 +415,9 @@ describe('conflicts: custom resolver', { timeout: 900_000 }, () => {
     const N = 300;
     await p.dst.unsafe(`INSERT INTO k SELECT g, 'local' FROM generate_series(1, ${N}) g`);
     for (let i = 1; i <= N; i++) await p.src.unsafe(`INSERT INTO k VALUES (${i}, 'remote'), (${N + i}, 'remote')`);
-    const logged = async (): Promise<number> => Number((await p.dst.unsafe<{ n: string }[]>(`SELECT count(*)::text AS n FROM pgtide.conflict_log WHERE subscription = 'r_kill'`))[0]!.n);
-
-    const kills: number[] = [];
-    for (let round = 0; round < 4; round++) {
-      const before = await logged();
-      if (before >= N) break;
-      cli = startCli(scope, ['start', '--config', file]);
-      await waitFor('conflicts logged by this process', async () => ((await logged()) > before ? true : undefined), { timeoutMs: 60_000, intervalMs: 5, failFast: () => cli.exitCode });
-      cli.kill('SIGKILL');
-      await cli.exited;
-      kills.push(await logged());
-      await sleep(50);
-    }
-    assert.ok(kills.some((n) => n > 0 && n < N), `at least one kill fell while conflicts were still being resolved (logged at each kill: ${kills.join(', ')})`);
-    cli = startCli(scope, ['start', '--config', file]);
-    await waitForCatchUp(p, { cli, timeoutMs: 120_000 });
-    cli.kill('SIGTERM');
-    await cli.exited;
-
-    assert.equal(await logged(), N, 'every conflict is logged once');
-    const duplicates = await p.dst.unsafe(`SELECT key, count(*) FROM pgtide.conflict_log WHERE subscription = 'r_kill' GROUP BY key HAVING count(*) > 1`);
-    assert.equal(duplicates.length, 0, `no conflict logged twice: ${JSON.stringify([...duplicates])}`);
+    const run = { dst: p.dst, file, subscription: 'r_kill', total: N };
+    await killWhileLogging(scope, run);
+    await finishLoggedOnce(scope, run, (cli) => waitForCatchUp(p, { cli, timeoutMs: 120_000 }));
     assert.deepEqual(await texts(p.dst, `SELECT resolution || ':' || count(*) AS r FROM pgtide.conflict_log WHERE subscription = 'r_kill' GROUP BY resolution ORDER BY 1`),
       [`custom:apply_remote:${N / 2}`, `custom:merge:${N / 2}`]);
     assert.deepEqual(await texts(p.dst, `SELECT v || ':' || count(*) AS r FROM k GROUP BY v ORDER BY v`), [`local+remote:${N / 2}`, `remote:${N + N / 2}`],

@@ -12,15 +12,15 @@
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type postgres from 'postgres';
 import { defaultMajor } from '../../src/harness/cluster.js';
 import { parseConfig, type ConfigInput } from '../../src/control/config.js';
 import { PgtideError } from '../../src/core/errors.js';
 import {
   TestScope, startPair, databasePair, ddlBoth, startEngine, configInput, withTimeout, waitFor, waitForCatchUp,
-  assertTablesEqual, texts, writeConfigFile, cliConfig, startCli, runCli, pinnedSql, type Pair, type RunningEngine, type CliProcess,
+  assertTablesEqual, texts, writeConfigFile, cliConfig, startCli, runCli, pinnedSql, type Pair, type RunningEngine,
 } from '../support/replication.js';
+import { cliExited, finishLoggedOnce, killWhileLogging } from '../support/conflict-kills.js';
 
 interface LogRow {
   kind: string;
@@ -306,7 +306,7 @@ describe('conflicts on other unique indexes: update_exists, multiple_unique_conf
       copy: { enabled: false }, apply: { batchMaxTransactions: 1, batchMaxAgeMs: 0 }, statusIntervalMs: 1000, sequences: { enabled: false },
       conflicts: { policy: 'skip', tombstones: true },
     }, 'c.yaml');
-    let cli: CliProcess = startCli(scope, ['start', '--config', file]);
+    const cli = startCli(scope, ['start', '--config', file]);
     await cli.waitForStderr(/streaming started/, 120_000);
     cli.kill('SIGKILL');
     await cli.exited;
@@ -315,30 +315,13 @@ describe('conflicts on other unique indexes: update_exists, multiple_unique_conf
     await m.p.src.unsafe(`DELETE FROM t`);
     await waitForCatchUp(m.p, { engine: m.a });
     for (let i = 1; i <= N; i++) await m.c.unsafe(`UPDATE t SET v = 'late' WHERE id = ${i}`);
-    const logged = async (): Promise<number> => Number((await m.p.dst.unsafe<{ n: string }[]>(`SELECT count(*)::text AS n FROM pgtide.conflict_log WHERE subscription = 'd_kill_c'`))[0]!.n);
-    const kills: number[] = [];
-    for (let round = 0; round < 4; round++) {
-      const before = await logged();
-      if (before >= N) break;
-      cli = startCli(scope, ['start', '--config', file]);
-      await waitFor('conflicts logged by this process', async () => ((await logged()) > before ? true : undefined),
-        { timeoutMs: 60_000, intervalMs: 5, failFast: () => (cli.exitCode !== undefined ? `pgtide exited (${cli.exitCode}): ${cli.stderrTail()}` : undefined) });
-      cli.kill('SIGKILL');
-      await cli.exited;
-      kills.push(await logged());
-      await sleep(50);
-    }
-    assert.ok(kills.some((n) => n > 0 && n < N), `at least one kill fell while conflicts were still being resolved (logged at each kill: ${kills.join(', ')})`);
-    cli = startCli(scope, ['start', '--config', file]);
-    const [marker] = await m.c.unsafe<{ id: string }[]>(`INSERT INTO cmark DEFAULT VALUES RETURNING id::text AS id`);
-    await waitFor('C caught up', async () => ((await m.p.dst.unsafe(`SELECT 1 FROM cmark WHERE id = $1::bigint`, [marker!.id])).length ? true : undefined),
-      { timeoutMs: 120_000, failFast: () => (cli.exitCode !== undefined ? `pgtide exited (${cli.exitCode}): ${cli.stderrTail()}` : undefined) });
-    cli.kill('SIGTERM');
-    await cli.exited;
-
-    assert.equal(await logged(), N, 'every conflict is logged once');
-    const duplicates = await m.p.dst.unsafe(`SELECT key, count(*) FROM pgtide.conflict_log WHERE subscription = 'd_kill_c' GROUP BY key HAVING count(*) > 1`);
-    assert.equal(duplicates.length, 0, `no conflict logged twice: ${JSON.stringify([...duplicates])}`);
+    const run = { dst: m.p.dst, file, subscription: 'd_kill_c', total: N };
+    await killWhileLogging(scope, run);
+    await finishLoggedOnce(scope, run, async (last) => {
+      const [marker] = await m.c.unsafe<{ id: string }[]>(`INSERT INTO cmark DEFAULT VALUES RETURNING id::text AS id`);
+      await waitFor('C caught up', async () => ((await m.p.dst.unsafe(`SELECT 1 FROM cmark WHERE id = $1::bigint`, [marker!.id])).length ? true : undefined),
+        { timeoutMs: 120_000, failFast: cliExited(last) });
+    });
     assert.deepEqual(await texts(m.p.dst, `SELECT kind || ':' || resolution || ':' || count(*) AS r FROM pgtide.conflict_log WHERE subscription = 'd_kill_c' GROUP BY kind, resolution`), [`update_deleted:skip:${N}`]);
     assert.deepEqual(await texts(m.p.dst, `SELECT count(*)::text AS r FROM t`), ['0'], 'the rows stay deleted');
     await m.a.stop();
@@ -350,7 +333,7 @@ describe('conflicts on other unique indexes: update_exists, multiple_unique_conf
     const file = writeConfigFile(scope, cliConfig(p, { name: 'u_kill', tables: ['k'], conflicts: { policy: 'apply_remote' }, apply: { batchMaxTransactions: 1, batchMaxAgeMs: 0 } }));
     const N = 200;
     await p.src.unsafe(`INSERT INTO k SELECT g, 's' || g FROM generate_series(1, ${N}) g`);
-    let cli: CliProcess = startCli(scope, ['start', '--config', file]);
+    const cli = startCli(scope, ['start', '--config', file]);
     await waitForCatchUp(p, { cli, timeoutMs: 120_000 });
     cli.kill('SIGKILL');
     await cli.exited;
@@ -358,28 +341,9 @@ describe('conflicts on other unique indexes: update_exists, multiple_unique_conf
     // N target-only rows, each blocking one source UPDATE (one transaction each) on the code index.
     await p.dst.unsafe(`INSERT INTO k SELECT 1000 + g, 'x' || g FROM generate_series(1, ${N}) g`);
     for (let i = 1; i <= N; i++) await p.src.unsafe(`UPDATE k SET code = 'x${i}' WHERE id = ${i}`);
-    const logged = async (): Promise<number> => Number((await p.dst.unsafe<{ n: string }[]>(`SELECT count(*)::text AS n FROM pgtide.conflict_log WHERE subscription = 'u_kill'`))[0]!.n);
-
-    const kills: number[] = [];
-    for (let round = 0; round < 4; round++) {
-      const before = await logged();
-      if (before >= N) break;
-      cli = startCli(scope, ['start', '--config', file]);
-      await waitFor('conflicts logged by this process', async () => ((await logged()) > before ? true : undefined), { timeoutMs: 60_000, intervalMs: 5, failFast: () => (cli.exitCode !== undefined ? `pgtide exited (${cli.exitCode}): ${cli.stderrTail()}` : undefined) });
-      cli.kill('SIGKILL');
-      await cli.exited;
-      kills.push(await logged());
-      await sleep(50);
-    }
-    assert.ok(kills.some((n) => n > 0 && n < N), `at least one kill fell while conflicts were still being resolved (logged at each kill: ${kills.join(', ')})`);
-    cli = startCli(scope, ['start', '--config', file]);
-    await waitForCatchUp(p, { cli, timeoutMs: 120_000 });
-    cli.kill('SIGTERM');
-    await cli.exited;
-
-    assert.equal(await logged(), N, 'every conflict is logged once');
-    const duplicates = await p.dst.unsafe(`SELECT key, count(*) FROM pgtide.conflict_log WHERE subscription = 'u_kill' GROUP BY key HAVING count(*) > 1`);
-    assert.equal(duplicates.length, 0, `no conflict logged twice: ${JSON.stringify([...duplicates])}`);
+    const run = { dst: p.dst, file, subscription: 'u_kill', total: N };
+    await killWhileLogging(scope, run);
+    await finishLoggedOnce(scope, run, (cli) => waitForCatchUp(p, { cli, timeoutMs: 120_000 }));
     const kinds = await texts(p.dst, `SELECT kind || ':' || resolution || ':' || count(*) AS r FROM pgtide.conflict_log WHERE subscription = 'u_kill' GROUP BY kind, resolution`);
     assert.deepEqual(kinds, [`update_exists:apply_remote:${N}`]);
     await assertTablesEqual(p, 'k', { orderBy: 'id' });

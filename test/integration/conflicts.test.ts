@@ -10,7 +10,6 @@
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { parseConfig, type ConfigInput } from '../../src/control/config.js';
 import { PgtideError } from '../../src/core/errors.js';
 import { collectStatus, formatStatus } from '../../src/control/status.js';
@@ -18,8 +17,9 @@ import type { EngineHooks } from '../../src/control/engine.js';
 import type { ConflictEvent } from '../../src/apply/conflict-policy.js';
 import {
   TestScope, startPair, databasePair, ddlBoth, startEngine, configInput, withTimeout, waitFor, waitForCatchUp,
-  assertTablesEqual, texts, writeConfigFile, cliConfig, startCli, runCli, type Pair, type RunningEngine, type CliProcess,
+  assertTablesEqual, texts, writeConfigFile, cliConfig, startCli, runCli, type Pair, type RunningEngine,
 } from '../support/replication.js';
+import { finishLoggedOnce, killWhileLogging } from '../support/conflict-kills.js';
 
 interface LogRow {
   kind: string;
@@ -257,7 +257,7 @@ describe('conflicts: detection, policies and the conflict log', { timeout: 900_0
     const p = await databasePair(scope, pair, 'c_kill');
     await ddlBoth(p, `CREATE TABLE k (id int PRIMARY KEY, v text)`);
     const file = writeConfigFile(scope, cliConfig(p, { name: 'c_kill', tables: ['k'], conflicts: { policy: 'skip' }, apply: { batchMaxTransactions: 1, batchMaxAgeMs: 0 } }));
-    let cli: CliProcess = startCli(scope, ['start', '--config', file]);
+    const cli = startCli(scope, ['start', '--config', file]);
     await cli.waitForStderr(/streaming started/, 120_000);
     cli.kill('SIGKILL');
     await cli.exited;
@@ -266,29 +266,9 @@ describe('conflicts: detection, policies and the conflict log', { timeout: 900_0
     const N = 400;
     await p.dst.unsafe(`INSERT INTO k SELECT g, 'local' FROM generate_series(1, ${N}) g`);
     for (let i = 1; i <= N; i++) await p.src.unsafe(`INSERT INTO k VALUES (${i}, 'remote'), (${N + i}, 'remote')`);
-    const logged = async (): Promise<number> => Number((await p.dst.unsafe<{ n: string }[]>(`SELECT count(*)::text AS n FROM pgtide.conflict_log WHERE subscription = 'c_kill'`))[0]!.n);
-
-    const kills: number[] = [];
-    for (let round = 0; round < 4; round++) {
-      const before = await logged();
-      if (before >= N) break;
-      cli = startCli(scope, ['start', '--config', file]);
-      // Killed as soon as this process committed conflicts, so batches are in flight.
-      await waitFor('conflicts logged by this process', async () => ((await logged()) > before ? true : undefined), { timeoutMs: 60_000, intervalMs: 5, failFast: () => cli.exitCode });
-      cli.kill('SIGKILL');
-      await cli.exited;
-      kills.push(await logged());
-      await sleep(50);
-    }
-    assert.ok(kills.some((n) => n > 0 && n < N), `at least one kill fell while conflicts were still being resolved (logged at each kill: ${kills.join(', ')})`);
-    cli = startCli(scope, ['start', '--config', file]);
-    await waitForCatchUp(p, { cli, timeoutMs: 120_000 });
-    cli.kill('SIGTERM');
-    await cli.exited;
-
-    assert.equal(await logged(), N, 'every conflict is logged once');
-    const duplicates = await p.dst.unsafe(`SELECT key, count(*) FROM pgtide.conflict_log WHERE subscription = 'c_kill' GROUP BY key HAVING count(*) > 1`);
-    assert.equal(duplicates.length, 0, `no conflict logged twice: ${JSON.stringify([...duplicates])}`);
+    const run = { dst: p.dst, file, subscription: 'c_kill', total: N };
+    await killWhileLogging(scope, run);
+    await finishLoggedOnce(scope, run, (cli) => waitForCatchUp(p, { cli, timeoutMs: 120_000 }));
     assert.deepEqual(await texts(p.dst, `SELECT v || ':' || count(*) AS r FROM k GROUP BY v ORDER BY v`), [`local:${N}`, `remote:${N}`]);
   });
 });
