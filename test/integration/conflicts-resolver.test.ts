@@ -18,8 +18,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { writeFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { parseConfig, type ConfigInput } from '../../src/control/config.js';
-import { PgtideError } from '../../src/core/errors.js';
+import { parseConfig } from '../../src/control/config.js';
 import { collectStatus, formatStatus } from '../../src/control/status.js';
 import { ApplyWriter } from '../../src/sinks/postgres/apply-writer.js';
 import { ResolverModes, ResolverReplayError } from '../../src/sinks/postgres/resolver-replay.js';
@@ -30,35 +29,12 @@ import type { PgTimestamp, Tuple } from '../../src/protocol/messages.js';
 import { lsn } from '../../src/core/lsn.js';
 import {
   TestScope, startPair, databasePair, ddlBoth, startEngine, configInput, withTimeout, waitFor, waitForCatchUp,
-  texts, writeConfigFile, cliConfig, startCli, runCli, capturingLogger, testLogger, type Pair, type RunningEngine, type CliProcess,
+  texts, writeConfigFile, cliConfig, startCli, runCli, capturingLogger, testLogger, type Pair, type CliProcess,
 } from '../support/replication.js';
 import { finishLoggedOnce, killWhileLogging, loggedConflicts } from '../support/conflict-kills.js';
+import { conflictLog, stoppedWith, streamingPair } from '../support/conflict-setup.js';
 
-interface LogRow {
-  kind: string;
-  resolution: string;
-  table_name: string;
-  key: Record<string, string>;
-  remote_old: Record<string, string> | null;
-  remote_new: Record<string, string> | null;
-  local_row: Record<string, unknown> | null;
-  local_commit_time: Date | null;
-  source_xid: string | null;
-  source_commit_lsn: string | null;
-}
 
-async function conflictLog(p: Pair, subscription: string): Promise<LogRow[]> {
-  return [...await p.dst.unsafe<LogRow[]>(
-    `SELECT kind, resolution, table_name, key, remote_old, remote_new, local_row, local_commit_time, source_xid::text AS source_xid,
-            source_commit_lsn::text AS source_commit_lsn
-       FROM pgtide.conflict_log WHERE subscription = $1 ORDER BY table_name, kind, key::text`, [subscription])];
-}
-
-async function stoppedWith(running: RunningEngine, timeoutMs = 60_000): Promise<PgtideError> {
-  await withTimeout(running.done, timeoutMs, 'the engine did not stop');
-  assert.ok(running.error instanceof PgtideError, `the engine stops with a PgtideError; got ${String(running.error)}`);
-  return running.error;
-}
 
 /**
  * Decides by the key's last digit: 1 skip, 2 apply_remote, 3 merge (a row that shows what the
@@ -93,17 +69,12 @@ const TABLES = `CREATE TABLE ins (id int PRIMARY KEY, v text);
   CREATE TABLE del (id int PRIMARY KEY, v text);
   CREATE TABLE fu (a int, b text); ALTER TABLE fu REPLICA IDENTITY FULL;`;
 
-async function streamingPair(scope: TestScope, pair: Pair, database: string, conflicts: ConfigInput['conflicts']): Promise<{ p: Pair; running: RunningEngine; config: ReturnType<typeof parseConfig> }> {
-  const p = await databasePair(scope, pair, database);
-  await ddlBoth(p, TABLES);
-  await p.src.unsafe(`INSERT INTO upd SELECT g, 'v' || g, g FROM generate_series(1, 5) g; INSERT INTO del SELECT g, 'v' || g FROM generate_series(1, 3) g;
-    INSERT INTO fu VALUES (1, 'x'), (2, 'y'), (3, 'z');`);
-  const config = parseConfig(configInput(p, { name: database, tables: ['ins', 'upd', 'del', 'fu'], conflicts }));
-  const running = startEngine(scope, config);
-  await withTimeout(running.streaming, 90_000, 'streaming');
-  await waitForCatchUp(p, { engine: running });
-  return { p, running, config };
-}
+const SETUP = {
+  ddl: TABLES,
+  rows: `INSERT INTO upd SELECT g, 'v' || g, g FROM generate_series(1, 5) g; INSERT INTO del SELECT g, 'v' || g FROM generate_series(1, 3) g;
+    INSERT INTO fu VALUES (1, 'x'), (2, 'y'), (3, 'z');`,
+  tables: ['ins', 'upd', 'del', 'fu'],
+};
 
 describe('conflicts: custom resolver', { timeout: 900_000 }, () => {
   const scope = new TestScope();
@@ -118,7 +89,7 @@ describe('conflicts: custom resolver', { timeout: 900_000 }, () => {
   after(() => scope.cleanup());
 
   it('skip, apply_remote and merge for insert_exists, update_missing (keyed and FULL) and delete_missing, each logged as custom:<decision>', async () => {
-    const { p, running } = await streamingPair(scope, pair, 'r_decide', { policy: 'custom', resolver });
+    const { p, running } = await streamingPair(scope, pair, 'r_decide', SETUP, { policy: 'custom', resolver });
     await p.dst.unsafe(`INSERT INTO ins VALUES (1, 'l1'), (2, 'l2'), (3, 'l3'); DELETE FROM upd WHERE id IN (1, 2, 3); DELETE FROM del WHERE id = 2;
       DELETE FROM fu WHERE a IN (2, 3)`);
     await p.src.unsafe(`INSERT INTO ins VALUES (1, 'r1'), (2, 'r2'), (3, 'r3'), (4, 'r4')`);
@@ -161,7 +132,7 @@ describe('conflicts: custom resolver', { timeout: 900_000 }, () => {
   });
 
   it('a resolver that decides error, throws, or returns nonsense stops apply, not retried, naming the module, table and key; nothing of the batch is applied or logged', async () => {
-    const { p, running, config } = await streamingPair(scope, pair, 'r_stop', { policy: 'error', tables: { 'public.ins': { resolver } } });
+    const { p, running, config } = await streamingPair(scope, pair, 'r_stop', SETUP, { policy: 'error', tables: { 'public.ins': { resolver } } });
     await p.dst.unsafe(`INSERT INTO ins VALUES (9, 'l9')`);
     await p.src.unsafe(`INSERT INTO ins VALUES (10, 'r10'), (9, 'r9')`);
     const decided = await stoppedWith(running);
