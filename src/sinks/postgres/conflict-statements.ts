@@ -264,10 +264,7 @@ export function updateLogged(table: TargetTable, setColumns: readonly number[], 
   // apply_remote inserts the missing row only when the change carries every column (no unchanged
   // TOAST value, which only the missing row held); otherwise the row is logged and skipped.
   const resolution: ConflictResolution = options.resolution === 'apply_remote' && complete ? 'apply_remote' : 'skip';
-  const insert = resolution === 'apply_remote'
-    ? `, i AS (INSERT INTO ${name} (${table.columns.map((_, i) => nameOf(table, i)).join(', ')}) OVERRIDING SYSTEM VALUE
-              SELECT ${table.columns.map((_, i) => `${valueOf(i)!}::${typeOf(table, i)}`).join(', ')} FROM m)`
-    : '';
+  const insert = resolution === 'apply_remote' ? insertCarried(table, valueOf, 'm') : '';
   const missingLog = logInsert({ kind: 'update_missing', resolution, table, from: 'm', alias: 'm', subscriptionParam: params.length, key, remoteOld: key, remoteNew, localRow: 'NULL', localOrigin: 'NULL', localTime: 'NULL' });
   const keep = guard?.keep ? ` AND ${guard.keep}` : '';
   const missingKeep = guard?.missingKeep ? ` AND ${guard.missingKeep}` : '';
@@ -282,6 +279,15 @@ export function updateLogged(table: TargetTable, setColumns: readonly number[], 
     params,
     logs: true,
   };
+}
+
+/**
+ * apply_remote for an UPDATE run's missing rows: the CTE `i` (after a comma) inserting each row
+ * of `from` as the run carries it; only for a run that carries every column (RunColumns.complete).
+ */
+export function insertCarried(table: TargetTable, valueOf: (i: number) => string | undefined, from: string): string {
+  return `, i AS (INSERT INTO ${table.relation.qualifiedName} (${table.columns.map((_, i) => nameOf(table, i)).join(', ')}) OVERRIDING SYSTEM VALUE
+              SELECT ${table.columns.map((_, i) => `${valueOf(i)!}::${typeOf(table, i)}`).join(', ')} FROM ${from})`;
 }
 
 /** The local row's last writer, from the row's xmin (NULL for a row of this very batch: not committed yet). */

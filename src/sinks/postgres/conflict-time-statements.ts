@@ -22,7 +22,7 @@ import type { TargetTable } from './table-catalog.js';
 import { textOf, updateByKeyParts, type KeyedUpdate } from './statements.js';
 import { textArrayLiteral } from '../../core/sql.js';
 import {
-  LOG_COLUMNS, SOURCE_COLUMNS, commitTimeOf, jsonRow, keyJson, keyedCheckable, literal, nameOf, sourceArrays, typeOf, unnestAs,
+  LOG_COLUMNS, SOURCE_COLUMNS, commitTimeOf, jsonRow, keyJson, keyedCheckable, literal, nameOf, insertCarried, sourceArrays, typeOf, unnestAs,
   type ConflictStatement,
 } from './conflict-statements.js';
 import type { ConflictKind, ConflictPolicy } from '../../apply/conflict-policy.js';
@@ -128,10 +128,7 @@ export function updateCheckingOrigin(table: TargetTable, setColumns: readonly nu
   const remoteNew = jsonRow(present.map((i) => table.columns[i]!.name), present.map((i) => valueOf(i)!));
   const key = keyJson(table, 'a', (i) => keyIndexes.indexOf(i));
   const missing = missingResolution(options.policy) === 'apply_remote' && complete ? 'apply_remote' : 'skip';
-  const insert = missing === 'apply_remote'
-    ? `, i AS (INSERT INTO ${name} (${table.columns.map((_, i) => nameOf(table, i)).join(', ')}) OVERRIDING SYSTEM VALUE
-              SELECT ${table.columns.map((_, i) => `${valueOf(i)!}::${typeOf(table, i)}`).join(', ')} FROM m AS a)`
-    : '';
+  const insert = missing === 'apply_remote' ? insertCarried(table, valueOf, 'm AS a') : '';
   const l = localRows(table, where, params, options);
   return {
     text: `WITH v AS (SELECT * FROM ${unnestAs(arrays.length, SOURCE_COLUMNS, true)}),
