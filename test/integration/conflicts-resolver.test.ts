@@ -29,9 +29,9 @@ import type { PgTimestamp, Tuple } from '../../src/protocol/messages.js';
 import { lsn } from '../../src/core/lsn.js';
 import {
   TestScope, startPair, databasePair, ddlBoth, startEngine, configInput, withTimeout, waitFor, waitForCatchUp,
-  texts, writeConfigFile, cliConfig, startCli, runCli, capturingLogger, testLogger, type Pair, type CliProcess,
+  texts, writeConfigFile, cliConfig, startCli, runCli, capturingLogger, testLogger, type Pair,
 } from '../support/replication.js';
-import { finishLoggedOnce, killWhileLogging, loggedConflicts } from '../support/conflict-kills.js';
+import { finishLoggedOnce, killWhileLogging, loggedConflicts, slotOnly } from '../support/conflict-kills.js';
 import { conflictLog, stoppedWith, streamingPair } from '../support/conflict-setup.js';
 
 
@@ -341,10 +341,7 @@ describe('conflicts: custom resolver', { timeout: 900_000 }, () => {
     writeFileSync(path.join(dir, 'k-resolver.mjs'), `export default (c) => (Number(c.key.id) % 2 === 0 ? 'apply_remote' : { action: 'merge', row: { v: c.local.row.v + '+' + c.remote.new.v } });`);
     const file = path.join(dir, 'pgtide.yaml');
     writeFileSync(file, JSON.stringify(cliConfig(p, { name: 'r_kill_replay', tables: ['k'], conflicts: { policy: 'custom', resolver: './k-resolver.mjs' }, apply: { batchMaxTransactions: 8, batchMaxAgeMs: 50 } })));
-    let cli: CliProcess = startCli(scope, ['start', '--config', file]);
-    await cli.waitForStderr(/streaming started/, 120_000);
-    cli.kill('SIGKILL');
-    await cli.exited;
+    await slotOnly(scope, file);
 
     // Each source transaction: a conflicting insert, then two updates of the hot row (runs of their own).
     const N = 120;
@@ -356,7 +353,7 @@ describe('conflicts: custom resolver', { timeout: 900_000 }, () => {
     const killedInReplay: number[] = [];
     for (let round = 0; round < 5; round++) {
       if ((await logged()) >= N) break;
-      cli = startCli(scope, ['start', '--config', file]);
+      const cli = startCli(scope, ['start', '--config', file]);
       // Killed while a replay is under way: right after it is announced, or a little later.
       await cli.waitForStderr(/the optimistic probe of \\"public\\"\.\\"k\\" found/, 60_000).catch(() => {});
       await sleep(round * 60);
@@ -365,7 +362,7 @@ describe('conflicts: custom resolver', { timeout: 900_000 }, () => {
       if (/the optimistic probe of/.test(cli.stderr())) killedInReplay.push(await logged());
     }
     assert.ok(killedInReplay.some((n) => n < N), `at least one process was killed after a replay began, before every conflict was logged (logged at those kills: ${killedInReplay.join(', ')})`);
-    await finishLoggedOnce(scope, run, (last) => waitForCatchUp(p, { cli: last, timeoutMs: 120_000 }));
+    await finishLoggedOnce(scope, run, (cli) => waitForCatchUp(p, { cli, timeoutMs: 120_000 }));
     assert.deepEqual(await texts(p.dst, `SELECT v || ':' || count(*) AS r FROM k WHERE id > 0 GROUP BY v ORDER BY v`), [`local+remote:${N / 2}`, `remote:${N / 2}`],
       'each merge applied once (a second would read local+remote+remote)');
     assert.deepEqual(await texts(p.dst, `SELECT n::text AS r FROM k WHERE id = 0`), [String(2 * N)], 'every update of the hot row applied once');
@@ -378,10 +375,7 @@ describe('conflicts: custom resolver', { timeout: 900_000 }, () => {
     writeFileSync(path.join(dir, 'k-resolver.mjs'), `export default (c) => (Number(c.key.id) % 2 === 0 ? 'apply_remote' : { action: 'merge', row: { v: c.local.row.v + '+' + c.remote.new.v } });`);
     const file = path.join(dir, 'pgtide.yaml');
     writeFileSync(file, JSON.stringify(cliConfig(p, { name: 'r_kill', tables: ['k'], conflicts: { policy: 'custom', resolver: './k-resolver.mjs' }, apply: { batchMaxTransactions: 1, batchMaxAgeMs: 0 } })));
-    const cli = startCli(scope, ['start', '--config', file]);
-    await cli.waitForStderr(/streaming started/, 120_000);
-    cli.kill('SIGKILL');
-    await cli.exited;
+    await slotOnly(scope, file);
 
     const N = 300;
     await p.dst.unsafe(`INSERT INTO k SELECT g, 'local' FROM generate_series(1, ${N}) g`);

@@ -19,7 +19,7 @@ import {
   TestScope, startPair, databasePair, ddlBoth, startEngine, configInput, withTimeout, waitFor, waitForCatchUp,
   assertTablesEqual, texts, writeConfigFile, cliConfig, startCli, runCli, pinnedSql, type Pair, type RunningEngine,
 } from '../support/replication.js';
-import { cliExited, finishLoggedOnce, killWhileLogging } from '../support/conflict-kills.js';
+import { cliExited, finishLoggedOnce, killWhileLogging, slotOnly } from '../support/conflict-kills.js';
 import { conflictLog, stoppedWith, streamingPair, type LogRow } from '../support/conflict-setup.js';
 
 
@@ -276,10 +276,7 @@ describe('conflicts on other unique indexes: update_exists, multiple_unique_conf
       copy: { enabled: false }, apply: { batchMaxTransactions: 1, batchMaxAgeMs: 0 }, statusIntervalMs: 1000, sequences: { enabled: false },
       conflicts: { policy: 'skip', tombstones: true },
     }, 'c.yaml');
-    const cli = startCli(scope, ['start', '--config', file]);
-    await cli.waitForStderr(/streaming started/, 120_000);
-    cli.kill('SIGKILL');
-    await cli.exited;
+    await slotOnly(scope, file);
 
     // A deletes every row (tombstones on the target); then C updates each, one transaction each.
     await m.p.src.unsafe(`DELETE FROM t`);

@@ -15,9 +15,9 @@ import { collectStatus, formatStatus } from '../../src/control/status.js';
 import type { ConflictEvent } from '../../src/apply/conflict-policy.js';
 import {
   TestScope, startPair, databasePair, ddlBoth, startEngine, configInput, withTimeout, waitFor, waitForCatchUp,
-  assertTablesEqual, texts, writeConfigFile, cliConfig, startCli, runCli, type Pair,
+  assertTablesEqual, texts, writeConfigFile, cliConfig, runCli, type Pair,
 } from '../support/replication.js';
-import { finishLoggedOnce, killWhileLogging } from '../support/conflict-kills.js';
+import { finishLoggedOnce, killWhileLogging, slotOnly } from '../support/conflict-kills.js';
 import { conflictLog, stoppedWith, streamingPair, type LogRow } from '../support/conflict-setup.js';
 
 
@@ -225,10 +225,7 @@ describe('conflicts: detection, policies and the conflict log', { timeout: 900_0
     const p = await databasePair(scope, pair, 'c_kill');
     await ddlBoth(p, `CREATE TABLE k (id int PRIMARY KEY, v text)`);
     const file = writeConfigFile(scope, cliConfig(p, { name: 'c_kill', tables: ['k'], conflicts: { policy: 'skip' }, apply: { batchMaxTransactions: 1, batchMaxAgeMs: 0 } }));
-    const cli = startCli(scope, ['start', '--config', file]);
-    await cli.waitForStderr(/streaming started/, 120_000);
-    cli.kill('SIGKILL');
-    await cli.exited;
+    await slotOnly(scope, file);
 
     // 400 target-only rows, then 400 source transactions inserting the same keys (and one clean row each).
     const N = 400;

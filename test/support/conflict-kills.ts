@@ -31,6 +31,17 @@ export const cliExited = (cli: CliProcess) => (): string | undefined =>
   (cli.exitCode !== undefined ? `pgtide exited (${cli.exitCode}): ${cli.stderrTail()}` : undefined);
 
 /**
+ * The CLI's first start creates the subscription's slot, so that the workload
+ * written next is streamed (not copied); killed as soon as it streams.
+ */
+export async function slotOnly(scope: TestScope, file: string): Promise<void> {
+  const cli = startCli(scope, ['start', '--config', file]);
+  await cli.waitForStderr(/streaming started/, 120_000);
+  cli.kill('SIGKILL');
+  await cli.exited;
+}
+
+/**
  * Up to four rounds: start the CLI, kill -9 it as soon as this process logged
  * a conflict (so further batches are in flight), until every conflict is
  * logged. Asserts that at least one kill fell in the middle.
