@@ -76,6 +76,18 @@ const SETUP = {
   tables: ['ins', 'upd', 'del', 'fu'],
 };
 
+/**
+ * The CLI config of the kill -9 cases on table k (id, v, …): a resolver module beside it takes the
+ * remote row for an even id and merges v (local+remote) for an odd one.
+ */
+function kConfig(scope: TestScope, p: Pair, name: string, apply: { readonly batchMaxTransactions: number; readonly batchMaxAgeMs: number }): string {
+  const dir = scope.tempDir('pgtide-resolver-cli-');
+  writeFileSync(path.join(dir, 'k-resolver.mjs'), `export default (c) => (Number(c.key.id) % 2 === 0 ? 'apply_remote' : { action: 'merge', row: { v: c.local.row.v + '+' + c.remote.new.v } });`);
+  const file = path.join(dir, 'pgtide.yaml');
+  writeFileSync(file, JSON.stringify(cliConfig(p, { name, tables: ['k'], conflicts: { policy: 'custom', resolver: './k-resolver.mjs' }, apply })));
+  return file;
+}
+
 describe('conflicts: custom resolver', { timeout: 900_000 }, () => {
   const scope = new TestScope();
   let pair: Pair;
@@ -337,10 +349,7 @@ describe('conflicts: custom resolver', { timeout: 900_000 }, () => {
     const p = await databasePair(scope, pair, 'r_kill_replay');
     await ddlBoth(p, `CREATE TABLE k (id int PRIMARY KEY, v text, n int)`);
     await p.src.unsafe(`INSERT INTO k VALUES (0, 'hot', 0)`);
-    const dir = scope.tempDir('pgtide-resolver-replay-');
-    writeFileSync(path.join(dir, 'k-resolver.mjs'), `export default (c) => (Number(c.key.id) % 2 === 0 ? 'apply_remote' : { action: 'merge', row: { v: c.local.row.v + '+' + c.remote.new.v } });`);
-    const file = path.join(dir, 'pgtide.yaml');
-    writeFileSync(file, JSON.stringify(cliConfig(p, { name: 'r_kill_replay', tables: ['k'], conflicts: { policy: 'custom', resolver: './k-resolver.mjs' }, apply: { batchMaxTransactions: 8, batchMaxAgeMs: 50 } })));
+    const file = kConfig(scope, p, 'r_kill_replay', { batchMaxTransactions: 8, batchMaxAgeMs: 50 });
     await slotOnly(scope, file);
 
     // Each source transaction: a conflicting insert, then two updates of the hot row (runs of their own).
@@ -371,10 +380,7 @@ describe('conflicts: custom resolver', { timeout: 900_000 }, () => {
   it('kill -9 while batches with resolved conflicts commit: each conflict is resolved and logged exactly once', async () => {
     const p = await databasePair(scope, pair, 'r_kill');
     await ddlBoth(p, `CREATE TABLE k (id int PRIMARY KEY, v text)`);
-    const dir = scope.tempDir('pgtide-resolver-cli-');
-    writeFileSync(path.join(dir, 'k-resolver.mjs'), `export default (c) => (Number(c.key.id) % 2 === 0 ? 'apply_remote' : { action: 'merge', row: { v: c.local.row.v + '+' + c.remote.new.v } });`);
-    const file = path.join(dir, 'pgtide.yaml');
-    writeFileSync(file, JSON.stringify(cliConfig(p, { name: 'r_kill', tables: ['k'], conflicts: { policy: 'custom', resolver: './k-resolver.mjs' }, apply: { batchMaxTransactions: 1, batchMaxAgeMs: 0 } })));
+    const file = kConfig(scope, p, 'r_kill', { batchMaxTransactions: 1, batchMaxAgeMs: 0 });
     await slotOnly(scope, file);
 
     const N = 300;
