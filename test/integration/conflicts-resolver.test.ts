@@ -18,8 +18,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { writeFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { parseConfig, type ConfigInput } from '../../src/control/config.js';
-import { PgtideError } from '../../src/core/errors.js';
+import { parseConfig } from '../../src/control/config.js';
 import { collectStatus, formatStatus } from '../../src/control/status.js';
 import { ApplyWriter } from '../../src/sinks/postgres/apply-writer.js';
 import { ResolverModes, ResolverReplayError } from '../../src/sinks/postgres/resolver-replay.js';
@@ -30,34 +29,12 @@ import type { PgTimestamp, Tuple } from '../../src/protocol/messages.js';
 import { lsn } from '../../src/core/lsn.js';
 import {
   TestScope, startPair, databasePair, ddlBoth, startEngine, configInput, withTimeout, waitFor, waitForCatchUp,
-  texts, writeConfigFile, cliConfig, startCli, runCli, capturingLogger, testLogger, type Pair, type RunningEngine, type CliProcess,
+  texts, writeConfigFile, cliConfig, startCli, runCli, capturingLogger, testLogger, type Pair,
 } from '../support/replication.js';
+import { finishLoggedOnce, killWhileLogging, loggedConflicts, slotOnly } from '../support/conflict-kills.js';
+import { conflictLog, stoppedWith, streamingPair } from '../support/conflict-setup.js';
 
-interface LogRow {
-  kind: string;
-  resolution: string;
-  table_name: string;
-  key: Record<string, string>;
-  remote_old: Record<string, string> | null;
-  remote_new: Record<string, string> | null;
-  local_row: Record<string, unknown> | null;
-  local_commit_time: Date | null;
-  source_xid: string | null;
-  source_commit_lsn: string | null;
-}
 
-async function conflictLog(p: Pair, subscription: string): Promise<LogRow[]> {
-  return [...await p.dst.unsafe<LogRow[]>(
-    `SELECT kind, resolution, table_name, key, remote_old, remote_new, local_row, local_commit_time, source_xid::text AS source_xid,
-            source_commit_lsn::text AS source_commit_lsn
-       FROM pgtide.conflict_log WHERE subscription = $1 ORDER BY table_name, kind, key::text`, [subscription])];
-}
-
-async function stoppedWith(running: RunningEngine, timeoutMs = 60_000): Promise<PgtideError> {
-  await withTimeout(running.done, timeoutMs, 'the engine did not stop');
-  assert.ok(running.error instanceof PgtideError, `the engine stops with a PgtideError; got ${String(running.error)}`);
-  return running.error;
-}
 
 /**
  * Decides by the key's last digit: 1 skip, 2 apply_remote, 3 merge (a row that shows what the
@@ -92,16 +69,23 @@ const TABLES = `CREATE TABLE ins (id int PRIMARY KEY, v text);
   CREATE TABLE del (id int PRIMARY KEY, v text);
   CREATE TABLE fu (a int, b text); ALTER TABLE fu REPLICA IDENTITY FULL;`;
 
-async function streamingPair(scope: TestScope, pair: Pair, database: string, conflicts: ConfigInput['conflicts']): Promise<{ p: Pair; running: RunningEngine; config: ReturnType<typeof parseConfig> }> {
-  const p = await databasePair(scope, pair, database);
-  await ddlBoth(p, TABLES);
-  await p.src.unsafe(`INSERT INTO upd SELECT g, 'v' || g, g FROM generate_series(1, 5) g; INSERT INTO del SELECT g, 'v' || g FROM generate_series(1, 3) g;
-    INSERT INTO fu VALUES (1, 'x'), (2, 'y'), (3, 'z');`);
-  const config = parseConfig(configInput(p, { name: database, tables: ['ins', 'upd', 'del', 'fu'], conflicts }));
-  const running = startEngine(scope, config);
-  await withTimeout(running.streaming, 90_000, 'streaming');
-  await waitForCatchUp(p, { engine: running });
-  return { p, running, config };
+const SETUP = {
+  ddl: TABLES,
+  rows: `INSERT INTO upd SELECT g, 'v' || g, g FROM generate_series(1, 5) g; INSERT INTO del SELECT g, 'v' || g FROM generate_series(1, 3) g;
+    INSERT INTO fu VALUES (1, 'x'), (2, 'y'), (3, 'z');`,
+  tables: ['ins', 'upd', 'del', 'fu'],
+};
+
+/**
+ * The CLI config of the kill -9 cases on table k (id, v, …): a resolver module beside it takes the
+ * remote row for an even id and merges v (local+remote) for an odd one.
+ */
+function kConfig(scope: TestScope, p: Pair, name: string, apply: { readonly batchMaxTransactions: number; readonly batchMaxAgeMs: number }): string {
+  const dir = scope.tempDir('pgtide-resolver-cli-');
+  writeFileSync(path.join(dir, 'k-resolver.mjs'), `export default (c) => (Number(c.key.id) % 2 === 0 ? 'apply_remote' : { action: 'merge', row: { v: c.local.row.v + '+' + c.remote.new.v } });`);
+  const file = path.join(dir, 'pgtide.yaml');
+  writeFileSync(file, JSON.stringify(cliConfig(p, { name, tables: ['k'], conflicts: { policy: 'custom', resolver: './k-resolver.mjs' }, apply })));
+  return file;
 }
 
 describe('conflicts: custom resolver', { timeout: 900_000 }, () => {
@@ -117,7 +101,7 @@ describe('conflicts: custom resolver', { timeout: 900_000 }, () => {
   after(() => scope.cleanup());
 
   it('skip, apply_remote and merge for insert_exists, update_missing (keyed and FULL) and delete_missing, each logged as custom:<decision>', async () => {
-    const { p, running } = await streamingPair(scope, pair, 'r_decide', { policy: 'custom', resolver });
+    const { p, running } = await streamingPair(scope, pair, 'r_decide', SETUP, { policy: 'custom', resolver });
     await p.dst.unsafe(`INSERT INTO ins VALUES (1, 'l1'), (2, 'l2'), (3, 'l3'); DELETE FROM upd WHERE id IN (1, 2, 3); DELETE FROM del WHERE id = 2;
       DELETE FROM fu WHERE a IN (2, 3)`);
     await p.src.unsafe(`INSERT INTO ins VALUES (1, 'r1'), (2, 'r2'), (3, 'r3'), (4, 'r4')`);
@@ -160,7 +144,7 @@ describe('conflicts: custom resolver', { timeout: 900_000 }, () => {
   });
 
   it('a resolver that decides error, throws, or returns nonsense stops apply, not retried, naming the module, table and key; nothing of the batch is applied or logged', async () => {
-    const { p, running, config } = await streamingPair(scope, pair, 'r_stop', { policy: 'error', tables: { 'public.ins': { resolver } } });
+    const { p, running, config } = await streamingPair(scope, pair, 'r_stop', SETUP, { policy: 'error', tables: { 'public.ins': { resolver } } });
     await p.dst.unsafe(`INSERT INTO ins VALUES (9, 'l9')`);
     await p.src.unsafe(`INSERT INTO ins VALUES (10, 'r10'), (9, 'r9')`);
     const decided = await stoppedWith(running);
@@ -365,25 +349,20 @@ describe('conflicts: custom resolver', { timeout: 900_000 }, () => {
     const p = await databasePair(scope, pair, 'r_kill_replay');
     await ddlBoth(p, `CREATE TABLE k (id int PRIMARY KEY, v text, n int)`);
     await p.src.unsafe(`INSERT INTO k VALUES (0, 'hot', 0)`);
-    const dir = scope.tempDir('pgtide-resolver-replay-');
-    writeFileSync(path.join(dir, 'k-resolver.mjs'), `export default (c) => (Number(c.key.id) % 2 === 0 ? 'apply_remote' : { action: 'merge', row: { v: c.local.row.v + '+' + c.remote.new.v } });`);
-    const file = path.join(dir, 'pgtide.yaml');
-    writeFileSync(file, JSON.stringify(cliConfig(p, { name: 'r_kill_replay', tables: ['k'], conflicts: { policy: 'custom', resolver: './k-resolver.mjs' }, apply: { batchMaxTransactions: 8, batchMaxAgeMs: 50 } })));
-    let cli: CliProcess = startCli(scope, ['start', '--config', file]);
-    await cli.waitForStderr(/streaming started/, 120_000);
-    cli.kill('SIGKILL');
-    await cli.exited;
+    const file = kConfig(scope, p, 'r_kill_replay', { batchMaxTransactions: 8, batchMaxAgeMs: 50 });
+    await slotOnly(scope, file);
 
     // Each source transaction: a conflicting insert, then two updates of the hot row (runs of their own).
     const N = 120;
     await p.dst.unsafe(`INSERT INTO k SELECT g, 'local', -1 FROM generate_series(1, ${N}) g`);
     for (let i = 1; i <= N; i++) await p.src.unsafe(`INSERT INTO k VALUES (${i}, 'remote', 0); UPDATE k SET n = n + 1 WHERE id = 0; UPDATE k SET n = n + 1 WHERE id = 0`);
-    const logged = async (): Promise<number> => Number((await p.dst.unsafe<{ n: string }[]>(`SELECT count(*)::text AS n FROM pgtide.conflict_log WHERE subscription = 'r_kill_replay'`))[0]!.n);
+    const run = { dst: p.dst, file, subscription: 'r_kill_replay', total: N };
+    const logged = (): Promise<number> => loggedConflicts(run);
 
     const killedInReplay: number[] = [];
     for (let round = 0; round < 5; round++) {
       if ((await logged()) >= N) break;
-      cli = startCli(scope, ['start', '--config', file]);
+      const cli = startCli(scope, ['start', '--config', file]);
       // Killed while a replay is under way: right after it is announced, or a little later.
       await cli.waitForStderr(/the optimistic probe of \\"public\\"\.\\"k\\" found/, 60_000).catch(() => {});
       await sleep(round * 60);
@@ -392,14 +371,7 @@ describe('conflicts: custom resolver', { timeout: 900_000 }, () => {
       if (/the optimistic probe of/.test(cli.stderr())) killedInReplay.push(await logged());
     }
     assert.ok(killedInReplay.some((n) => n < N), `at least one process was killed after a replay began, before every conflict was logged (logged at those kills: ${killedInReplay.join(', ')})`);
-    cli = startCli(scope, ['start', '--config', file]);
-    await waitForCatchUp(p, { cli, timeoutMs: 120_000 });
-    cli.kill('SIGTERM');
-    await cli.exited;
-
-    assert.equal(await logged(), N, 'every conflict is logged once');
-    const duplicates = await p.dst.unsafe(`SELECT key, count(*) FROM pgtide.conflict_log WHERE subscription = 'r_kill_replay' GROUP BY key HAVING count(*) > 1`);
-    assert.equal(duplicates.length, 0, `no conflict logged twice: ${JSON.stringify([...duplicates])}`);
+    await finishLoggedOnce(scope, run, (cli) => waitForCatchUp(p, { cli, timeoutMs: 120_000 }));
     assert.deepEqual(await texts(p.dst, `SELECT v || ':' || count(*) AS r FROM k WHERE id > 0 GROUP BY v ORDER BY v`), [`local+remote:${N / 2}`, `remote:${N / 2}`],
       'each merge applied once (a second would read local+remote+remote)');
     assert.deepEqual(await texts(p.dst, `SELECT n::text AS r FROM k WHERE id = 0`), [String(2 * N)], 'every update of the hot row applied once');
@@ -408,40 +380,15 @@ describe('conflicts: custom resolver', { timeout: 900_000 }, () => {
   it('kill -9 while batches with resolved conflicts commit: each conflict is resolved and logged exactly once', async () => {
     const p = await databasePair(scope, pair, 'r_kill');
     await ddlBoth(p, `CREATE TABLE k (id int PRIMARY KEY, v text)`);
-    const dir = scope.tempDir('pgtide-resolver-cli-');
-    writeFileSync(path.join(dir, 'k-resolver.mjs'), `export default (c) => (Number(c.key.id) % 2 === 0 ? 'apply_remote' : { action: 'merge', row: { v: c.local.row.v + '+' + c.remote.new.v } });`);
-    const file = path.join(dir, 'pgtide.yaml');
-    writeFileSync(file, JSON.stringify(cliConfig(p, { name: 'r_kill', tables: ['k'], conflicts: { policy: 'custom', resolver: './k-resolver.mjs' }, apply: { batchMaxTransactions: 1, batchMaxAgeMs: 0 } })));
-    let cli: CliProcess = startCli(scope, ['start', '--config', file]);
-    await cli.waitForStderr(/streaming started/, 120_000);
-    cli.kill('SIGKILL');
-    await cli.exited;
+    const file = kConfig(scope, p, 'r_kill', { batchMaxTransactions: 1, batchMaxAgeMs: 0 });
+    await slotOnly(scope, file);
 
     const N = 300;
     await p.dst.unsafe(`INSERT INTO k SELECT g, 'local' FROM generate_series(1, ${N}) g`);
     for (let i = 1; i <= N; i++) await p.src.unsafe(`INSERT INTO k VALUES (${i}, 'remote'), (${N + i}, 'remote')`);
-    const logged = async (): Promise<number> => Number((await p.dst.unsafe<{ n: string }[]>(`SELECT count(*)::text AS n FROM pgtide.conflict_log WHERE subscription = 'r_kill'`))[0]!.n);
-
-    const kills: number[] = [];
-    for (let round = 0; round < 4; round++) {
-      const before = await logged();
-      if (before >= N) break;
-      cli = startCli(scope, ['start', '--config', file]);
-      await waitFor('conflicts logged by this process', async () => ((await logged()) > before ? true : undefined), { timeoutMs: 60_000, intervalMs: 5, failFast: () => cli.exitCode });
-      cli.kill('SIGKILL');
-      await cli.exited;
-      kills.push(await logged());
-      await sleep(50);
-    }
-    assert.ok(kills.some((n) => n > 0 && n < N), `at least one kill fell while conflicts were still being resolved (logged at each kill: ${kills.join(', ')})`);
-    cli = startCli(scope, ['start', '--config', file]);
-    await waitForCatchUp(p, { cli, timeoutMs: 120_000 });
-    cli.kill('SIGTERM');
-    await cli.exited;
-
-    assert.equal(await logged(), N, 'every conflict is logged once');
-    const duplicates = await p.dst.unsafe(`SELECT key, count(*) FROM pgtide.conflict_log WHERE subscription = 'r_kill' GROUP BY key HAVING count(*) > 1`);
-    assert.equal(duplicates.length, 0, `no conflict logged twice: ${JSON.stringify([...duplicates])}`);
+    const run = { dst: p.dst, file, subscription: 'r_kill', total: N };
+    await killWhileLogging(scope, run);
+    await finishLoggedOnce(scope, run, (cli) => waitForCatchUp(p, { cli, timeoutMs: 120_000 }));
     assert.deepEqual(await texts(p.dst, `SELECT resolution || ':' || count(*) AS r FROM pgtide.conflict_log WHERE subscription = 'r_kill' GROUP BY resolution ORDER BY 1`),
       [`custom:apply_remote:${N / 2}`, `custom:merge:${N / 2}`]);
     assert.deepEqual(await texts(p.dst, `SELECT v || ':' || count(*) AS r FROM k GROUP BY v ORDER BY v`), [`local+remote:${N / 2}`, `remote:${N + N / 2}`],

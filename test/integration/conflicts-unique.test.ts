@@ -12,57 +12,27 @@
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type postgres from 'postgres';
 import { defaultMajor } from '../../src/harness/cluster.js';
 import { parseConfig, type ConfigInput } from '../../src/control/config.js';
-import { PgtideError } from '../../src/core/errors.js';
 import {
   TestScope, startPair, databasePair, ddlBoth, startEngine, configInput, withTimeout, waitFor, waitForCatchUp,
-  assertTablesEqual, texts, writeConfigFile, cliConfig, startCli, runCli, pinnedSql, type Pair, type RunningEngine, type CliProcess,
+  assertTablesEqual, texts, writeConfigFile, cliConfig, startCli, runCli, pinnedSql, type Pair, type RunningEngine,
 } from '../support/replication.js';
+import { cliExited, finishLoggedOnce, killWhileLogging, slotOnly } from '../support/conflict-kills.js';
+import { conflictLog, stoppedWith, streamingPair, type LogRow } from '../support/conflict-setup.js';
 
-interface LogRow {
-  kind: string;
-  resolution: string;
-  key: Record<string, string>;
-  remote_old: Record<string, string> | null;
-  remote_new: Record<string, string> | null;
-  local_row: Record<string, unknown> | null;
-  local_commit_time: Date | null;
-  index_name: string | null;
-  source_xid: string | null;
-  source_commit_lsn: string | null;
-}
 
-async function conflictLog(p: Pair, subscription: string): Promise<LogRow[]> {
-  return [...await p.dst.unsafe<LogRow[]>(
-    `SELECT kind, resolution, key, remote_old, remote_new, local_row, local_commit_time, index_name,
-            source_xid::text AS source_xid, source_commit_lsn::text AS source_commit_lsn
-       FROM pgtide.conflict_log WHERE subscription = $1 ORDER BY key::text, kind, index_name NULLS FIRST`, [subscription])];
-}
 
 const summary = (log: readonly LogRow[]): string[] =>
   log.map((r) => `${r.kind} ${r.resolution} ${JSON.stringify(r.key)} ${r.index_name ?? '-'} ${r.local_row ? String(r.local_row['id']) : '-'}`);
 
-async function stoppedWith(running: RunningEngine, timeoutMs = 60_000): Promise<PgtideError> {
-  await withTimeout(running.done, timeoutMs, 'the engine did not stop');
-  assert.ok(running.error instanceof PgtideError, `the engine stops with a PgtideError; got ${String(running.error)}`);
-  return running.error;
-}
-
 const TABLE = `CREATE TABLE u (id int PRIMARY KEY, email text UNIQUE, code text UNIQUE, v text)`;
 
-async function streamingPair(scope: TestScope, pair: Pair, database: string, conflicts: ConfigInput['conflicts']): Promise<{ p: Pair; running: RunningEngine; config: ReturnType<typeof parseConfig> }> {
-  const p = await databasePair(scope, pair, database);
-  await ddlBoth(p, TABLE);
-  await p.src.unsafe(`INSERT INTO u SELECT g, 'e' || g, 'c' || g, 'v' || g FROM generate_series(1, 4) g`);
-  const config = parseConfig(configInput(p, { name: database, tables: ['u'], ...(conflicts ? { conflicts } : {}) }));
-  const running = startEngine(scope, config);
-  await withTimeout(running.streaming, 90_000, 'streaming');
-  await waitForCatchUp(p, { engine: running });
-  return { p, running, config };
-}
+const SETUP = { ddl: TABLE, rows: `INSERT INTO u SELECT g, 'e' || g, 'c' || g, 'v' || g FROM generate_series(1, 4) g`, tables: ['u'] };
+
+/** The log by key, each key's rows by kind and index. */
+const BY_KEY = 'key::text, kind, index_name NULLS FIRST';
 
 /**
  * Target-only rows that block the source's changes: 100 holds email x@1, 200 email y@, 201 code cz.
@@ -145,7 +115,7 @@ describe('conflicts on other unique indexes: update_exists, multiple_unique_conf
   after(() => scope.cleanup());
 
   it('error: stops naming the kind, the index, the key and the local key; nothing applied or logged', async () => {
-    const { p, running, config } = await streamingPair(scope, pair, 'u_error', undefined);
+    const { p, running, config } = await streamingPair(scope, pair, 'u_error', SETUP, undefined);
     await p.dst.unsafe(`INSERT INTO u VALUES (100, 'x@1', 'c100', 'local')`);
     await p.src.unsafe(`UPDATE u SET email = 'x@' || id WHERE id IN (1, 3)`);
     const stop = await stoppedWith(running);
@@ -168,7 +138,7 @@ describe('conflicts on other unique indexes: update_exists, multiple_unique_conf
     assert.match(multiple.message, /DETAIL: Key \(code\)=\(cz\) already exists\. Key \(email\)=\(y@\) already exists\./);
     assert.match(multiple.message, /u_code_key holds local row \{"id":"201"\}, u_email_key holds local row \{"id":"200"\}/);
     assert.deepEqual(await texts(p.dst, `SELECT id || ':' || email || ':' || code AS r FROM u WHERE id = 2`), ['2:e2:c2'], 'the change rolled back');
-    assert.equal((await conflictLog(p, 'u_error')).length, 0, 'nothing is logged under error');
+    assert.equal((await conflictLog(p, 'u_error', BY_KEY)).length, 0, 'nothing is logged under error');
 
     await p.dst.unsafe(`DELETE FROM u WHERE id IN (200, 201)`);
     const fixed = startEngine(scope, config);
@@ -179,14 +149,14 @@ describe('conflicts on other unique indexes: update_exists, multiple_unique_conf
   });
 
   it('skip: keeps the local rows, drops the blocked changes, applies the rest of the run, logs each local row met', async () => {
-    const { p, running } = await streamingPair(scope, pair, 'u_skip', { policy: 'skip' });
+    const { p, running } = await streamingPair(scope, pair, 'u_skip', SETUP, { policy: 'skip' });
     await diverge(p);
     await waitForCatchUp(p, { engine: running });
     assert.deepEqual(await texts(p.dst, `SELECT id || ':' || email || ':' || code || ':' || v AS r FROM u ORDER BY id`), [
       '1:e1:c1:v1', '2:e2:c2:v2', '3:x@3:c3:v3', '4:e4:c4:clean',
       '100:x@1:c100:local', '200:y@:c200:local', '201:e201:cz:local',
     ]);
-    const log = await conflictLog(p, 'u_skip');
+    const log = await conflictLog(p, 'u_skip', BY_KEY);
     assert.deepEqual(summary(log), [
       'update_exists skip {"id":"1"} u_email_key 100',
       'multiple_unique_conflicts skip {"id":"2"} u_code_key 201',
@@ -205,14 +175,14 @@ describe('conflicts on other unique indexes: update_exists, multiple_unique_conf
   });
 
   it('apply_remote: removes the local rows that block the remote row (logging each), then applies it; INSERT too', async () => {
-    const { p, running } = await streamingPair(scope, pair, 'u_remote', { policy: 'apply_remote' });
+    const { p, running } = await streamingPair(scope, pair, 'u_remote', SETUP, { policy: 'apply_remote' });
     // An INSERT meeting its own key (row 5) and another row's email (300): both indexes.
     await p.dst.unsafe(`INSERT INTO u VALUES (5, 'own', 'own', 'local'), (300, 'q@', 'c300', 'local')`);
     await p.src.unsafe(`INSERT INTO u VALUES (5, 'q@', 'c5', 'remote'), (6, 'e6', 'c6', 'remote')`);
     await diverge(p);
     await waitForCatchUp(p, { engine: running });
     await assertTablesEqual(p, 'u', { orderBy: 'id' });
-    assert.deepEqual(summary(await conflictLog(p, 'u_remote')), [
+    assert.deepEqual(summary(await conflictLog(p, 'u_remote', BY_KEY)), [
       'update_exists apply_remote {"id":"1"} u_email_key 100',
       'multiple_unique_conflicts apply_remote {"id":"2"} u_code_key 201',
       'multiple_unique_conflicts apply_remote {"id":"2"} u_email_key 200',
@@ -237,7 +207,7 @@ describe('conflicts on other unique indexes: update_exists, multiple_unique_conf
     assert.equal(stop.retryable, false);
     assert.match(stop.message, /conflict update_deleted on "public"\."t"/);
     assert.match(stop.message, /key \{"id": "1"\}/);
-    assert.equal((await conflictLog(m.p, 'd_error_c')).length, 0);
+    assert.equal((await conflictLog(m.p, 'd_error_c', BY_KEY)).length, 0);
     await m.a.stop();
   });
 
@@ -247,7 +217,7 @@ describe('conflicts on other unique indexes: update_exists, multiple_unique_conf
     await withTimeout(c.streaming, 90_000, 'edge C streaming');
     await catchUpC(m, c);
     assert.deepEqual(await texts(m.p.dst, `SELECT id || ':' || v AS r FROM t ORDER BY id`), []);
-    const log = await conflictLog(m.p, 'd_skip_c');
+    const log = await conflictLog(m.p, 'd_skip_c', BY_KEY);
     assert.deepEqual(summary(log), [
       'update_deleted skip {"id":"1"} - -',
       'update_deleted skip {"id":"2"} - -',
@@ -266,7 +236,7 @@ describe('conflicts on other unique indexes: update_exists, multiple_unique_conf
     await withTimeout(c.streaming, 90_000, 'edge C streaming');
     await catchUpC(m, c);
     assert.deepEqual(await texts(m.p.dst, `SELECT id || ':' || v AS r FROM t ORDER BY id`), ['2:c-late', '3:c-miss']);
-    assert.deepEqual(summary(await conflictLog(m.p, 'd_remote_c')), [
+    assert.deepEqual(summary(await conflictLog(m.p, 'd_remote_c', BY_KEY)), [
       'update_deleted skip {"id":"1"} - -',
       'update_deleted apply_remote {"id":"2"} - -',
       'update_missing apply_remote {"id":"3"} - -',
@@ -306,39 +276,19 @@ describe('conflicts on other unique indexes: update_exists, multiple_unique_conf
       copy: { enabled: false }, apply: { batchMaxTransactions: 1, batchMaxAgeMs: 0 }, statusIntervalMs: 1000, sequences: { enabled: false },
       conflicts: { policy: 'skip', tombstones: true },
     }, 'c.yaml');
-    let cli: CliProcess = startCli(scope, ['start', '--config', file]);
-    await cli.waitForStderr(/streaming started/, 120_000);
-    cli.kill('SIGKILL');
-    await cli.exited;
+    await slotOnly(scope, file);
 
     // A deletes every row (tombstones on the target); then C updates each, one transaction each.
     await m.p.src.unsafe(`DELETE FROM t`);
     await waitForCatchUp(m.p, { engine: m.a });
     for (let i = 1; i <= N; i++) await m.c.unsafe(`UPDATE t SET v = 'late' WHERE id = ${i}`);
-    const logged = async (): Promise<number> => Number((await m.p.dst.unsafe<{ n: string }[]>(`SELECT count(*)::text AS n FROM pgtide.conflict_log WHERE subscription = 'd_kill_c'`))[0]!.n);
-    const kills: number[] = [];
-    for (let round = 0; round < 4; round++) {
-      const before = await logged();
-      if (before >= N) break;
-      cli = startCli(scope, ['start', '--config', file]);
-      await waitFor('conflicts logged by this process', async () => ((await logged()) > before ? true : undefined),
-        { timeoutMs: 60_000, intervalMs: 5, failFast: () => (cli.exitCode !== undefined ? `pgtide exited (${cli.exitCode}): ${cli.stderrTail()}` : undefined) });
-      cli.kill('SIGKILL');
-      await cli.exited;
-      kills.push(await logged());
-      await sleep(50);
-    }
-    assert.ok(kills.some((n) => n > 0 && n < N), `at least one kill fell while conflicts were still being resolved (logged at each kill: ${kills.join(', ')})`);
-    cli = startCli(scope, ['start', '--config', file]);
-    const [marker] = await m.c.unsafe<{ id: string }[]>(`INSERT INTO cmark DEFAULT VALUES RETURNING id::text AS id`);
-    await waitFor('C caught up', async () => ((await m.p.dst.unsafe(`SELECT 1 FROM cmark WHERE id = $1::bigint`, [marker!.id])).length ? true : undefined),
-      { timeoutMs: 120_000, failFast: () => (cli.exitCode !== undefined ? `pgtide exited (${cli.exitCode}): ${cli.stderrTail()}` : undefined) });
-    cli.kill('SIGTERM');
-    await cli.exited;
-
-    assert.equal(await logged(), N, 'every conflict is logged once');
-    const duplicates = await m.p.dst.unsafe(`SELECT key, count(*) FROM pgtide.conflict_log WHERE subscription = 'd_kill_c' GROUP BY key HAVING count(*) > 1`);
-    assert.equal(duplicates.length, 0, `no conflict logged twice: ${JSON.stringify([...duplicates])}`);
+    const run = { dst: m.p.dst, file, subscription: 'd_kill_c', total: N };
+    await killWhileLogging(scope, run);
+    await finishLoggedOnce(scope, run, async (last) => {
+      const [marker] = await m.c.unsafe<{ id: string }[]>(`INSERT INTO cmark DEFAULT VALUES RETURNING id::text AS id`);
+      await waitFor('C caught up', async () => ((await m.p.dst.unsafe(`SELECT 1 FROM cmark WHERE id = $1::bigint`, [marker!.id])).length ? true : undefined),
+        { timeoutMs: 120_000, failFast: cliExited(last) });
+    });
     assert.deepEqual(await texts(m.p.dst, `SELECT kind || ':' || resolution || ':' || count(*) AS r FROM pgtide.conflict_log WHERE subscription = 'd_kill_c' GROUP BY kind, resolution`), [`update_deleted:skip:${N}`]);
     assert.deepEqual(await texts(m.p.dst, `SELECT count(*)::text AS r FROM t`), ['0'], 'the rows stay deleted');
     await m.a.stop();
@@ -350,7 +300,7 @@ describe('conflicts on other unique indexes: update_exists, multiple_unique_conf
     const file = writeConfigFile(scope, cliConfig(p, { name: 'u_kill', tables: ['k'], conflicts: { policy: 'apply_remote' }, apply: { batchMaxTransactions: 1, batchMaxAgeMs: 0 } }));
     const N = 200;
     await p.src.unsafe(`INSERT INTO k SELECT g, 's' || g FROM generate_series(1, ${N}) g`);
-    let cli: CliProcess = startCli(scope, ['start', '--config', file]);
+    const cli = startCli(scope, ['start', '--config', file]);
     await waitForCatchUp(p, { cli, timeoutMs: 120_000 });
     cli.kill('SIGKILL');
     await cli.exited;
@@ -358,28 +308,9 @@ describe('conflicts on other unique indexes: update_exists, multiple_unique_conf
     // N target-only rows, each blocking one source UPDATE (one transaction each) on the code index.
     await p.dst.unsafe(`INSERT INTO k SELECT 1000 + g, 'x' || g FROM generate_series(1, ${N}) g`);
     for (let i = 1; i <= N; i++) await p.src.unsafe(`UPDATE k SET code = 'x${i}' WHERE id = ${i}`);
-    const logged = async (): Promise<number> => Number((await p.dst.unsafe<{ n: string }[]>(`SELECT count(*)::text AS n FROM pgtide.conflict_log WHERE subscription = 'u_kill'`))[0]!.n);
-
-    const kills: number[] = [];
-    for (let round = 0; round < 4; round++) {
-      const before = await logged();
-      if (before >= N) break;
-      cli = startCli(scope, ['start', '--config', file]);
-      await waitFor('conflicts logged by this process', async () => ((await logged()) > before ? true : undefined), { timeoutMs: 60_000, intervalMs: 5, failFast: () => (cli.exitCode !== undefined ? `pgtide exited (${cli.exitCode}): ${cli.stderrTail()}` : undefined) });
-      cli.kill('SIGKILL');
-      await cli.exited;
-      kills.push(await logged());
-      await sleep(50);
-    }
-    assert.ok(kills.some((n) => n > 0 && n < N), `at least one kill fell while conflicts were still being resolved (logged at each kill: ${kills.join(', ')})`);
-    cli = startCli(scope, ['start', '--config', file]);
-    await waitForCatchUp(p, { cli, timeoutMs: 120_000 });
-    cli.kill('SIGTERM');
-    await cli.exited;
-
-    assert.equal(await logged(), N, 'every conflict is logged once');
-    const duplicates = await p.dst.unsafe(`SELECT key, count(*) FROM pgtide.conflict_log WHERE subscription = 'u_kill' GROUP BY key HAVING count(*) > 1`);
-    assert.equal(duplicates.length, 0, `no conflict logged twice: ${JSON.stringify([...duplicates])}`);
+    const run = { dst: p.dst, file, subscription: 'u_kill', total: N };
+    await killWhileLogging(scope, run);
+    await finishLoggedOnce(scope, run, (cli) => waitForCatchUp(p, { cli, timeoutMs: 120_000 }));
     const kinds = await texts(p.dst, `SELECT kind || ':' || resolution || ':' || count(*) AS r FROM pgtide.conflict_log WHERE subscription = 'u_kill' GROUP BY kind, resolution`);
     assert.deepEqual(kinds, [`update_exists:apply_remote:${N}`]);
     await assertTablesEqual(p, 'k', { orderBy: 'id' });

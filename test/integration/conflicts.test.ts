@@ -10,43 +10,17 @@
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { parseConfig, type ConfigInput } from '../../src/control/config.js';
-import { PgtideError } from '../../src/core/errors.js';
+import { parseConfig } from '../../src/control/config.js';
 import { collectStatus, formatStatus } from '../../src/control/status.js';
-import type { EngineHooks } from '../../src/control/engine.js';
 import type { ConflictEvent } from '../../src/apply/conflict-policy.js';
 import {
   TestScope, startPair, databasePair, ddlBoth, startEngine, configInput, withTimeout, waitFor, waitForCatchUp,
-  assertTablesEqual, texts, writeConfigFile, cliConfig, startCli, runCli, type Pair, type RunningEngine, type CliProcess,
+  assertTablesEqual, texts, writeConfigFile, cliConfig, runCli, type Pair,
 } from '../support/replication.js';
+import { finishLoggedOnce, killWhileLogging, slotOnly } from '../support/conflict-kills.js';
+import { conflictLog, stoppedWith, streamingPair, type LogRow } from '../support/conflict-setup.js';
 
-interface LogRow {
-  kind: string;
-  resolution: string;
-  table_name: string;
-  key: Record<string, string>;
-  remote_old: Record<string, string> | null;
-  remote_new: Record<string, string> | null;
-  local_row: Record<string, unknown> | null;
-  local_commit_time: Date | null;
-  source_xid: string | null;
-  source_commit_lsn: string | null;
-  source_commit_time: Date | null;
-}
 
-async function conflictLog(p: Pair, subscription: string): Promise<LogRow[]> {
-  return [...await p.dst.unsafe<LogRow[]>(
-    `SELECT kind, resolution, table_name, key, remote_old, remote_new, local_row, local_commit_time, source_xid::text AS source_xid,
-            source_commit_lsn::text AS source_commit_lsn, source_commit_time
-       FROM pgtide.conflict_log WHERE subscription = $1 ORDER BY table_name, kind, key::text`, [subscription])];
-}
-
-async function stoppedWith(running: RunningEngine, timeoutMs = 60_000): Promise<PgtideError> {
-  await withTimeout(running.done, timeoutMs, 'the engine did not stop');
-  assert.ok(running.error instanceof PgtideError, `the engine stops with a PgtideError; got ${String(running.error)}`);
-  return running.error;
-}
 
 const TABLES = `CREATE TABLE ins (id int PRIMARY KEY, v text);
   CREATE TABLE upd (id int PRIMARY KEY, v text, n int);
@@ -54,18 +28,12 @@ const TABLES = `CREATE TABLE ins (id int PRIMARY KEY, v text);
   CREATE TABLE fu (a int, b text); ALTER TABLE fu REPLICA IDENTITY FULL;
   CREATE TABLE uq (id int PRIMARY KEY, code text UNIQUE);`;
 
-/** Rows on both sides, copied, then streaming: the divergence is made on the target afterwards. */
-async function streamingPair(scope: TestScope, pair: Pair, database: string, conflicts: ConfigInput['conflicts'], hooks: EngineHooks = {}): Promise<{ p: Pair; running: RunningEngine; config: ReturnType<typeof parseConfig> }> {
-  const p = await databasePair(scope, pair, database);
-  await ddlBoth(p, TABLES);
-  await p.src.unsafe(`INSERT INTO upd SELECT g, 'v' || g, g FROM generate_series(1, 5) g; INSERT INTO del SELECT g, 'v' || g FROM generate_series(1, 5) g;
-    INSERT INTO fu VALUES (1, 'x'), (2, 'y'), (3, 'z');`);
-  const config = parseConfig(configInput(p, { name: database, tables: ['ins', 'upd', 'del', 'fu', 'uq'], ...(conflicts ? { conflicts } : {}) }));
-  const running = startEngine(scope, config, hooks);
-  await withTimeout(running.streaming, 90_000, 'streaming');
-  await waitForCatchUp(p, { engine: running });
-  return { p, running, config };
-}
+const SETUP = {
+  ddl: TABLES,
+  rows: `INSERT INTO upd SELECT g, 'v' || g, g FROM generate_series(1, 5) g; INSERT INTO del SELECT g, 'v' || g FROM generate_series(1, 5) g;
+    INSERT INTO fu VALUES (1, 'x'), (2, 'y'), (3, 'z');`,
+  tables: ['ins', 'upd', 'del', 'fu', 'uq'],
+};
 
 /**
  * On the target: a local row for key 5 of ins, rows 2 of upd and del gone, rows 2 and 3 of the
@@ -90,7 +58,7 @@ describe('conflicts: detection, policies and the conflict log', { timeout: 900_0
   after(() => scope.cleanup());
 
   it('error (the default): each kind stops apply once, not retried, with the table, key and source transaction; status shows it', async () => {
-    const { p, running, config } = await streamingPair(scope, pair, 'c_error', undefined);
+    const { p, running, config } = await streamingPair(scope, pair, 'c_error', SETUP, undefined);
     await p.dst.unsafe(`INSERT INTO ins VALUES (5, 'local')`);
     await p.src.unsafe(`INSERT INTO ins VALUES (4, 'remote'), (5, 'remote')`);
     const insert = await stoppedWith(running);
@@ -152,7 +120,7 @@ describe('conflicts: detection, policies and the conflict log', { timeout: 900_0
   it('skip: keeps the local rows, applies the rest, logs each conflict with its source transaction and the local row', async () => {
     // The engine hook that feeds the Prometheus counters: one event per logged conflict, once committed.
     const events: ConflictEvent[] = [];
-    const { p, running } = await streamingPair(scope, pair, 'c_skip', { policy: 'skip' }, { onConflicts: (batch) => events.push(...batch) });
+    const { p, running } = await streamingPair(scope, pair, 'c_skip', SETUP, { policy: 'skip' }, { onConflicts: (batch) => events.push(...batch) });
     // A conflict on another unique index than the key's is skipped too.
     await p.dst.unsafe(`INSERT INTO uq VALUES (10, 'dup')`);
     await p.src.unsafe(`INSERT INTO uq VALUES (11, 'dup'), (12, 'free')`);
@@ -194,7 +162,7 @@ describe('conflicts: detection, policies and the conflict log', { timeout: 900_0
   });
 
   it('apply_remote, with a per-table skip override: the remote rows win and the log says so; `pgtide conflicts` summarises', async () => {
-    const { p, running } = await streamingPair(scope, pair, 'c_remote', { policy: 'apply_remote', tables: { 'public.del': 'skip' } });
+    const { p, running } = await streamingPair(scope, pair, 'c_remote', SETUP, { policy: 'apply_remote', tables: { 'public.del': 'skip' } });
     // fu follows the pipeline policy: its missing row 2 is inserted from the complete new row.
     await diverge(p);
     await waitForCatchUp(p, { engine: running });
@@ -257,38 +225,15 @@ describe('conflicts: detection, policies and the conflict log', { timeout: 900_0
     const p = await databasePair(scope, pair, 'c_kill');
     await ddlBoth(p, `CREATE TABLE k (id int PRIMARY KEY, v text)`);
     const file = writeConfigFile(scope, cliConfig(p, { name: 'c_kill', tables: ['k'], conflicts: { policy: 'skip' }, apply: { batchMaxTransactions: 1, batchMaxAgeMs: 0 } }));
-    let cli: CliProcess = startCli(scope, ['start', '--config', file]);
-    await cli.waitForStderr(/streaming started/, 120_000);
-    cli.kill('SIGKILL');
-    await cli.exited;
+    await slotOnly(scope, file);
 
     // 400 target-only rows, then 400 source transactions inserting the same keys (and one clean row each).
     const N = 400;
     await p.dst.unsafe(`INSERT INTO k SELECT g, 'local' FROM generate_series(1, ${N}) g`);
     for (let i = 1; i <= N; i++) await p.src.unsafe(`INSERT INTO k VALUES (${i}, 'remote'), (${N + i}, 'remote')`);
-    const logged = async (): Promise<number> => Number((await p.dst.unsafe<{ n: string }[]>(`SELECT count(*)::text AS n FROM pgtide.conflict_log WHERE subscription = 'c_kill'`))[0]!.n);
-
-    const kills: number[] = [];
-    for (let round = 0; round < 4; round++) {
-      const before = await logged();
-      if (before >= N) break;
-      cli = startCli(scope, ['start', '--config', file]);
-      // Killed as soon as this process committed conflicts, so batches are in flight.
-      await waitFor('conflicts logged by this process', async () => ((await logged()) > before ? true : undefined), { timeoutMs: 60_000, intervalMs: 5, failFast: () => cli.exitCode });
-      cli.kill('SIGKILL');
-      await cli.exited;
-      kills.push(await logged());
-      await sleep(50);
-    }
-    assert.ok(kills.some((n) => n > 0 && n < N), `at least one kill fell while conflicts were still being resolved (logged at each kill: ${kills.join(', ')})`);
-    cli = startCli(scope, ['start', '--config', file]);
-    await waitForCatchUp(p, { cli, timeoutMs: 120_000 });
-    cli.kill('SIGTERM');
-    await cli.exited;
-
-    assert.equal(await logged(), N, 'every conflict is logged once');
-    const duplicates = await p.dst.unsafe(`SELECT key, count(*) FROM pgtide.conflict_log WHERE subscription = 'c_kill' GROUP BY key HAVING count(*) > 1`);
-    assert.equal(duplicates.length, 0, `no conflict logged twice: ${JSON.stringify([...duplicates])}`);
+    const run = { dst: p.dst, file, subscription: 'c_kill', total: N };
+    await killWhileLogging(scope, run);
+    await finishLoggedOnce(scope, run, (cli) => waitForCatchUp(p, { cli, timeoutMs: 120_000 }));
     assert.deepEqual(await texts(p.dst, `SELECT v || ':' || count(*) AS r FROM k GROUP BY v ORDER BY v`), [`local:${N}`, `remote:${N}`]);
   });
 });

@@ -16,13 +16,7 @@ import {
   configInput, withTimeout, type Pair,
 } from '../support/replication.js';
 import { parseConfig } from '../../src/control/config.js';
-
-/** Columns in attnum order: name, type, NOT NULL, default expression. */
-const COLUMNS = `
-  SELECT a.attname || ' ' || format_type(a.atttypid, a.atttypmod) || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
-         || coalesce(' default ' || pg_get_expr(d.adbin, d.adrelid), '') AS r
-    FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-   WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`;
+import { COLUMNS } from '../support/ddl-queries.js';
 
 async function assertSameColumns(pair: Pair, table: string): Promise<void> {
   const [source, target] = await Promise.all([texts(pair.src, COLUMNS, [table]), texts(pair.dst, COLUMNS, [table])]);

@@ -17,13 +17,8 @@ import { parseConfig } from '../../src/control/config.js';
 import { configInput } from '../support/replication.js';
 import { installDdlCapture } from '../../src/source/ddl-capture.js';
 import { PgtideError } from '../../src/core/errors.js';
+import { COLUMNS } from '../support/ddl-queries.js';
 
-/** Columns in attnum order: name, type, NOT NULL, default. */
-const COLUMNS = `
-  SELECT a.attname || ' ' || format_type(a.atttypid, a.atttypmod) || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
-         || coalesce(' default ' || pg_get_expr(d.adbin, d.adrelid), '') AS r
-    FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-   WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`;
 const INDEXES = `SELECT indexdef AS r FROM pg_indexes WHERE schemaname || '.' || tablename = $1 ORDER BY indexname`;
 /** NOT NULL constraints (PostgreSQL 18) are compared through the columns. */
 const CONSTRAINTS = `SELECT conname || ' ' || pg_get_constraintdef(oid) AS r FROM pg_constraint WHERE conrelid = to_regclass($1) AND contype <> 'n' ORDER BY conname`;

@@ -7,11 +7,11 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  TestScope, startPair, databasePair, startStreaming, startEngine, waitForCatchUp, assertTablesEqual, texts, writeConfigFile, cliConfig, runCli,
+  TestScope, startPair, databasePair, startEngine, waitForCatchUp, assertTablesEqual, texts, writeConfigFile, cliConfig, runCli,
   configInput, capturingLogger, withTimeout, type Pair,
 } from '../support/replication.js';
 import { parseConfig } from '../../src/control/config.js';
-import { SALES, CUSTOMER, ITEMS, BOOKING, NOTES, EVENTS, TABLES, COMPARED, SOURCE_DDL, insertRows } from '../support/schema-fixture.js';
+import { SALES, CUSTOMER, ITEMS, BOOKING, NOTES, EVENTS, TABLES, SOURCE_DDL, insertRows, streamAndCompare } from '../support/schema-fixture.js';
 
 describe('schema bootstrap (schema copy, schema diff, schema.bootstrap)', { timeout: 600_000 }, () => {
   const scope = new TestScope();
@@ -62,19 +62,7 @@ describe('schema bootstrap (schema copy, schema diff, schema.bootstrap)', { time
     assert.equal(again.code, 0, again.stderr);
     assert.match(again.stdout, /nothing to create on the target/);
 
-    // Slots are per cluster: each case replicates under its own name.
-    const engine = await startStreaming(scope, p, { name: 'full_copy', tables: TABLES });
-    await insertRows(p.src, 100);
-    await p.src.unsafe(`UPDATE ${CUSTOMER} SET mood = 'it''s great', addr = ROW('moved', 'Z0', 'sad') WHERE id % 2 = 0;
-      UPDATE ${NOTES} SET body = body || ' (edited)' WHERE body LIKE 'note 1%';
-      DELETE FROM ${BOOKING} WHERE id % 5 = 0;
-      UPDATE ${EVENTS} SET payload = 'changed' WHERE id % 3 = 0;`);
-    await waitForCatchUp(p, { engine });
-    for (const table of COMPARED) {
-      const { count } = await assertTablesEqual(p, table);
-      assert.ok(count > 0, `${table} holds rows`);
-    }
-    await engine.stop();
+    await streamAndCompare(scope, p, 'full_copy');
   });
 
   it('names each changed target object; --apply-diff applies the safe fixes and refuses the rest', async () => {

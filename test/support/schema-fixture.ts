@@ -4,7 +4,9 @@
  * major matrix): every object kind the copy handles, with identifiers that
  * need quoting, and rows for each table.
  */
+import assert from 'node:assert/strict';
 import type postgres from 'postgres';
+import { startStreaming, waitForCatchUp, assertTablesEqual, type Pair, type TestScope } from './replication.js';
 
 export const SALES = '"Sales"';
 export const CUSTOMER = `${SALES}."Customer"`;
@@ -82,4 +84,24 @@ export async function insertRows(src: postgres.Sql, from: number): Promise<void>
       FROM generate_series(${from}, ${from + 9}) g;
     INSERT INTO ${NOTES} SELECT 'note ' || g, 'sad' FROM generate_series(${from}, ${from + 4}) g;
     INSERT INTO ${EVENTS} SELECT g, CASE WHEN g % 2 = 0 THEN date '2025-03-01' ELSE date '2027-01-01' END, 'p' || g FROM generate_series(${from}, ${from + 9}) g;`);
+}
+
+/**
+ * Streams the fixture's tables under `name` (slots are per cluster: each case
+ * its own), inserts, updates and deletes rows of each, and compares every
+ * table (each holding rows) once caught up.
+ */
+export async function streamAndCompare(scope: TestScope, p: Pair, name: string): Promise<void> {
+  const engine = await startStreaming(scope, p, { name, tables: TABLES });
+  await insertRows(p.src, 100);
+  await p.src.unsafe(`UPDATE ${CUSTOMER} SET mood = 'it''s great', addr = ROW('moved', 'Z0', 'sad') WHERE id % 2 = 0;
+    UPDATE ${NOTES} SET body = body || ' (edited)' WHERE body LIKE 'note 1%';
+    DELETE FROM ${BOOKING} WHERE id % 5 = 0;
+    UPDATE ${EVENTS} SET payload = 'changed' WHERE id % 3 = 0;`);
+  await waitForCatchUp(p, { engine });
+  for (const table of COMPARED) {
+    const { count } = await assertTablesEqual(p, table);
+    assert.ok(count > 0, `${table} holds rows`);
+  }
+  await engine.stop();
 }

@@ -17,10 +17,8 @@ import { isoMicros, probeStatement, runCommitLsn } from '../../src/sinks/postgre
 import { ResolverModes, ResolverReplayError } from '../../src/sinks/postgres/resolver-replay.js';
 import { capturingLogger } from '../support/replication.js';
 import { PLAIN_FOLD_STATEMENTS } from '../../src/sinks/postgres/net-effect.js';
-import { RelationCache } from '../../src/changes/relation-cache.js';
 import type { TargetTable } from '../../src/sinks/postgres/table-catalog.js';
-import type { TransactionInfo } from '../../src/changes/change.js';
-import type { PgTimestamp } from '../../src/protocol/messages.js';
+import { idValueTable, row, tx } from '../support/conflict-table.js';
 import { lsn } from '../../src/core/lsn.js';
 
 const base = { source: { url: 'postgres://u:s3cret@127.0.0.1:5432/a' }, target: { url: 'postgres://u:s3cret@127.0.0.1:5433/b' } };
@@ -82,18 +80,7 @@ test('decisions: the shorthands and objects are accepted; anything else is refus
   assert.deepEqual(checkDecision('apply_remote', conflict('update_missing', { id: '1', v: null }), COLUMNS, ['id']), { ok: { action: 'apply_remote' } });
 });
 
-function table(replicaIdentity: 'default' | 'full' = 'default'): TargetTable {
-  const relation = new RelationCache().update({
-    tag: 'relation', xid: undefined, relationOid: 7, schema: 'public', name: 't', replicaIdentity,
-    columns: [{ name: 'id', isKey: replicaIdentity === 'default', typeOid: 23, typeMod: -1 }, { name: 'v', isKey: false, typeOid: 25, typeMod: -1 }],
-  });
-  return { relation, columns: [
-    { name: 'id', sqlType: 'integer', compareAsText: false, identityAlways: false },
-    { name: 'v', sqlType: 'text', compareAsText: false, identityAlways: false },
-  ], facts: { replicaTriggers: false, keyUnique: true, keyIndexExact: true } };
-}
-const tx: TransactionInfo = { xid: 900, commitLsn: lsn(0x16b3748n), commitTime: 1000n as PgTimestamp, origin: undefined, streamed: false };
-const row = (id: string, v: string) => [{ kind: 'text' as const, value: id }, { kind: 'text' as const, value: v }];
+const table = (replicaIdentity: 'default' | 'full' = 'default'): TargetTable => idValueTable({ replicaIdentity, idFlaggedKey: replicaIdentity === 'default' });
 
 test('custom tables: probes keep the local row and return the conflicting ordinals; other policies and detect: false are untouched', () => {
   const resolver: NamedResolver = { module: '/r.mjs', resolve: () => 'skip' };

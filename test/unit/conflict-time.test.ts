@@ -11,11 +11,8 @@ import { ConfigError, PgtideError } from '../../src/core/errors.js';
 import { conflictSettings } from '../../src/control/conflict-config.js';
 import { checksOrigin, judgesByTime, needsCommitTimestamps } from '../../src/apply/conflict-time.js';
 import { ConflictApply } from '../../src/sinks/postgres/conflict-apply.js';
-import { RelationCache } from '../../src/changes/relation-cache.js';
 import type { TargetTable } from '../../src/sinks/postgres/table-catalog.js';
-import type { TransactionInfo } from '../../src/changes/change.js';
-import type { PgTimestamp } from '../../src/protocol/messages.js';
-import { lsn } from '../../src/core/lsn.js';
+import { idValueTable, row, tx } from '../support/conflict-table.js';
 import { tieBreakProblems } from '../../src/control/tie-break-check.js';
 import { OriginMatcher, originPolicy } from '../../src/apply/origin-policy.js';
 
@@ -41,19 +38,7 @@ test('conflicts: time-based policies, detectOriginDiffers and nodeOrder are read
   assert.throws(() => parseConfig({ ...base, conflicts: { nodeOrder: ['a', 'b', 'a'] } }), (e: unknown) => e instanceof ConfigError && /"a" is listed twice/.test(e.message));
 });
 
-function table(replicaIdentity: 'default' | 'full'): TargetTable {
-  const relation = new RelationCache().update({
-    tag: 'relation', xid: undefined, relationOid: 7, schema: 'public', name: 't', replicaIdentity,
-    columns: [{ name: 'id', isKey: true, typeOid: 23, typeMod: -1 }, { name: 'v', isKey: false, typeOid: 25, typeMod: -1 }],
-  });
-  return { relation, columns: [
-    { name: 'id', sqlType: 'integer', compareAsText: false, identityAlways: false },
-    { name: 'v', sqlType: 'text', compareAsText: false, identityAlways: false },
-  ], facts: { replicaTriggers: false, keyUnique: true, keyIndexExact: true } };
-}
-
-const tx: TransactionInfo = { xid: 900, commitLsn: lsn(0x16b3748n), commitTime: 1000n as PgTimestamp, origin: undefined, streamed: false };
-const row = (id: string, v: string) => [{ kind: 'text' as const, value: id }, { kind: 'text' as const, value: v }];
+const table = (replicaIdentity: 'default' | 'full'): TargetTable => idValueTable({ replicaIdentity });
 
 test('a time-based policy: runs read the local row\'s origin and commit time, are not folded, and need track_commit_timestamp', () => {
   const settings = conflictSettings(parseConfig({ ...base, conflicts: { policy: 'last_update_wins' } }).conflicts);

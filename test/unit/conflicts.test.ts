@@ -12,9 +12,7 @@ import { policyFor } from '../../src/apply/conflict-policy.js';
 import { ConflictApply } from '../../src/sinks/postgres/conflict-apply.js';
 import { RelationCache } from '../../src/changes/relation-cache.js';
 import type { TargetTable } from '../../src/sinks/postgres/table-catalog.js';
-import type { TransactionInfo } from '../../src/changes/change.js';
-import type { PgTimestamp } from '../../src/protocol/messages.js';
-import { lsn } from '../../src/core/lsn.js';
+import { idValueTable, row, tx } from '../support/conflict-table.js';
 import { Metrics } from '../../src/control/metrics.js';
 import { deleteFullStatement } from '../../src/sinks/postgres/statements.js';
 
@@ -49,19 +47,7 @@ test('apply.onDeterministicError: stop by default; quarantine; anything else ref
   assert.throws(() => parseConfig({ ...base, apply: { onDeterministicError: 'skip' } }), (e: unknown) => e instanceof ConfigError && /onDeterministicError/.test(e.message));
 });
 
-function table(keyUnique: boolean): TargetTable {
-  const relation = new RelationCache().update({
-    tag: 'relation', xid: undefined, relationOid: 7, schema: 'public', name: 't', replicaIdentity: 'default',
-    columns: [{ name: 'id', isKey: true, typeOid: 23, typeMod: -1 }, { name: 'v', isKey: false, typeOid: 25, typeMod: -1 }],
-  });
-  return { relation, columns: [
-    { name: 'id', sqlType: 'integer', compareAsText: false, identityAlways: false },
-    { name: 'v', sqlType: 'text', compareAsText: false, identityAlways: false },
-  ], facts: { replicaTriggers: false, keyUnique, keyIndexExact: keyUnique } };
-}
-
-const tx: TransactionInfo = { xid: 900, commitLsn: lsn(0x16b3748n), commitTime: 1000n as PgTimestamp, origin: undefined, streamed: false };
-const row = (id: string, v: string) => [{ kind: 'text' as const, value: id }, { kind: 'text' as const, value: v }];
+const table = (keyUnique: boolean): TargetTable => idValueTable({ keyUnique });
 
 test('error: keyed UPDATE/DELETE runs stop on a missing row inside the statement; INSERT stays plain (23505 stops it)', () => {
   const apply = new ConflictApply(undefined, 'sub', 'none');

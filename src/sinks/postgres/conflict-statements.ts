@@ -35,6 +35,7 @@ import type { CountedStatement } from './net-effect.js';
 import { quoteIdent, textArrayLiteral } from '../../core/sql.js';
 import { formatLsn } from '../../core/lsn.js';
 import type { ConflictKind, ConflictResolution } from '../../apply/conflict-policy.js';
+import { runColumns } from './update-run-columns.js';
 
 /** What the target can say about a local row's last writer (track_commit_timestamp, PostgreSQL 16+ for the origin). */
 export type LocalCommitInfo = 'none' | 'time' | 'origin';
@@ -254,26 +255,16 @@ export function updateLogged(table: TargetTable, setColumns: readonly number[], 
   const { set, where, arrays } = updateByKeyParts(table, setColumns, rows);
   const params = [...arrays.map(textArrayLiteral), ...sourceArrays(sources), options.subscription];
   const keyIndexes = table.relation.keyIndexes;
-  const k = keyIndexes.length;
   const name = table.relation.qualifiedName;
   // The new row's values as the run carries them: SET columns, and key columns that did not change.
-  const valueOf = (i: number): string | undefined => {
-    const at = setColumns.indexOf(i);
-    if (at >= 0) return `m.c${k + at}`;
-    const key = keyIndexes.indexOf(i);
-    return key >= 0 ? `m.c${key}` : undefined;
-  };
-  const present = table.columns.map((_, i) => i).filter((i) => valueOf(i) !== undefined);
+  const { carried, present, complete } = runColumns(table, setColumns);
+  const valueOf = (i: number): string | undefined => carried(i, 'm');
   const remoteNew = jsonRow(present.map((i) => table.columns[i]!.name), present.map((i) => valueOf(i)!));
   const key = keyJson(table, 'm', (i) => keyIndexes.indexOf(i));
   // apply_remote inserts the missing row only when the change carries every column (no unchanged
   // TOAST value, which only the missing row held); otherwise the row is logged and skipped.
-  const complete = present.length === table.columns.length;
   const resolution: ConflictResolution = options.resolution === 'apply_remote' && complete ? 'apply_remote' : 'skip';
-  const insert = resolution === 'apply_remote'
-    ? `, i AS (INSERT INTO ${name} (${table.columns.map((_, i) => nameOf(table, i)).join(', ')}) OVERRIDING SYSTEM VALUE
-              SELECT ${table.columns.map((_, i) => `${valueOf(i)!}::${typeOf(table, i)}`).join(', ')} FROM m)`
-    : '';
+  const insert = resolution === 'apply_remote' ? insertCarried(table, valueOf, 'm') : '';
   const missingLog = logInsert({ kind: 'update_missing', resolution, table, from: 'm', alias: 'm', subscriptionParam: params.length, key, remoteOld: key, remoteNew, localRow: 'NULL', localOrigin: 'NULL', localTime: 'NULL' });
   const keep = guard?.keep ? ` AND ${guard.keep}` : '';
   const missingKeep = guard?.missingKeep ? ` AND ${guard.missingKeep}` : '';
@@ -288,6 +279,15 @@ export function updateLogged(table: TargetTable, setColumns: readonly number[], 
     params,
     logs: true,
   };
+}
+
+/**
+ * apply_remote for an UPDATE run's missing rows: the CTE `i` (after a comma) inserting each row
+ * of `from` as the run carries it; only for a run that carries every column (RunColumns.complete).
+ */
+export function insertCarried(table: TargetTable, valueOf: (i: number) => string | undefined, from: string): string {
+  return `, i AS (INSERT INTO ${table.relation.qualifiedName} (${table.columns.map((_, i) => nameOf(table, i)).join(', ')}) OVERRIDING SYSTEM VALUE
+              SELECT ${table.columns.map((_, i) => `${valueOf(i)!}::${typeOf(table, i)}`).join(', ')} FROM ${from})`;
 }
 
 /** The local row's last writer, from the row's xmin (NULL for a row of this very batch: not committed yet). */

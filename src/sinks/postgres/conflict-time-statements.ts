@@ -22,10 +22,11 @@ import type { TargetTable } from './table-catalog.js';
 import { textOf, updateByKeyParts, type KeyedUpdate } from './statements.js';
 import { textArrayLiteral } from '../../core/sql.js';
 import {
-  LOG_COLUMNS, SOURCE_COLUMNS, commitTimeOf, jsonRow, keyJson, keyedCheckable, literal, nameOf, sourceArrays, typeOf, unnestAs,
+  LOG_COLUMNS, SOURCE_COLUMNS, commitTimeOf, jsonRow, keyJson, keyedCheckable, literal, nameOf, insertCarried, sourceArrays, typeOf, unnestAs,
   type ConflictStatement,
 } from './conflict-statements.js';
 import type { ConflictKind, ConflictPolicy } from '../../apply/conflict-policy.js';
+import { runColumns } from './update-run-columns.js';
 import { LOCAL_WRITER, UNLISTED_RANK, isTimePolicy, writerRank } from '../../apply/conflict-time.js';
 
 export interface OriginCheckOptions {
@@ -121,23 +122,13 @@ export function updateCheckingOrigin(table: TargetTable, setColumns: readonly nu
   for (const array of [...arrays.map(textArrayLiteral), ...sourceArrays(sources)]) params.add(array);
   const subscription = params.add(options.subscription);
   const keyIndexes = table.relation.keyIndexes;
-  const k = keyIndexes.length;
   const name = table.relation.qualifiedName;
-  const valueOf = (i: number): string | undefined => {
-    const at = setColumns.indexOf(i);
-    if (at >= 0) return `a.c${k + at}`;
-    const key = keyIndexes.indexOf(i);
-    return key >= 0 ? `a.c${key}` : undefined;
-  };
-  const present = table.columns.map((_, i) => i).filter((i) => valueOf(i) !== undefined);
+  const { carried, present, complete } = runColumns(table, setColumns);
+  const valueOf = (i: number): string | undefined => carried(i, 'a');
   const remoteNew = jsonRow(present.map((i) => table.columns[i]!.name), present.map((i) => valueOf(i)!));
   const key = keyJson(table, 'a', (i) => keyIndexes.indexOf(i));
-  const complete = present.length === table.columns.length;
   const missing = missingResolution(options.policy) === 'apply_remote' && complete ? 'apply_remote' : 'skip';
-  const insert = missing === 'apply_remote'
-    ? `, i AS (INSERT INTO ${name} (${table.columns.map((_, i) => nameOf(table, i)).join(', ')}) OVERRIDING SYSTEM VALUE
-              SELECT ${table.columns.map((_, i) => `${valueOf(i)!}::${typeOf(table, i)}`).join(', ')} FROM m AS a)`
-    : '';
+  const insert = missing === 'apply_remote' ? insertCarried(table, valueOf, 'm AS a') : '';
   const l = localRows(table, where, params, options);
   return {
     text: `WITH v AS (SELECT * FROM ${unnestAs(arrays.length, SOURCE_COLUMNS, true)}),

@@ -33,6 +33,7 @@ import type { KeyedUpdate, Statement } from './statements.js';
 import { quoteIdent, textArrayLiteral } from '../../core/sql.js';
 import { LOG_COLUMNS, SOURCE_COLUMNS, commitTimeOf, jsonRow, literal, sourceArrays, unnestAs, type UpdateGuard } from './conflict-statements.js';
 import type { ConflictPolicy } from '../../apply/conflict-policy.js';
+import { runColumns } from './update-run-columns.js';
 
 /** At most this many tombstones are pruned per slice, and a slice runs at most this often. */
 const PRUNE_ROWS = 10_000;
@@ -106,18 +107,10 @@ export class Tombstones {
     if (!this.on(table) || policy === 'error' || rows.length === 0) return undefined;
     const name = table.relation.qualifiedName;
     const keys = table.relation.keyIndexes;
-    const k = keys.length;
     // updateLogged's parameters: the arrays (key, then SET columns), the four source arrays, the subscription.
-    const subscriptionParam = k + setColumns.length + SOURCE_COLUMNS.length + 1;
+    const subscriptionParam = keys.length + setColumns.length + SOURCE_COLUMNS.length + 1;
     const typed = (expr: string, i: number): string => `${expr}::${table.columns[i]!.sqlType}`;
-    const carried = (i: number, alias: string): string | undefined => {
-      const at = setColumns.indexOf(i);
-      if (at >= 0) return `${alias}.c${k + at}`;
-      const p = keys.indexOf(i);
-      return p >= 0 ? `${alias}.c${p}` : undefined;
-    };
-    const present = table.columns.map((_, i) => i).filter((i) => carried(i, 'd') !== undefined);
-    const complete = present.length === table.columns.length;
+    const { carried, present, complete } = runColumns(table, setColumns);
     const ownAbsent = `NOT EXISTS (SELECT 1 FROM ${name} AS t WHERE ${keys.map((col, p) => `t.${colName(table, col)} = ${typed(`v.c${p}`, col)}`).join(' AND ')})`;
     // The update is newer than the delete: both commit times known, the update's later.
     const updateWins = `(${commitTimeOf('d')} > d.dtime)`;

@@ -39,6 +39,7 @@ import { quoteIdent, textArrayLiteral } from '../../core/sql.js';
 import { PgtideError, fromServerError } from '../../core/errors.js';
 import { LOG_COLUMNS, SOURCE_COLUMNS, commitTimeOf, jsonRow, literal, localCommit, sourceArrays, unnestAs, type LocalCommitInfo, type UpdateGuard } from './conflict-statements.js';
 import type { ConflictKind, ConflictPolicy, ConflictResolution } from '../../apply/conflict-policy.js';
+import { runColumns } from './update-run-columns.js';
 
 /**
  * A unique violation on a table not yet in check mode: the batch is replayed
@@ -102,14 +103,8 @@ function insertShape(table: TargetTable, rows: readonly Tuple[]): Shape {
 
 function updateShape(table: TargetTable, setColumns: readonly number[], rows: readonly KeyedUpdate[]): Shape {
   const keys = table.relation.keyIndexes;
-  const k = keys.length;
   const typed = (expr: string, i: number): string => `${expr}::${table.columns[i]!.sqlType}`;
-  const carried = (i: number, alias: string): string | undefined => {
-    const at = setColumns.indexOf(i);
-    if (at >= 0) return `${alias}.c${k + at}`;
-    const p = keys.indexOf(i);
-    return p >= 0 ? `${alias}.c${p}` : undefined;
-  };
+  const { carried } = runColumns(table, setColumns);
   return {
     table, operation: 'update', arrays: updateByKeyParts(table, setColumns, rows).arrays,
     newValue: (i) => {
