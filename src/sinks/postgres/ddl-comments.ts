@@ -6,7 +6,7 @@
  */
 import { qualify, quoteIdent } from '../../core/sql.js';
 import type { TableSnapshot } from '../../apply/ddl-event.js';
-import type { DdlStep } from './ddl-plan.js';
+import type { DdlStep } from './ddl-step.js';
 
 const literal = (text: string): string => `'${text.replace(/'/g, "''")}'`;
 

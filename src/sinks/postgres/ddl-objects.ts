@@ -10,7 +10,7 @@
  * does a SECURITY DEFINER routine: replayed, it would be owned by pgtide's
  * target role.
  */
-import type { DdlStep } from './ddl-plan.js';
+import type { DdlStep } from './ddl-step.js';
 
 export type ObjectReplay =
   | { readonly ok: true; readonly steps: readonly DdlStep[] }

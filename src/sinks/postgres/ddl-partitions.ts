@@ -20,7 +20,8 @@ import { qualify, quoteIdent } from '../../core/sql.js';
 import { tableKey, type TableGateState } from '../../core/table-sync.js';
 import type { DdlEvent, TableSnapshot } from '../../apply/ddl-event.js';
 import type { DdlQuery } from './apply-writer.js';
-import { planCreate, type DdlStep } from './ddl-plan.js';
+import { planCreate } from './ddl-plan.js';
+import type { DdlStep } from './ddl-step.js';
 import { ensureSchema } from './ddl-schemas.js';
 import { markForRecopy } from './recopy.js';
 

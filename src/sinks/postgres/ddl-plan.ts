@@ -9,19 +9,12 @@
  */
 import { qualify, quoteIdent } from '../../core/sql.js';
 import type { ColumnSnapshot, IndexSnapshot, TableSnapshot } from '../../apply/ddl-event.js';
+import type { DdlStep } from './ddl-step.js';
 import { createSequences, ownSequences } from './ddl-sequences.js';
 import { seededColumn } from './ddl-missing-value.js';
 import { planComments } from './ddl-comments.js';
 import { ensureSchema } from './ddl-schemas.js';
 
-export interface DdlStep {
-  readonly sql: string;
-  readonly destructive: boolean;
-  /** For messages: what the step does. */
-  readonly what: string;
-  /** An index the source built CONCURRENTLY: built so on a side connection after the batch commits. */
-  readonly concurrentIndex?: { readonly name: string; readonly qualifiedName: string };
-}
 
 /** CREATE TABLE for a table new to the target: columns, defaults, identity, generated; then its constraints and indexes. */
 export function planCreate(table: TableSnapshot): DdlStep[] {

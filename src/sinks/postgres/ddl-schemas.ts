@@ -13,7 +13,7 @@
 import { quoteIdent } from '../../core/sql.js';
 import type { DdlEvent } from '../../apply/ddl-event.js';
 import type { DdlQuery } from './apply-writer.js';
-import type { DdlStep } from './ddl-plan.js';
+import type { DdlStep } from './ddl-step.js';
 
 export type SchemaRename = Extract<DdlEvent, { event: 'schema' }>;
 

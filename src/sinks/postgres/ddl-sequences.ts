@@ -12,7 +12,7 @@
  */
 import { qualify, quoteIdent } from '../../core/sql.js';
 import type { SequenceSnapshot, TableSnapshot } from '../../apply/ddl-event.js';
-import type { DdlStep } from './ddl-plan.js';
+import type { DdlStep } from './ddl-step.js';
 
 const key = (s: SequenceSnapshot): string => `${s.schema}\u0000${s.name}`;
 

@@ -9,7 +9,7 @@
  */
 import type { RelationColumn } from '../../protocol/messages.js';
 import { quoteIdent } from '../../core/sql.js';
-import type { CatalogQuery } from './table-catalog.js';
+import type { CatalogQuery } from './catalog-query.js';
 
 const FIRST_NORMAL_OBJECT_ID = 16384;
 

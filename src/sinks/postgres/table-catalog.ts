@@ -10,6 +10,10 @@ import { textArrayLiteral } from '../../core/sql.js';
 import { tableMissingOnTarget } from '../../core/missing-table.js';
 import { TABLE_FACTS, tableFacts, type TableFacts, type TableFactsRow } from './table-facts.js';
 import { addMissingColumns, type MissingColumnsHook } from './missing-columns.js';
+import type { CatalogQuery } from './catalog-query.js';
+
+/** Re-exported: the writer and the unique checks take it from here with the table types. */
+export type { CatalogQuery };
 
 export interface TargetColumn {
   readonly name: string;
@@ -29,11 +33,6 @@ export interface TargetTable {
 }
 
 
-/**
- * Runs a catalog query. The apply writer passes its own connection's queue,
- * so the lookup sees the open batch's transaction and never cuts into a COPY.
- */
-export type CatalogQuery = (text: string, params: string[]) => Promise<readonly unknown[]>;
 
 interface ColumnRow extends TableFactsRow { attname: string | null; type: string; generated: boolean; identity_always: boolean; has_equality: boolean }
 
